@@ -1,0 +1,46 @@
+"""Fixtures for the suite's own tests: the lab, driven through its command line as a user drives it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run_lab(*args: str, timeout_s: float = 1800) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "viworks-lab"), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """The lab, up (``viworks-lab up``: a no-op when it already is); yields how long ``up`` took."""
+    started = time.monotonic()
+    done = run_lab("up")
+    assert done.returncode == 0, f"viworks-lab up failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
+    return {"up_s": time.monotonic() - started, "stderr": done.stderr}
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    return docker.from_env(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def lab_secrets():
+    return json.loads((REPO / ".lab" / "lab-secrets.json").read_text())
+
+
+def run_suite(*pytest_args: str, junit: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
+    """The suite's front door: a separate ``pytest`` run, as an operator starts it."""
+    return subprocess.run(
+        [str(BIN / "pytest"), "-p", "no:cacheprovider", f"--junitxml={junit}", *pytest_args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
+    )

@@ -1,0 +1,120 @@
+"""The lab replica, end to end: up, the contract's behaviour, idempotence, and a clean down.
+
+Tests run in file order; the last one takes the lab down. The lab is driven by its command line,
+and judged by what a user could observe (the API, nginx, Docker), not by its internals.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import xml.etree.ElementTree as ElementTree
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.conftest import REPO, run_lab, run_suite
+from viworks_verify.polling import poll_until
+from viworks_verify.tokens import mint_token
+
+pytestmark = pytest.mark.lab
+
+API = "http://127.0.0.1:8080"
+PKI = REPO / ".lab" / "pki"
+LAB_CONTAINERS = {"viworks-backend-agent-new", "viworks-nginx", "viworks-postgres", "viworks-redis", "viworks-gw-lab-01"}
+
+
+def _headers(lab_secrets, role="operator"):
+    return {"Authorization": f"Bearer {mint_token(lab_secrets['jwt_secret'], subject='lab-test', role=role)}"}
+
+
+def _lab_state(docker_client):
+    return {
+        c.name: (c.id, c.attrs["State"]["StartedAt"])
+        for c in docker_client.containers.list(all=True, filters={"label": "viworks.lab=1"})
+    }
+
+
+def test_up_starts_every_container_on_the_contract_networks(lab, docker_client):
+    containers = {c.name: c for c in docker_client.containers.list(filters={"label": "viworks.lab=1"})}
+    assert LAB_CONTAINERS <= set(containers)
+    backend_networks = set(containers["viworks-backend-agent-new"].attrs["NetworkSettings"]["Networks"])
+    assert backend_networks == {"viworks-internal", "viworks-public"}
+    assert set(containers["viworks-postgres"].attrs["NetworkSettings"]["Networks"]) == {"viworks-internal"}
+    ports = containers["viworks-backend-agent-new"].attrs["NetworkSettings"]["Ports"]
+    assert ports["8080/tcp"][0] == {"HostIp": "127.0.0.1", "HostPort": "8080"}
+    assert ports["8081/tcp"][0] == {"HostIp": "127.0.0.1", "HostPort": "8081"}
+
+
+def test_backend_container_is_bare_like_production(lab, docker_client):
+    backend = docker_client.containers.get("viworks-backend-agent-new")
+    for tool in ("ps", "ss", "netstat", "curl"):
+        assert backend.exec_run(["sh", "-c", f"command -v {tool}"]).exit_code != 0, f"{tool} is in the backend image"
+
+
+def test_gateway_agent_is_online_after_up(lab, lab_secrets):
+    agent = httpx.get(f"{API}/api/v1/agents/gw-lab-01", headers=_headers(lab_secrets), timeout=5).json()
+    assert agent["status"] == "Online"
+    assert agent["site"] == "lab" and "get_system_health" in agent["capabilities"]
+
+
+def test_system_health_command_round_trips_through_the_gateway(lab, lab_secrets):
+    headers = _headers(lab_secrets)
+    submitted = httpx.post(
+        f"{API}/api/v1/commands", headers=headers, timeout=5,
+        json={"verb": "get_system_health", "args": {}, "agent_targets": ["gw-lab-01"], "timeout": 30},
+    )
+    assert submitted.status_code == 201, submitted.text
+    correlation_id = submitted.json()["correlation_id"]
+    command = poll_until(
+        lambda: httpx.get(f"{API}/api/v1/commands/{correlation_id}", headers=headers, timeout=5).json(),
+        lambda seen: seen["status"] not in ("Pending", "Executing"),
+        what=f"command {correlation_id}", timeout_s=30, interval_s=0.05,
+    ).value
+    assert command["status"] == "Completed", command
+    result = command["result"]
+    assert result["status"] == "SUCCESS" and result["error_code"] == "NONE"
+    readings = json.loads(result["stdout"])
+    for name in ("memory_usage_percent", "disk_usage_percent", "uptime_seconds"):
+        assert readings[name] > 0, readings
+    assert len(readings["load_average"]) == 3
+
+
+def test_nginx_refuses_an_agent_upgrade_without_a_client_certificate(lab):
+    context = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
+    with pytest.raises(InvalidStatus) as refused:
+        connect("wss://agent.lab.test/ws/agent", host="127.0.0.1", port=443, ssl=context, server_hostname="agent.lab.test", open_timeout=5)
+    assert refused.value.response.status_code == 403
+    context.load_cert_chain(str(PKI / "suite-probe-01.crt"), str(PKI / "suite-probe-01.key"))
+    with connect("wss://agent.lab.test/ws/agent", host="127.0.0.1", port=443, ssl=context, server_hostname="agent.lab.test", open_timeout=5) as ws:
+        assert ws.response.status_code == 101
+
+
+def test_the_smoke_suite_passes_against_the_healthy_lab(lab, tmp_path):
+    junit = tmp_path / "junit.xml"
+    done = run_suite("-m", "smoke", "--target", "lab", junit=junit)
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    failures = int(suite.get("failures")) + int(suite.get("errors"))
+    assert done.returncode == 0 and failures == 0, done.stdout[-4000:]
+    assert int(suite.get("tests")) >= 10
+
+
+def test_up_twice_changes_nothing(lab, docker_client):
+    before = _lab_state(docker_client)
+    started = time.monotonic()
+    done = run_lab("up")
+    warm_s = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _lab_state(docker_client) == before
+    assert "built " not in done.stderr  # nothing rebuilt
+    print(f"warm up: {warm_s:.1f} s")
+
+
+def test_down_leaves_nothing(lab, docker_client):
+    done = run_lab("down")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert docker_client.containers.list(all=True, filters={"label": "viworks.lab=1"}) == []
+    assert docker_client.networks.list(names=["viworks-internal", "viworks-public"]) == []

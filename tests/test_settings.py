@@ -1,0 +1,68 @@
+"""Target settings: contract defaults, relative paths, includes, manifests, and errors naming the key."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from viworks_verify.settings import SettingsError, load_settings
+
+PIN = "sha256/" + "A" * 43 + "="
+
+
+def _target(tmp_path: Path, text: str, name: str = "prod") -> Path:
+    (tmp_path / f"{name}.toml").write_text(text)
+    return tmp_path
+
+
+def test_defaults_come_from_the_contract(tmp_path):
+    settings = load_settings("prod", _target(tmp_path, 'inventory = "hosts.ini"\n'))
+    assert settings.name == "prod"
+    assert settings.backend.agent_container == "viworks-backend-agent-new"
+    assert settings.backend.networks == ("viworks-internal", "viworks-public")
+    assert (settings.backend.api_port, settings.backend.ws_port) == (8080, 8081)
+    assert settings.gateway.unit == "viworks-gateway-agent.service"
+    assert settings.inventory == tmp_path / "hosts.ini"  # relative to the settings file
+
+
+def test_include_and_release_manifest(tmp_path):
+    (tmp_path / "gen.toml").write_text(f'[edge]\nspki_pins = "{PIN}"\n')
+    (tmp_path / "release.json").write_text(json.dumps({"backend": {"version": "2.0", "sha256": "ab" * 32, "size": 5}}))
+    settings = load_settings(
+        "prod", _target(tmp_path, 'include = ["gen.toml", "absent.toml"]\nrelease_manifest = "release.json"\n[edge]\ndomain = "agent.example.com"\n')
+    )
+    assert settings.edge.spki_pins == PIN and settings.edge.domain == "agent.example.com"
+    assert settings.release.version == "2.0" and settings.release.sha256 == "ab" * 32
+
+
+def test_the_file_wins_over_the_manifest(tmp_path):
+    (tmp_path / "release.json").write_text(json.dumps({"backend": {"version": "2.0", "sha256": "ab" * 32}}))
+    settings = load_settings("prod", _target(tmp_path, 'release_manifest = "release.json"\n[release]\nversion = "2.1"\n'))
+    assert settings.release.version == "2.1"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[backend]\napi_prot = 8080\n', "backend.api_prot: Extra inputs are not permitted"),
+        ('[backend]\napi_port = "eighty"\n', "backend.api_port"),
+        ('[edge]\nspki_pins = "dummy"\n', "edge.spki_pins: Value error, pin 'dummy' is not base64"),
+        ('[edge\n', "not valid TOML"),
+    ],
+)
+def test_a_bad_settings_file_is_one_error_naming_the_key(tmp_path, text, message):
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings("prod", _target(tmp_path, text))
+
+
+def test_an_unknown_target_lists_the_known_ones(tmp_path):
+    _target(tmp_path, "", name="staging")
+    with pytest.raises(SettingsError, match=r"unknown target 'prod'.*known: staging"):
+        load_settings("prod", tmp_path)
+
+
+def test_the_committed_lab_target_is_valid():
+    root = Path(__file__).resolve().parents[1]
+    settings = load_settings("lab", root / "targets")
+    assert settings.edge.domain == "agent.lab.test"
+    assert settings.gateway.agent_ids == ("gw-lab-01",)

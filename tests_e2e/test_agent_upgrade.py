@@ -1,0 +1,85 @@
+"""The agent path on the edge: mTLS enforced, a real WebSocket upgrade, never a plain page."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from viworks_verify import certs
+from viworks_verify.probe_agent import UpgradeRefused, open_session
+from viworks_verify.protocol import websocket_accept
+
+pytestmark = [pytest.mark.e2e, pytest.mark.tls]
+
+
+@pytest.mark.smoke
+def test_agent_path_upgrades_with_a_client_certificate(edge, probe_identity, recorder):
+    cert, key = probe_identity
+    url = edge.wss_url()
+    try:
+        session = open_session(edge, client_cert=cert, client_key=key)
+    except UpgradeRefused as exc:
+        pytest.fail(f"{url}: expected HTTP 101 with the suite's client certificate; found HTTP {exc.status} {exc.body!r}", pytrace=False)
+    with session:
+        status = session.response.status_code
+        accept = session.response.headers.get("Sec-WebSocket-Accept")
+        expected = websocket_accept(session.request.headers["Sec-WebSocket-Key"])
+    assert status == 101, f"{url}: expected HTTP 101 Switching Protocols; found {status}"
+    assert accept == expected, f"{url}: expected Sec-WebSocket-Accept {expected}; found {accept}"
+
+
+@pytest.mark.smoke
+def test_agent_path_is_not_a_plain_page(edge, probe_identity):
+    """The real outage: nginx sent the agent path to the API port, which answered 200 JSON."""
+    cert, key = probe_identity
+    context = edge.tls_context(client_cert=cert, client_key=key)
+    with httpx.Client(verify=context, timeout=edge.timeout_s) as http:
+        response = http.get(edge.https_url(edge.edge.ws_path), headers=edge.host_header, extensions=edge.request_extensions)
+    assert response.status_code != 200, (
+        f"{edge.wss_url()}: expected a refusal of a plain GET (400/426, the path only upgrades); "
+        f"found HTTP 200 {response.headers.get('content-type', '')} {response.text[:80]!r}"
+    )
+
+
+@pytest.mark.smoke
+def test_upgrade_without_a_client_certificate_is_refused(edge):
+    try:
+        session = open_session(edge, client_cert=None, client_key=None)
+    except UpgradeRefused as exc:
+        assert exc.status in (400, 401, 403, 495, 496), f"{edge.wss_url()}: refused with unexpected HTTP {exc.status}"
+        return
+    except (OSError, ConnectionError):
+        return  # ssl_verify_client on: the handshake itself fails, which is a refusal too
+    session.close()
+    pytest.fail(f"{edge.wss_url()}: expected the upgrade to be refused without a client certificate; found HTTP 101", pytrace=False)
+
+
+def test_upgrade_with_a_certificate_from_another_ca_is_refused(edge, settings, tmp_path):
+    foreign_ca = certs.new_ca("Not The Internal CA")
+    impostor = certs.issue(foreign_ca, settings.probe.agent_id, server=False)
+    (tmp_path / "impostor.crt").write_bytes(impostor.cert_pem())
+    (tmp_path / "impostor.key").write_bytes(impostor.key_pem())
+    try:
+        session = open_session(edge, client_cert=tmp_path / "impostor.crt", client_key=tmp_path / "impostor.key")
+    except UpgradeRefused as exc:
+        assert exc.status in (400, 401, 403, 495), f"{edge.wss_url()}: refused with unexpected HTTP {exc.status}"
+        return
+    except (OSError, ConnectionError):
+        return
+    session.close()
+    pytest.fail(f"{edge.wss_url()}: expected a client certificate from another CA to be refused; found HTTP 101", pytrace=False)
+
+
+def test_plain_ws_on_port_80_does_not_reach_the_backend_agent(edge):
+    """The real outage: a gateway bypassing TLS with ws://. Port 80 may redirect or not exist."""
+    url = f"http://{edge.address}:{edge.edge.http_port}{edge.edge.ws_path}"
+    headers = {**edge.host_header, "Connection": "Upgrade", "Upgrade": "websocket",
+               "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    try:
+        response = httpx.get(url, headers=headers, timeout=edge.timeout_s)
+    except httpx.TransportError:
+        return  # nothing listens on port 80
+    assert response.status_code != 101, f"ws://{edge.edge.domain}{edge.edge.ws_path}: expected no upgrade over plain HTTP; found HTTP 101"
+    assert response.status_code in (301, 302, 307, 308, 400, 403, 404, 426), (
+        f"ws://{edge.edge.domain}{edge.edge.ws_path}: expected a redirect to https or a refusal; found HTTP {response.status_code}"
+    )

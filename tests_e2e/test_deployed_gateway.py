@@ -1,0 +1,94 @@
+"""The deployed gateway agent, seen from the backend: registered, Online, reporting, executing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.protocol import parse_rfc3339, telemetry_problems
+
+pytestmark = [pytest.mark.e2e, pytest.mark.gateway]
+
+HEALTH_READINGS = ("cpu_usage_percent", "memory_usage_percent", "disk_usage_percent", "load_average", "uptime_seconds")
+
+
+def _agent_status(api, agent_id):
+    timed = api.agent(agent_id)
+    if timed.status == 404:
+        return {"status": "not registered"}
+    if timed.status != 200:
+        return {"status": f"HTTP {timed.status}"}
+    return timed.json()
+
+
+@pytest.mark.smoke
+def test_deployed_gateway_is_online(api, settings, deployed_agent_id, recorder):
+    timeout = settings.timing.ready_timeout_s
+    try:
+        ready = poll_until(
+            lambda: _agent_status(api, deployed_agent_id),
+            lambda info: info.get("status") == "Online",
+            what=f"gateway {deployed_agent_id}",
+            timeout_s=timeout,
+        )
+    except NotReady as exc:
+        last = exc.last if isinstance(exc.last, dict) else {"status": exc.last}
+        pytest.fail(
+            f"agent://{deployed_agent_id}: expected Online in the backend registry within {timeout:.0f} s; "
+            f"found {last.get('status')}, last_seen {last.get('last_seen', 'never')}",
+            pytrace=False,
+        )
+    recorder.figure("gateway Online readiness", ready.elapsed_s * 1000, " ms", host=deployed_agent_id)
+
+
+@pytest.mark.smoke
+def test_deployed_gateway_telemetry_is_recent_and_real(api, settings, deployed_agent_id):
+    timed = api.agent_telemetry(deployed_agent_id)
+    assert timed.status == 200, f"agent://{deployed_agent_id}: expected its latest telemetry; found HTTP {timed.status}"
+    telemetry = timed.json()
+    problems = telemetry_problems(telemetry)
+    assert not problems, f"agent://{deployed_agent_id}: telemetry is not real readings: {'; '.join(problems)}"
+    age = (dt.datetime.now(dt.timezone.utc) - parse_rfc3339(telemetry["ts"])).total_seconds()
+    limit = settings.gateway.telemetry_max_age_s
+    assert age <= limit, f"agent://{deployed_agent_id}: expected telemetry younger than {limit:.0f} s; found {age:.0f} s old"
+
+
+@pytest.mark.smoke
+def test_system_health_command_round_trips_to_the_gateway(api, settings, deployed_agent_id, recorder):
+    """The real outage: commands accepted (201) and never delivered."""
+    submitted = api.submit_command("get_system_health", {}, [deployed_agent_id], timeout_s=30)
+    assert submitted.status == 201, f"agent://{deployed_agent_id}: expected 201 for get_system_health; found {submitted.status} {submitted.response.text[:120]!r}"
+    correlation_id = submitted.json()["correlation_id"]
+    timeout = settings.timing.ready_timeout_s
+    try:
+        done = poll_until(
+            lambda: api.command(correlation_id).json(),
+            lambda command: command.get("status") not in ("Pending", "Executing"),
+            what=f"command {correlation_id}",
+            timeout_s=timeout,
+            interval_s=0.05,
+            max_interval_s=0.25,
+        )
+    except NotReady as exc:
+        status = exc.last.get("status") if isinstance(exc.last, dict) else exc.last
+        pytest.fail(f"agent://{deployed_agent_id}: get_system_health {correlation_id} not done after {timeout:.0f} s; last status {status}", pytrace=False)
+    recorder.figure("command round-trip (gateway)", (done.elapsed_s + submitted.elapsed_ms / 1000) * 1000, " ms", host=deployed_agent_id)
+    command = done.value
+    result = command.get("result") or {}
+    assert command["status"] == "Completed" and result.get("status") == "SUCCESS", (
+        f"agent://{deployed_agent_id}: expected get_system_health Completed/SUCCESS; found {command['status']}/"
+        f"{result.get('status')} error_code {result.get('error_code')}"
+    )
+    readings = json.loads(result["stdout"])
+    missing = [name for name in HEALTH_READINGS if name not in readings]
+    assert not missing, f"agent://{deployed_agent_id}: get_system_health result lacks {missing}"
+    zero = [name for name in ("memory_usage_percent", "disk_usage_percent", "uptime_seconds") if not readings[name] > 0]
+    assert not zero, f"agent://{deployed_agent_id}: expected real, non-zero readings; found zero {zero} in {readings}"
+
+
+def test_unknown_verb_is_refused(api, deployed_agent_id):
+    submitted = api.submit_command("format_disk", {}, [deployed_agent_id])
+    assert submitted.status == 400, f"agent://{deployed_agent_id}: expected HTTP 400 for the unknown verb format_disk; found {submitted.status}"

@@ -1,0 +1,45 @@
+"""``viworks-lab``: bring the local replica of a ViWorkS deployment up, report on it, take it down."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from viworks_lab.engine import LabError
+from viworks_lab.lab import Lab
+
+
+def _log(message: str) -> None:
+    print(f"viworks-lab: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="viworks-lab", description=__doc__)
+    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for each part to become ready")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="build (cached) and start the lab; wait until the gateway agent is Online")
+    commands.add_parser("down", help="remove every lab container and network (images stay cached)")
+    commands.add_parser("status", help="the lab's containers: state, restarts, networks, published ports")
+    args = parser.parse_args(argv)
+    lab = Lab(log=_log, ready_timeout_s=args.ready_timeout)
+    try:
+        if args.command == "up":
+            timings = lab.up()
+            _log("up: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
+        elif args.command == "down":
+            removed = lab.down()
+            _log("down: removed " + (", ".join(removed) if removed else "nothing (no lab was running)"))
+        else:
+            rows = lab.status()
+            if not rows:
+                print("no lab containers")
+            for row in rows:
+                print(f"{row['container']:<28} {row['state']:<10} restarts={row['restarts']:<3} {row['networks']:<34} {row['ports']}")
+    except LabError as exc:
+        _log(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Bring the lab replica up, report on it, take it down."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ssl
+import time
+from pathlib import Path
+from typing import Callable
+
+import docker
+import httpx
+
+from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.tokens import mint_token
+from viworks_lab import images, topology
+from viworks_lab.engine import LabError, docker_client
+from viworks_lab.layout import (
+    AGENT_DOMAIN, BACKEND_VERSION, FIXTURES, GATEWAY_CONTAINER, GATEWAY_ID, LOOPBACK, PORTS, SITE, StateDir,
+    default_state, render,
+)
+from viworks_lab.material import Material, ensure_material
+from viworks_lab.release import Build, build_agent, write_manifest
+
+BACKEND = "viworks-backend-agent-new"
+NGINX = "viworks-nginx"
+POSTGRES = "viworks-postgres"
+REDIS = "viworks-redis"
+GATEWAY_FILES_MARK = "/var/lib/viworks-lab/deployed.sha256"
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass
+class Lab:
+    """One lab on this machine: its state directory and a Docker client."""
+
+    state: StateDir = dataclasses.field(default_factory=default_state)
+    log: Log = print
+    ready_timeout_s: float = 120.0
+    _client: docker.DockerClient | None = None
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
+
+    # ---- up ---------------------------------------------------------------------------------
+    def up(self) -> dict[str, float]:
+        """Build what is missing, start what is not running, wait until the gateway is Online."""
+        timings: dict[str, float] = {}
+        started = time.monotonic()
+        material = ensure_material(self.state)
+        backend_build, gateway_build = build_agent("backend"), build_agent("gateway")
+        write_manifest(self.state.release, BACKEND_VERSION, [backend_build, gateway_build])
+        bases = images.ensure_bases(self.client, self.log)
+        roles = self._role_images(bases, backend_build)
+        timings["images_s"] = time.monotonic() - started
+
+        self._render(material, ws_port=PORTS["ws"])
+        topology.ensure_networks(self.client)
+        changed = {}
+        for spec in self._specs(roles):
+            _, changed[spec.name] = topology.ensure_container(self.client, spec)
+        if changed[BACKEND] and not changed[NGINX]:
+            # nginx resolved the backend's address when it started; a new backend container has a new one.
+            self.client.containers.get(NGINX).restart(timeout=5)
+        self._wait_backend(material)
+        self._wait_edge()
+        self._deploy_gateway(material, gateway_build)
+        timings["containers_s"] = time.monotonic() - started - timings["images_s"]
+        ready = self._wait_gateway_online(material)
+        timings["gateway_online_s"] = ready
+        timings["total_s"] = time.monotonic() - started
+        return timings
+
+    def _role_images(self, bases: dict[str, str], backend_build: Build) -> dict[str, str]:
+        backend = images.RoleImage(
+            "backend-agent",
+            images.APP,
+            "COPY viworks-backend-agent /app/viworks-backend-agent\n"
+            "RUN mkdir -p /app/config\nWORKDIR /app\n"
+            'CMD ["/app/viworks-backend-agent", "--config", "/app/config/backend-agent.toml"]\n',
+            {"viworks-backend-agent": backend_build.data},
+        )
+        services = images.RoleImage(
+            "services",
+            images.SERVICES,
+            "COPY entrypoint.sh /usr/local/bin/viworks-postgres-entrypoint\n",
+            {"entrypoint.sh": (FIXTURES / "postgres" / "entrypoint.sh").read_bytes()},
+        )
+        gateway_host = images.RoleImage(
+            "gateway-host",
+            images.GATEWAY_HOST,
+            "RUN useradd --create-home --shell /bin/bash ops"
+            " && echo 'ops ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/ops && chmod 0440 /etc/sudoers.d/ops"
+            " && printf 'PasswordAuthentication no\\nPermitRootLogin no\\n' > /etc/ssh/sshd_config.d/lab.conf"
+            " && systemctl set-default multi-user.target"
+            " && systemctl mask getty@tty1.service console-getty.service systemd-logind.service\n"
+            'CMD ["/sbin/init"]\n',
+            {},
+        )
+        return {role.name: images.ensure_role(self.client, role, bases, self.log) for role in (backend, services, gateway_host)}
+
+    def _render(self, material: Material, *, ws_port: int) -> None:
+        rendered = self.state.rendered
+        values = {
+            "AGENT_DOMAIN": AGENT_DOMAIN,
+            "WS_PORT": str(ws_port),
+            "VERSION": BACKEND_VERSION,
+            "POSTGRES_PASSWORD": material.postgres_password,
+            "REDIS_PASSWORD": material.redis_password,
+            "JWT_SECRET": material.jwt_secret,
+        }
+        files = {
+            "nginx/nginx.conf": ((FIXTURES / "nginx" / "nginx.conf").read_text(), 0o644),
+            "nginx/conf.d/viworks-agent.conf": (render((FIXTURES / "nginx" / "viworks-agent.conf.template").read_text(), values), 0o644),
+            "nginx/tls/server.crt": (material.read("server.crt").decode(), 0o644),
+            "nginx/tls/server.key": (material.read("server.key").decode(), 0o600),
+            "nginx/tls/client-ca.crt": (material.read("ca.crt").decode(), 0o644),
+            "backend/backend-agent.toml": (render((FIXTURES / "backend" / "backend-agent.toml.template").read_text(), values), 0o600),
+            "backend/command-signing.key": (material.read("command-signing.key").decode(), 0o600),
+            "redis/redis.conf": (render((FIXTURES / "redis" / "redis.conf.template").read_text(), values), 0o600),
+            "postgres/postgres-password": (material.postgres_password, 0o600),
+        }
+        for relative, (text, mode) in files.items():
+            path = rendered / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists() or path.read_text() != text:
+                path.write_text(text)
+            path.chmod(mode)
+
+    def _specs(self, roles: dict[str, str]) -> list[topology.ContainerSpec]:
+        rendered = self.state.rendered
+        return [
+            topology.ContainerSpec(
+                POSTGRES, roles["services"], {"viworks-internal": ()},
+                command=("/usr/local/bin/viworks-postgres-entrypoint",),
+                mounts={str(rendered / "postgres"): "/run/viworks:ro"},
+            ),
+            topology.ContainerSpec(
+                REDIS, roles["services"], {"viworks-internal": ()},
+                command=("redis-server", "/etc/viworks/redis.conf"),
+                mounts={str(rendered / "redis"): "/etc/viworks:ro"},
+            ),
+            topology.ContainerSpec(
+                BACKEND, roles["backend-agent"], {"viworks-internal": (), "viworks-public": ()},
+                ports={"8080/tcp": PORTS["api"], "8081/tcp": PORTS["ws"]},
+                mounts={str(rendered / "backend"): "/app/config:ro"},
+            ),
+            topology.ContainerSpec(
+                NGINX, roles["services"], {"viworks-public": (AGENT_DOMAIN,)},
+                command=("nginx", "-g", "daemon off;"),
+                ports={"80/tcp": PORTS["http"], "443/tcp": PORTS["https"]},
+                mounts={
+                    str(rendered / "nginx" / "nginx.conf"): "/etc/nginx/nginx.conf:ro",
+                    str(rendered / "nginx" / "conf.d"): "/etc/nginx/conf.d:ro",
+                    str(rendered / "nginx" / "tls"): "/etc/nginx/tls:ro",
+                },
+            ),
+            topology.ContainerSpec(
+                GATEWAY_CONTAINER, roles["gateway-host"], {"viworks-public": ()},
+                ports={"22/tcp": PORTS["gateway_ssh"]}, hostname=GATEWAY_ID, systemd=True,
+            ),
+        ]
+
+    def _wait_backend(self, material: Material) -> None:
+        def health() -> tuple[int, str]:
+            response = httpx.get(f"http://{LOOPBACK}:{PORTS['api']}/health", timeout=2)
+            return response.status_code, response.json().get("status", "?")
+
+        self._wait(health, lambda seen: seen == (200, "healthy"), f"backend agent /health on {LOOPBACK}:{PORTS['api']}")
+
+    def _wait_edge(self) -> None:
+        context = ssl.create_default_context(cafile=str(self.state.pki / "ca.crt"))
+
+        def health_via_nginx() -> int:
+            # Reach the loopback port, but speak to it as the agent domain (SNI, certificate name, Host).
+            with httpx.Client(verify=context, timeout=2) as http:
+                response = http.get(
+                    f"https://{LOOPBACK}:{PORTS['https']}/health",
+                    headers={"Host": AGENT_DOMAIN},
+                    extensions={"sni_hostname": AGENT_DOMAIN},
+                )
+            return response.status_code
+
+        self._wait(health_via_nginx, lambda status: status == 200, f"nginx https://{AGENT_DOMAIN} on {LOOPBACK}:{PORTS['https']}")
+
+    def _wait(self, probe, ready, what: str) -> float:
+        try:
+            return poll_until(probe, ready, what=what, timeout_s=self.ready_timeout_s).elapsed_s
+        except NotReady as exc:
+            raise LabError(f"lab not up: {exc}") from exc
+
+    # ---- the gateway host -------------------------------------------------------------------
+    def _deploy_gateway(self, material: Material, build: Build) -> None:
+        """Install the gateway agent the way a deploy would: binary, .env, certs, scripts, unit."""
+        container = self.client.containers.get(GATEWAY_CONTAINER)
+        self._wait(
+            lambda: topology.exec_checked(container, ["systemctl", "is-system-running"], "systemd").strip(),
+            lambda state: state in ("running", "degraded"),
+            f"systemd in {GATEWAY_CONTAINER}",
+        )
+        self._record_host_key(container)
+        env_text = render(
+            (FIXTURES / "gateway" / "agent.env.template").read_text(),
+            {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": GATEWAY_ID, "SPKI_PIN": material.server_pin, "SITE": SITE},
+        )
+        files = {
+            "/opt/viworks/viworks-gateway-agent": (build.data, 0o755),
+            "/opt/viworks/agent/.env": (env_text.encode(), 0o600),
+            "/opt/viworks/agent/certs/client.crt": (material.read(f"{GATEWAY_ID}.crt"), 0o644),
+            "/opt/viworks/agent/certs/client.key": (material.read(f"{GATEWAY_ID}.key"), 0o600),
+            "/opt/viworks/agent/certs/ca.crt": (material.read("ca.crt"), 0o644),
+            "/opt/viworks/agent/certs/backend-signing.pub": (material.read("command-signing.pub"), 0o644),
+            "/etc/systemd/system/viworks-gateway-agent.service": ((FIXTURES / "gateway" / "viworks-gateway-agent.service").read_bytes(), 0o644),
+            "/home/ops/.ssh/authorized_keys": ((self.state.ssh / "id_ed25519.pub").read_bytes(), 0o600),
+        }
+        for script in sorted((FIXTURES / "gateway" / "scripts").glob("*.sh")):
+            files[f"/opt/viworks/scripts/{script.name}"] = (script.read_bytes(), 0o755)
+        digest = _files_digest(files)
+        deployed = container.exec_run(["cat", GATEWAY_FILES_MARK]).output.decode(errors="replace").strip()
+        if deployed == digest and _unit_active(container):
+            return
+        topology.put_files(container, {**files, GATEWAY_FILES_MARK: (digest.encode(), 0o644)})
+        topology.exec_checked(container, ["chown", "-R", "ops:ops", "/home/ops/.ssh"], "chown ~ops/.ssh")
+        topology.exec_checked(container, ["chmod", "0700", "/home/ops/.ssh"], "chmod ~ops/.ssh")
+        topology.exec_checked(container, ["systemctl", "daemon-reload"], "systemctl daemon-reload")
+        topology.exec_checked(container, ["systemctl", "enable", "viworks-gateway-agent.service"], "enable the gateway unit")
+        topology.exec_checked(container, ["systemctl", "restart", "viworks-gateway-agent.service"], "start the gateway unit")
+        self.log(f"deployed the gateway agent to {GATEWAY_CONTAINER} ({build.size} bytes, sha256 {build.sha256[:12]})")
+
+    def _record_host_key(self, container) -> None:
+        key = topology.exec_checked(container, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], "read the ssh host key")
+        algorithm, blob = key.split()[:2]
+        line = f"[{LOOPBACK}]:{PORTS['gateway_ssh']} {algorithm} {blob}\n"
+        known_hosts = self.state.ssh / "known_hosts"
+        if not known_hosts.exists() or known_hosts.read_text() != line:
+            known_hosts.write_text(line)
+
+    def _wait_gateway_online(self, material: Material) -> float:
+        token = mint_token(material.jwt_secret, subject="viworks-lab", role="viewer", ttl_s=self.ready_timeout_s + 60)
+
+        def registry_status() -> str:
+            response = httpx.get(
+                f"http://{LOOPBACK}:{PORTS['api']}/api/v1/agents/{GATEWAY_ID}",
+                headers={"Authorization": f"Bearer {token}"}, timeout=2,
+            )
+            if response.status_code == 404:
+                return "not registered"
+            return response.json().get("status", f"HTTP {response.status_code}")
+
+        return self._wait(registry_status, lambda status: status == "Online", f"gateway agent {GATEWAY_ID} Online in the registry")
+
+    # ---- down and status --------------------------------------------------------------------
+    def down(self) -> list[str]:
+        return topology.remove_all(self.client)
+
+    def status(self) -> list[dict[str, str]]:
+        rows = []
+        for container in sorted(topology.lab_containers(self.client), key=lambda c: c.name):
+            attrs = container.attrs
+            networks = sorted(attrs["NetworkSettings"]["Networks"])
+            ports = sorted(
+                f"{binding[0]['HostIp']}:{binding[0]['HostPort']}->{port}"
+                for port, binding in (attrs["NetworkSettings"]["Ports"] or {}).items() if binding
+            )
+            rows.append({
+                "container": container.name,
+                "state": attrs["State"]["Status"],
+                "restarts": str(attrs["RestartCount"]),
+                "networks": ",".join(networks),
+                "ports": " ".join(ports),
+            })
+        return rows
+
+
+def _files_digest(files: dict[str, tuple[bytes, int]]) -> str:
+    sha = hashlib.sha256()
+    for path, (data, mode) in sorted(files.items()):
+        sha.update(f"{path}:{mode:o}:".encode())
+        sha.update(data)
+    return sha.hexdigest()
+
+
+def _unit_active(container) -> bool:
+    return container.exec_run(["systemctl", "is-active", "viworks-gateway-agent.service"]).exit_code == 0

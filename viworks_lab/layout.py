@@ -1,0 +1,76 @@
+"""Where the lab keeps things, and the names it gives the replica (the contract's defaults)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = REPO_ROOT / "fixtures" / "lab"
+
+AGENT_DOMAIN = "agent.lab.test"
+GATEWAY_ID = "gw-lab-01"
+GATEWAY_CONTAINER = "viworks-gw-lab-01"
+SUITE_AGENT_ID = "suite-probe-01"
+SITE = "lab"
+BACKEND_VERSION = "1.4.2-lab"
+NETWORKS = ("viworks-internal", "viworks-public")
+LOOPBACK = "127.0.0.1"
+# Published ports on the loopback interface: the contract's, plus sshd of the gateway host.
+PORTS = {"http": 80, "https": 443, "api": 8080, "ws": 8081, "gateway_ssh": 2222}
+
+
+@dataclasses.dataclass(frozen=True)
+class StateDir:
+    """The lab's generated state (keys, rendered configs, the suite's lab target files); not in git."""
+
+    root: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def ssh(self) -> Path:
+        return self.root / "ssh"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.root / "ssh_config"
+
+    @property
+    def secrets_env(self) -> Path:
+        return self.root / "secrets.env"
+
+    @property
+    def lab_secrets(self) -> Path:
+        return self.root / "lab-secrets.json"
+
+    @property
+    def release(self) -> Path:
+        return self.root / "release.json"
+
+    @property
+    def rendered(self) -> Path:
+        return self.root / "rendered"
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+
+def default_state() -> StateDir:
+    return StateDir(REPO_ROOT / ".lab")
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    """Fill ``@NAME@`` tokens; a token without a value is an error, not a silent blank."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise KeyError(f"template token @{name}@ has no value")
+        return values[name]
+
+    return re.sub(r"@([A-Z][A-Z_]*)@", fill, template)

@@ -1,0 +1,132 @@
+"""The lab's generated material: CA and certificates, keys, secrets, and the files the suite reads.
+
+Generated once into the state directory and reused, so ``up`` twice changes nothing. Secrets
+stay in that (git-ignored) directory with mode 0600.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from viworks_verify import certs
+from viworks_verify.pins import spki_pin
+from viworks_lab.layout import AGENT_DOMAIN, GATEWAY_ID, LOOPBACK, PORTS, SUITE_AGENT_ID, StateDir
+
+
+@dataclasses.dataclass(frozen=True)
+class Material:
+    state: StateDir
+    postgres_password: str
+    redis_password: str
+    jwt_secret: str
+
+    def path(self, name: str) -> Path:
+        return self.state.pki / name
+
+    def read(self, name: str) -> bytes:
+        return self.path(name).read_bytes()
+
+    @property
+    def server_pin(self) -> str:
+        return spki_pin(self.read("server.crt"))
+
+
+def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def _identity_files(state: StateDir, stem: str, identity: certs.Identity) -> None:
+    _write(state.pki / f"{stem}.crt", identity.cert_pem())
+    _write(state.pki / f"{stem}.key", identity.key_pem(), 0o600)
+
+
+def ensure_material(state: StateDir) -> Material:
+    """Create what is missing; never regenerate what exists (keys and pins stay stable)."""
+    state.root.mkdir(parents=True, exist_ok=True)
+    state.root.chmod(0o700)
+    if not (state.pki / "ca.crt").exists():
+        ca = certs.new_ca("ViWorkS Lab Internal CA")
+        _identity_files(state, "ca", ca)
+        _identity_files(state, "server", certs.issue(ca, AGENT_DOMAIN, server=True))
+        _identity_files(state, GATEWAY_ID, certs.issue(ca, GATEWAY_ID, server=False))
+        _identity_files(state, SUITE_AGENT_ID, certs.issue(ca, SUITE_AGENT_ID, server=False))
+        signing = Ed25519PrivateKey.generate()
+        _write(
+            state.pki / "command-signing.key",
+            signing.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            0o600,
+        )
+        _write(
+            state.pki / "command-signing.pub",
+            signing.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+        )
+    if not (state.ssh / "id_ed25519").exists():
+        key = Ed25519PrivateKey.generate()
+        _write(
+            state.ssh / "id_ed25519",
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()),
+            0o600,
+        )
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        _write(state.ssh / "id_ed25519.pub", public + b" viworks-lab\n")
+    if not state.lab_secrets.exists():
+        _write(
+            state.lab_secrets,
+            json.dumps(
+                {
+                    "postgres_password": secrets.token_urlsafe(24),
+                    "redis_password": secrets.token_urlsafe(24),
+                    "jwt_secret": secrets.token_urlsafe(48),
+                }
+            ),
+            0o600,
+        )
+    values = json.loads(state.lab_secrets.read_text())
+    material = Material(state, values["postgres_password"], values["redis_password"], values["jwt_secret"])
+    _write_suite_files(material)
+    return material
+
+
+def _write_suite_files(material: Material) -> None:
+    """What the suite reads to target the lab: its secrets and the gateway host's ssh config."""
+    state = material.state
+    _write(
+        state.secrets_env,
+        "# Secrets of the lab target (read by targets/lab.toml; environment variables take precedence).\n"
+        f"VIWORKS_JWT_SECRET={material.jwt_secret}\n"
+        f"VIWORKS_AGENT_KEY_FILE={state.pki / (SUITE_AGENT_ID + '.key')}\n",
+        0o600,
+    )
+    _write(
+        state.root / "generated.toml",
+        "# Written by `viworks-lab up` for targets/lab.toml: values that exist only once the lab made them.\n"
+        "[edge]\n"
+        f'spki_pins = "sha256/{material.server_pin}"\n',
+    )
+    _write(
+        state.ssh_config,
+        f"Host {GATEWAY_ID}\n"
+        f"    HostName {LOOPBACK}\n"
+        f"    Port {PORTS['gateway_ssh']}\n"
+        "    User ops\n"
+        f"    IdentityFile {state.ssh / 'id_ed25519'}\n"
+        "    IdentitiesOnly yes\n"
+        f"    UserKnownHostsFile {state.ssh / 'known_hosts'}\n"
+        "    StrictHostKeyChecking yes\n"
+        "    ConnectTimeout 5\n"
+        "    ServerAliveInterval 10\n",
+    )

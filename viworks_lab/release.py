@@ -1,0 +1,67 @@
+"""Release builds of the reference agents: single-file zipapps, like the production binaries.
+
+Reproducible (fixed timestamps and order), so a build's sha256 and size identify its sources,
+which is what the suite's "deployed binary matches the expected release" check relies on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from viworks_lab.layout import REPO_ROOT
+
+SHEBANG = b"#!/usr/bin/python3\n"
+_SHARED = (
+    "viworks_verify/__init__.py",
+    "viworks_verify/protocol.py",
+    "viworks_verify/commands.py",
+    "viworks_verify/pins.py",
+    "viworks_lab/__init__.py",
+    "viworks_lab/agents/__init__.py",
+)
+AGENT_SOURCES = {
+    "backend": (*_SHARED, "viworks_lab/agents/backend.py"),
+    "gateway": (*_SHARED, "viworks_lab/agents/host_readings.py", "viworks_lab/agents/gateway.py"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Build:
+    agent: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def build_agent(agent: str, build_note: str | None = None) -> Build:
+    """The zipapp for ``agent``; a ``build_note`` makes a different build of the same code (drift)."""
+    members = {path: (REPO_ROOT / path).read_bytes() for path in AGENT_SOURCES[agent]}
+    members["__main__.py"] = f"from viworks_lab.agents.{agent} import main\n\nmain()\n".encode()
+    if build_note:
+        members["BUILD_NOTE"] = build_note.encode()
+    buffer = io.BytesIO()
+    buffer.write(SHEBANG)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, members[name])
+    return Build(agent, buffer.getvalue())
+
+
+def write_manifest(path: Path, version: str, builds: list[Build]) -> None:
+    """The release manifest a deploy pipeline would publish: what it built, by sha256 and size."""
+    manifest = {build.agent: {"version": version, "sha256": build.sha256, "size": build.size} for build in builds}
+    path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,113 @@
+"""The target's hosts, from an Ansible INI inventory (groups ``backend`` and ``gateway``).
+
+Parsing is Ansible's own (through testinfra's AnsibleRunner, which runs ``ansible-inventory``);
+turning an inventory host into a testinfra host is done here so that every SSH host shares one
+multiplexed connection per run (ControlMaster with a per-run ControlPath).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+GROUPS = ("backend", "gateway")
+_LOCAL_CONNECTIONS = ("local",)
+_SSH_CONNECTIONS = ("ssh", "smart", "paramiko", "paramiko_ssh")
+
+
+class InventoryError(Exception):
+    """An inventory that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InventoryHost:
+    name: str
+    group: str
+    connection: str  # "local" or "ssh"
+    address: str
+    user: str | None
+    port: int | None
+    identity_file: str | None
+    become: bool
+
+    @property
+    def id(self) -> str:
+        """How checks name the host: ``ssh://gw-lab-01``, ``local://backend-lab``."""
+        return f"{self.connection}://{self.name}"
+
+
+class Inventory:
+    def __init__(self, path: Path, ssh_config: Path | None = None, control_dir: Path | None = None, timeout_s: int = 5):
+        if not path.is_file():
+            raise InventoryError(f"inventory {path} does not exist")
+        self.path = path
+        self.ssh_config = ssh_config
+        self.control_dir = control_dir
+        self.timeout_s = timeout_s
+        _put_ansible_on_path()
+        self._runner = AnsibleRunner(str(path))
+
+    @functools.cached_property
+    def hosts(self) -> list[InventoryHost]:
+        try:
+            names = {group: self._runner.get_hosts(group) for group in GROUPS}
+        except (RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
+            raise InventoryError(f"inventory {self.path} cannot be parsed: {exc}") from None
+        found = []
+        for group, members in names.items():
+            for name in members:
+                found.append(self._host(name, group, self._runner.get_variables(name)))
+        if not found:
+            raise InventoryError(f"inventory {self.path} has no host in groups {', '.join(GROUPS)}")
+        return found
+
+    def group(self, group: str) -> list[InventoryHost]:
+        return [host for host in self.hosts if host.group == group]
+
+    def _host(self, name: str, group: str, variables: dict[str, Any]) -> InventoryHost:
+        connection = str(variables.get("ansible_connection", "ssh"))
+        if connection in _SSH_CONNECTIONS:
+            connection = "ssh"
+        elif connection not in _LOCAL_CONNECTIONS:
+            raise InventoryError(f"inventory {self.path}: host {name} has ansible_connection={connection}; the suite speaks ssh or local")
+        port = variables.get("ansible_port")
+        return InventoryHost(
+            name=name,
+            group=group,
+            connection=connection,
+            address=str(variables.get("ansible_host", name)),
+            user=variables.get("ansible_user"),
+            port=int(port) if port else None,
+            identity_file=variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file"),
+            become=str(variables.get("ansible_become", "false")).lower() in ("1", "true", "yes"),
+        )
+
+    def testinfra_host(self, host: InventoryHost) -> testinfra.host.Host:
+        """The testinfra host for an inventory host (cached by testinfra: one per run)."""
+        if host.connection == "local":
+            return testinfra.get_host("local://", sudo=host.become and os.geteuid() != 0)
+        spec = "ssh://" + (f"{host.user}@" if host.user else "") + host.address + (f":{host.port}" if host.port else "")
+        options: dict[str, Any] = {"sudo": host.become, "timeout": self.timeout_s, "controlpersist": 120}
+        if self.ssh_config:
+            options["ssh_config"] = str(self.ssh_config)
+        if host.identity_file:
+            options["ssh_identity_file"] = host.identity_file
+        if self.control_dir:
+            # testinfra %-formats its ssh command line: ssh's own %C token needs escaping.
+            options["controlpath"] = str(self.control_dir / "%%C")
+        return testinfra.get_host(spec, **options)
+
+
+def _put_ansible_on_path() -> None:
+    """``ansible-inventory`` is installed beside this interpreter; find it without an activated venv."""
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")

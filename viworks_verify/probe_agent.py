@@ -1,0 +1,82 @@
+"""The suite's synthetic agent: a real wss session through the edge, with the suite's own identity.
+
+Threaded (websockets' sync client) so a check can hold a session open while it calls the API.
+Frames are built and parsed by ``protocol``; this module only moves them.
+"""
+
+from __future__ import annotations
+
+import platform
+import ssl
+from pathlib import Path
+from typing import Any
+
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from viworks_verify import protocol
+from viworks_verify.commands import VERB_ARGS
+from viworks_verify.edge import EdgeEndpoint
+
+
+class UpgradeRefused(Exception):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+def open_session(
+    endpoint: EdgeEndpoint,
+    *,
+    client_cert: Path | None,
+    client_key: Path | None,
+    path: str | None = None,
+    timeout_s: float | None = None,
+) -> ClientConnection:
+    """Upgrade to a WebSocket at the agent path; UpgradeRefused with the HTTP status when refused."""
+    context: ssl.SSLContext = endpoint.tls_context(client_cert=client_cert, client_key=client_key)
+    timeout = timeout_s or endpoint.timeout_s
+    try:
+        return connect(
+            endpoint.wss_url(path),
+            sock=endpoint.open_tcp(),
+            ssl=context,
+            server_hostname=endpoint.edge.domain,
+            open_timeout=timeout,
+            close_timeout=2,
+            ping_interval=15,
+            ping_timeout=30,
+        )
+    except InvalidStatus as exc:
+        body = exc.response.body.decode(errors="replace") if exc.response.body else ""
+        raise UpgradeRefused(exc.response.status_code, body[:200]) from None
+
+
+def hello_payload(agent_id: str, site: str = "suite") -> dict[str, Any]:
+    return {
+        "agent_id": agent_id,
+        "site": site,
+        "agent_version": "viworks-verify",
+        "os": platform.system(),
+        "kernel": platform.release(),
+        "container_engine": "none",
+        "supported_verbs": sorted(VERB_ARGS),
+        "start_time": protocol.rfc3339(),
+        "feature_flags": {"exec_enable": True, "inbound_http": False},
+    }
+
+
+def send_frame(session: ClientConnection, frame: protocol.Frame) -> None:
+    session.send(frame.to_json())
+
+
+def receive_frame(session: ClientConnection, timeout_s: float) -> protocol.Frame:
+    """The next frame (TimeoutError when none arrives in time)."""
+    return protocol.Frame.parse(session.recv(timeout=timeout_s))
+
+
+def say_hello(session: ClientConnection, agent_id: str, timeout_s: float) -> protocol.Frame:
+    """Send hello and return the backend's answer (``welcome`` or ``error``)."""
+    send_frame(session, protocol.make_frame(protocol.HELLO, hello_payload(agent_id)))
+    return receive_frame(session, timeout_s)

@@ -1,0 +1,194 @@
+"""The suite's pytest plugin: target selection, shared fixtures, host parametrization, figures.
+
+The only module of the helpers that imports pytest. Checks get everything from these fixtures:
+``settings``, ``secrets``, ``edge``, ``api``, ``recorder``, and per-host ``backend_host`` /
+``gateway_host`` (parametrized from the inventory, test ids naming the host).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from viworks_verify.api import BackendApi
+from viworks_verify.edge import EdgeEndpoint
+from viworks_verify.inventory import Inventory, InventoryError
+from viworks_verify.recorder import Recorder
+from viworks_verify.redaction import REDACTOR
+from viworks_verify.secrets import MissingSecret, Secrets
+from viworks_verify.settings import Settings, SettingsError, load_settings
+from viworks_verify.targets import HostUnreachable, TargetHost
+
+_SETTINGS = pytest.StashKey[Settings]()
+_INVENTORY = pytest.StashKey[Inventory]()
+_RECORDER = pytest.StashKey[Recorder]()
+_HOSTS = pytest.StashKey[dict[str, TargetHost]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("viworks", "ViWorkS deploy verification")
+    group.addoption("--target", default=os.environ.get("VIWORKS_TARGET", "lab"),
+                    help="target name (targets/<name>.toml) or settings file path; default $VIWORKS_TARGET or lab")
+    group.addoption("--targets-dir", default=None, help="where target names are looked up (default: ./targets)")
+    group.addoption("--ready-timeout", type=float, default=None,
+                    help="seconds a check waits for something to become ready (default from the target's settings)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_RECORDER] = Recorder()
+
+
+def _settings(config: pytest.Config) -> Settings:
+    if _SETTINGS not in config.stash:
+        targets_dir = Path(config.getoption("--targets-dir") or Path(config.rootpath) / "targets")
+        try:
+            settings = load_settings(config.getoption("--target"), targets_dir)
+        except SettingsError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        timeout = config.getoption("--ready-timeout")
+        if timeout is not None:
+            settings = settings.model_copy(update={"timing": settings.timing.model_copy(update={"ready_timeout_s": timeout})})
+        config.stash[_SETTINGS] = settings
+    return config.stash[_SETTINGS]
+
+
+def _inventory(config: pytest.Config) -> Inventory:
+    if _INVENTORY not in config.stash:
+        settings = _settings(config)
+        control_dir = Path(tempfile.mkdtemp(prefix="viworks-ssh-"))
+        try:
+            inventory = Inventory(settings.inventory, settings.ssh_config, control_dir, int(settings.timing.connect_timeout_s))
+            inventory.hosts  # parse now: a broken inventory is a usage error, not fifty failures
+        except InventoryError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.stash[_INVENTORY] = inventory
+        config.stash[_HOSTS] = {
+            host.name: TargetHost(host, inventory, docker_url=settings.backend.docker_url if host.group == "backend" else None)
+            for host in inventory.hosts
+        }
+    return config.stash[_INVENTORY]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Give every check the host it is about, in its test id (``[ssh://gw-lab-01]``)."""
+    for fixture, group in (("backend_host", "backend"), ("gateway_host", "gateway")):
+        if fixture in metafunc.fixturenames:
+            hosts = _inventory(metafunc.config).group(group)
+            metafunc.parametrize(fixture, [h.name for h in hosts], ids=[h.id for h in hosts], indirect=True, scope="session")
+    if "deployed_agent_id" in metafunc.fixturenames:
+        settings = _settings(metafunc.config)
+        agent_ids = list(settings.gateway.agent_ids) or [h.name for h in _inventory(metafunc.config).group("gateway")]
+        metafunc.parametrize("deployed_agent_id", agent_ids, ids=[f"agent://{a}" for a in agent_ids], scope="session")
+    elif "edge" in metafunc.fixturenames:
+        domain = _settings(metafunc.config).edge.domain
+        metafunc.parametrize("edge", [domain], ids=[f"https://{domain}"], indirect=True, scope="session")
+
+
+def _target_host(request: pytest.FixtureRequest) -> TargetHost:
+    _inventory(request.config)
+    return request.config.stash[_HOSTS][request.param]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """An unreachable host fails its first check once, fast; its other checks skip with the reason.
+
+    Done before any fixture runs, so no cached fixture error repeats the failure for every check.
+    """
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for fixture in ("backend_host", "gateway_host"):
+        if fixture in params:
+            host = item.config.stash[_HOSTS][params[fixture]]
+            try:
+                host.ensure_reachable()
+            except HostUnreachable as exc:
+                if host.reported:
+                    pytest.skip(str(exc))
+                host.reported = True
+                pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def backend_host(request: pytest.FixtureRequest) -> TargetHost:
+    return _target_host(request)
+
+
+@pytest.fixture(scope="session")
+def gateway_host(request: pytest.FixtureRequest) -> TargetHost:
+    return _target_host(request)
+
+
+@pytest.fixture(scope="session")
+def settings(pytestconfig: pytest.Config) -> Settings:
+    return _settings(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def secrets(settings: Settings) -> Secrets:
+    return Secrets.load(settings.secrets_file)
+
+
+@pytest.fixture(scope="session")
+def recorder(pytestconfig: pytest.Config) -> Recorder:
+    return pytestconfig.stash[_RECORDER]
+
+
+@pytest.fixture(scope="session")
+def edge(settings: Settings) -> EdgeEndpoint:
+    return EdgeEndpoint(settings.edge, timeout_s=settings.timing.connect_timeout_s)
+
+
+@pytest.fixture(scope="session")
+def probe_identity(settings: Settings, secrets: Secrets) -> tuple[Path, Path]:
+    """The synthetic agent's client certificate and key (CN = settings.probe.agent_id)."""
+    if settings.probe.client_cert is None or not settings.probe.client_cert.is_file():
+        pytest.fail(f"probe.client_cert in {settings.source} must name the synthetic agent's certificate; found {settings.probe.client_cert}", pytrace=False)
+    try:
+        return settings.probe.client_cert, secrets.agent_key_file()
+    except MissingSecret as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def api_token(secrets: Secrets) -> str:
+    try:
+        return secrets.api_token(role="admin")
+    except MissingSecret as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def api(edge: EdgeEndpoint, api_token: str) -> Iterator[BackendApi]:
+    with BackendApi(edge, api_token) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def anonymous_api(edge: EdgeEndpoint) -> Iterator[BackendApi]:
+    with BackendApi(edge) as client:
+        yield client
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.longrepr is not None:
+        # Whatever a failure shows (message, traceback, locals) goes through the redactor.
+        report.longrepr = REDACTOR.redact(str(report.longrepr))
+    for index, (name, text) in enumerate(report.sections):
+        report.sections[index] = (name, REDACTOR.redact(text))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    rows = config.stash[_RECORDER].summary() if _RECORDER in config.stash else []
+    if rows:
+        terminalreporter.section("viworks figures")
+        for row in rows:
+            terminalreporter.write_line(
+                f"{row['name']:<40} n={row['count']:<3} p50={row['p50']:.1f}{row['unit']} p95={row['p95']:.1f}{row['unit']} max={row['max']:.1f}{row['unit']}"
+            )

@@ -1,0 +1,210 @@
+"""A target's settings: one TOML file per environment, validated once into a typed model.
+
+Every default is the contract's, so a production file holds only what differs. Relative paths
+are resolved against the file that names them. ``include`` merges other files first (the lab's
+committed target includes the values its ``up`` generates: the pin and the release manifest).
+Unknown or mistyped keys are errors that name the key: a typo must not silently fall back to a
+default.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from viworks_verify.pins import PinFormatError, parse_pins
+
+REQUIRED_ENV_KEYS = (
+    "VIW_AGENT_BACKEND_URL", "VIW_AGENT_ID", "VIW_AGENT_CERT_PATH", "VIW_AGENT_KEY_PATH",
+    "VIW_AGENT_TRUST_BUNDLE", "VIW_AGENT_BACKEND_SPKI_PIN", "VIW_AGENT_SITE", "VIW_AGENT_CONTAINER_ENGINE",
+    "VIW_AGENT_SCRIPTS_ROOT", "VIW_AGENT_MAX_CONCURRENCY", "VIW_AGENT_CMD_TIMEOUT_SECS",
+    "VIW_AGENT_FEATURE_EXEC_ENABLE", "VIW_AGENT_FEATURE_INBOUND_HTTP", "RUST_LOG",
+)
+
+
+class SettingsError(Exception):
+    """A target that cannot be used as given; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Edge(_Section):
+    """The TLS edge (nginx) on the agent domain, as agents and API clients reach it."""
+
+    domain: str = "agent.example.com"
+    connect_address: str | None = None  # like curl --resolve: reach this address, speak as `domain`
+    https_port: int = 443
+    http_port: int = 80
+    ws_path: str = "/ws/agent"
+    ca_bundle: Path | None = None  # None: the system trust store
+    spki_pins: str | None = None  # primary[,backup], bare or sha256/
+    cert_warn_days: int = 30
+    cert_fail_days: int = 7
+    health_slo_ms: float = 100.0
+
+    @field_validator("spki_pins")
+    @classmethod
+    def _pins_well_formed(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_pins(value)
+            except PinFormatError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class Backend(_Section):
+    """The backend host's containers and what is inside the backend agent's."""
+
+    agent_container: str = "viworks-backend-agent-new"
+    nginx_container: str = "viworks-nginx"
+    postgres_container: str = "viworks-postgres"
+    redis_container: str = "viworks-redis"
+    networks: tuple[str, ...] = ("viworks-internal", "viworks-public")
+    api_port: int = 8080
+    ws_port: int = 8081
+    published_host_ip: str | None = None  # None: any address; the lab publishes on 127.0.0.1 only
+    binary_path: str = "/app/viworks-backend-agent"
+    config_path: str = "/app/config/backend-agent.toml"
+    database_host: str = "viworks-postgres"
+    redis_host: str = "viworks-redis"
+    docker_url: str | None = None  # None: the local engine for a local host, ssh://user@host otherwise
+    max_restarts: int = 3
+
+
+class Gateway(_Section):
+    """Gateway hosts (systemd, reached over SSH) and the agent deployed on each."""
+
+    agent_ids: tuple[str, ...] = ()  # empty: the inventory names of the gateway group
+    unit: str = "viworks-gateway-agent.service"
+    working_directory: str = "/opt/viworks/agent"
+    env_file: str = "/opt/viworks/agent/.env"
+    binary_path: str = "/opt/viworks/viworks-gateway-agent"
+    required_env_keys: tuple[str, ...] = REQUIRED_ENV_KEYS
+    scripts: tuple[str, ...] = ("add_user.sh", "delete_user.sh", "add_vpn_user.sh", "delete_vpn_user.sh")
+    expect_inbound_http: bool = False
+    expect_exec_enabled: bool = True
+    connected_log_pattern: str = "session established"
+    max_restarts: int = 3
+    telemetry_max_age_s: float = 90.0
+
+
+class Release(_Section):
+    """The backend build that should be deployed: from the deploy pipeline's manifest or given here."""
+
+    version: str | None = None
+    sha256: str | None = None
+    size_min: int | None = None
+    size_max: int | None = None
+
+
+class Probe(_Section):
+    """The suite's own synthetic agent (a dedicated identity, never a real gateway's)."""
+
+    agent_id: str = "suite-probe-01"
+    client_cert: Path | None = None
+
+
+class Timing(_Section):
+    ready_timeout_s: float = 60.0
+    clock_skew_max_s: float = 30.0
+    command_roundtrip_goal_s: float = 2.0
+    connect_timeout_s: float = 5.0
+
+
+class Settings(_Section):
+    name: str
+    source: Path
+    inventory: Path = Path("hosts.ini")
+    ssh_config: Path | None = None
+    secrets_file: Path | None = None
+    release_manifest: Path | None = None
+    edge: Edge = Field(default_factory=Edge)
+    backend: Backend = Field(default_factory=Backend)
+    gateway: Gateway = Field(default_factory=Gateway)
+    release: Release = Field(default_factory=Release)
+    probe: Probe = Field(default_factory=Probe)
+    timing: Timing = Field(default_factory=Timing)
+
+
+_PATH_KEYS = {
+    (): ("inventory", "ssh_config", "secrets_file", "release_manifest"),
+    ("edge",): ("ca_bundle",),
+    ("probe",): ("client_cert",),
+}
+
+
+def load_settings(target: str, targets_dir: Path) -> Settings:
+    """Settings for ``target``: a name (``targets/<name>.toml``) or a path to a TOML file."""
+    path = Path(target)
+    if path.suffix != ".toml":
+        path = targets_dir / f"{target}.toml"
+        if not path.exists():
+            known = sorted(p.stem for p in targets_dir.glob("*.toml"))
+            raise SettingsError(f"unknown target {target!r}: no {path} (known: {', '.join(known) or 'none'})")
+    data = _read_with_includes(path.resolve(), seen=())
+    data.setdefault("name", path.stem)
+    data["source"] = path.resolve()
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise SettingsError(f"{path}: {key}: {first['msg']}") from None
+    return _with_manifest(settings)
+
+
+def _read_with_includes(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if path in seen:
+        raise SettingsError(f"{path}: include loop")
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"settings file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    _resolve_paths(data, path.parent)
+    merged: dict[str, Any] = {}
+    for include in data.pop("include", []):
+        included = (path.parent / include).resolve()
+        if included.exists():  # an include that is not generated yet simply adds nothing
+            _merge(merged, _read_with_includes(included, (*seen, path)))
+    _merge(merged, data)
+    return merged
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    for section, keys in _PATH_KEYS.items():
+        table = data
+        for part in section:
+            table = table.get(part, {}) if isinstance(table, dict) else {}
+        for key in keys:
+            if isinstance(table, dict) and isinstance(table.get(key), str):
+                table[key] = str((base / table[key]).resolve())
+
+
+def _merge(into: dict[str, Any], data: dict[str, Any]) -> None:
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _with_manifest(settings: Settings) -> Settings:
+    """Fill the expected release from the deploy pipeline's manifest where the file does not say."""
+    if settings.release_manifest is None or not settings.release_manifest.exists():
+        return settings
+    try:
+        backend = json.loads(settings.release_manifest.read_text())["backend"]
+    except (ValueError, KeyError, TypeError):
+        raise SettingsError(f"{settings.release_manifest}: not a release manifest with a 'backend' entry") from None
+    given = settings.release.model_dump(exclude_none=True)
+    release = Release.model_validate({"version": backend.get("version"), "sha256": backend.get("sha256"), **given})
+    return settings.model_copy(update={"release": release})

@@ -1,0 +1,77 @@
+"""Reaching a target's hosts: one connection per host per run, and an unreachable host fails once.
+
+The first check that touches an unreachable host fails with the reason; every later check on that
+host is skipped with the same reason, so a dead host costs one connect timeout, not fifty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import docker
+import testinfra
+
+from viworks_verify.inventory import Inventory, InventoryHost
+
+
+class HostUnreachable(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class TargetHost:
+    inventory_host: InventoryHost
+    inventory: Inventory
+    docker_url: str | None = None
+    _failure: str | None = None
+    _checked: bool = False
+    reported: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.inventory_host.id
+
+    @property
+    def name(self) -> str:
+        return self.inventory_host.name
+
+    @functools.cached_property
+    def testinfra(self) -> testinfra.host.Host:
+        return self.inventory.testinfra_host(self.inventory_host)
+
+    def ensure_reachable(self) -> None:
+        """Connect once; remember a failure so later checks on this host do not retry it."""
+        if not self._checked:
+            self._checked = True
+            try:
+                result = self.testinfra.run("true")
+                if result.rc != 0:
+                    self._failure = f"{self.id} unreachable: {(result.stderr or result.stdout).strip()[:200] or f'exit {result.rc}'}"
+            except Exception as exc:  # noqa: BLE001 - any connection failure means unreachable
+                self._failure = f"{self.id} unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+        if self._failure:
+            raise HostUnreachable(self._failure)
+
+    def run(self, command: str, *args: str) -> Any:
+        """Run a command (arguments quoted by testinfra, never formatted in)."""
+        self.ensure_reachable()
+        return self.testinfra.run(command, *args)
+
+    def read_file(self, path: str) -> str | None:
+        """A file's text, or None when it does not exist (read with the host's privileges)."""
+        result = self.run("cat -- %s", path)
+        return result.stdout if result.rc == 0 else None
+
+    @functools.cached_property
+    def docker(self) -> docker.DockerClient:
+        """The Docker engine on this host: local for a local host, over SSH otherwise."""
+        self.ensure_reachable()
+        host = self.inventory_host
+        url = self.docker_url
+        if url is None and host.connection == "ssh":
+            url = f"ssh://{host.user + '@' if host.user else ''}{host.address}{':' + str(host.port) if host.port else ''}"
+        if url is None:
+            return docker.from_env(timeout=10)
+        return docker.DockerClient(base_url=url, use_ssh_client=url.startswith("ssh://"), timeout=10)
