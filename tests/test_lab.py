@@ -7,17 +7,17 @@ and judged by what a user could observe (the API, nginx, Docker), not by its int
 from __future__ import annotations
 
 import json
-import ssl
 import time
 import xml.etree.ElementTree as ElementTree
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
 from tests.conftest import REPO, run_lab, run_suite
+from viworks_verify.edge import EdgeEndpoint
 from viworks_verify.polling import poll_until
+from viworks_verify.probe_agent import UpgradeRefused, open_session
+from viworks_verify.settings import load_settings
 from viworks_verify.tokens import mint_token
 
 pytestmark = pytest.mark.lab
@@ -84,13 +84,12 @@ def test_system_health_command_round_trips_through_the_gateway(lab, lab_secrets)
 
 
 def test_nginx_refuses_an_agent_upgrade_without_a_client_certificate(lab):
-    context = ssl.create_default_context(cafile=str(PKI / "ca.crt"))
-    with pytest.raises(InvalidStatus) as refused:
-        connect("wss://agent.lab.test/ws/agent", host="127.0.0.1", port=443, ssl=context, server_hostname="agent.lab.test", open_timeout=5)
-    assert refused.value.response.status_code == 403
-    context.load_cert_chain(str(PKI / "suite-probe-01.crt"), str(PKI / "suite-probe-01.key"))
-    with connect("wss://agent.lab.test/ws/agent", host="127.0.0.1", port=443, ssl=context, server_hostname="agent.lab.test", open_timeout=5) as ws:
-        assert ws.response.status_code == 101
+    edge = EdgeEndpoint(load_settings("lab", REPO / "targets").edge)
+    with pytest.raises(UpgradeRefused) as refused:
+        open_session(edge, client_cert=None, client_key=None)
+    assert refused.value.status == 403
+    with open_session(edge, client_cert=PKI / "suite-probe-01.crt", client_key=PKI / "suite-probe-01.key") as session:
+        assert session.response.status_code == 101
 
 
 def test_the_smoke_suite_passes_against_the_healthy_lab(lab, tmp_path):
