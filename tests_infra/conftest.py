@@ -1,4 +1,4 @@
-"""Facts several host checks need, read once per host per run."""
+"""Host facts several checks need (backend containers, nginx config), read once per host per run."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import docker
 import pytest
 
 from viworks_verify.containers import ContainerFacts
-from viworks_verify.systemd_unit import UnitProperties, show_command
 
 
 class BackendContainers:
@@ -34,12 +33,3 @@ class BackendContainers:
 @pytest.fixture(scope="session")
 def backend_containers(backend_host) -> BackendContainers:
     return BackendContainers(backend_host)
-
-
-@pytest.fixture(scope="session")
-def gateway_unit(gateway_host, settings) -> UnitProperties:
-    unit = settings.gateway.unit
-    result = gateway_host.run(" ".join(["%s"] * len(show_command(unit))), *show_command(unit))
-    if result.rc != 0:
-        pytest.fail(f"{gateway_host.id}: systemctl show {unit} failed: {result.stderr.strip()[:200]}", pytrace=False)
-    return UnitProperties.parse(unit, result.stdout)

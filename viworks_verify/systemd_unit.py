@@ -8,6 +8,7 @@ import re
 PROPERTIES = (
     "LoadState", "ActiveState", "SubState", "UnitFileState", "NRestarts", "Restart", "RestartUSec", "Type",
     "ExecStart", "EnvironmentFiles", "WorkingDirectory", "MainPID", "ActiveEnterTimestamp", "FragmentPath",
+    "InvocationID",
 )
 
 
