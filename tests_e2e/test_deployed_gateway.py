@@ -15,21 +15,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.gateway]
 HEALTH_READINGS = ("cpu_usage_percent", "memory_usage_percent", "disk_usage_percent", "load_average", "uptime_seconds")
 
 
-def _agent_status(api, agent_id):
-    timed = api.agent(agent_id)
-    if timed.status == 404:
-        return {"status": "not registered"}
-    if timed.status != 200:
-        return {"status": f"HTTP {timed.status}"}
-    return timed.json()
-
-
 @pytest.mark.smoke
 def test_deployed_gateway_is_online(api, settings, deployed_agent_id, recorder):
     timeout = settings.timing.ready_timeout_s
     try:
         ready = poll_until(
-            lambda: _agent_status(api, deployed_agent_id),
+            lambda: api.agent_info(deployed_agent_id),
             lambda info: info.get("status") == "Online",
             what=f"gateway {deployed_agent_id}",
             timeout_s=timeout,
@@ -89,6 +80,19 @@ def test_system_health_command_round_trips_to_the_gateway(api, settings, deploye
     assert not zero, f"agent://{deployed_agent_id}: expected real, non-zero readings; found zero {zero} in {readings}"
 
 
-def test_unknown_verb_is_refused(api, deployed_agent_id):
+def test_unknown_verb_is_refused(api, settings, deployed_agent_id):
+    """Refused at the API (400), or delivered and DENIED by the agent with UNKNOWN_VERB."""
     submitted = api.submit_command("format_disk", {}, [deployed_agent_id])
-    assert submitted.status == 400, f"agent://{deployed_agent_id}: expected HTTP 400 for the unknown verb format_disk; found {submitted.status}"
+    if submitted.status == 400:
+        return
+    assert submitted.status == 201, f"agent://{deployed_agent_id}: expected 400 for the unknown verb format_disk; found {submitted.status}"
+    correlation_id = submitted.json()["correlation_id"]
+    try:
+        done = poll_until(lambda: api.command(correlation_id).json(), lambda c: c.get("status") not in ("Pending", "Executing"),
+                          what=f"command {correlation_id}", timeout_s=settings.timing.ready_timeout_s)
+    except NotReady:
+        pytest.fail(f"agent://{deployed_agent_id}: unknown verb format_disk accepted (201) and never refused", pytrace=False)
+    result = done.value.get("result") or {}
+    assert (result.get("status"), result.get("error_code")) == ("DENIED", "UNKNOWN_VERB"), (
+        f"agent://{deployed_agent_id}: expected unknown verb format_disk DENIED with UNKNOWN_VERB; found {result.get('status')} {result.get('error_code')}"
+    )

@@ -67,6 +67,15 @@ class BackendApi:
     def agent(self, agent_id: str) -> Timed:
         return self.request("GET", f"/api/v1/agents/{agent_id}")
 
+    def agent_info(self, agent_id: str) -> dict[str, Any]:
+        """AgentInfo, or ``{"status": "not registered"}`` / ``{"status": "HTTP <code>"}``: always a status to report."""
+        timed = self.agent(agent_id)
+        if timed.status == 404:
+            return {"status": "not registered"}
+        if timed.status != 200:
+            return {"status": f"HTTP {timed.status}"}
+        return timed.json()
+
     def agent_telemetry(self, agent_id: str) -> Timed:
         return self.request("GET", f"/api/v1/agents/{agent_id}/telemetry")
 

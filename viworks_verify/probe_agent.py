@@ -7,6 +7,7 @@ Frames are built and parsed by ``protocol``; this module only moves them.
 from __future__ import annotations
 
 import platform
+import time
 import ssl
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,45 @@ def say_hello(session: ClientConnection, agent_id: str, timeout_s: float) -> pro
     """Send hello and return the backend's answer (``welcome`` or ``error``)."""
     send_frame(session, protocol.make_frame(protocol.HELLO, hello_payload(agent_id)))
     return receive_frame(session, timeout_s)
+
+
+class ProbeSession:
+    """A welcomed session of the synthetic agent; closing it waits for nothing (see the fixture)."""
+
+    def __init__(self, connection: ClientConnection, agent_id: str, welcome: protocol.Frame, upgrade_ms: float) -> None:
+        self.connection = connection
+        self.agent_id = agent_id
+        self.welcome = welcome
+        self.upgrade_ms = upgrade_ms
+
+    def send(self, frame: protocol.Frame) -> None:
+        send_frame(self.connection, frame)
+
+    def next_frame(self, timeout_s: float, frame_type: str | None = None) -> protocol.Frame:
+        """The next frame (of ``frame_type`` when given, others skipped) before the deadline."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {frame_type or 'frame'} within {timeout_s:.0f} s")
+            frame = receive_frame(self.connection, remaining)
+            if frame_type is None or frame.is_type(frame_type):
+                return frame
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def start_probe(
+    endpoint: EdgeEndpoint, agent_id: str, *, client_cert: Path, client_key: Path, hello_agent_id: str | None = None
+) -> tuple[ClientConnection, protocol.Frame, float]:
+    """Upgrade and say hello; return the connection, the backend's answer and the upgrade time (ms)."""
+    started = time.perf_counter()
+    connection = open_session(endpoint, client_cert=client_cert, client_key=client_key)
+    upgrade_ms = (time.perf_counter() - started) * 1000
+    try:
+        answer = say_hello(connection, hello_agent_id or agent_id, endpoint.timeout_s)
+    except Exception:
+        connection.close()
+        raise
+    return connection, answer, upgrade_ms

@@ -109,6 +109,7 @@ class Probe(_Section):
 
     agent_id: str = "suite-probe-01"
     client_cert: Path | None = None
+    command_signing_key: Path | None = None  # the backend's Ed25519 public key (PEM): COMMAND signatures
 
 
 class Timing(_Section):
@@ -136,7 +137,7 @@ class Settings(_Section):
 _PATH_KEYS = {
     (): ("inventory", "ssh_config", "secrets_file", "release_manifest"),
     ("edge",): ("ca_bundle",),
-    ("probe",): ("client_cert",),
+    ("probe",): ("client_cert", "command_signing_key"),
 }
 
 

@@ -1,0 +1,96 @@
+"""Registration and a command round-trip, as a gateway would see them, with the suite's own agent identity."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from viworks_verify import protocol
+from viworks_verify.commands import CommandGate, CommandRejected
+from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.probe_agent import start_probe
+
+pytestmark = [pytest.mark.e2e]
+
+
+@pytest.mark.smoke
+def test_synthetic_agent_is_welcomed_and_listed_online(probe_sessions, api, settings, recorder):
+    agent_id = settings.probe.agent_id
+    with probe_sessions() as probe:
+        assert probe.welcome.payload.get("agent_id") == agent_id and probe.welcome.payload.get("session_id"), (
+            f"agent://{agent_id}: expected welcome with agent_id {agent_id} and a session_id; found {probe.welcome.payload}"
+        )
+        try:
+            ready = poll_until(lambda: api.agent_info(agent_id)["status"], lambda s: s == "Online",
+                               what=f"{agent_id} Online", timeout_s=settings.timing.ready_timeout_s)
+        except NotReady as exc:
+            pytest.fail(f"agent://{agent_id}: expected Online in /api/v1/agents while its session is open; found {exc.last}", pytrace=False)
+        recorder.figure("synthetic agent Online readiness", ready.elapsed_s * 1000, " ms", host=agent_id)
+        listed = {a["agent_id"]: a["status"] for a in api.agents().json()["agents"]}
+        assert listed.get(agent_id) == "Online", f"agent://{agent_id}: expected Online in the agent list; found {listed.get(agent_id)}"
+
+
+def test_a_second_session_with_the_same_agent_id_is_rejected(probe_sessions, edge, settings, probe_identity):
+    agent_id = settings.probe.agent_id
+    cert, key = probe_identity
+    with probe_sessions():
+        connection, answer, _ = start_probe(edge, agent_id, client_cert=cert, client_key=key)
+        connection.close()
+    assert answer.is_type(protocol.ERROR), f"agent://{agent_id}: expected an error for a second live session; found {answer.type} {answer.payload}"
+
+
+def test_a_hello_that_differs_from_the_certificate_cn_is_rejected(probe_sessions, edge, settings, probe_identity):
+    cert, key = probe_identity
+    impostor = settings.probe.agent_id + "-impostor"
+    connection, answer, _ = start_probe(edge, settings.probe.agent_id, client_cert=cert, client_key=key, hello_agent_id=impostor)
+    connection.close()
+    assert answer.is_type(protocol.ERROR), (
+        f"agent://{impostor}: expected an error for a hello whose agent_id is not the certificate CN {settings.probe.agent_id}; "
+        f"found {answer.type} {answer.payload}"
+    )
+
+
+@pytest.mark.smoke
+def test_a_command_reaches_the_synthetic_agent_signed_and_its_result_is_recorded(probe_sessions, api, settings, recorder):
+    agent_id = settings.probe.agent_id
+    key_path = settings.probe.command_signing_key
+    if key_path is None or not key_path.is_file():
+        pytest.fail(f"probe.command_signing_key in {settings.source} must name the backend's command-signing public key; found {key_path}", pytrace=False)
+    gate = CommandGate(agent_id, exec_enabled=True, signing_key=load_pem_public_key(key_path.read_bytes()))
+    timeout = settings.timing.ready_timeout_s
+    with probe_sessions() as probe:
+        started = time.perf_counter()
+        submitted = api.submit_command("get_system_health", {}, [agent_id], timeout_s=30)
+        assert submitted.status == 201, f"agent://{agent_id}: expected 201 for get_system_health; found {submitted.status}"
+        correlation_id = submitted.json()["correlation_id"]
+        try:
+            frame = probe.next_frame(timeout, protocol.COMMAND)
+        except TimeoutError:
+            pytest.fail(f"agent://{agent_id}: command {correlation_id} accepted (201) but no COMMAND frame arrived within {timeout:.0f} s", pytrace=False)
+        try:
+            claims = gate.admit(frame.payload)
+        except CommandRejected as exc:
+            pytest.fail(f"agent://{agent_id}: COMMAND {correlation_id} refused by the contract's checks: {exc}", pytrace=False)
+        assert claims["corr_id"] == correlation_id and claims["verb"] == "get_system_health", (
+            f"agent://{agent_id}: expected COMMAND for {correlation_id} get_system_health; found {claims['corr_id']} {claims['verb']}"
+        )
+        readings = json.dumps({"cpu_usage_percent": 1.0, "memory_usage_percent": 1.0, "disk_usage_percent": 1.0,
+                               "load_average": [0.0, 0.0, 0.0], "uptime_seconds": 1.0, "synthetic": True})
+        result = protocol.result_payload(corr_id=correlation_id, agent_id=agent_id, verb="get_system_health",
+                                         status="SUCCESS", rc=0, duration_ms=1, stdout=readings)
+        probe.send(protocol.make_frame(protocol.RESULT, result, correlation_id=correlation_id))
+        try:
+            done = poll_until(lambda: api.command(correlation_id).json(), lambda c: c.get("status") not in ("Pending", "Executing"),
+                              what=f"command {correlation_id}", timeout_s=timeout, interval_s=0.02, max_interval_s=0.2)
+        except NotReady as exc:
+            pytest.fail(f"agent://{agent_id}: RESULT sent but command {correlation_id} still {exc.last.get('status') if isinstance(exc.last, dict) else exc.last}", pytrace=False)
+        recorder.figure("command round-trip (synthetic agent)", (time.perf_counter() - started) * 1000, " ms", host=agent_id)
+    command = done.value
+    assert command["status"] == "Completed", f"agent://{agent_id}: expected Completed after a SUCCESS RESULT; found {command['status']}"
+    recorded = command.get("result") or {}
+    assert recorded.get("stdout") == readings and recorded.get("corr_id") == correlation_id, (
+        f"agent://{agent_id}: expected the API to record the RESULT sent; found {recorded}"
+    )
