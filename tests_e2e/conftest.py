@@ -8,19 +8,24 @@ from typing import Iterator
 import pytest
 
 from viworks_verify import protocol
-from viworks_verify.polling import NotReady, poll_until
-from viworks_verify.probe_agent import ProbeSession, start_probe
+from viworks_verify.polling import NotReady, Ready, poll_until
+from viworks_verify.probe_agent import ProbeSession, UpgradeRefused, open_session, start_probe
 
 
 @pytest.fixture(scope="module")
-def probe_sessions(edge, settings, probe_identity, api, recorder):
+def probe_sessions(verified_edge, settings, probe_identity, api, recorder):
     """Open welcomed sessions of the synthetic agent; each closes and is seen Offline on exit.
 
     At the end of the module the agent's registry record is removed: nothing is left behind.
     """
+    edge = verified_edge
     agent_id = settings.probe.agent_id
     cert, key = probe_identity
     timeout = settings.timing.ready_timeout_s
+    try:
+        open_session(edge, client_cert=cert, client_key=key).close()
+    except UpgradeRefused as exc:
+        pytest.skip(f"{edge.wss_url()}: the agent path does not upgrade (HTTP {exc.status}; see test_agent_path_upgrades_with_a_client_certificate)")
 
     @contextlib.contextmanager
     def session() -> Iterator[ProbeSession]:
@@ -42,3 +47,24 @@ def probe_sessions(edge, settings, probe_identity, api, recorder):
     yield session
     forgotten = api.forget_agent(agent_id)
     assert forgotten.status in (204, 404), f"agent://{agent_id}: cleanup DELETE answered HTTP {forgotten.status}"
+
+
+@pytest.fixture(scope="session")
+def gateway_readiness(api, settings, deployed_agent_id, recorder) -> Ready | NotReady:
+    """Whether the deployed gateway became Online within the deadline: waited for once per run."""
+    try:
+        ready = poll_until(lambda: api.agent_info(deployed_agent_id), lambda info: info.get("status") == "Online",
+                           what=f"gateway {deployed_agent_id}", timeout_s=settings.timing.ready_timeout_s)
+    except NotReady as exc:
+        return exc
+    recorder.figure("gateway Online readiness", ready.elapsed_s * 1000, " ms", host=deployed_agent_id)
+    return ready
+
+
+@pytest.fixture(scope="session")
+def online_gateway(gateway_readiness, deployed_agent_id) -> str:
+    """The deployed gateway's id, once it is Online; checks that need it skip with the reason otherwise."""
+    if isinstance(gateway_readiness, NotReady):
+        last = gateway_readiness.last if isinstance(gateway_readiness.last, dict) else {"status": gateway_readiness.last}
+        pytest.skip(f"agent://{deployed_agent_id} is {last.get('status')} (see test_deployed_gateway_is_online)")
+    return deployed_agent_id

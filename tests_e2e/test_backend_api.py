@@ -49,10 +49,10 @@ def test_api_refuses_a_request_without_a_token(anonymous_api):
 
 
 @pytest.mark.smoke
-def test_api_accepts_the_suite_token(api):
+def test_api_accepts_the_suite_token(api_with_token):
     """The real outage: every call answered 401, whatever the token."""
-    host = api.endpoint.edge.domain
-    timed = api.agents()
+    host = api_with_token.endpoint.edge.domain
+    timed = api_with_token.agents()
     assert timed.status == 200, f"{host}/api/v1/agents with the suite's token: expected HTTP 200; found {timed.status} {timed.response.text[:120]!r}"
     body = timed.json()
     assert isinstance(body.get("agents"), list) and body.get("total") == len(body["agents"]), (

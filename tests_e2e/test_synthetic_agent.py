@@ -33,19 +33,19 @@ def test_synthetic_agent_is_welcomed_and_listed_online(probe_sessions, api, sett
         assert listed.get(agent_id) == "Online", f"agent://{agent_id}: expected Online in the agent list; found {listed.get(agent_id)}"
 
 
-def test_a_second_session_with_the_same_agent_id_is_rejected(probe_sessions, edge, settings, probe_identity):
+def test_a_second_session_with_the_same_agent_id_is_rejected(probe_sessions, verified_edge, settings, probe_identity):
     agent_id = settings.probe.agent_id
     cert, key = probe_identity
     with probe_sessions():
-        connection, answer, _ = start_probe(edge, agent_id, client_cert=cert, client_key=key)
+        connection, answer, _ = start_probe(verified_edge, agent_id, client_cert=cert, client_key=key)
         connection.close()
     assert answer.is_type(protocol.ERROR), f"agent://{agent_id}: expected an error for a second live session; found {answer.type} {answer.payload}"
 
 
-def test_a_hello_that_differs_from_the_certificate_cn_is_rejected(probe_sessions, edge, settings, probe_identity):
+def test_a_hello_that_differs_from_the_certificate_cn_is_rejected(probe_sessions, verified_edge, settings, probe_identity):
     cert, key = probe_identity
     impostor = settings.probe.agent_id + "-impostor"
-    connection, answer, _ = start_probe(edge, settings.probe.agent_id, client_cert=cert, client_key=key, hello_agent_id=impostor)
+    connection, answer, _ = start_probe(verified_edge, settings.probe.agent_id, client_cert=cert, client_key=key, hello_agent_id=impostor)
     connection.close()
     assert answer.is_type(protocol.ERROR), (
         f"agent://{impostor}: expected an error for a hello whose agent_id is not the certificate CN {settings.probe.agent_id}; "

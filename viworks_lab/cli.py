@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from viworks_lab.engine import LabError
+from viworks_lab.faults import FAULTS
 from viworks_lab.lab import Lab
 
 
@@ -20,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("up", help="build (cached) and start the lab; wait until the gateway agent is Online")
     commands.add_parser("down", help="remove every lab container and network (images stay cached)")
     commands.add_parser("status", help="the lab's containers: state, restarts, networks, published ports")
+    breaking = commands.add_parser("break", help="inject one fault (see `faults`)")
+    breaking.add_argument("fault")
+    commands.add_parser("heal", help="remove the injected fault: back to the healthy lab, no rebuild")
+    commands.add_parser("faults", help="the faults `break` can inject, one line each")
     args = parser.parse_args(argv)
     lab = Lab(log=_log, ready_timeout_s=args.ready_timeout)
     try:
@@ -29,7 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             removed = lab.down()
             _log("down: removed " + (", ".join(removed) if removed else "nothing (no lab was running)"))
+        elif args.command == "break":
+            lab.break_fault(args.fault)
+        elif args.command == "heal":
+            timings = lab.heal()
+            _log("healed: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
+        elif args.command == "faults":
+            for fault in FAULTS.values():
+                print(f"{fault.name:<24} {fault.description}")
         else:
+            fault = lab.active_fault()
+            print(f"fault: {fault.name} ({fault.description})" if fault else "fault: none (healthy)")
             rows = lab.status()
             if not rows:
                 print("no lab containers")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import ssl
 import time
 from pathlib import Path
@@ -20,7 +21,8 @@ from viworks_lab.layout import (
     AGENT_DOMAIN, BACKEND_VERSION, FIXTURES, GATEWAY_CONTAINER, GATEWAY_ID, LOOPBACK, PORTS, SITE, StateDir,
     default_state, render,
 )
-from viworks_lab.material import Material, ensure_material
+from viworks_lab.faults import FAULTS, Fault, Knobs
+from viworks_lab.material import Material, ensure_material, ensure_server_variant
 from viworks_lab.release import Build, build_agent, write_manifest
 
 BACKEND = "viworks-backend-agent-new"
@@ -28,6 +30,7 @@ NGINX = "viworks-nginx"
 POSTGRES = "viworks-postgres"
 REDIS = "viworks-redis"
 GATEWAY_FILES_MARK = "/var/lib/viworks-lab/deployed.sha256"
+ALL_READY = ("backend", "edge", "gateway")
 Log = Callable[[str], None]
 
 
@@ -46,9 +49,53 @@ class Lab:
             self._client = docker_client()
         return self._client
 
-    # ---- up ---------------------------------------------------------------------------------
+    # ---- up, break, heal ----------------------------------------------------------------------
     def up(self) -> dict[str, float]:
-        """Build what is missing, start what is not running, wait until the gateway is Online."""
+        """Build what is missing, start what is not running, wait until the gateway is Online.
+
+        With a fault in (``break``), the lab keeps it and waits only for what the fault leaves working.
+        """
+        fault = self.active_fault()
+        return self._converge(fault.knobs if fault else Knobs(), fault.wait_for if fault else ALL_READY)
+
+    def break_fault(self, name: str) -> None:
+        """Inject one fault into a healthy lab (healing any other first)."""
+        fault = FAULTS.get(name)
+        if fault is None:
+            raise LabError(f"unknown fault {name!r}; `viworks-lab faults` lists them")
+        if self.active_fault() is not None:
+            self.heal()
+        else:
+            self.up()
+        self.state.fault.write_text(json.dumps({"fault": name}))
+        self._converge(fault.knobs, ())
+        if fault.action is not None:
+            fault.action(self)
+        self._wait_for(ensure_material(self.state), fault.wait_for)
+        self.log(f"fault {name} is in: {fault.description}")
+
+    def heal(self) -> dict[str, float]:
+        """Back to the healthy lab, without rebuilding any image."""
+        fault = self.active_fault()
+        if fault is not None:
+            for name in fault.recreate:
+                container = topology.find(self.client, name)
+                if container is not None:
+                    container.remove(force=True)
+            if fault.redeploy_gateway:
+                gateway = topology.find(self.client, GATEWAY_CONTAINER)
+                if gateway is not None:
+                    gateway.exec_run(["rm", "-f", GATEWAY_FILES_MARK])
+            self.state.fault.unlink()
+            self.log(f"healing {fault.name}")
+        return self.up()
+
+    def active_fault(self) -> Fault | None:
+        if not self.state.fault.exists():
+            return None
+        return FAULTS[json.loads(self.state.fault.read_text())["fault"]]
+
+    def _converge(self, knobs: Knobs, wait_for: tuple[str, ...]) -> dict[str, float]:
         timings: dict[str, float] = {}
         started = time.monotonic()
         material = ensure_material(self.state)
@@ -58,7 +105,7 @@ class Lab:
         roles = self._role_images(bases, backend_build)
         timings["images_s"] = time.monotonic() - started
 
-        self._render(material, ws_port=PORTS["ws"])
+        self._render(material, knobs)
         topology.ensure_networks(self.client)
         changed = {}
         for spec in self._specs(roles):
@@ -66,14 +113,21 @@ class Lab:
         if changed[BACKEND] and not changed[NGINX]:
             # nginx resolved the backend's address when it started; a new backend container has a new one.
             self.client.containers.get(NGINX).restart(timeout=5)
-        self._wait_backend(material)
-        self._wait_edge()
         self._deploy_gateway(material, gateway_build)
         timings["containers_s"] = time.monotonic() - started - timings["images_s"]
-        ready = self._wait_gateway_online(material)
-        timings["gateway_online_s"] = ready
+        ready_started = time.monotonic()
+        self._wait_for(material, wait_for)
+        timings["ready_s"] = time.monotonic() - ready_started
         timings["total_s"] = time.monotonic() - started
         return timings
+
+    def _wait_for(self, material: Material, parts: tuple[str, ...]) -> None:
+        if "backend" in parts:
+            self._wait_backend(material)
+        if "edge" in parts:
+            self._wait_edge()
+        if "gateway" in parts:
+            self._wait_gateway_online(material)
 
     def _role_images(self, bases: dict[str, str], backend_build: Build) -> dict[str, str]:
         backend = images.RoleImage(
@@ -103,21 +157,26 @@ class Lab:
         )
         return {role.name: images.ensure_role(self.client, role, bases, self.log) for role in (backend, services, gateway_host)}
 
-    def _render(self, material: Material, *, ws_port: int) -> None:
+    def _render(self, material: Material, knobs: Knobs) -> None:
         rendered = self.state.rendered
+        served = knobs.served_identity
+        if served != "server":
+            ensure_server_variant(self.state, served)
         values = {
             "AGENT_DOMAIN": AGENT_DOMAIN,
-            "WS_PORT": str(ws_port),
+            "WS_PORT": str(knobs.nginx_ws_port),
             "VERSION": BACKEND_VERSION,
             "POSTGRES_PASSWORD": material.postgres_password,
             "REDIS_PASSWORD": material.redis_password,
-            "JWT_SECRET": material.jwt_secret,
+            "JWT_SECRET": material.rotated_jwt_secret if knobs.backend_jwt_secret_rotated else material.jwt_secret,
+            "WS_SERVER_ENABLED": str(knobs.ws_server_enabled).lower(),
+            "DISPATCH_ENABLED": str(knobs.dispatch_enabled).lower(),
         }
         files = {
             "nginx/nginx.conf": ((FIXTURES / "nginx" / "nginx.conf").read_text(), 0o644),
             "nginx/conf.d/viworks-agent.conf": (render((FIXTURES / "nginx" / "viworks-agent.conf.template").read_text(), values), 0o644),
-            "nginx/tls/server.crt": (material.read("server.crt").decode(), 0o644),
-            "nginx/tls/server.key": (material.read("server.key").decode(), 0o600),
+            "nginx/tls/server.crt": (material.read(f"{served}.crt").decode(), 0o644),
+            "nginx/tls/server.key": (material.read(f"{served}.key").decode(), 0o600),
             "nginx/tls/client-ca.crt": (material.read("ca.crt").decode(), 0o644),
             "backend/backend-agent.toml": (render((FIXTURES / "backend" / "backend-agent.toml.template").read_text(), values), 0o600),
             "backend/command-signing.key": (material.read("command-signing.key").decode(), 0o600),
@@ -150,7 +209,8 @@ class Lab:
                 mounts={str(rendered / "backend"): "/app/config:ro"},
             ),
             topology.ContainerSpec(
-                NGINX, roles["services"], {"viworks-public": (AGENT_DOMAIN,)},
+                # Also on viworks-internal: "whatever reaches the backend agent" in the contract's words.
+                NGINX, roles["services"], {"viworks-public": (AGENT_DOMAIN,), "viworks-internal": ()},
                 command=("nginx", "-g", "daemon off;"),
                 ports={"80/tcp": PORTS["http"], "443/tcp": PORTS["https"]},
                 mounts={
@@ -239,7 +299,7 @@ class Lab:
         if not known_hosts.exists() or known_hosts.read_text() != line:
             known_hosts.write_text(line)
 
-    def _wait_gateway_online(self, material: Material) -> float:
+    def _wait_gateway_online(self, material: Material) -> None:
         token = mint_token(material.jwt_secret, subject="viworks-lab", role="viewer", ttl_s=self.ready_timeout_s + 60)
 
         def registry_status() -> str:
@@ -251,7 +311,7 @@ class Lab:
                 return "not registered"
             return response.json().get("status", f"HTTP {response.status_code}")
 
-        return self._wait(registry_status, lambda status: status == "Online", f"gateway agent {GATEWAY_ID} Online in the registry")
+        self._wait(registry_status, lambda status: status == "Online", f"gateway agent {GATEWAY_ID} Online in the registry")
 
     # ---- down and status --------------------------------------------------------------------
     def down(self) -> list[str]:

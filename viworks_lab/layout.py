@@ -52,6 +52,10 @@ class StateDir:
         return self.root / "release.json"
 
     @property
+    def fault(self) -> Path:
+        return self.root / "fault.json"
+
+    @property
     def rendered(self) -> Path:
         return self.root / "rendered"
 

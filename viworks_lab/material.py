@@ -7,6 +7,8 @@ stay in that (git-ignored) directory with mode 0600.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import hashlib
 import json
 import secrets
 from pathlib import Path
@@ -31,6 +33,11 @@ class Material:
 
     def read(self, name: str) -> bytes:
         return self.path(name).read_bytes()
+
+    @property
+    def rotated_jwt_secret(self) -> str:
+        """A JWT secret nobody holds (the api-auth-broken fault): derived, so it stays stable."""
+        return hashlib.sha256(("rotated:" + self.jwt_secret).encode()).hexdigest()
 
     @property
     def server_pin(self) -> str:
@@ -99,6 +106,28 @@ def ensure_material(state: StateDir) -> Material:
     material = Material(state, values["postgres_password"], values["redis_password"], values["jwt_secret"])
     _write_suite_files(material)
     return material
+
+
+def ensure_server_variant(state: StateDir, stem: str) -> None:
+    """A server certificate for the agent domain that a fault makes nginx serve instead of the real one.
+
+    ``server-rekeyed``: same name and CA, another key (the pins no longer match);
+    ``server-expired``: same key (pins still match), validity ended 30 days ago.
+    """
+    if (state.pki / f"{stem}.crt").exists():
+        return
+    ca = certs.Identity(
+        certs.load_pem_certificates((state.pki / "ca.crt").read_bytes())[0], certs.load_private_key((state.pki / "ca.key").read_bytes())
+    )
+    if stem == "server-rekeyed":
+        identity = certs.issue(ca, AGENT_DOMAIN, server=True)
+    elif stem == "server-expired":
+        key = certs.load_private_key((state.pki / "server.key").read_bytes())
+        start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=120)
+        identity = certs.issue(ca, AGENT_DOMAIN, server=True, key=key, not_before=start, days=90)
+    else:
+        raise ValueError(f"no server certificate variant {stem!r}")
+    _identity_files(state, stem, identity)
 
 
 def _write_suite_files(material: Material) -> None:

@@ -74,7 +74,8 @@ def ensure_container(client: docker.DockerClient, spec: ContainerSpec) -> tuple[
     """The running container for ``spec`` and whether it was (re)created or (re)started."""
     fingerprint = spec.fingerprint()
     container = find(client, spec.name)
-    if container is not None and container.labels.get(FINGERPRINT) == fingerprint:
+    attached = set(container.attrs["NetworkSettings"]["Networks"]) if container is not None else set()
+    if container is not None and container.labels.get(FINGERPRINT) == fingerprint and attached == set(spec.networks):
         if container.status == "running":
             return container, False
         container.start()

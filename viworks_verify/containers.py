@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 from typing import Any
 
 
@@ -29,6 +30,21 @@ class ContainerFacts:
         return int(self.attrs.get("RestartCount", 0))
 
     @property
+    def health(self) -> str | None:
+        """The healthcheck's verdict (healthy, unhealthy, starting); None without a healthcheck."""
+        health = self.state.get("Health")
+        return str(health.get("Status")) if isinstance(health, dict) and health.get("Status") else None
+
+    @property
+    def started_at(self) -> _dt.datetime | None:
+        return parse_docker_time(self.state.get("StartedAt"))
+
+    def uptime_s(self, now: _dt.datetime) -> float | None:
+        """Seconds since the container (last) started, by the engine's clock ``now``; None when not running."""
+        started = self.started_at
+        return (now - started).total_seconds() if started is not None and self.running else None
+
+    @property
     def networks(self) -> list[str]:
         return sorted((self.attrs.get("NetworkSettings", {}).get("Networks") or {}).keys())
 
@@ -51,4 +67,33 @@ def binding_problem(facts: ContainerFacts, container_port: int, host_ip: str | N
     if not wanted:
         shown = ", ".join(f"{ip or '*'}:{port}" for ip, port in bindings)
         return f"{container_port}/tcp published on {shown}; expected {(host_ip or '*')}:{container_port}"
+    return None
+
+
+def parse_docker_time(value: str | None) -> _dt.datetime | None:
+    """Docker's RFC 3339 timestamps (nanoseconds, ``Z``); None for empty or the zero time."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    main, dot, rest = text.partition(".")
+    if dot:  # Python takes at most microseconds: cut the fraction to 6 digits, keep the offset
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        offset = rest[len(digits):]
+        text = f"{main}.{digits[:6]}{offset}"
+    parsed = _dt.datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
+
+
+def restart_problem(facts: ContainerFacts, now: _dt.datetime, max_restarts: int, window_s: float) -> str | None:
+    """Why a running container's restarts look like a crash loop; None when they do not.
+
+    Too many restarts in its life, or a restart less than ``window_s`` ago (a restarted container
+    must stay up a restart period before it counts as settled). A first start, however recent,
+    is a deploy, not a restart.
+    """
+    if facts.restart_count > max_restarts:
+        return f"{facts.name} restarted {facts.restart_count} times (max {max_restarts})"
+    uptime = facts.uptime_s(now)
+    if facts.restart_count and uptime is not None and uptime < window_s:
+        return f"{facts.name} restarted {facts.restart_count} times, last {uptime:.0f} s ago (less than {window_s:.0f} s)"
     return None

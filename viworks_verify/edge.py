@@ -59,6 +59,16 @@ class EdgeEndpoint:
     def open_tcp(self, port: int | None = None) -> socket.socket:
         return socket.create_connection((self.address, port or self.edge.https_port), timeout=self.timeout_s)
 
+    def tls_problem(self) -> str | None:
+        """Why a verified TLS session to the domain cannot be had (None when it can)."""
+        try:
+            with self.open_tcp() as raw, self.tls_context().wrap_socket(raw, server_hostname=self.edge.domain):
+                return None
+        except ssl.SSLCertVerificationError as exc:
+            return f"certificate does not verify: {exc.verify_message}"
+        except (OSError, ssl.SSLError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
     def served_leaf(self) -> bytes:
         """The DER leaf certificate the edge serves for the domain, read without trusting it."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

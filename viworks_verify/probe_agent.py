@@ -6,12 +6,15 @@ Frames are built and parsed by ``protocol``; this module only moves them.
 
 from __future__ import annotations
 
+import base64
+import os
 import platform
 import time
 import ssl
 from pathlib import Path
 from typing import Any
 
+import httpx
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -52,6 +55,26 @@ def open_session(
     except InvalidStatus as exc:
         body = exc.response.body.decode(errors="replace") if exc.response.body else ""
         raise UpgradeRefused(exc.response.status_code, body[:200]) from None
+
+
+def upgrade_status(endpoint: EdgeEndpoint, *, client_cert: Path | None, client_key: Path | None) -> int:
+    """The HTTP status the agent path answers to an upgrade request (101 when it upgrades).
+
+    A plain HTTP exchange, for checks that only need the verdict: refusals arrive with
+    ``Connection: close``, which a WebSocket client may report as a timeout instead of a status.
+    """
+    headers = {
+        **endpoint.host_header,
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+    }
+    context = endpoint.tls_context(client_cert=client_cert, client_key=client_key)
+    with httpx.Client(verify=context, timeout=endpoint.timeout_s) as http:
+        with http.stream("GET", endpoint.https_url(endpoint.edge.ws_path), headers=headers,
+                         extensions=endpoint.request_extensions) as response:
+            return response.status_code
 
 
 def hello_payload(agent_id: str, site: str = "suite") -> dict[str, Any]:

@@ -76,6 +76,8 @@ class Backend(_Section):
     redis_host: str = "viworks-redis"
     docker_url: str | None = None  # None: the local engine for a local host, ssh://user@host otherwise
     max_restarts: int = 3
+    restart_window_s: float = 30.0  # a container restarted less than this ago must stay up this long
+    ws_min_read_timeout_s: float = 300.0  # nginx proxy_read_timeout on the agent WebSocket path, at least
 
 
 class Gateway(_Section):
@@ -93,6 +95,11 @@ class Gateway(_Section):
     connected_log_pattern: str = "session established"
     max_restarts: int = 3
     telemetry_max_age_s: float = 90.0
+    # Outbound only: the programs allowed to listen on a gateway host (by process name).
+    listen_allowed_processes: tuple[str, ...] = ("sshd",)
+    # Sockets a container engine, not the host, holds in the host's network namespace: ignored when no
+    # host process owns them. 127.0.0.11 is Docker's embedded DNS (a gateway host that is a container).
+    engine_listen_addresses: tuple[str, ...] = ("127.0.0.11",)
 
 
 class Release(_Section):
@@ -100,6 +107,7 @@ class Release(_Section):
 
     version: str | None = None
     sha256: str | None = None
+    size: int | None = None  # exact size in bytes, when the manifest or the target gives it
     size_min: int | None = None
     size_max: int | None = None
 

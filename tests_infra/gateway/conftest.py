@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
+import logging
 
+import pytest
+from cryptography import x509
+
+from viworks_verify import certs, public_keys
+from viworks_verify.envfile import is_secret_name, parse_env
+from viworks_verify.file_stat import FileTable, stat_command
+from viworks_verify.gateway_env import CERT_PATH, KEY_PATH, TRUST_BUNDLE, required_paths
+from viworks_verify.pins import load_certificate
+from viworks_verify.redaction import REDACTOR
 from viworks_verify.systemd_unit import UnitProperties, show_command
 
 
@@ -14,3 +24,113 @@ def gateway_unit(gateway_host, settings) -> UnitProperties:
     if result.rc != 0:
         pytest.fail(f"{gateway_host.id}: systemctl show {unit} failed: {result.stderr.strip()[:200]}", pytrace=False)
     return UnitProperties.parse(unit, result.stdout)
+
+
+@pytest.fixture(scope="session")
+def gateway_env_text(gateway_host, settings) -> str | None:
+    """The agent's .env as text (None when it cannot be read); secret values registered for redaction."""
+    text = gateway_host.read_file(settings.gateway.env_file)
+    if text is not None:
+        REDACTOR.register(*(value for key, value in parse_env(text).items() if is_secret_name(key)))
+    return text
+
+
+@pytest.fixture(scope="session")
+def gateway_env(gateway_host, settings, gateway_env_text) -> dict[str, str]:
+    if gateway_env_text is None:
+        pytest.fail(f"{gateway_host.id}: expected the agent's environment file {settings.gateway.env_file}; found none readable", pytrace=False)
+    return parse_env(gateway_env_text)
+
+
+@pytest.fixture(scope="session")
+def gateway_required_files(settings, gateway_unit, gateway_env_text) -> dict[str, str]:
+    """Every file the agent needs, by role: the unit's program and env files, the .env's certificates and scripts."""
+    files = {"binary": settings.gateway.binary_path, ".env": settings.gateway.env_file}
+    if gateway_unit.exec_start_path:
+        files["ExecStart"] = gateway_unit.exec_start_path
+    for index, path in enumerate(gateway_unit.environment_files):
+        files[f"EnvironmentFile{index or ''}"] = path
+    env = parse_env(gateway_env_text) if gateway_env_text is not None else {}
+    files.update(required_paths(env, settings.gateway.scripts))
+    return files
+
+
+@pytest.fixture(scope="session")
+def gateway_files(gateway_host, gateway_required_files) -> FileTable:
+    """Owner, mode and type of every required file, from ONE stat command."""
+    paths = list(dict.fromkeys(gateway_required_files.values()))
+    template, args = stat_command(paths)
+    result = gateway_host.run(template, *args)
+    table = FileTable.parse(result.stdout, result.stderr)
+    if result.rc not in (0, 1) or (not table.stats and not table.errors):
+        pytest.fail(f"{gateway_host.id}: stat of the agent's files failed (exit {result.rc}): {result.stderr.strip()[:200]}", pytrace=False)
+    return table
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayPki:
+    """The agent's client identity as found on the host; each part None with the reason it is unusable."""
+
+    certificate: x509.Certificate | None
+    certificate_problem: str | None
+    ca: list[x509.Certificate]
+    ca_problem: str | None
+    key_spki: bytes | None  # the key's PUBLIC half only
+    key_problem: str | None
+
+
+@pytest.fixture(scope="session")
+def gateway_pki(gateway_host, gateway_env) -> GatewayPki:
+    certificate, certificate_problem = _read_certificates(gateway_host, gateway_env.get(CERT_PATH))
+    ca, ca_problem = _read_certificates(gateway_host, gateway_env.get(TRUST_BUNDLE))
+    key_spki, key_problem = _key_spki(gateway_host, gateway_env.get(KEY_PATH))
+    return GatewayPki(certificate[0] if certificate else None, certificate_problem, ca, ca_problem, key_spki, key_problem)
+
+
+def _read_certificates(host, path: str | None) -> tuple[list[x509.Certificate], str | None]:
+    if not path:
+        return [], "no path in the .env"
+    text = host.read_file(path)
+    if text is None:
+        return [], f"{path} cannot be read"
+    try:
+        found = certs.load_pem_certificates(text.encode()) if "-----BEGIN" in text else [load_certificate(text.encode())]
+    except ValueError:
+        return [], f"{path} holds no PEM certificate"
+    return found, None
+
+
+def _key_spki(host, path: str | None) -> tuple[bytes | None, str | None]:
+    """The private key's public half: derived on the host (openssl), the key never crossing the connection.
+
+    Only where the host has no openssl is the key read once, its public half taken and the rest dropped;
+    testinfra's command log is off for that read so the key cannot reach a log.
+    """
+    if not path:
+        return None, "no path in the .env"
+    template, args = public_keys.public_key_command(path)
+    result = host.run(template, *args)
+    if result.rc == 0:
+        try:
+            return public_keys.spki_from_public_pem(result.stdout), None
+        except ValueError as exc:
+            return None, f"{path}: {exc}"
+    if result.rc != public_keys.COMMAND_NOT_FOUND:
+        return None, f"{path} unusable as a private key (openssl: {_first_line(result.stderr)})"
+    testinfra_log = logging.getLogger("testinfra")
+    was_disabled, testinfra_log.disabled = testinfra_log.disabled, True
+    try:
+        read = host.run("cat -- %s", path)
+        if read.rc != 0:
+            return None, f"{path} cannot be read"
+        return public_keys.spki_from_private_pem(read.stdout.encode()), None
+    except ValueError as exc:
+        return None, f"{path}: {exc}"
+    finally:
+        testinfra_log.disabled = was_disabled
+        read = None  # noqa: F841 - drop the key text now
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:160] if lines else "no message"

@@ -1,4 +1,5 @@
-"""The gateway agent's systemd unit: loaded, enabled, active, not crash-looping."""
+"""The gateway agent's systemd unit: loaded, enabled, active, not crash-looping, restarting, and
+starting a program and an environment file that exist where the deployment puts them."""
 
 from __future__ import annotations
 
@@ -23,4 +24,60 @@ def test_unit_is_not_crash_looping(gateway_host, gateway_unit, settings):
     limit = settings.gateway.max_restarts
     assert gateway_unit.n_restarts <= limit, (
         f"{gateway_host.id}: {gateway_unit.unit}: expected at most {limit} restarts; found NRestarts={gateway_unit.n_restarts}"
+    )
+
+
+RESTART_POLICIES = ("always", "on-failure")
+
+
+@pytest.mark.smoke
+def test_unit_restarts_the_agent_when_it_exits(gateway_host, gateway_unit):
+    restart = gateway_unit.get("Restart")
+    assert restart in RESTART_POLICIES, (
+        f"{gateway_host.id}: {gateway_unit.unit}: expected Restart={' or '.join(RESTART_POLICIES)}; found Restart={restart or '<unset>'}"
+    )
+
+
+@pytest.mark.smoke
+def test_unit_program_exists_and_is_executable(gateway_host, gateway_unit, gateway_files):
+    program = gateway_unit.exec_start_path
+    if program is None:
+        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: expected an ExecStart program; found none (LoadState={gateway_unit.get('LoadState') or '?'})", pytrace=False)
+    facts = gateway_files.get(program)
+    assert facts is not None, f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} {gateway_files.absence(program)}; expected the deployed agent binary there"
+    assert facts.executable, f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} is a {facts.kind} mode {facts.octal}; expected an executable file"
+
+
+@pytest.mark.smoke
+def test_unit_environment_file_exists(gateway_host, gateway_unit, gateway_files):
+    paths = gateway_unit.environment_files
+    if not paths:
+        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: expected an EnvironmentFile; found none (LoadState={gateway_unit.get('LoadState') or '?'})", pytrace=False)
+    problems = []
+    for path in paths:
+        facts = gateway_files.get(path)
+        if facts is None:
+            problems.append(f"{path} {gateway_files.absence(path)}")
+        elif not facts.is_file:
+            problems.append(f"{path} is a {facts.kind}")
+    assert not problems, f"{gateway_host.id}: {gateway_unit.unit}: EnvironmentFile {'; '.join(problems)}; expected a regular file"
+
+
+def test_unit_uses_the_expected_program_env_file_and_directory(gateway_host, gateway_unit, settings):
+    expected = settings.gateway
+    found = {
+        "ExecStart": gateway_unit.exec_start_path or "<none>",
+        "EnvironmentFile": ",".join(gateway_unit.environment_files) or "<none>",
+        "WorkingDirectory": gateway_unit.get("WorkingDirectory") or "<none>",
+    }
+    wrong = {}
+    if found["ExecStart"] != expected.binary_path:
+        wrong["ExecStart"] = expected.binary_path
+    if expected.env_file not in gateway_unit.environment_files:
+        wrong["EnvironmentFile"] = expected.env_file
+    if found["WorkingDirectory"] != expected.working_directory:
+        wrong["WorkingDirectory"] = expected.working_directory
+    assert not wrong, (
+        f"{gateway_host.id}: {gateway_unit.unit}: expected " + ", ".join(f"{k}={v}" for k, v in wrong.items())
+        + " (the paths the suite checks); found " + ", ".join(f"{k}={found[k]}" for k in wrong)
     )

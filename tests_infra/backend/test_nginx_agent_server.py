@@ -1,0 +1,132 @@
+"""nginx on the backend host: a valid configuration whose agent server block routes and guards as the contract says.
+
+Read from ``nginx -T`` (one exec per run) and parsed, never grepped.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from viworks_verify.nginx_config import ca_bundle_problem
+
+pytestmark = [pytest.mark.infra, pytest.mark.backend]
+
+WS_PREFIX = "/ws/"
+API_PREFIX = "/"
+
+
+def _where(host, settings, server=None) -> str:
+    return f"{host.id}: {settings.backend.nginx_container}" + (f": server {settings.edge.domain}" if server is not None else "")
+
+
+def _location(host, settings, server, prefix):
+    location = server.location(prefix)
+    if location is None:
+        found = ", ".join(f"{loc.modifier + ' ' if loc.modifier else ''}{loc.match}" for loc in server.locations) or "none"
+        pytest.fail(f"{_where(host, settings, server)}: expected location {prefix}; found locations {found} ({server.where})", pytrace=False)
+    return location
+
+
+@pytest.mark.smoke
+def test_nginx_config_test_passes(backend_host, nginx_dump, settings):
+    done = nginx_dump.require()
+    assert done.exit_code == 0, f"{_where(backend_host, settings)}: expected nginx -t to pass; found: {done.first_error}"
+
+
+@pytest.mark.smoke
+@pytest.mark.tls
+def test_nginx_agent_server_listens_on_https(backend_host, agent_server, settings):
+    server = agent_server.require()
+    port = settings.edge.https_port
+    listens = server.listens_on(port)
+    assert any(listen.ssl for listen in listens), (
+        f"{_where(backend_host, settings, server)}: expected listen {port} ssl; found {', '.join('listen ' + l.raw for l in listens)} ({server.where})"
+    )
+
+
+@pytest.mark.smoke
+def test_nginx_ws_location_proxies_to_backend_agent_ws_port(backend_host, agent_server, settings):
+    server = agent_server.require()
+    location = _location(backend_host, settings, server, WS_PREFIX)
+    expected = f"http://{settings.backend.agent_container}:{settings.backend.ws_port}"
+    found = location.proxy_targets
+    assert found and all(target == expected for target in found), (
+        f"{_where(backend_host, settings)}: location {WS_PREFIX} proxies to {', '.join(found) or 'nothing (no proxy_pass)'}; "
+        f"expected {expected} ({location.directive.where})"
+    )
+
+
+@pytest.mark.smoke
+def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, settings):
+    server = agent_server.require()
+    location = _location(backend_host, settings, server, WS_PREFIX)
+    expected = {"proxy_http_version": "1.1", "Upgrade": "$http_upgrade", "Connection": "upgrade"}
+    found = {"proxy_http_version": location.proxy_http_version, "Upgrade": location.header("Upgrade"), "Connection": location.header("Connection")}
+    wrong = [key for key in expected if (found[key] or "").lower() != expected[key].lower()]
+    assert not wrong, (
+        f"{_where(backend_host, settings)}: location {WS_PREFIX}: expected "
+        + ", ".join(f"{k} {expected[k]}" for k in wrong) + "; found "
+        + ", ".join(f"{k} {found[k] if found[k] is not None else '(not set)'}" for k in wrong)
+        + f" ({location.directive.where})"
+    )
+
+
+def test_nginx_ws_location_keeps_idle_websockets_open(backend_host, agent_server, settings):
+    server = agent_server.require()
+    location = _location(backend_host, settings, server, WS_PREFIX)
+    minimum = settings.backend.ws_min_read_timeout_s
+    assert location.read_timeout_s >= minimum, (
+        f"{_where(backend_host, settings)}: location {WS_PREFIX}: proxy_read_timeout {location.read_timeout_text} "
+        f"({location.read_timeout_s:.0f} s); expected at least {minimum:.0f} s ({location.directive.where})"
+    )
+
+
+@pytest.mark.smoke
+def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, agent_server, settings):
+    server = agent_server.require()
+    location = _location(backend_host, settings, server, API_PREFIX)
+    expected = f"http://{settings.backend.agent_container}:{settings.backend.api_port}"
+    found = location.proxy_targets
+    assert found and all(target == expected for target in found), (
+        f"{_where(backend_host, settings)}: location {API_PREFIX} proxies to {', '.join(found) or 'nothing (no proxy_pass)'}; "
+        f"expected {expected} ({location.directive.where})"
+    )
+
+
+@pytest.mark.smoke
+@pytest.mark.tls
+def test_nginx_ws_location_requires_a_verified_client_certificate(backend_host, agent_server, settings):
+    server = agent_server.require()
+    _location(backend_host, settings, server, WS_PREFIX)
+    verification = server.client_verification(WS_PREFIX)
+    assert verification.enforced, (
+        f"{_where(backend_host, settings, server)}: expected client certificates verified on {WS_PREFIX} "
+        f"(ssl_verify_client on, or optional + if ($ssl_client_verify != SUCCESS) {{ return 403; }}); found {verification.how}"
+    )
+
+
+@pytest.mark.smoke
+@pytest.mark.tls
+def test_nginx_client_ca_is_a_ca_certificate(backend_host, agent_server, nginx_tls_files, settings):
+    server = agent_server.require()
+    where = _where(backend_host, settings, server)
+    path = server.client_ca_path
+    assert path, f"{where}: expected ssl_client_certificate naming the internal CA; found none ({server.where})"
+    ca_file = nginx_tls_files.require().get(path)
+    assert ca_file is not None and ca_file.exists, f"{where}: ssl_client_certificate {path}: expected the internal CA certificate; found no such file"
+    assert ca_file.content is not None, f"{where}: ssl_client_certificate {path}: expected a readable file; found a {ca_file.kind}, mode {ca_file.mode_text}"
+    problem = ca_bundle_problem(ca_file.content)
+    assert problem is None, f"{where}: ssl_client_certificate {path}: expected CA certificates; found it {problem}"
+
+
+@pytest.mark.tls
+def test_nginx_server_certificate_and_key_exist(backend_host, agent_server, nginx_tls_files, settings):
+    server = agent_server.require()
+    where = _where(backend_host, settings, server)
+    assert server.certificate_paths and server.key_paths, (
+        f"{where}: expected ssl_certificate and ssl_certificate_key; found "
+        f"ssl_certificate {server.certificate_paths or 'none'}, ssl_certificate_key {server.key_paths or 'none'} ({server.where})"
+    )
+    files = nginx_tls_files.require()
+    missing = [path for path in (*server.certificate_paths, *server.key_paths) if "$" not in path and not (files.get(path) and files[path].is_file)]
+    assert not missing, f"{where}: expected the server certificate and key files; found missing: {', '.join(missing)}"

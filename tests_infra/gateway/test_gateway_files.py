@@ -1,0 +1,54 @@
+"""The gateway agent's files: none world-writable, and the four scripts deployed root-owned and executable."""
+
+from __future__ import annotations
+
+import posixpath
+
+import pytest
+
+from viworks_verify.gateway_env import SCRIPTS_ROOT
+
+pytestmark = [pytest.mark.infra, pytest.mark.gateway]
+
+
+@pytest.mark.smoke
+def test_no_required_file_is_world_writable(gateway_host, gateway_required_files, gateway_files):
+    problems = []
+    for role, path in gateway_required_files.items():
+        facts = gateway_files.get(path)
+        if facts is not None and facts.world_writable and path not in {p.split(" ")[0] for p in problems}:
+            problems.append(f"{path} ({role}) mode {facts.octal}")
+    assert not problems, f"{gateway_host.id}: world-writable: {'; '.join(problems)}; expected no required file writable by others (chmod o-w)"
+
+
+def _scripts(gateway_env, settings, gateway_host) -> dict[str, str]:
+    root = gateway_env.get(SCRIPTS_ROOT)
+    if not root:
+        pytest.fail(f"{gateway_host.id}: {settings.gateway.env_file}: {SCRIPTS_ROOT} not set; expected the scripts directory", pytrace=False)
+    return {name: posixpath.join(root, name) for name in settings.gateway.scripts}
+
+
+@pytest.mark.smoke
+def test_scripts_are_present_and_executable(gateway_host, gateway_env, gateway_files, settings):
+    problems = []
+    for name, path in _scripts(gateway_env, settings, gateway_host).items():
+        facts = gateway_files.get(path)
+        if facts is None:
+            problems.append(f"{path} {gateway_files.absence(path)}")
+        elif not facts.executable:
+            problems.append(f"{path} is a {facts.kind} mode {facts.octal}, not executable")
+    assert not problems, f"{gateway_host.id}: {'; '.join(problems)}; expected every script of {SCRIPTS_ROOT} present and executable"
+
+
+@pytest.mark.smoke
+def test_scripts_are_root_owned_and_not_group_or_world_writable(gateway_host, gateway_env, gateway_files, settings):
+    problems = []
+    for name, path in _scripts(gateway_env, settings, gateway_host).items():
+        facts = gateway_files.get(path)
+        if facts is None:
+            continue  # a missing script is test_scripts_are_present_and_executable's finding
+        if facts.uid != 0:
+            problems.append(f"{path} owned by {facts.owner}")
+        if facts.group_writable or facts.world_writable:
+            problems.append(f"{path} mode {facts.octal}")
+    assert not problems, f"{gateway_host.id}: {'; '.join(problems)}; expected scripts owned by root and writable by root only"

@@ -1,0 +1,128 @@
+"""Faults the lab can inject: the failures the real deployment had, one at a time, and their healing.
+
+A fault is either a *knob* (a value the lab renders differently: nginx's upstream port, the backend's
+config, which certificate nginx serves) or an *action* on a running container (stop a unit, remove a
+file, disconnect a network). Healing never rebuilds: knobs go back to healthy values, containers a
+fault touched by hand are re-created from their cached images, and the gateway is re-deployed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Callable
+
+from viworks_lab import topology
+from viworks_lab.layout import GATEWAY_CONTAINER
+
+if TYPE_CHECKING:
+    from viworks_lab.lab import Lab
+
+BACKEND = "viworks-backend-agent-new"
+NGINX = "viworks-nginx"
+POSTGRES = "viworks-postgres"
+UNIT = "viworks-gateway-agent.service"
+
+
+@dataclasses.dataclass(frozen=True)
+class Knobs:
+    """What the lab renders; the healthy values are the defaults."""
+
+    nginx_ws_port: int = 8081
+    ws_server_enabled: bool = True
+    dispatch_enabled: bool = True
+    backend_jwt_secret_rotated: bool = False  # the backend verifies tokens with a secret nobody has
+    served_identity: str = "server"  # the .lab/pki stem nginx serves: server, server-rekeyed, server-expired
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    name: str
+    description: str
+    knobs: Knobs = Knobs()
+    action: Callable[["Lab"], None] | None = None
+    recreate: tuple[str, ...] = ()  # containers changed by hand: re-created from their image on heal
+    redeploy_gateway: bool = False
+    # What must still work once the fault is in, so a run sees this fault and nothing else:
+    wait_for: tuple[str, ...] = ("backend", "edge", "gateway")
+
+
+def _gateway(lab: "Lab"):
+    return lab.client.containers.get(GATEWAY_CONTAINER)
+
+
+def _in_gateway(*command: str) -> Callable[["Lab"], None]:
+    def act(lab: "Lab") -> None:
+        topology.exec_checked(_gateway(lab), list(command), " ".join(command))
+
+    return act
+
+
+def _sequence(*actions: Callable[["Lab"], None]) -> Callable[["Lab"], None]:
+    def act(lab: "Lab") -> None:
+        for action in actions:
+            action(lab)
+
+    return act
+
+
+def _disconnect_public(lab: "Lab") -> None:
+    lab.client.networks.get("viworks-public").disconnect(BACKEND)
+    lab.client.containers.get(NGINX).restart(timeout=5)  # as a redeploy would: nginx re-resolves the backend
+
+
+def _stop_postgres(lab: "Lab") -> None:
+    lab.client.containers.get(POSTGRES).stop(timeout=10)
+
+
+def _drift_binary(lab: "Lab") -> None:
+    from viworks_lab.release import build_agent
+
+    drifted = build_agent("backend", build_note="built from a working tree nobody can name")
+    backend = lab.client.containers.get(BACKEND)
+    topology.put_files(backend, {"/app/viworks-backend-agent": (drifted.data, 0o755)})
+    backend.restart(timeout=10)
+
+
+_GATEWAY_ONLY = ("backend", "edge")
+FAULTS: dict[str, Fault] = {
+    fault.name: fault
+    for fault in (
+        Fault("ws-server-down", "nothing listens on 8081 in the backend container: the WebSocket server never started",
+              Knobs(ws_server_enabled=False), wait_for=("backend",)),
+        Fault("nginx-wrong-port", "nginx proxies the agent /ws/ location to 8080 (the API) instead of 8081",
+              Knobs(nginx_ws_port=8080), wait_for=_GATEWAY_ONLY),
+        Fault("gateway-stopped", "the gateway agent unit is stopped",
+              action=_in_gateway("systemctl", "stop", UNIT), redeploy_gateway=True, wait_for=_GATEWAY_ONLY),
+        Fault("gateway-bad-execstart", "the unit's ExecStart names a binary path that does not exist (crash loop)",
+              action=_sequence(
+                  _in_gateway("sed", "-i", "s|^ExecStart=.*|ExecStart=/opt/viworks/bin/viworks-gateway-agent|",
+                              "/etc/systemd/system/" + UNIT),
+                  _in_gateway("systemctl", "daemon-reload"),
+                  _in_gateway("systemctl", "restart", UNIT),
+              ),
+              redeploy_gateway=True, wait_for=_GATEWAY_ONLY),
+        Fault("one-network", "the backend agent container is disconnected from viworks-public",
+              action=_disconnect_public, wait_for=("backend", "edge")),
+        Fault("client-cert-missing", "the gateway's client certificate is removed; the agent stays active and never reconnects",
+              action=_sequence(_in_gateway("rm", "-f", "/opt/viworks/agent/certs/client.crt"),
+                               _in_gateway("systemctl", "kill", "--signal=HUP", UNIT)),
+              redeploy_gateway=True, wait_for=_GATEWAY_ONLY),
+        Fault("script-missing", "add_vpn_user.sh is removed from the gateway's scripts root",
+              action=_in_gateway("rm", "-f", "/opt/viworks/scripts/add_vpn_user.sh"), redeploy_gateway=True),
+        Fault("script-not-executable", "add_vpn_user.sh loses its run bits",
+              action=_in_gateway("chmod", "a-x", "/opt/viworks/scripts/add_vpn_user.sh"), redeploy_gateway=True),
+        Fault("pin-mismatch", "nginx serves a certificate with another key: the gateway's pin no longer matches",
+              Knobs(served_identity="server-rekeyed"), wait_for=_GATEWAY_ONLY),
+        Fault("cert-expired", "nginx serves an expired certificate",
+              Knobs(served_identity="server-expired"), wait_for=("backend",)),
+        Fault("env-missing-key", "VIW_AGENT_SITE is removed from the gateway's .env",
+              action=_in_gateway("sed", "-i", "/^VIW_AGENT_SITE=/d", "/opt/viworks/agent/.env"), redeploy_gateway=True),
+        Fault("api-auth-broken", "the API rejects every token (its JWT secret is not the one tokens are signed with)",
+              Knobs(backend_jwt_secret_rotated=True), wait_for=_GATEWAY_ONLY),
+        Fault("dispatch-broken", "the backend accepts commands (201) and never delivers them",
+              Knobs(dispatch_enabled=False)),
+        Fault("db-down", "Postgres is stopped, so the backend is degraded", action=_stop_postgres, wait_for=()),
+        Fault("binary-drift", "the backend binary differs from the expected release build",
+              action=_drift_binary, recreate=(BACKEND,)),
+    )
+}

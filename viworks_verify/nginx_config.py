@@ -1,0 +1,464 @@
+"""nginx's effective configuration, parsed from the output of ``nginx -T`` (sans I/O).
+
+``nginx -T`` tests the configuration and dumps every file it read, each after a
+``# configuration file <path>:`` line. ``parse_nginx_dump`` splits the dump into files, parses each
+with crossplane (no grep: comments, quoting and blocks are nginx's), expands ``include`` against
+the dumped files (not this machine's), and exposes the parts the checks need::
+
+    config = parse_nginx_dump(text)
+    server = config.server_for("agent.example.com", 443)
+    ws = server.location("/ws/")
+    ws.proxy_targets, ws.header("Upgrade"), ws.read_timeout_s, server.client_verification("/ws/")
+
+Directive lookups follow nginx's inheritance: a directive not set in a location is taken from the
+nearest enclosing block that sets it (server, then http); that is also how array directives such
+as ``proxy_set_header`` inherit (only when the inner level sets none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import posixpath
+import re
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import crossplane
+from cryptography import x509
+
+from viworks_verify.certs import load_pem_certificates
+
+_FILE_HEADER = re.compile(r"^# configuration file (?P<path>.+):\s*$")
+_TIME_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
+_TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "y": 365 * 86400}
+_DEFAULT_READ_TIMEOUT_S = 60.0
+
+
+class NginxConfigError(ValueError):
+    """A dump that cannot be read as nginx configuration."""
+
+
+# ---------------------------------------------------------------------------------------- model
+
+
+@dataclasses.dataclass(eq=False)
+class Directive:
+    name: str
+    args: tuple[str, ...]
+    file: str
+    line: int
+    block: list[Directive] | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def __str__(self) -> str:
+        text = " ".join((self.name, *(_quote(a) for a in self.args)))
+        return text + (" { ... }" if self.block is not None else ";")
+
+
+def _quote(arg: str) -> str:
+    return f'"{arg}"' if (not arg or any(c.isspace() or c in ';{}"\'' for c in arg)) else arg
+
+
+class Block:
+    """A block (http, server, location) and its enclosing blocks, for inherited lookups."""
+
+    def __init__(self, directive: Directive, parent: Block | None) -> None:
+        self.directive = directive
+        self.parent = parent
+
+    @property
+    def directives(self) -> list[Directive]:
+        return self.directive.block or []
+
+    def own(self, name: str) -> list[Directive]:
+        """Directives ``name`` set in this block itself (not inherited)."""
+        return [d for d in self.directives if d.name == name]
+
+    def effective(self, name: str) -> list[Directive]:
+        """Directives ``name`` in force here: this block's, or the nearest enclosing block's."""
+        block: Block | None = self
+        while block is not None:
+            found = block.own(name)
+            if found:
+                return found
+            block = block.parent
+        return []
+
+    def value(self, name: str) -> tuple[str, ...] | None:
+        """Arguments of the last ``name`` in force here (nginx: the last one wins), or None."""
+        found = self.effective(name)
+        return found[-1].args if found else None
+
+    @property
+    def ifs(self) -> list[Directive]:
+        return self.own("if")
+
+
+class Location(Block):
+    def __init__(self, directive: Directive, parent: Block, server: Server) -> None:
+        super().__init__(directive, parent)
+        self.server = server
+        args = directive.args
+        self.modifier = args[0] if len(args) == 2 else ""  # "", "=", "^~", "~", "~*"
+        self.match = args[-1] if args else ""
+
+    def __repr__(self) -> str:
+        return f"Location({(self.modifier + ' ' if self.modifier else '')}{self.match} at {self.directive.where})"
+
+    @property
+    def proxy_pass(self) -> str | None:
+        """``proxy_pass`` as written (not inherited: nginx does not inherit it)."""
+        found = self.own("proxy_pass")
+        return found[-1].args[0] if found and found[-1].args else None
+
+    @property
+    def proxy_targets(self) -> list[str]:
+        """Where ``proxy_pass`` sends requests: ``scheme://host:port[/uri]``, an upstream's servers expanded."""
+        target = self.proxy_pass
+        if target is None:
+            return []
+        scheme, sep, rest = target.partition("://")
+        if not sep:
+            return [target]
+        host, slash, uri = rest.partition("/")
+        servers = self.server.config.upstream(host)
+        if servers is None:
+            return [target]
+        suffix = slash + uri
+        return [f"{scheme}://{server}{suffix}" for server in servers]
+
+    @property
+    def proxy_http_version(self) -> str:
+        found = self.value("proxy_http_version")
+        return found[0] if found else "1.0"  # nginx's default
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``proxy_set_header`` in force here, names lower-cased (nginx's inheritance rule applies)."""
+        return {d.args[0].lower(): d.args[1] if len(d.args) > 1 else "" for d in self.effective("proxy_set_header") if d.args}
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def read_timeout_s(self) -> float:
+        found = self.value("proxy_read_timeout")
+        return parse_time(found[0]) if found else _DEFAULT_READ_TIMEOUT_S
+
+    @property
+    def read_timeout_text(self) -> str:
+        found = self.value("proxy_read_timeout")
+        return found[0] if found else "60s (nginx default)"
+
+    @property
+    def locations(self) -> list[Location]:
+        return [Location(d, self, self.server) for d in self.own("location")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Listen:
+    address: str | None  # None: every address
+    port: int
+    ssl: bool
+    raw: str
+
+
+class Server(Block):
+    def __init__(self, directive: Directive, parent: Block, config: NginxConfig) -> None:
+        super().__init__(directive, parent)
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"Server({' '.join(self.server_names) or '_'} at {self.directive.where})"
+
+    @property
+    def where(self) -> str:
+        return self.directive.where
+
+    @property
+    def server_names(self) -> list[str]:
+        return [name for d in self.own("server_name") for name in d.args]
+
+    @property
+    def listens(self) -> list[Listen]:
+        found = self.own("listen")
+        if not found:
+            return [Listen(None, 80, False, "80 (nginx default)")]
+        return [_parse_listen(d.args) for d in found if d.args]
+
+    def listens_on(self, port: int) -> list[Listen]:
+        return [listen for listen in self.listens if listen.port == port]
+
+    def serves(self, domain: str) -> bool:
+        domain = domain.lower().rstrip(".")
+        for name in (n.lower() for n in self.server_names):
+            if name == domain or (name.startswith("*.") and domain.endswith(name[1:])):
+                return True
+            if name.startswith(".") and (domain == name[1:] or domain.endswith(name)):
+                return True
+        return False
+
+    @property
+    def locations(self) -> list[Location]:
+        return [Location(d, self, self) for d in self.own("location")]
+
+    def _all_locations(self) -> Iterator[Location]:
+        pending = list(self.locations)
+        while pending:
+            location = pending.pop(0)
+            yield location
+            pending.extend(location.locations)
+
+    def location(self, prefix: str) -> Location | None:
+        """The prefix location (``location /ws/`` or ``location ^~ /ws/``) for exactly ``prefix``."""
+        for location in self._all_locations():
+            if location.modifier in ("", "^~") and location.match == prefix:
+                return location
+        return None
+
+    def _path(self, value: str) -> str:
+        # Relative paths are relative to nginx's configuration prefix: the main file's directory.
+        return value if value.startswith("/") or "$" in value else posixpath.join(self.config.prefix, value)
+
+    @property
+    def client_ca_path(self) -> str | None:
+        found = self.value("ssl_client_certificate")
+        return self._path(found[0]) if found else None
+
+    @property
+    def certificate_paths(self) -> list[str]:
+        return [self._path(d.args[0]) for d in self.effective("ssl_certificate") if d.args]
+
+    @property
+    def key_paths(self) -> list[str]:
+        return [self._path(d.args[0]) for d in self.effective("ssl_certificate_key") if d.args]
+
+    @property
+    def verify_client(self) -> str:
+        found = self.value("ssl_verify_client")
+        return found[0] if found else "off"
+
+    def client_verification(self, prefix: str) -> ClientVerification:
+        """Whether requests under ``prefix`` are refused without a client certificate the CA verified.
+
+        Enforced by ``ssl_verify_client on``, or by ``optional`` plus an
+        ``if ($ssl_client_verify != SUCCESS) { return 4xx; }`` in the location (or the server).
+        """
+        mode = self.verify_client
+        if mode == "on":
+            return ClientVerification(True, "ssl_verify_client on")
+        if mode != "optional":
+            reason = "does not verify against the CA" if mode == "optional_no_ca" else "no client certificate is asked for"
+            return ClientVerification(False, f"ssl_verify_client {mode} ({reason})")
+        location = self.location(prefix)
+        for block, where in ((location, f"location {prefix}"), (self, "server")):
+            if block is None:
+                continue
+            for directive in block.ifs:
+                if _refuses_unverified(directive):
+                    return ClientVerification(True, f"ssl_verify_client optional + {_describe_if(directive)} in {where}")
+        return ClientVerification(
+            False, f"ssl_verify_client optional without an if ($ssl_client_verify != SUCCESS) {{ return 403; }} in location {prefix}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientVerification:
+    enforced: bool
+    how: str
+
+
+@dataclasses.dataclass
+class NginxConfig:
+    files: dict[str, str]  # path -> text, in dump order
+    main_file: str
+    tree: list[Directive]  # the main file with includes expanded
+    errors: list[str]
+
+    @property
+    def prefix(self) -> str:
+        return posixpath.dirname(self.main_file)
+
+    @property
+    def http(self) -> Block | None:
+        found = [d for d in self.tree if d.name == "http" and d.block is not None]
+        return Block(found[0], None) if found else None
+
+    @property
+    def servers(self) -> list[Server]:
+        http = self.http
+        return [Server(d, http, self) for d in http.own("server")] if http else []
+
+    def server_for(self, domain: str, port: int = 443) -> Server | None:
+        """The server block nginx picks for ``domain`` on ``port`` (the first one naming it, as nginx does)."""
+        for server in self.servers:
+            if server.listens_on(port) and server.serves(domain):
+                return server
+        return None
+
+    def upstream(self, name: str) -> list[str] | None:
+        """``host:port`` of each server of upstream ``name``; None when there is no such upstream."""
+        http = self.http
+        if http is None:
+            return None
+        for directive in http.own("upstream"):
+            if directive.args and directive.args[0] == name:
+                return [d.args[0] for d in directive.block or [] if d.name == "server" and d.args]
+        return None
+
+
+# -------------------------------------------------------------------------------------- parsing
+
+
+def split_dump(text: str) -> dict[str, str]:
+    """The files of an ``nginx -T`` dump: {path: text}, in the order nginx read them."""
+    files: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines(keepends=True):
+        match = _FILE_HEADER.match(line)
+        if match:
+            current = files.setdefault(match["path"], [])
+            continue
+        if current is not None:
+            current.append(line)
+    return {path: "".join(lines) for path, lines in files.items()}
+
+
+def parse_nginx_dump(text: str) -> NginxConfig:
+    files = split_dump(text)
+    if not files:
+        raise NginxConfigError("no '# configuration file <path>:' section: not the output of nginx -T")
+    parsed: dict[str, list[Directive]] = {}
+    errors: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="viworks-nginx-") as scratch:
+        for index, (path, body) in enumerate(files.items()):
+            # crossplane reads files: give it each dumped file alone (single=True: no include
+            # following on this machine) and without context checks (an included file's context
+            # is its includer's, restored below).
+            scratch_file = Path(scratch) / f"{index}.conf"
+            scratch_file.write_text(body)
+            payload = crossplane.parse(str(scratch_file), single=True, check_ctx=False, comments=False)
+            for error in payload["errors"]:
+                errors.append(f"{path}:{error.get('line')}: {error['error'].replace(str(scratch_file), path)}")
+            parsed[path] = [_directive(stmt, path) for stmt in payload["config"][0]["parsed"]] if payload["config"] else []
+    main_file = next(iter(files))
+    tree = _expand_includes(parsed[main_file], parsed, posixpath.dirname(main_file), errors, (main_file,))
+    return NginxConfig(files=files, main_file=main_file, tree=tree, errors=errors)
+
+
+def _directive(stmt: dict, path: str) -> Directive:
+    block = stmt.get("block")
+    return Directive(
+        name=stmt["directive"], args=tuple(stmt.get("args", ())), file=path, line=int(stmt.get("line", 0)),
+        block=[_directive(s, path) for s in block] if block is not None else None,
+    )
+
+
+def _expand_includes(
+    directives: list[Directive], parsed: dict[str, list[Directive]], prefix: str, errors: list[str], stack: tuple[str, ...]
+) -> list[Directive]:
+    expanded: list[Directive] = []
+    for directive in directives:
+        if directive.name == "include" and directive.args:
+            pattern = directive.args[0]
+            if not pattern.startswith("/"):
+                pattern = posixpath.join(prefix, pattern)
+            matches = sorted(path for path in parsed if _glob_match(path, pattern))
+            if not matches and not any(ch in pattern for ch in "*?["):
+                errors.append(f"{directive.where}: include {pattern}: not in the dump")
+            for path in matches:
+                if path in stack:
+                    errors.append(f"{directive.where}: include loop through {path}")
+                    continue
+                expanded.extend(_expand_includes(parsed[path], parsed, prefix, errors, (*stack, path)))
+            continue
+        if directive.block is not None:
+            directive = dataclasses.replace(directive, block=_expand_includes(directive.block, parsed, prefix, errors, stack))
+        expanded.append(directive)
+    return expanded
+
+
+def _glob_match(path: str, pattern: str) -> bool:
+    """glob(3) semantics: wildcards do not cross a ``/``."""
+    path_parts, pattern_parts = path.split("/"), pattern.split("/")
+    return len(path_parts) == len(pattern_parts) and all(
+        fnmatch.fnmatchcase(p, q) for p, q in zip(path_parts, pattern_parts)
+    )
+
+
+def _parse_listen(args: tuple[str, ...]) -> Listen:
+    target = args[0]
+    ssl = "ssl" in args[1:]
+    if target.startswith("unix:"):
+        return Listen(target, -1, ssl, " ".join(args))
+    if target.startswith("["):
+        address, _, port = target[1:].partition("]")
+        port = port.lstrip(":")
+    elif ":" in target:
+        address, _, port = target.rpartition(":")
+    elif target.isdigit():
+        address, port = None, target
+    else:
+        address, port = target, "80"
+    return Listen(address, int(port) if port.isdigit() else 80, ssl, " ".join(args))
+
+
+def parse_time(value: str) -> float:
+    """nginx time (``3600``, ``3600s``, ``1h``, ``1h30m``, ``500ms``) in seconds; a bare number is seconds."""
+    text = value.strip()
+    if not text:
+        raise NginxConfigError("empty time value")
+    position, total = 0, 0.0
+    for match in _TIME_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += int(match[1]) * _TIME_UNITS[match[2] or "s"]
+        position = match.end()
+    if position != len(text):
+        raise NginxConfigError(f"invalid nginx time {value!r}")
+    return total
+
+
+def _refuses_unverified(directive: Directive) -> bool:
+    """``if ($ssl_client_verify != SUCCESS) { return 4xx; }`` (or ``!~ SUCCESS``)."""
+    args = directive.args
+    if len(args) != 3 or args[0] != "$ssl_client_verify" or args[1] not in ("!=", "!~") or args[2].strip("^$") != "SUCCESS":
+        return False
+    for inner in directive.block or []:
+        if inner.name == "return" and inner.args and inner.args[0].isdigit() and 400 <= int(inner.args[0]) < 500:
+            return True
+    return False
+
+
+def _describe_if(directive: Directive) -> str:
+    inner = "; ".join(str(d) for d in directive.block or [])
+    return f"if ({' '.join(directive.args)}) {{ {inner} }}"
+
+
+# ------------------------------------------------------------------------------------ client CA
+
+
+def ca_bundle_problem(pem: bytes) -> str | None:
+    """Why a file is not a usable client CA bundle (PEM certificates, each a CA); None when it is."""
+    try:
+        certificates = load_pem_certificates(pem)
+    except ValueError:
+        return "holds no PEM certificate"
+    if not certificates:
+        return "holds no PEM certificate"
+    not_ca = []
+    for certificate in certificates:
+        try:
+            is_ca = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            is_ca = False
+        if not is_ca:
+            not_ca.append(certificate.subject.rfc4514_string() or "(empty subject)")
+    if not_ca:
+        return f"holds a certificate that is not a CA (basicConstraints CA:FALSE or absent): {', '.join(not_ca)}"
+    return None

@@ -1,0 +1,56 @@
+"""The public half of a private key, to compare it with a certificate's, never the key itself.
+
+On a host, ``openssl pkey -pubout`` derives the public key there, so the private key never
+crosses the connection. Where openssl is missing, the caller may read the key once and hand it
+to ``spki_from_private_pem``, which keeps only the public half. Nothing here puts key material in
+an exception or a return value.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+# -passin pass: an encrypted key fails at once instead of prompting for a passphrase.
+OPENSSL_PUBOUT = "openssl pkey -in %s -pubout -passin pass:"
+COMMAND_NOT_FOUND = 127
+
+
+def public_key_command(path: str) -> tuple[str, tuple[str, ...]]:
+    return OPENSSL_PUBOUT, (path,)
+
+
+def _spki(public_key) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def spki_from_public_pem(text: str | bytes) -> bytes:
+    """DER SubjectPublicKeyInfo from ``openssl pkey -pubout`` output; ValueError when it is not one."""
+    data = text.encode() if isinstance(text, str) else text
+    try:
+        return _spki(serialization.load_pem_public_key(data))
+    except (ValueError, TypeError):
+        raise ValueError("not a PEM public key") from None
+
+
+def spki_from_private_pem(data: bytes) -> bytes:
+    """DER SubjectPublicKeyInfo of a PEM private key; ValueError (saying nothing of the key) when unusable."""
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise ValueError("not an unencrypted PEM private key") from None
+    except Exception:  # noqa: BLE001 - an unsupported algorithm: say so, show nothing of the key
+        raise ValueError("a private key of an unsupported kind") from None
+    return _spki(key.public_key())
+
+
+def certificate_spki(certificate: x509.Certificate) -> bytes:
+    return _spki(certificate.public_key())
+
+
+def spki_digest(spki: bytes) -> str:
+    """The SPKI pin form (base64 SHA-256) of a public key: a safe way to name it in a message."""
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")

@@ -1,0 +1,73 @@
+"""A host's listening TCP and bound UDP sockets, as ``ss -H -tulpn`` prints them, and which are expected.
+
+Sans-I/O: ``COMMAND`` is what to run (as root, or processes of other users are not shown),
+``parse`` reads its output. A socket that no process on the host owns (Docker's embedded DNS in
+a host that is a container, a kernel socket) is listed with no process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+COMMAND = "ss -H -tulpn"
+_PROCESS = re.compile(r'\("(?P<name>(?:[^"\\]|\\.)*)",pid=(?P<pid>\d+)')
+
+
+@dataclasses.dataclass(frozen=True)
+class Listener:
+    proto: str  # "tcp" or "udp"
+    address: str  # as bound: 0.0.0.0, ::, 127.0.0.1, * (any)
+    port: int
+    processes: tuple[tuple[str, int], ...]  # (name, pid)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(name for name, _ in self.processes))
+
+    def describe(self, labels: dict[int, str] | None = None) -> str:
+        """``8080/tcp on 0.0.0.0 by python3 (pid 117, the agent)``."""
+        owners = ", ".join(
+            f"{name} (pid {pid}{', ' + labels[pid] if labels and pid in labels else ''})" for name, pid in self.processes
+        )
+        return f"{self.port}/{self.proto} on {self.address} by {owners or 'no process visible on the host'}"
+
+
+def parse(text: str) -> list[Listener]:
+    listeners = []
+    for line in text.splitlines():
+        fields = line.split(None, 6)
+        if len(fields) < 5 or fields[0] not in ("tcp", "udp"):
+            continue
+        address, port = _split_address(fields[4])
+        if port is None:
+            continue
+        process_field = fields[6] if len(fields) > 6 else ""
+        processes = tuple(dict.fromkeys((m["name"], int(m["pid"])) for m in _PROCESS.finditer(process_field)))
+        listeners.append(Listener(fields[0], address, port, processes))
+    return listeners
+
+
+def _split_address(text: str) -> tuple[str, int | None]:
+    """``[::]:22`` -> (``::``, 22); ``127.0.0.53%lo:53`` -> (``127.0.0.53``, 53); ``*:68`` -> (``*``, 68)."""
+    address, _, port = text.rpartition(":")
+    if not port.isdigit():
+        return text, None
+    address = address.strip("[]")
+    address = address.split("%", 1)[0].strip("[]")  # the interface a socket is bound to is not part of the address
+    return address, int(port)
+
+
+def unexpected(
+    listeners: list[Listener], allowed_processes: tuple[str, ...], engine_addresses: tuple[str, ...] = ()
+) -> list[Listener]:
+    """Listeners not owned only by allowed programs, nor an engine's own socket (no host process, engine address)."""
+    found = []
+    for listener in listeners:
+        if listener.processes:
+            if all(name in allowed_processes for name in listener.names):
+                continue
+        elif listener.address in engine_addresses:
+            continue
+        found.append(listener)
+    return found
