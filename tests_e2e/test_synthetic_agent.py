@@ -33,6 +33,14 @@ def test_synthetic_agent_is_welcomed_and_listed_online(probe_sessions, api, sett
         assert listed.get(agent_id) == "Online", f"agent://{agent_id}: expected Online in the agent list; found {listed.get(agent_id)}"
 
 
+def test_synthetic_agent_goes_offline_when_its_session_closes(probe_sessions, api, settings):
+    agent_id = settings.probe.agent_id
+    with probe_sessions():
+        pass  # leaving the block closes the session and waits, against the deadline, for Offline
+    status = api.agent_info(agent_id)["status"]
+    assert status == "Offline", f"agent://{agent_id}: expected Offline once its session closed; found {status}"
+
+
 def test_a_second_session_with_the_same_agent_id_is_rejected(probe_sessions, verified_edge, settings, probe_identity):
     agent_id = settings.probe.agent_id
     cert, key = probe_identity

@@ -52,3 +52,14 @@ def parse_lines(text: str) -> list[JournalLine]:
         elif raw.strip() and lines:  # a continuation of a multi-line message
             lines[-1] = dataclasses.replace(lines[-1], message=lines[-1].message + " " + raw.strip())
     return lines
+
+
+_TROUBLE = re.compile(r"(?i)\b(error|failed|refused|denied|cannot|unable|mismatch|rejected|timed out)\b")
+
+
+def most_telling(lines: list[JournalLine]) -> JournalLine | None:
+    """The line that best says why: the last one reporting trouble, else the last one."""
+    for line in reversed(lines):
+        if _TROUBLE.search(line.message):
+            return line
+    return lines[-1] if lines else None

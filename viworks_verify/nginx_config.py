@@ -425,9 +425,16 @@ def parse_time(value: str) -> float:
 
 
 def _refuses_unverified(directive: Directive) -> bool:
-    """``if ($ssl_client_verify != SUCCESS) { return 4xx; }`` (or ``!~ SUCCESS``)."""
+    """``if ($ssl_client_verify != SUCCESS) { return 4xx; }`` (or ``!~ SUCCESS``, or ``= NONE``).
+
+    With ``ssl_verify_client optional`` nginx itself refuses a certificate that fails verification
+    (495), so refusing the requests that present none (``NONE``) is the same guarantee.
+    """
     args = directive.args
-    if len(args) != 3 or args[0] != "$ssl_client_verify" or args[1] not in ("!=", "!~") or args[2].strip("^$") != "SUCCESS":
+    if len(args) != 3 or args[0] != "$ssl_client_verify":
+        return False
+    operator, value = args[1], args[2].strip("^$")
+    if not ((operator in ("!=", "!~") and value == "SUCCESS") or (operator in ("=", "~") and value == "NONE")):
         return False
     for inner in directive.block or []:
         if inner.name == "return" and inner.args and inner.args[0].isdigit() and 400 <= int(inner.args[0]) < 500:

@@ -1,26 +1,32 @@
 """The suite's synthetic agent: a real wss session through the edge, with the suite's own identity.
 
-Threaded (websockets' sync client) so a check can hold a session open while it calls the API.
-Frames are built and parsed by ``protocol``; this module only moves them.
+Checks are synchronous and hold a session open while they call the API, so sessions run on
+websockets' asyncio client in one private event-loop thread, behind a small blocking API. (The
+threaded client reads and writes one TLS socket from two threads; with TLS 1.3 session tickets
+that intermittently loses the handshake response.) Frames are built and parsed by ``protocol``;
+this module only moves them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import platform
+import threading
 import time
-import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, Coroutine, TypeVar
 
 import httpx
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
-from websockets.sync.client import ClientConnection, connect
 
 from viworks_verify import protocol
 from viworks_verify.commands import VERB_ARGS
 from viworks_verify.edge import EdgeEndpoint
+
+T = TypeVar("T")
 
 
 class UpgradeRefused(Exception):
@@ -30,6 +36,54 @@ class UpgradeRefused(Exception):
         self.body = body
 
 
+class _LoopThread:
+    """One event loop in a daemon thread, shared by every session of the process."""
+
+    _instance: "_LoopThread | None" = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="viworks-probe-loop", daemon=True).start()
+
+    @classmethod
+    def run(cls, coroutine: Coroutine[Any, Any, T], timeout_s: float) -> T:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coroutine, timeout_s), cls._instance.loop)
+        return future.result(timeout_s + 1)
+
+
+class Session:
+    """A WebSocket session with blocking send/recv/close (``response``/``request``: the handshake)."""
+
+    def __init__(self, connection: ClientConnection, timeout_s: float) -> None:
+        self._connection = connection
+        self._timeout_s = timeout_s
+        self.response = connection.response
+        self.request = connection.request
+
+    def send(self, text: str) -> None:
+        _LoopThread.run(self._connection.send(text), self._timeout_s)
+
+    def recv(self, timeout: float) -> str | bytes:
+        """The next message; TimeoutError when none arrives in time."""
+        try:
+            return _LoopThread.run(self._connection.recv(), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise TimeoutError(f"no message within {timeout:.1f} s") from None
+
+    def close(self) -> None:
+        _LoopThread.run(self._connection.close(), self._timeout_s)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def open_session(
     endpoint: EdgeEndpoint,
     *,
@@ -37,31 +91,34 @@ def open_session(
     client_key: Path | None,
     path: str | None = None,
     timeout_s: float | None = None,
-) -> ClientConnection:
+) -> Session:
     """Upgrade to a WebSocket at the agent path; UpgradeRefused with the HTTP status when refused."""
-    context: ssl.SSLContext = endpoint.tls_context(client_cert=client_cert, client_key=client_key)
     timeout = timeout_s or endpoint.timeout_s
-    try:
-        return connect(
+    async def upgrade() -> ClientConnection:
+        return await connect(
             endpoint.wss_url(path),
-            sock=endpoint.open_tcp(),
-            ssl=context,
+            ssl=endpoint.tls_context(client_cert=client_cert, client_key=client_key),
             server_hostname=endpoint.edge.domain,
+            host=endpoint.address,  # the TCP address; TLS and Host still speak as the domain
+            port=endpoint.edge.https_port,
             open_timeout=timeout,
             close_timeout=2,
             ping_interval=15,
             ping_timeout=30,
         )
+
+    try:
+        connection = _LoopThread.run(upgrade(), timeout + 1)
     except InvalidStatus as exc:
         body = exc.response.body.decode(errors="replace") if exc.response.body else ""
         raise UpgradeRefused(exc.response.status_code, body[:200]) from None
+    return Session(connection, timeout)
 
 
 def upgrade_status(endpoint: EdgeEndpoint, *, client_cert: Path | None, client_key: Path | None) -> int:
     """The HTTP status the agent path answers to an upgrade request (101 when it upgrades).
 
-    A plain HTTP exchange, for checks that only need the verdict: refusals arrive with
-    ``Connection: close``, which a WebSocket client may report as a timeout instead of a status.
+    A plain HTTP exchange, for checks that only need the verdict.
     """
     headers = {
         **endpoint.host_header,
@@ -91,32 +148,28 @@ def hello_payload(agent_id: str, site: str = "suite") -> dict[str, Any]:
     }
 
 
-def send_frame(session: ClientConnection, frame: protocol.Frame) -> None:
-    session.send(frame.to_json())
-
-
-def receive_frame(session: ClientConnection, timeout_s: float) -> protocol.Frame:
+def receive_frame(session: Session, timeout_s: float) -> protocol.Frame:
     """The next frame (TimeoutError when none arrives in time)."""
-    return protocol.Frame.parse(session.recv(timeout=timeout_s))
+    return protocol.Frame.parse(session.recv(timeout_s))
 
 
-def say_hello(session: ClientConnection, agent_id: str, timeout_s: float) -> protocol.Frame:
+def say_hello(session: Session, agent_id: str, timeout_s: float) -> protocol.Frame:
     """Send hello and return the backend's answer (``welcome`` or ``error``)."""
-    send_frame(session, protocol.make_frame(protocol.HELLO, hello_payload(agent_id)))
+    session.send(protocol.make_frame(protocol.HELLO, hello_payload(agent_id)).to_json())
     return receive_frame(session, timeout_s)
 
 
 class ProbeSession:
-    """A welcomed session of the synthetic agent; closing it waits for nothing (see the fixture)."""
+    """A welcomed session of the synthetic agent."""
 
-    def __init__(self, connection: ClientConnection, agent_id: str, welcome: protocol.Frame, upgrade_ms: float) -> None:
-        self.connection = connection
+    def __init__(self, session: Session, agent_id: str, welcome: protocol.Frame, upgrade_ms: float) -> None:
+        self.session = session
         self.agent_id = agent_id
         self.welcome = welcome
         self.upgrade_ms = upgrade_ms
 
     def send(self, frame: protocol.Frame) -> None:
-        send_frame(self.connection, frame)
+        self.session.send(frame.to_json())
 
     def next_frame(self, timeout_s: float, frame_type: str | None = None) -> protocol.Frame:
         """The next frame (of ``frame_type`` when given, others skipped) before the deadline."""
@@ -125,24 +178,24 @@ class ProbeSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no {frame_type or 'frame'} within {timeout_s:.0f} s")
-            frame = receive_frame(self.connection, remaining)
+            frame = receive_frame(self.session, remaining)
             if frame_type is None or frame.is_type(frame_type):
                 return frame
 
     def close(self) -> None:
-        self.connection.close()
+        self.session.close()
 
 
 def start_probe(
     endpoint: EdgeEndpoint, agent_id: str, *, client_cert: Path, client_key: Path, hello_agent_id: str | None = None
-) -> tuple[ClientConnection, protocol.Frame, float]:
-    """Upgrade and say hello; return the connection, the backend's answer and the upgrade time (ms)."""
+) -> tuple[Session, protocol.Frame, float]:
+    """Upgrade and say hello; return the session, the backend's answer and the upgrade time (ms)."""
     started = time.perf_counter()
-    connection = open_session(endpoint, client_cert=client_cert, client_key=client_key)
+    session = open_session(endpoint, client_cert=client_cert, client_key=client_key)
     upgrade_ms = (time.perf_counter() - started) * 1000
     try:
-        answer = say_hello(connection, hello_agent_id or agent_id, endpoint.timeout_s)
+        answer = say_hello(session, hello_agent_id or agent_id, endpoint.timeout_s)
     except Exception:
-        connection.close()
+        session.close()
         raise
-    return connection, answer, upgrade_ms
+    return session, answer, upgrade_ms

@@ -69,6 +69,6 @@ class ProcessFacts:
 
     def describe(self) -> str:
         if self.exe is None:
-            return f"pid {self.pid} not running"
+            return f"{self.pid} is not running"
         command = " ".join(self.argv[:3]) + (" ..." if len(self.argv) > 3 else "")
-        return f"pid {self.pid} is {self.exe} ({command or 'no argv'}; state {self.state or '?'})"
+        return f"{self.pid} runs {self.exe} (argv {command or '<none>'}; state {self.state or '?'})"

@@ -26,9 +26,8 @@ def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit):
         )
     template, args = process_command(program, pid)
     facts = ProcessFacts.parse(pid, program, gateway_host.run(template, *args).stdout)
-    assert facts.alive and facts.runs_program, (
-        f"{gateway_host.id}: {gateway_unit.unit}: MainPID {facts.describe()}; expected a live process running {program}"
-    )
+    if not facts.alive or not facts.runs_program:
+        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: MainPID {facts.describe()}; expected a live process running {program}", pytrace=False)
 
 
 @pytest.mark.smoke
@@ -39,7 +38,9 @@ def test_host_listens_on_no_port_but_sshd(gateway_host, gateway_unit, settings):
     allowed = settings.gateway.listen_allowed_processes
     found = ss_listeners.unexpected(ss_listeners.parse(result.stdout), allowed, settings.gateway.engine_listen_addresses)
     labels = {_main_pid(gateway_unit): "the agent"}
-    assert not found, (
-        f"{gateway_host.id}: listening: {'; '.join(listener.describe(labels) for listener in found)}; "
-        f"expected no listener but {', '.join(allowed)} (outbound only)"
-    )
+    if found:
+        pytest.fail(
+            f"{gateway_host.id}: listening: {'; '.join(listener.describe(labels) for listener in found)}; "
+            f"expected no listener but {', '.join(allowed)} (outbound only)",
+            pytrace=False,
+        )

@@ -14,9 +14,11 @@ def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gat
     invocation = gateway_unit.get("InvocationID")
     pattern = settings.gateway.connected_log_pattern
     started = gateway_unit.get("ActiveEnterTimestamp") or "?"
-    if not invocation:
+    active = gateway_unit.get("ActiveState")
+    if active != "active" or not invocation:
+        # An inactive unit keeps its last InvocationID: a session it once had is not a session now.
         pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit} has no current invocation (ActiveState={gateway_unit.get('ActiveState') or '?'}); "
+            f"{gateway_host.id}: {gateway_unit.unit} is not running (ActiveState={active or '?'}, InvocationID={invocation or '<none>'}); "
             f"expected a running unit that logged {pattern!r}",
             pytrace=False,
         )
@@ -24,10 +26,10 @@ def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gat
     matched = journal.parse_lines(gateway_host.run(template, *args).stdout)
     if matched:
         return
-    template, args = journal.last_lines_command(invocation, 1)
+    template, args = journal.last_lines_command(invocation, 20)
     last = gateway_host.run(template, *args)
-    last_lines = journal.parse_lines(last.stdout)
-    seen = f"last logged: {str(last_lines[-1])[:240]}" if last_lines else f"nothing logged ({last.stderr.strip()[:160] or 'empty journal'})"
+    telling = journal.most_telling(journal.parse_lines(last.stdout))
+    seen = f"it logged: {str(telling)[:240]}" if telling else f"nothing logged ({last.stderr.strip()[:160] or 'empty journal'})"
     pytest.fail(
         f"{gateway_host.id}: {gateway_unit.unit}: no {pattern!r} in the journal since it started ({started}, invocation {invocation}); "
         f"{seen}; expected the agent connected to the backend",

@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.infra, pytest.mark.gateway]
 @pytest.mark.smoke
 def test_env_has_every_required_key(gateway_host, gateway_env, settings):
     problems = key_problems(gateway_env, settings.gateway.required_env_keys)
-    assert not problems, f"{gateway_host.id}: {settings.gateway.env_file}: {', '.join(problems)}; expected every required key set"
+    if problems:
+        pytest.fail(f"{gateway_host.id}: {settings.gateway.env_file}: {', '.join(problems)}; expected every required key set", pytrace=False)
 
 
 @pytest.mark.smoke
@@ -24,34 +25,41 @@ def test_backend_url_is_wss_to_the_agent_domain(gateway_host, gateway_env, setti
     edge = settings.edge
     url = gateway_env.get(BACKEND_URL)
     problems = backend_url_problems(url, edge.domain, edge.ws_path, edge.https_port)
-    assert not problems, (
-        f"{gateway_host.id}: {settings.gateway.env_file}: {BACKEND_URL}={shown(BACKEND_URL, url)} has {'; '.join(problems)}; "
-        f"expected {expected_backend_url(edge.domain, edge.ws_path, edge.https_port)}"
-    )
+    if problems:
+        pytest.fail(
+            f"{gateway_host.id}: {settings.gateway.env_file}: {BACKEND_URL}={shown(BACKEND_URL, url)} has {'; '.join(problems)}; "
+            f"expected {expected_backend_url(edge.domain, edge.ws_path, edge.https_port)}",
+            pytrace=False,
+        )
 
 
 @pytest.mark.smoke
 @pytest.mark.tls
 def test_backend_pin_is_well_formed(gateway_host, gateway_env, settings):
     problem = pin_problem(gateway_env.get(SPKI_PIN))
-    assert problem is None, (
-        f"{gateway_host.id}: {settings.gateway.env_file}: {SPKI_PIN}: {problem}; "
-        "expected the base64 SHA-256 pin of the backend certificate's key (bare or sha256/, backup after a comma)"
-    )
+    if problem is not None:
+        pytest.fail(
+            f"{gateway_host.id}: {settings.gateway.env_file}: {SPKI_PIN}: {problem}; "
+            "expected the base64 SHA-256 pin of the backend certificate's key (bare or sha256/, backup after a comma)",
+            pytrace=False,
+        )
 
 
 @pytest.mark.smoke
 def test_inbound_http_is_as_expected(gateway_host, gateway_env, settings):
     expected = settings.gateway.expect_inbound_http
     problem = flag_problem(gateway_env, FEATURE_INBOUND_HTTP, expected)
-    assert problem is None, (
-        f"{gateway_host.id}: {settings.gateway.env_file}: {problem}; "
-        f"expected {FEATURE_INBOUND_HTTP}={str(expected).lower()}{'' if expected else ' (outbound only)'}"
-    )
+    if problem is not None:
+        pytest.fail(
+            f"{gateway_host.id}: {settings.gateway.env_file}: {problem}; "
+            f"expected {FEATURE_INBOUND_HTTP}={str(expected).lower()}{'' if expected else ' (outbound only)'}",
+            pytrace=False,
+        )
 
 
 @pytest.mark.smoke
 def test_exec_is_as_expected(gateway_host, gateway_env, settings):
     expected = settings.gateway.expect_exec_enabled
     problem = flag_problem(gateway_env, FEATURE_EXEC, expected)
-    assert problem is None, f"{gateway_host.id}: {settings.gateway.env_file}: {problem}; expected {FEATURE_EXEC}={str(expected).lower()}"
+    if problem is not None:
+        pytest.fail(f"{gateway_host.id}: {settings.gateway.env_file}: {problem}; expected {FEATURE_EXEC}={str(expected).lower()}", pytrace=False)

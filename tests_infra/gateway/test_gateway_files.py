@@ -18,7 +18,8 @@ def test_no_required_file_is_world_writable(gateway_host, gateway_required_files
         facts = gateway_files.get(path)
         if facts is not None and facts.world_writable and path not in {p.split(" ")[0] for p in problems}:
             problems.append(f"{path} ({role}) mode {facts.octal}")
-    assert not problems, f"{gateway_host.id}: world-writable: {'; '.join(problems)}; expected no required file writable by others (chmod o-w)"
+    if problems:
+        pytest.fail(f"{gateway_host.id}: world-writable: {'; '.join(problems)}; expected no required file writable by others (chmod o-w)", pytrace=False)
 
 
 def _scripts(gateway_env, settings, gateway_host) -> dict[str, str]:
@@ -37,7 +38,8 @@ def test_scripts_are_present_and_executable(gateway_host, gateway_env, gateway_f
             problems.append(f"{path} {gateway_files.absence(path)}")
         elif not facts.executable:
             problems.append(f"{path} is a {facts.kind} mode {facts.octal}, not executable")
-    assert not problems, f"{gateway_host.id}: {'; '.join(problems)}; expected every script of {SCRIPTS_ROOT} present and executable"
+    if problems:
+        pytest.fail(f"{gateway_host.id}: {'; '.join(problems)}; expected every script of {SCRIPTS_ROOT} present and executable", pytrace=False)
 
 
 @pytest.mark.smoke
@@ -51,4 +53,5 @@ def test_scripts_are_root_owned_and_not_group_or_world_writable(gateway_host, ga
             problems.append(f"{path} owned by {facts.owner}")
         if facts.group_writable or facts.world_writable:
             problems.append(f"{path} mode {facts.octal}")
-    assert not problems, f"{gateway_host.id}: {'; '.join(problems)}; expected scripts owned by root and writable by root only"
+    if problems:
+        pytest.fail(f"{gateway_host.id}: {'; '.join(problems)}; expected scripts owned by root and writable by root only", pytrace=False)

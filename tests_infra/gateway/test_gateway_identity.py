@@ -39,7 +39,8 @@ def test_client_certificate_key_and_ca_are_present(gateway_host, gateway_env, ga
             problems.append(f"{role} {path} {gateway_files.absence(path)}")
         elif not facts.is_file:
             problems.append(f"{role} {path} is a {facts.kind}")
-    assert not problems, f"{gateway_host.id}: {'; '.join(problems)}; expected the client certificate, key and CA as files"
+    if problems:
+        pytest.fail(f"{gateway_host.id}: {'; '.join(problems)}; expected the client certificate, key and CA as files", pytrace=False)
 
 
 @pytest.mark.smoke
@@ -48,9 +49,8 @@ def test_client_key_is_readable_by_its_owner_only(gateway_host, gateway_env, gat
     facts = gateway_files.get(path) if path else None
     if facts is None:
         pytest.fail(f"{gateway_host.id}: client key {path or '<' + KEY_PATH + ' not set>'} {gateway_files.absence(path) if path else ''}; expected it present", pytrace=False)
-    assert facts.mode in KEY_MODES, (
-        f"{gateway_host.id}: {path} mode {facts.octal}; expected {' or '.join(format(m, '04o') for m in KEY_MODES)}"
-    )
+    if facts.mode not in KEY_MODES:
+        pytest.fail(f"{gateway_host.id}: {path} mode {facts.octal}; expected {' or '.join(format(m, '04o') for m in KEY_MODES)}", pytrace=False)
 
 
 @pytest.mark.smoke
@@ -60,10 +60,12 @@ def test_client_certificate_is_not_near_expiry(gateway_host, gateway_pki, settin
     recorder.figure("gateway client certificate days left", remaining, " d", host=gateway_host.id)
     fail_days, warn_days = settings.edge.cert_fail_days, settings.edge.cert_warn_days
     not_after = f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
-    assert remaining > fail_days, (
-        f"{gateway_host.id}: client certificate {'expired' if remaining <= 0 else f'expires in {remaining:.1f} days'} "
-        f"(not after {not_after}); expected valid for more than {fail_days} days: renew it"
-    )
+    if remaining <= fail_days:
+        pytest.fail(
+            f"{gateway_host.id}: client certificate {'expired' if remaining <= 0 else f'expires in {remaining:.1f} days'} "
+            f"(not after {not_after}); expected valid for more than {fail_days} days: renew it",
+            pytrace=False,
+        )
     if remaining <= warn_days:
         # Inside the warning window: reported in the summary, not a failure.
         warnings.warn(f"{gateway_host.id}: client certificate expires in {remaining:.1f} days ({not_after}; warning at {warn_days})")
@@ -74,10 +76,12 @@ def test_client_certificate_chains_to_the_ca(gateway_host, gateway_pki, gateway_
     certificate = _certificate(gateway_host, gateway_pki)
     if not gateway_pki.ca:
         pytest.fail(f"{gateway_host.id}: CA bundle {gateway_pki.ca_problem}; expected the internal CA certificate", pytrace=False)
-    assert certs.chains_to(certificate, gateway_pki.ca), (
-        f"{gateway_host.id}: client certificate issued by {certificate.issuer.rfc4514_string()} is not signed by the CA in "
-        f"{gateway_env.get(TRUST_BUNDLE)} ({'; '.join(ca.subject.rfc4514_string() for ca in gateway_pki.ca)}); expected a certificate the CA issued"
-    )
+    if not certs.chains_to(certificate, gateway_pki.ca):
+        pytest.fail(
+            f"{gateway_host.id}: client certificate issued by {certificate.issuer.rfc4514_string()} is not signed by the CA in "
+            f"{gateway_env.get(TRUST_BUNDLE)} ({'; '.join(ca.subject.rfc4514_string() for ca in gateway_pki.ca)}); expected a certificate the CA issued",
+            pytrace=False,
+        )
 
 
 @pytest.mark.smoke
@@ -86,10 +90,12 @@ def test_client_certificate_matches_the_key(gateway_host, gateway_pki, gateway_e
     if gateway_pki.key_spki is None:
         pytest.fail(f"{gateway_host.id}: client key {gateway_pki.key_problem}; expected the certificate's private key", pytrace=False)
     cert_spki = certificate_spki(certificate)
-    assert cert_spki == gateway_pki.key_spki, (
-        f"{gateway_host.id}: {gateway_env.get(KEY_PATH)} is the key of public key {spki_digest(gateway_pki.key_spki)}, "
-        f"the certificate {gateway_env.get(CERT_PATH)} is of {spki_digest(cert_spki)}; expected the certificate's own key"
-    )
+    if cert_spki != gateway_pki.key_spki:
+        pytest.fail(
+            f"{gateway_host.id}: {gateway_env.get(KEY_PATH)} is the key of public key {spki_digest(gateway_pki.key_spki)}, "
+            f"the certificate {gateway_env.get(CERT_PATH)} is of {spki_digest(cert_spki)}; expected the certificate's own key",
+            pytrace=False,
+        )
 
 
 @pytest.mark.smoke
@@ -97,7 +103,9 @@ def test_client_certificate_cn_is_the_agent_id(gateway_host, gateway_pki, gatewa
     certificate = _certificate(gateway_host, gateway_pki)
     agent_id = gateway_env.get(AGENT_ID)
     cn = certs.common_name(certificate)
-    assert agent_id and cn == agent_id, (
-        f"{gateway_host.id}: client certificate CN={cn or '<none>'}, {AGENT_ID}={agent_id or '<not set>'} in "
-        f"{settings.gateway.env_file}; expected them equal (the backend rejects a hello whose agent_id is not the CN)"
-    )
+    if not agent_id or cn != agent_id:
+        pytest.fail(
+            f"{gateway_host.id}: client certificate CN={cn or '<none>'}, {AGENT_ID}={agent_id or '<not set>'} in "
+            f"{settings.gateway.env_file}; expected them equal (the backend rejects a hello whose agent_id is not the CN)",
+            pytrace=False,
+        )

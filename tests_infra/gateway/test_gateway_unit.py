@@ -13,18 +13,22 @@ def test_unit_is_loaded_enabled_and_active(gateway_host, gateway_unit):
     states = {key: gateway_unit.get(key) for key in ("LoadState", "UnitFileState", "ActiveState", "SubState")}
     expected = {"LoadState": "loaded", "UnitFileState": "enabled", "ActiveState": "active", "SubState": "running"}
     wrong = {key: value for key, value in states.items() if value != expected[key]}
-    assert not wrong, (
-        f"{gateway_host.id}: {gateway_unit.unit}: expected "
-        + ", ".join(f"{k}={expected[k]}" for k in wrong) + "; found " + ", ".join(f"{k}={v or '?'}" for k, v in wrong.items())
-    )
+    if wrong:
+        pytest.fail(
+            f"{gateway_host.id}: {gateway_unit.unit}: expected "
+            + ", ".join(f"{k}={expected[k]}" for k in wrong) + "; found " + ", ".join(f"{k}={v or '?'}" for k, v in wrong.items()),
+            pytrace=False,
+        )
 
 
 @pytest.mark.smoke
 def test_unit_is_not_crash_looping(gateway_host, gateway_unit, settings):
     limit = settings.gateway.max_restarts
-    assert gateway_unit.n_restarts <= limit, (
-        f"{gateway_host.id}: {gateway_unit.unit}: expected at most {limit} restarts; found NRestarts={gateway_unit.n_restarts}"
-    )
+    if gateway_unit.n_restarts > limit:
+        pytest.fail(
+            f"{gateway_host.id}: {gateway_unit.unit}: expected at most {limit} restarts; found NRestarts={gateway_unit.n_restarts}",
+            pytrace=False,
+        )
 
 
 RESTART_POLICIES = ("always", "on-failure")
@@ -33,9 +37,8 @@ RESTART_POLICIES = ("always", "on-failure")
 @pytest.mark.smoke
 def test_unit_restarts_the_agent_when_it_exits(gateway_host, gateway_unit):
     restart = gateway_unit.get("Restart")
-    assert restart in RESTART_POLICIES, (
-        f"{gateway_host.id}: {gateway_unit.unit}: expected Restart={' or '.join(RESTART_POLICIES)}; found Restart={restart or '<unset>'}"
-    )
+    if restart not in RESTART_POLICIES:
+        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: expected Restart={' or '.join(RESTART_POLICIES)}; found Restart={restart or '<unset>'}", pytrace=False)
 
 
 @pytest.mark.smoke
@@ -44,8 +47,10 @@ def test_unit_program_exists_and_is_executable(gateway_host, gateway_unit, gatew
     if program is None:
         pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: expected an ExecStart program; found none (LoadState={gateway_unit.get('LoadState') or '?'})", pytrace=False)
     facts = gateway_files.get(program)
-    assert facts is not None, f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} {gateway_files.absence(program)}; expected the deployed agent binary there"
-    assert facts.executable, f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} is a {facts.kind} mode {facts.octal}; expected an executable file"
+    if facts is None:
+        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} {gateway_files.absence(program)}; expected the deployed agent binary there", pytrace=False)
+    if not facts.executable:
+        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} is a {facts.kind} mode {facts.octal}; expected an executable file", pytrace=False)
 
 
 @pytest.mark.smoke
@@ -60,7 +65,8 @@ def test_unit_environment_file_exists(gateway_host, gateway_unit, gateway_files)
             problems.append(f"{path} {gateway_files.absence(path)}")
         elif not facts.is_file:
             problems.append(f"{path} is a {facts.kind}")
-    assert not problems, f"{gateway_host.id}: {gateway_unit.unit}: EnvironmentFile {'; '.join(problems)}; expected a regular file"
+    if problems:
+        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: EnvironmentFile {'; '.join(problems)}; expected a regular file", pytrace=False)
 
 
 def test_unit_uses_the_expected_program_env_file_and_directory(gateway_host, gateway_unit, settings):
@@ -77,7 +83,9 @@ def test_unit_uses_the_expected_program_env_file_and_directory(gateway_host, gat
         wrong["EnvironmentFile"] = expected.env_file
     if found["WorkingDirectory"] != expected.working_directory:
         wrong["WorkingDirectory"] = expected.working_directory
-    assert not wrong, (
-        f"{gateway_host.id}: {gateway_unit.unit}: expected " + ", ".join(f"{k}={v}" for k, v in wrong.items())
-        + " (the paths the suite checks); found " + ", ".join(f"{k}={found[k]}" for k in wrong)
-    )
+    if wrong:
+        pytest.fail(
+            f"{gateway_host.id}: {gateway_unit.unit}: expected " + ", ".join(f"{k}={v}" for k, v in wrong.items())
+            + " (the paths the suite checks); found " + ", ".join(f"{k}={found[k]}" for k in wrong),
+            pytrace=False,
+        )

@@ -1,0 +1,111 @@
+"""Prove the gate: every injected fault is caught by the checks named for it, and a healthy lab passes.
+
+For each fault: ``viworks-lab break``, the smoke gate as an operator runs it (a separate
+``pytest -m smoke`` with JUnit), ``viworks-lab heal``. The run must fail; a check named for the
+fault must fail with a message naming the cause; at most two other checks may fail (the ones a
+real outage of that kind also takes down). The healthy lab passes with zero failures three times
+before and three times after. The matrix is written to reports/fault-matrix.{md,json}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from tests.conftest import REPO, run_lab
+from tests.fault_matrix import MatrixRow, SmokeRun, run_smoke, write_matrix
+from viworks_lab.faults import FAULTS
+
+pytestmark = pytest.mark.lab
+
+MAX_OTHER_FAILURES = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Expect:
+    checks: frozenset[str]  # the checks that exist to catch this fault
+    cause: tuple[str, ...]  # words (any of) the first named failure's message must contain
+
+
+def expect(*checks: str, cause: tuple[str, ...]) -> Expect:
+    return Expect(frozenset(checks), cause)
+
+
+GATEWAY_DOWN = ("test_unit_is_loaded_enabled_and_active", "test_agent_process_runs_the_unit_program",
+                "test_agent_logged_a_connected_session_since_its_last_start", "test_deployed_gateway_is_online")
+EXPECTED = {
+    "ws-server-down": expect("test_backend_agent_listens_on_ws_port", "test_agent_path_upgrades_with_a_client_certificate", cause=("8081",)),
+    "nginx-wrong-port": expect("test_nginx_ws_location_proxies_to_backend_agent_ws_port", "test_agent_path_upgrades_with_a_client_certificate",
+                               "test_agent_path_is_not_a_plain_page", cause=("8080",)),
+    "gateway-stopped": expect(*GATEWAY_DOWN, cause=("inactive",)),
+    "gateway-bad-execstart": expect("test_unit_program_exists_and_is_executable", "test_unit_uses_the_expected_program_env_file_and_directory",
+                                    "test_unit_is_not_crash_looping", *GATEWAY_DOWN, cause=("/opt/viworks/bin/viworks-gateway-agent",)),
+    "one-network": expect("test_backend_agent_is_on_every_expected_network", cause=("viworks-public",)),
+    "client-cert-missing": expect("test_client_certificate_key_and_ca_are_present", "test_deployed_gateway_is_online", cause=("client.crt",)),
+    "script-missing": expect("test_scripts_are_present_and_executable", cause=("add_vpn_user.sh",)),
+    "script-not-executable": expect("test_scripts_are_present_and_executable", cause=("add_vpn_user.sh",)),
+    "pin-mismatch": expect("test_served_key_matches_the_configured_pin", "test_gateway_pin_matches_the_served_certificate",
+                           "test_deployed_gateway_is_online", cause=("pin",)),
+    "cert-expired": expect("test_served_chain_validates_for_the_agent_domain", "test_served_certificate_is_not_near_expiry",
+                           "test_deployed_gateway_is_online", cause=("expired",)),
+    "env-missing-key": expect("test_env_has_every_required_key", cause=("VIW_AGENT_SITE",)),
+    "api-auth-broken": expect("test_api_accepts_the_suite_token", cause=("401",)),
+    "dispatch-broken": expect("test_system_health_command_round_trips_to_the_gateway",
+                              "test_a_command_reaches_the_synthetic_agent_signed_and_its_result_is_recorded", cause=("Pending", "no COMMAND")),
+    "db-down": expect("test_containers_are_running", "test_health_reports_every_service_healthy", cause=("viworks-postgres", "database")),
+    "binary-drift": expect("test_backend_binary_is_the_expected_release", cause=("sha256",)),
+}
+ROWS: list[MatrixRow] = []
+HEALTHY_RUNS: list[SmokeRun] = []
+
+
+def test_every_fault_has_an_expectation():
+    assert set(EXPECTED) == set(FAULTS)
+
+
+@pytest.fixture(scope="module")
+def matrix(lab):
+    yield ROWS
+    write_matrix(ROWS, HEALTHY_RUNS, REPO / "reports")
+
+
+def _healthy_three_times(tmp_path):
+    for attempt in range(3):
+        run = run_smoke(tmp_path / f"healthy-{attempt}.xml")
+        HEALTHY_RUNS.append(run)
+        assert run.exit_code == 0 and not run.failures, (
+            f"healthy lab, run {attempt + 1}: expected no failures; found "
+            + "; ".join(f"{f.case}: {f.message[:160]}" for f in run.failures)
+        )
+
+
+def test_the_healthy_lab_passes_three_times_before(matrix, tmp_path):
+    _healthy_three_times(tmp_path)
+
+
+@pytest.mark.parametrize("fault", list(EXPECTED))
+def test_the_fault_is_caught_by_its_checks(matrix, fault, tmp_path):
+    broken = run_lab("break", fault)
+    assert broken.returncode == 0, f"viworks-lab break {fault} failed:\n{broken.stderr[-2000:]}"
+    try:
+        run = run_smoke(tmp_path / "junit.xml")
+    finally:
+        healed = run_lab("heal")
+    expected = EXPECTED[fault]
+    named = [f for f in run.failures if f.check in expected.checks]
+    others = sorted({f.case for f in run.failures if f.check not in expected.checks})
+    ROWS.append(MatrixRow(fault, FAULTS[fault].description, run.exit_code, sorted({f.case for f in named}),
+                          named[0].message if named else "", others, run.seconds))
+    assert healed.returncode == 0, f"viworks-lab heal after {fault} failed:\n{healed.stderr[-2000:]}"
+    assert run.exit_code == 1, f"{fault}: expected the gate to fail (exit 1); it exited {run.exit_code}"
+    assert named, f"{fault}: none of {sorted(expected.checks)} failed; failures: {[f.case for f in run.failures]}"
+    messages = " ".join(f.message for f in named)
+    assert any(word in messages for word in expected.cause), (
+        f"{fault}: the failures do not name the cause (any of {expected.cause}): {[f.message[:200] for f in named]}"
+    )
+    assert len(others) <= MAX_OTHER_FAILURES, f"{fault}: {len(others)} unrelated checks failed: {others}"
+
+
+def test_the_healthy_lab_passes_three_times_after(matrix, tmp_path):
+    _healthy_three_times(tmp_path)
