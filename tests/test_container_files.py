@@ -5,7 +5,7 @@ import hashlib
 import subprocess
 
 from viworks_verify.container_files import file_facts_command, human_size, parse_file_facts
-from viworks_verify.containers import ContainerFacts, parse_docker_time, restart_problem
+from viworks_verify.containers import ContainerFacts, parse_docker_time, restart_problem, watch_settling
 from viworks_verify.release import names_a_build, release_mismatch
 from viworks_verify.settings import Release
 
@@ -68,3 +68,39 @@ def test_restarts_judged_by_count_and_by_how_recently():
     assert restart_problem(_container(2, "2026-11-22T22:00:00Z"), now, 3, 30) is None  # old restarts, settled since
     assert "restarted 2 times, last 5 s ago" in restart_problem(_container(2, "2026-11-22T23:12:55Z"), now, 3, 30)
     assert "restarted 4 times (max 3)" in restart_problem(_container(4, "2026-11-22T22:00:00Z"), now, 3, 30)
+
+
+class FakeEngine:
+    """A container seen through successive inspects, on a fake clock that advances as the poller waits."""
+
+    def __init__(self, timeline):
+        self.t = 0.0
+        self.timeline = timeline  # [(from_t, facts)]: the facts an inspect returns from that time on
+
+    def now(self):
+        return dt.datetime(2026, 11, 22, 23, 13, 0, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=self.t)
+
+    def inspect(self):
+        return [facts for start, facts in self.timeline if start <= self.t][-1]
+
+    def wait(self, seconds):
+        self.t += seconds
+
+    def clock(self):
+        return self.t
+
+
+def test_a_recently_restarted_container_that_stays_up_settles_without_a_fixed_sleep():
+    restarted = _container(1, "2026-11-22T23:12:50Z")  # up 10 s of a 30 s window
+    engine = FakeEngine([(0, restarted)])
+    problem = watch_settling(restarted, engine.inspect, engine.now, 30, clock=engine.clock, wait=engine.wait)
+    assert problem is None and 20 <= engine.t < 25  # waited for the rest of the window, polling
+
+
+def test_a_container_restarting_again_while_watched_is_reported():
+    restarted = _container(1, "2026-11-22T23:12:50Z")
+    engine = FakeEngine([(0, restarted), (4, _container(2, "2026-11-22T23:13:04Z"))])
+    problem = watch_settling(restarted, engine.inspect, engine.now, 30, clock=engine.clock, wait=engine.wait)
+    assert problem == "c restarted again while watched (1 -> 2 restarts)" and engine.t < 10
+    engine = FakeEngine([(0, restarted), (3, _container(1, "2026-11-22T23:12:50Z", running=False))])
+    assert "went" in watch_settling(restarted, engine.inspect, engine.now, 30, clock=engine.clock, wait=engine.wait)

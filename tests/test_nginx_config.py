@@ -3,7 +3,7 @@
 import pytest
 
 from viworks_verify.certs import issue, new_ca
-from viworks_verify.nginx_config import NginxConfigError, ca_bundle_problem, parse_nginx_dump, parse_time, split_dump
+from viworks_verify.nginx_config import NginxConfigError, ca_bundle_problem, nginx_test_failure, parse_nginx_dump, parse_time, split_dump
 
 MAIN = """\
 user www-data;
@@ -179,3 +179,13 @@ def test_client_ca_bundle_must_hold_ca_certificates_only():
     assert "not a CA" in ca_bundle_problem(leaf.cert_pem())
     assert "not a CA" in ca_bundle_problem(ca.cert_pem() + leaf.cert_pem())
     assert ca_bundle_problem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") == "holds no PEM certificate"
+
+
+def test_the_nginx_test_failure_is_the_emerg_line_without_timestamp_and_pid():
+    stderr = (
+        '2026/11/22 23:22:05 [emerg] 145#145: unknown directive "proxy_http_versio" in /etc/nginx/conf.d/agent.conf:35\n'
+        "nginx: configuration file /etc/nginx/nginx.conf test failed\n"
+    )
+    assert nginx_test_failure(stderr) == '[emerg] unknown directive "proxy_http_versio" in /etc/nginx/conf.d/agent.conf:35'
+    assert nginx_test_failure("nginx: [emerg] open() \"/etc/nginx/x\" failed\n") == '[emerg] open() "/etc/nginx/x" failed'
+    assert nginx_test_failure("") is None

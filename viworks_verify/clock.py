@@ -33,6 +33,15 @@ class Skew:
     def measure(cls, host_epoch: float, runner_before: float, runner_after: float) -> "Skew":
         return cls(host_epoch - (runner_before + runner_after) / 2, (runner_after - runner_before) / 2)
 
-    def describe(self) -> str:
+    def describe(self, reference: str = "the runner") -> str:
+        """``12.3 s ahead of the runner (±0.1 s)``."""
         direction = "ahead of" if self.seconds >= 0 else "behind"
-        return f"{abs(self.seconds):.1f} s {direction} (±{self.uncertainty:.1f} s)"
+        return f"{abs(self.seconds):.1f} s {direction} {reference} (±{self.uncertainty:.1f} s)"
+
+    def against(self, other: "Skew") -> "Skew":
+        """This clock against another host's, both measured against the runner."""
+        return Skew(self.seconds - other.seconds, self.uncertainty + other.uncertainty)
+
+    def exceeds(self, limit_s: float) -> bool:
+        """Certainly beyond ``limit_s``: even the most favourable reading within the uncertainty is."""
+        return abs(self.seconds) - self.uncertainty > limit_s

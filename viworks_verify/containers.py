@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from typing import Any
+import time
+from typing import Any, Callable
+
+from viworks_verify.polling import NotReady, poll_until
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +27,12 @@ class ContainerFacts:
     def status(self) -> str:
         state = self.state
         return "restarting" if state.get("Restarting") else str(state.get("Status", "unknown"))
+
+    @property
+    def exit_code(self) -> int | None:
+        """The last exit code of a container that is not running."""
+        code = self.state.get("ExitCode")
+        return int(code) if code is not None and not self.running else None
 
     @property
     def restart_count(self) -> int:
@@ -96,4 +105,40 @@ def restart_problem(facts: ContainerFacts, now: _dt.datetime, max_restarts: int,
     uptime = facts.uptime_s(now)
     if facts.restart_count and uptime is not None and uptime < window_s:
         return f"{facts.name} restarted {facts.restart_count} times, last {uptime:.0f} s ago (less than {window_s:.0f} s)"
+    return None
+
+
+def watch_settling(
+    first: ContainerFacts,
+    inspect: Callable[[], ContainerFacts | None],
+    now: Callable[[], _dt.datetime],
+    window_s: float,
+    *,
+    slack_s: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+    wait: Callable[[float], None] = time.sleep,
+) -> str | None:
+    """Watch a recently restarted container until it has been up ``window_s``; None when it settles.
+
+    Polls ``inspect`` (a fresh inspect each time) against a deadline: the rest of the window plus
+    ``slack_s``. Otherwise says what was seen: it restarted again, stopped, vanished, or was still
+    short of the window at the deadline.
+    """
+    start_count = first.restart_count
+    remaining = max(window_s - (first.uptime_s(now()) or 0.0), 0.0)
+
+    def settled_or_worse(facts: ContainerFacts | None) -> bool:
+        return facts is None or not facts.running or facts.restart_count != start_count or (facts.uptime_s(now()) or 0.0) >= window_s
+
+    try:
+        facts = poll_until(inspect, settled_or_worse, what=f"{first.name} settling", timeout_s=remaining + slack_s,
+                           interval_s=1.0, max_interval_s=5.0, clock=clock, wait=wait).value
+    except NotReady as exc:
+        return f"{first.name} not settled after {exc.timeout_s:.0f} s; last seen: {exc.last}"
+    if facts is None:
+        return f"{first.name} disappeared while watched"
+    if facts.restart_count != start_count:
+        return f"{first.name} restarted again while watched ({start_count} -> {facts.restart_count} restarts)"
+    if not facts.running:
+        return f"{first.name} went {facts.status} while watched"
     return None

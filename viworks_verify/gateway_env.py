@@ -112,7 +112,8 @@ def pin_problem(text: str | None) -> str | None:
             return f"pin {pin.value} is a placeholder ({_PLACEHOLDER_DIGESTS[digest]})"
         distinct = len(set(digest))
         if distinct < _MIN_DISTINCT_DIGEST_BYTES:
-            return f"pin {pin.value} is a placeholder (a digest of only {distinct} distinct byte values)"
+            plural = "" if distinct == 1 else "s"
+            return f"pin {pin.value} is a placeholder (a digest of {distinct} distinct byte value{plural}; a real SHA-256 has about 30)"
     return None
 
 

@@ -1,9 +1,10 @@
-"""nginx's effective configuration, parsed from the output of ``nginx -T`` (sans I/O).
+"""nginx's effective configuration, parsed from the output of ``nginx -T`` (no I/O on the target).
 
 ``nginx -T`` tests the configuration and dumps every file it read, each after a
 ``# configuration file <path>:`` line. ``parse_nginx_dump`` splits the dump into files, parses each
 with crossplane (no grep: comments, quoting and blocks are nginx's), expands ``include`` against
-the dumped files (not this machine's), and exposes the parts the checks need::
+the dumped files (not this machine's; crossplane reads files, so each dumped file passes through a
+private scratch directory), and exposes the parts the checks need::
 
     config = parse_nginx_dump(text)
     server = config.server_for("agent.example.com", 443)
@@ -30,6 +31,7 @@ from cryptography import x509
 
 from viworks_verify.certs import load_pem_certificates
 
+_LOG_PREFIX = re.compile(r"^nginx: |^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (?=\[)|(?<=\] )\d+#\d+: ")
 _FILE_HEADER = re.compile(r"^# configuration file (?P<path>.+):\s*$")
 _TIME_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
 _TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "y": 365 * 86400}
@@ -406,6 +408,12 @@ def _parse_listen(args: tuple[str, ...]) -> Listen:
     else:
         address, port = target, "80"
     return Listen(address, int(port) if port.isdigit() else 80, ssl, " ".join(args))
+
+
+def nginx_test_failure(stderr: str) -> str | None:
+    """The line of ``nginx -t``/``-T`` stderr that says why the test failed, without timestamp and pid."""
+    lines = [_LOG_PREFIX.sub("", line.strip()) for line in stderr.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith("[emerg]") or line.startswith("[alert]")), lines[0] if lines else None)
 
 
 def parse_time(value: str) -> float:

@@ -7,18 +7,24 @@ The only module of the helpers that imports pytest. Checks get everything from t
 
 from __future__ import annotations
 
+import datetime as dt
+import html
+import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from pytest_html import extras as html_extras
 
 from viworks_verify.api import BackendApi
 from viworks_verify.edge import EdgeEndpoint
 from viworks_verify.inventory import Inventory, InventoryError
 from viworks_verify.recorder import Recorder
 from viworks_verify.redaction import REDACTOR
+from viworks_verify.run_report import CheckOutcome, html_summary, run_facts, summary_document
 from viworks_verify.secrets import MissingSecret, Secrets
 from viworks_verify.settings import Settings, SettingsError, load_settings
 from viworks_verify.targets import HostUnreachable, TargetHost
@@ -36,10 +42,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--targets-dir", default=None, help="where target names are looked up (default: ./targets)")
     group.addoption("--ready-timeout", type=float, default=None,
                     help="seconds a check waits for something to become ready (default from the target's settings)")
+    group.addoption("--json-summary", default=None, metavar="PATH",
+                    help="write a compact JSON summary (counts, failures with host and message, figures) for pipelines")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RECORDER] = Recorder()
+    config.pluginmanager.register(_RunReports(config), "viworks-run-reports")
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -99,6 +108,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
     Done before any fixture runs, so no cached fixture error repeats the failure for every check.
     """
+    item.config.stash[_RECORDER].current_check = item.nodeid
+    item.user_properties.append(("host", host_of(item.nodeid)))
     params = getattr(getattr(item, "callspec", None), "params", {})
     for fixture in ("backend_host", "gateway_host"):
         if fixture in params:
@@ -198,6 +209,12 @@ def anonymous_api(verified_edge: EdgeEndpoint) -> Iterator[BackendApi]:
         yield client
 
 
+def host_of(nodeid: str) -> str:
+    """The host a check is about: its test id's parameter (``ssh://gw-lab-01``)."""
+    match = re.search(r"\[([^\]]*)\]$", nodeid)
+    return match.group(1).split("-TLS")[0] if match else ""
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
@@ -210,6 +227,62 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.longrepr = REDACTOR.redact(str(report.longrepr))
     for index, (name, text) in enumerate(report.sections):
         report.sections[index] = (name, REDACTOR.redact(text))
+    if report.failed:
+        evidence = item.config.stash[_RECORDER].evidence.get(item.nodeid, [])
+        report.extras = [*getattr(report, "extras", []),
+                         *(html_extras.text(REDACTOR.redact(e.text), name=e.label) for e in evidence)]
+
+
+class _RunReports:
+    """The suite's own reports of a run (JSON summary, HTML header and host column), bound to its config."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.outcomes: list[CheckOutcome] = []
+        self.started = dt.datetime.now(dt.timezone.utc)
+
+    def facts(self) -> dict[str, str]:
+        target = self.config.stash[_SETTINGS].name if _SETTINGS in self.config.stash else self.config.getoption("--target")
+        return run_facts(target, Path(self.config.rootpath), self.started)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" and report.outcome == "passed":
+            return
+        verdict = "error" if report.when != "call" and report.failed else report.outcome
+        message = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr or "")
+        name = re.sub(r"\[.*\]$", "", report.nodeid.split("::")[-1])
+        self.outcomes.append(CheckOutcome(name, host_of(report.nodeid), verdict, _first_line(message)))
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        path = self.config.getoption("--json-summary")
+        if path:
+            document = summary_document(self.facts(), self.outcomes, self.config.stash[_RECORDER], int(exitstatus))
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(json.dumps(document, indent=2) + "\n")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_report_title(self, report) -> None:
+        report.title = "ViWorkS deploy verification"
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
+        prefix.extend(html_summary(self.facts(), self.config.stash[_RECORDER]))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        cells.insert(2, "<th>Host</th>")
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
+        cells.insert(2, f"<td>{html.escape(host_of(report.nodeid))}</td>")
+
+
+def _first_line(message: str) -> str:
+    """The line of a failure an operator acts on (pytest's ``E   ...`` line when there is one)."""
+    for line in message.splitlines():
+        if line.startswith("E "):
+            return line[1:].strip()
+    return message.strip().splitlines()[0] if message.strip() else ""
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -218,5 +291,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("viworks figures")
         for row in rows:
             terminalreporter.write_line(
-                f"{row['name']:<40} n={row['count']:<3} p50={row['p50']:.1f}{row['unit']} p95={row['p95']:.1f}{row['unit']} max={row['max']:.1f}{row['unit']}"
+                f"{row['name']:<40} n={row['count']:<3} p50={row['p50']:.1f} {row['unit']}  p95={row['p95']:.1f} {row['unit']}  max={row['max']:.1f} {row['unit']}"
             )

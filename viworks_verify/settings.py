@@ -215,5 +215,5 @@ def _with_manifest(settings: Settings) -> Settings:
     except (ValueError, KeyError, TypeError):
         raise SettingsError(f"{settings.release_manifest}: not a release manifest with a 'backend' entry") from None
     given = settings.release.model_dump(exclude_none=True)
-    release = Release.model_validate({"version": backend.get("version"), "sha256": backend.get("sha256"), **given})
+    release = Release.model_validate({"version": backend.get("version"), "sha256": backend.get("sha256"), "size": backend.get("size"), **given})
     return settings.model_copy(update={"release": release})

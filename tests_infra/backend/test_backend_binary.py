@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.release import describe_expected, names_a_build, release_mismatch
+from viworks_verify.release import names_a_build, release_mismatch
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend]
 
 
 @pytest.mark.smoke
-def test_backend_binary_is_present_and_executable(backend_host, backend_agent_files, settings):
-    backend = settings.backend
-    binary = backend_agent_files.require()[backend.binary_path]
-    where = f"{backend_host.id}: {backend.agent_container}: {backend.binary_path}"
-    assert binary.exists, f"{where}: expected the backend agent binary; found no such file"
-    assert binary.is_file, f"{where}: expected a regular file; found a {binary.kind}"
-    assert binary.executable, f"{where}: expected an executable file; found mode {binary.mode_text}, owner {binary.owner}, not executable"
+def test_backend_binary_is_present_and_executable(backend_host, backend_binary, settings):
+    binary = backend_binary.require()
+    assert binary.executable, (
+        f"{backend_host.id}: {settings.backend.agent_container}: {binary.path}: expected an executable file; "
+        f"found mode {binary.mode_text}, owner {binary.owner}, not executable by the container's user"
+    )
 
 
 @pytest.mark.smoke
-def test_backend_binary_is_the_expected_release(backend_host, backend_agent_files, settings):
-    backend, release = settings.backend, settings.release
-    if not names_a_build(release):
+def test_backend_binary_is_the_expected_release(backend_host, backend_binary, settings):
+    if not names_a_build(settings.release):
         pytest.skip(f"{settings.source} names no expected build (release.sha256, release.size or size_min/size_max)")
-    binary = backend_agent_files.require()[backend.binary_path]
-    where = f"{backend_host.id}: {backend.agent_container}: {backend.binary_path}"
-    if not binary.exists:
-        pytest.fail(f"{where}: expected {describe_expected(release)}; found no such file", pytrace=False)
-    mismatch = release_mismatch(binary.size, binary.sha256, release)
-    assert mismatch is None, f"{where} is not the expected build: {mismatch}"
+    binary = backend_binary.require()
+    mismatch = release_mismatch(binary.size, binary.sha256, settings.release)
+    assert mismatch is None, f"{backend_host.id}: {settings.backend.agent_container}: {binary.path} is not the expected build: {mismatch}"

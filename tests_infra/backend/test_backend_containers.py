@@ -22,7 +22,8 @@ def test_containers_are_running(backend_host, backend_containers, settings):
         if facts is None:
             problems.append(f"{name} missing")
         elif not facts.running:
-            problems.append(f"{name} is {facts.status}")
+            exited = f", exit code {facts.exit_code}" if facts.exit_code is not None else ""
+            problems.append(f"{name} is {facts.status}{exited} (docker logs {name})")
         elif facts.health == "unhealthy":
             problems.append(f"{name} is running but its healthcheck says unhealthy")
     assert not problems, f"{backend_host.id}: expected every container running; found {'; '.join(problems)}"
@@ -39,8 +40,7 @@ def test_containers_are_not_restarting_repeatedly(backend_host, backend_containe
         problem = restart_problem(facts, backend_containers.engine_now(), backend.max_restarts, backend.restart_window_s)
         if problem and facts.restart_count <= backend.max_restarts:
             # Restarted recently but within bounds: watch it for the rest of the window, no fixed sleep.
-            _, unsettled = backend_containers.watch_settling(name, backend.restart_window_s)
-            problem = f"{name} {unsettled}" if unsettled else None
+            problem = backend_containers.watch_settling(name, backend.restart_window_s)
         if problem:
             problems.append(problem)
     assert not problems, (

@@ -1,9 +1,14 @@
-"""Gateway host facts several checks need, read once per host per run."""
+"""Gateway host facts several checks need, read once per host per run.
+
+A fact that cannot be read is a ``Once``: the first check that needs it fails with the reason and
+later ones skip with it, so one root cause is one failure (whichever subset of checks runs).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Callable, Generic, TypeVar
 
 import pytest
 from cryptography import x509
@@ -49,11 +54,42 @@ def gateway_env_text(gateway_host, settings) -> str | None:
     return text
 
 
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class Once(Generic[T]):
+    """A fact, or the one-line problem (host id first) that kept it from being read."""
+
+    value: T | None = None
+    problem: str | None = None
+    reported: bool = False
+
+    def require(self) -> T:
+        """The value; else fail the first check that asks and skip later ones with the same reason."""
+        if self.problem is not None:
+            if self.reported:
+                pytest.skip(f"already reported: {self.problem}")
+            self.reported = True
+            pytest.fail(self.problem, pytrace=False)
+        return self.value  # type: ignore[return-value]
+
+    def then(self, derive: Callable[[T], "Once"]) -> "Once":
+        """``derive(value)``; a problem passes on as the same object, so it is still reported once."""
+        return self if self.problem is not None else derive(self.value)  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="session")
-def gateway_env(gateway_host, settings, gateway_env_text) -> dict[str, str]:
+def gateway_env_reading(gateway_host, settings, gateway_env_text) -> Once[dict[str, str]]:
     if gateway_env_text is None:
-        pytest.fail(f"{gateway_host.id}: expected the agent's environment file {settings.gateway.env_file}; found none readable", pytrace=False)
-    return parse_env(gateway_env_text)
+        return Once(problem=f"{gateway_host.id}: {settings.gateway.env_file} cannot be read (missing?); expected the agent's environment file")
+    return Once(parse_env(gateway_env_text))
+
+
+@pytest.fixture
+def gateway_env(gateway_env_reading) -> dict[str, str]:
+    """The agent's .env as a dict (a check that needs it fails, or skips once reported, when it cannot be read)."""
+    return gateway_env_reading.require()
 
 
 @pytest.fixture(scope="session")
@@ -83,45 +119,53 @@ def gateway_files(gateway_host, gateway_required_files) -> FileTable:
 
 @dataclasses.dataclass(frozen=True)
 class GatewayPki:
-    """The agent's client identity as found on the host; each part None with the reason it is unusable."""
+    """The agent's client identity as found on the host: each part a fact or why it is unusable."""
 
-    certificate: x509.Certificate | None
-    certificate_problem: str | None
-    ca: list[x509.Certificate]
-    ca_problem: str | None
-    key_spki: bytes | None  # the key's PUBLIC half only
-    key_problem: str | None
+    certificate: Once  # x509.Certificate
+    ca: Once  # list[x509.Certificate]
+    key_spki: Once  # bytes: the key's PUBLIC half only
 
 
 @pytest.fixture(scope="session")
-def gateway_pki(gateway_host, gateway_env) -> GatewayPki:
-    certificate, certificate_problem = _read_certificates(gateway_host, gateway_env.get(CERT_PATH))
-    ca, ca_problem = _read_certificates(gateway_host, gateway_env.get(TRUST_BUNDLE))
-    key_spki, key_problem = _key_spki(gateway_host, gateway_env.get(KEY_PATH))
-    return GatewayPki(certificate[0] if certificate else None, certificate_problem, ca, ca_problem, key_spki, key_problem)
+def gateway_pki(gateway_host, settings, gateway_env_reading) -> GatewayPki:
+    def part(key: str, read: Callable[[str], tuple[object, str | None]]) -> Callable[[dict[str, str]], Once]:
+        def derive(env: dict[str, str]) -> Once:
+            path = env.get(key)
+            if not path:
+                return Once(problem=f"{gateway_host.id}: {settings.gateway.env_file}: {key} not set; expected the path of the agent's {key}")
+            value, problem = read(path)
+            return Once(problem=f"{gateway_host.id}: {problem}") if problem else Once(value)
+
+        return derive
+
+    certificate = gateway_env_reading.then(part(CERT_PATH, lambda path: _first(_read_certificates(gateway_host, path))))
+    ca = gateway_env_reading.then(part(TRUST_BUNDLE, lambda path: _read_certificates(gateway_host, path)))
+    key_spki = gateway_env_reading.then(part(KEY_PATH, lambda path: _key_spki(gateway_host, path)))
+    return GatewayPki(certificate, ca, key_spki)
 
 
-def _read_certificates(host, path: str | None) -> tuple[list[x509.Certificate], str | None]:
-    if not path:
-        return [], "no path in the .env"
+def _first(found: tuple[list[x509.Certificate], str | None]) -> tuple[x509.Certificate | None, str | None]:
+    certificates, problem = found
+    return (certificates[0] if certificates else None), problem
+
+
+def _read_certificates(host, path: str) -> tuple[list[x509.Certificate], str | None]:
     text = host.read_file(path)
     if text is None:
-        return [], f"{path} cannot be read"
+        return [], f"{path} cannot be read (missing?); expected a PEM certificate"
     try:
         found = certs.load_pem_certificates(text.encode()) if "-----BEGIN" in text else [load_certificate(text.encode())]
     except ValueError:
-        return [], f"{path} holds no PEM certificate"
+        return [], f"{path} holds no PEM certificate; expected one"
     return found, None
 
 
-def _key_spki(host, path: str | None) -> tuple[bytes | None, str | None]:
+def _key_spki(host, path: str) -> tuple[bytes | None, str | None]:
     """The private key's public half: derived on the host (openssl), the key never crossing the connection.
 
     Only where the host has no openssl is the key read once, its public half taken and the rest dropped;
     testinfra's command log is off for that read so the key cannot reach a log.
     """
-    if not path:
-        return None, "no path in the .env"
     template, args = public_keys.public_key_command(path)
     result = host.run(template, *args)
     if result.rc == 0:
@@ -136,7 +180,7 @@ def _key_spki(host, path: str | None) -> tuple[bytes | None, str | None]:
     try:
         read = host.run("cat -- %s", path)
         if read.rc != 0:
-            return None, f"{path} cannot be read"
+            return None, f"{path} cannot be read (missing?); expected the agent's private key"
         return public_keys.spki_from_private_pem(read.stdout.encode()), None
     except ValueError as exc:
         return None, f"{path}: {exc}"

@@ -13,13 +13,19 @@ pytestmark = [pytest.mark.infra, pytest.mark.gateway]
 
 @pytest.mark.smoke
 def test_no_required_file_is_world_writable(gateway_host, gateway_required_files, gateway_files):
-    problems = []
+    roles: dict[str, list[str]] = {}
     for role, path in gateway_required_files.items():
-        facts = gateway_files.get(path)
-        if facts is not None and facts.world_writable and path not in {p.split(" ")[0] for p in problems}:
-            problems.append(f"{path} ({role}) mode {facts.octal}")
+        roles.setdefault(path, []).append(role)
+    problems = [
+        f"{path} ({', '.join(roles[path])}) mode {facts.octal}"
+        for path in roles
+        if (facts := gateway_files.get(path)) is not None and facts.world_writable
+    ]  # a missing file is the finding of the check that needs it
     if problems:
-        pytest.fail(f"{gateway_host.id}: world-writable: {'; '.join(problems)}; expected no required file writable by others (chmod o-w)", pytrace=False)
+        pytest.fail(
+            f"{gateway_host.id}: world-writable: {'; '.join(problems)}; expected no required file writable by others (chmod o-w)",
+            pytrace=False,
+        )
 
 
 def _scripts(gateway_env, settings, gateway_host) -> dict[str, str]:

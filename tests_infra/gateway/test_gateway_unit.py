@@ -38,26 +38,41 @@ RESTART_POLICIES = ("always", "on-failure")
 def test_unit_restarts_the_agent_when_it_exits(gateway_host, gateway_unit):
     restart = gateway_unit.get("Restart")
     if restart not in RESTART_POLICIES:
-        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: expected Restart={' or '.join(RESTART_POLICIES)}; found Restart={restart or '<unset>'}", pytrace=False)
+        pytest.fail(
+            f"{gateway_host.id}: {gateway_unit.unit}: expected Restart={' or '.join(RESTART_POLICIES)}; found Restart={restart or '<unset>'}",
+            pytrace=False,
+        )
 
 
 @pytest.mark.smoke
 def test_unit_program_exists_and_is_executable(gateway_host, gateway_unit, gateway_files):
     program = gateway_unit.exec_start_path
     if program is None:
-        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: expected an ExecStart program; found none (LoadState={gateway_unit.get('LoadState') or '?'})", pytrace=False)
+        pytest.fail(
+            f"{gateway_host.id}: {gateway_unit.unit}: expected an ExecStart program; found none (LoadState={gateway_unit.get('LoadState') or '?'})",
+            pytrace=False,
+        )
     facts = gateway_files.get(program)
     if facts is None:
-        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} {gateway_files.absence(program)}; expected the deployed agent binary there", pytrace=False)
+        pytest.fail(
+            f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} {gateway_files.absence(program)}; expected the deployed agent binary there",
+            pytrace=False,
+        )
     if not facts.executable:
-        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} is a {facts.kind} mode {facts.octal}; expected an executable file", pytrace=False)
+        pytest.fail(
+            f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} is a {facts.kind} mode {facts.octal}; expected an executable file",
+            pytrace=False,
+        )
 
 
 @pytest.mark.smoke
 def test_unit_environment_file_exists(gateway_host, gateway_unit, gateway_files):
     paths = gateway_unit.environment_files
     if not paths:
-        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: expected an EnvironmentFile; found none (LoadState={gateway_unit.get('LoadState') or '?'})", pytrace=False)
+        pytest.fail(
+            f"{gateway_host.id}: {gateway_unit.unit}: expected an EnvironmentFile; found none (LoadState={gateway_unit.get('LoadState') or '?'})",
+            pytrace=False,
+        )
     problems = []
     for path in paths:
         facts = gateway_files.get(path)
