@@ -98,8 +98,8 @@ class Gateway(_Section):
     # Outbound only: the programs allowed to listen on a gateway host (by process name).
     listen_allowed_processes: tuple[str, ...] = ("sshd",)
     # Sockets a container engine, not the host, holds in the host's network namespace: ignored when no
-    # host process owns them. 127.0.0.11 is Docker's embedded DNS (a gateway host that is a container).
-    engine_listen_addresses: tuple[str, ...] = ("127.0.0.11",)
+    # host process owns them (the lab's gateway host is a container: Docker's DNS on 127.0.0.11).
+    engine_listen_addresses: tuple[str, ...] = ()
 
 
 class Release(_Section):

@@ -19,11 +19,12 @@ class UnitProperties:
 
     @classmethod
     def parse(cls, unit: str, text: str) -> "UnitProperties":
-        values = {}
+        """Properties by name; a repeated key (one ``EnvironmentFiles=`` line per file) keeps every value."""
+        values: dict[str, str] = {}
         for line in text.splitlines():
             key, sep, value = line.partition("=")
             if sep:
-                values[key] = value
+                values[key] = f"{values[key]}\n{value}" if key in values else value
         return cls(unit, values)
 
     def get(self, key: str) -> str:

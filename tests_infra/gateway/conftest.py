@@ -28,21 +28,7 @@ def gateway_unit(gateway_host, settings) -> UnitProperties:
     result = gateway_host.run(" ".join(["%s"] * len(show_command(unit))), *show_command(unit))
     if result.rc != 0:
         pytest.fail(f"{gateway_host.id}: systemctl show {unit} failed: {result.stderr.strip()[:200]}", pytrace=False)
-    return _unit_properties(unit, result.stdout)
-
-
-def _unit_properties(unit: str, text: str) -> UnitProperties:
-    """UnitProperties with repeated keys kept: ``systemctl show`` prints one ``EnvironmentFiles=`` line per
-    EnvironmentFile (a drop-in adds one), and ``UnitProperties.parse`` keeps only the last.
-
-    TODO(systemd_unit owner): move this into UnitProperties.parse.
-    """
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key] = f"{values[key]}\n{value}" if key in values else value
-    return UnitProperties(unit, values)
+    return UnitProperties.parse(unit, result.stdout)
 
 
 @pytest.fixture(scope="session")
