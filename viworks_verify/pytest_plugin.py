@@ -219,18 +219,55 @@ def host_of(nodeid: str) -> str:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if isinstance(report.longrepr, tuple):  # a skip: (path, line, reason)
-        path, line, reason = report.longrepr
-        report.longrepr = (path, line, REDACTOR.redact(reason))
-    elif report.longrepr is not None:
-        # Whatever a failure shows (message, traceback, locals) goes through the redactor.
-        report.longrepr = REDACTOR.redact(str(report.longrepr))
+    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception) \
+            and not call.excinfo.value.pytrace:
+        # A check's own one-line verdict is the whole story: not the exception it was handling.
+        report.longrepr = call.excinfo.value.msg
+    elif report.failed and call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
+        crash = getattr(report.longrepr, "reprcrash", None)
+        verdict = str(call.excinfo.value).split("\nassert ")[0]
+        if crash is not None and verdict and not verdict.startswith("assert "):
+            # The summary line (terminal, JUnit message) is the check's own verdict; pytest's
+            # introspection of the comparison stays in the traceback for whoever wants it.
+            crash.message = verdict
+    _redact_longrepr(report)
     for index, (name, text) in enumerate(report.sections):
         report.sections[index] = (name, REDACTOR.redact(text))
     if report.failed:
         evidence = item.config.stash[_RECORDER].evidence.get(item.nodeid, [])
         report.extras = [*getattr(report, "extras", []),
                          *(html_extras.text(REDACTOR.redact(e.text), name=e.label) for e in evidence)]
+
+
+def _redact_longrepr(report: pytest.TestReport) -> None:
+    """Pass whatever a failure or skip shows through the redactor, keeping pytest's structure.
+
+    The structure matters: JUnit's message and the terminal's summary line come from the crash
+    entry; flattening the report to text would put the traceback's first lines there instead.
+    """
+    longrepr = report.longrepr
+    if longrepr is None:
+        return
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        path, line, reason = longrepr
+        report.longrepr = (path, line, REDACTOR.redact(reason))
+        return
+    if isinstance(longrepr, str) or not hasattr(longrepr, "chain"):
+        report.longrepr = REDACTOR.redact(str(longrepr))
+        return
+    for traceback, crash, description in longrepr.chain:
+        if crash is not None:
+            crash.message = REDACTOR.redact(crash.message)
+        for entry in traceback.reprentries:
+            if hasattr(entry, "lines"):
+                entry.lines = [REDACTOR.redact(line) for line in entry.lines]
+            if getattr(entry, "reprfuncargs", None) is not None:
+                entry.reprfuncargs.args = [(name, REDACTOR.redact(str(value))) for name, value in entry.reprfuncargs.args]
+            if getattr(entry, "reprlocals", None) is not None:
+                entry.reprlocals.lines = [REDACTOR.redact(line) for line in entry.reprlocals.lines]
+    if longrepr.reprcrash is not None:
+        longrepr.reprcrash.message = REDACTOR.redact(longrepr.reprcrash.message)
+    longrepr.sections = [(name, REDACTOR.redact(text), sep) for name, text, sep in longrepr.sections]
 
 
 class _RunReports:
