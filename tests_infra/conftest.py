@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import time
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 import docker
 import pytest
@@ -23,31 +23,11 @@ from viworks_verify.container_files import FileFacts, file_facts_command, parse_
 from viworks_verify.containers import ContainerFacts, parse_docker_time, watch_settling
 from viworks_verify.listeners import SNAPSHOT_COMMAND, ListenerSnapshot, SnapshotError, parse_snapshot
 from viworks_verify.nginx_config import NginxConfig, NginxConfigError, Server, parse_nginx_dump, nginx_test_failure
+from viworks_verify.envfile import is_secret_name, parse_env
+from viworks_verify.pytest_plugin import Reading
 from viworks_verify.redaction import REDACTOR
 
 T = TypeVar("T")
-
-
-@dataclasses.dataclass
-class Reading(Generic[T]):
-    """A fact read from a host, or why it could not be read (one line, host id first)."""
-
-    value: T | None
-    problem: str | None = None
-    _reported: bool = dataclasses.field(default=False, repr=False)
-
-    def require(self) -> T:
-        """The value; else fail the first check that asks, and skip the later ones with the same reason."""
-        if self.problem is not None:
-            if self._reported:
-                pytest.skip(f"already reported: {self.problem}")
-            self._reported = True
-            pytest.fail(self.problem, pytrace=False)
-        return self.value  # type: ignore[return-value]
-
-    def then(self, derive):
-        """``derive(value)`` as a new Reading; a problem is passed on as the same object (reported once)."""
-        return self if self.problem is not None else derive(self.value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,3 +234,29 @@ def nginx_tls_files(backend_host, backend_containers, settings, agent_server) ->
         return backend_containers.exec(settings.backend.nginx_container, command).then(lambda done: Reading(parse_file_facts(done.stdout)))
 
     return agent_server.then(read)
+
+
+# ------------------------------------------------------------------------------ gateway .env
+# Here rather than in gateway/: the cross-host checks need it too, and it is read once per host.
+
+
+@pytest.fixture(scope="session")
+def gateway_env_text(gateway_host, settings) -> str | None:
+    """The agent's .env as text (None when it cannot be read); secret values registered for redaction."""
+    text = gateway_host.read_file(settings.gateway.env_file)
+    if text is not None:
+        REDACTOR.register(*(value for key, value in parse_env(text).items() if is_secret_name(key)))
+    return text
+
+
+@pytest.fixture(scope="session")
+def gateway_env_reading(gateway_host, settings, gateway_env_text) -> Reading[dict[str, str]]:
+    if gateway_env_text is None:
+        return Reading(problem=f"{gateway_host.id}: {settings.gateway.env_file} cannot be read (missing?); expected the agent's environment file")
+    return Reading(parse_env(gateway_env_text))
+
+
+@pytest.fixture
+def gateway_env(gateway_env_reading) -> dict[str, str]:
+    """The agent's .env as a dict (a check that needs it fails, or skips once reported, when it cannot be read)."""
+    return gateway_env_reading.require()

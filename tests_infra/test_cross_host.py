@@ -9,27 +9,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 
 from viworks_verify import certs, clock
-from viworks_verify.envfile import is_secret_name, parse_env
 from viworks_verify.gateway_env import SPKI_PIN, TRUST_BUNDLE
 from viworks_verify.pins import PinFormatError, matching_pin, parse_pins, spki_pin
-from viworks_verify.redaction import REDACTOR
 
 pytestmark = [pytest.mark.infra]
 
 
 # ------------------------------------------------------------------------------ gateway facts
-
-
-@pytest.fixture(scope="session")
-def gateway_env_for_cross_checks(gateway_host, settings) -> dict[str, str]:
-    """The gateway's .env (the gateway checks' fixtures live in tests_infra/gateway/, out of reach here)."""
-    path = settings.gateway.env_file
-    text = gateway_host.read_file(path)
-    if text is None:
-        pytest.skip(f"{gateway_host.id}: {path} cannot be read; the gateway checks report it")
-    env = parse_env(text)
-    REDACTOR.register(*(value for key, value in env.items() if is_secret_name(key)))
-    return env
 
 
 def _fingerprint(certificate) -> str:
@@ -46,8 +32,8 @@ def _named(certificates) -> str:
 @pytest.mark.smoke
 @pytest.mark.tls
 @pytest.mark.gateway
-def test_gateway_pin_matches_the_served_certificate(gateway_host, edge, gateway_env_for_cross_checks, settings):
-    configured_text = gateway_env_for_cross_checks.get(SPKI_PIN, "")
+def test_gateway_pin_matches_the_served_certificate(gateway_host, edge, gateway_env, settings):
+    configured_text = gateway_env.get(SPKI_PIN, "")
     try:
         configured = parse_pins(configured_text)
     except PinFormatError as exc:
@@ -74,9 +60,9 @@ def test_gateway_pin_matches_the_served_certificate(gateway_host, edge, gateway_
 @pytest.mark.gateway
 @pytest.mark.backend
 def test_gateway_ca_is_the_ca_nginx_verifies_clients_with(
-    gateway_host, backend_host, gateway_env_for_cross_checks, agent_server, nginx_tls_files, settings
+    gateway_host, backend_host, gateway_env, agent_server, nginx_tls_files, settings
 ):
-    path = gateway_env_for_cross_checks.get(TRUST_BUNDLE)
+    path = gateway_env.get(TRUST_BUNDLE)
     text = gateway_host.read_file(path) if path else None
     if text is None:
         pytest.skip(f"{gateway_host.id}: {TRUST_BUNDLE} ({path or 'not set'}) cannot be read; the gateway checks report it")

@@ -7,7 +7,6 @@ import hashlib
 import json
 import ssl
 import time
-from pathlib import Path
 from typing import Callable
 
 import docker

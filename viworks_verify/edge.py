@@ -59,6 +59,17 @@ class EdgeEndpoint:
     def open_tcp(self, port: int | None = None) -> socket.socket:
         return socket.create_connection((self.address, port or self.edge.https_port), timeout=self.timeout_s)
 
+    def answers(self) -> bool:
+        """Whether anything speaks TLS on the edge (a bad certificate still counts: it answered).
+
+        Connection-level failures (refused, reset, timed out) raise, so a poller reports them.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with self.open_tcp() as raw, context.wrap_socket(raw, server_hostname=self.edge.domain):
+            return True
+
     def tls_problem(self) -> str | None:
         """Why a verified TLS session to the domain cannot be had (None when it can)."""
         try:

@@ -7,6 +7,7 @@ The only module of the helpers that imports pytest. Checks get everything from t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import json
@@ -14,7 +15,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Generic, Iterator, TypeVar
 
 import pytest
 from pytest_html import extras as html_extras
@@ -22,12 +23,42 @@ from pytest_html import extras as html_extras
 from viworks_verify.api import BackendApi
 from viworks_verify.edge import EdgeEndpoint
 from viworks_verify.inventory import Inventory, InventoryError
+from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.recorder import Recorder
 from viworks_verify.redaction import REDACTOR
 from viworks_verify.run_report import CheckOutcome, html_summary, run_facts, summary_document
 from viworks_verify.secrets import MissingSecret, Secrets
 from viworks_verify.settings import Settings, SettingsError, load_settings
 from viworks_verify.targets import HostUnreachable, TargetHost
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class Reading(Generic[T]):
+    """A fact read from a target, or the one-line problem (host id first) that kept it from being read.
+
+    Facts are read once per run by session fixtures that never fail themselves: the first check that
+    ``require()``s a missing fact fails with the problem and later ones skip with it, so one root
+    cause is one failure whichever subset of checks runs.
+    """
+
+    value: T | None = None
+    problem: str | None = None
+    _reported: bool = dataclasses.field(default=False, repr=False)
+
+    def require(self) -> T:
+        if self.problem is not None:
+            if self._reported:
+                pytest.skip(f"already reported: {self.problem}")
+            self._reported = True
+            pytest.fail(self.problem, pytrace=False)
+        return self.value  # type: ignore[return-value]
+
+    def then(self, derive: Callable[[T], "Reading"]) -> "Reading":
+        """``derive(value)`` as a new Reading; a problem passes on as the same object (reported once)."""
+        return self if self.problem is not None else derive(self.value)  # type: ignore[arg-type]
+
 
 _SETTINGS = pytest.StashKey[Settings]()
 _INVENTORY = pytest.StashKey[Inventory]()
@@ -51,13 +82,23 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_RunReports(config), "viworks-run-reports")
 
 
+EXIT_USAGE = 4  # pytest's own code for a usage error: bad settings, inventory, or a missing secret
+EXIT_NOT_READY = 6  # the target's edge never answered within --ready-timeout: nothing was checked
+_NEEDS_SECRETS = {"api_token": "api_token", "probe_identity": "agent_key_file"}
+
+
+def _usage_error(message: str) -> None:
+    """A target that cannot be used as given: one line, exit 4, no traceback (whenever it is found)."""
+    raise pytest.UsageError(message)
+
+
 def _settings(config: pytest.Config) -> Settings:
     if _SETTINGS not in config.stash:
         targets_dir = Path(config.getoption("--targets-dir") or Path(config.rootpath) / "targets")
         try:
             settings = load_settings(config.getoption("--target"), targets_dir)
         except SettingsError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            _usage_error(str(exc))
         timeout = config.getoption("--ready-timeout")
         if timeout is not None:
             settings = settings.model_copy(update={"timing": settings.timing.model_copy(update={"ready_timeout_s": timeout})})
@@ -73,13 +114,69 @@ def _inventory(config: pytest.Config) -> Inventory:
             inventory = Inventory(settings.inventory, settings.ssh_config, control_dir, int(settings.timing.connect_timeout_s))
             inventory.hosts  # parse now: a broken inventory is a usage error, not fifty failures
         except InventoryError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            _usage_error(str(exc))
         config.stash[_INVENTORY] = inventory
         config.stash[_HOSTS] = {
             host.name: TargetHost(host, inventory, docker_url=settings.backend.docker_url if host.group == "backend" else None)
             for host in inventory.hosts
         }
     return config.stash[_INVENTORY]
+
+
+CHECK_DIRS = ("tests_infra", "tests_e2e")
+
+
+def _runs_checks(config: pytest.Config) -> bool:
+    """Whether this run collects checks (as opposed to, say, the project's own tests only)."""
+    for arg in config.args:
+        path = Path(arg.split("::")[0]).resolve()
+        if any(path == config.rootpath / d or config.rootpath / d in path.parents for d in CHECK_DIRS):
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Validate the target before collecting: a bad one is one line and exit 4, not a collection error per module."""
+    if _runs_checks(session.config):
+        _inventory(session.config)  # loads the settings first
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Settle usage before anything runs: the selected checks' secrets must be there (exit 4 if not)."""
+    needed = {name for item in items for name in _NEEDS_SECRETS if name in getattr(item, "fixturenames", ())}
+    if not needed:
+        return
+    settings = _settings(config)
+    secrets = Secrets.load(settings.secrets_file)
+    try:
+        for name in sorted(needed):
+            getattr(secrets, _NEEDS_SECRETS[name])()
+    except MissingSecret as exc:
+        _usage_error(f"target {settings.name}: {exc}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Wait, once, for the target's edge to answer at all; if it never does, exit 6 without checking."""
+    if session.config.option.collectonly or not any(item.get_closest_marker("e2e") for item in session.items):
+        return
+    settings = _settings(session.config)
+    edge = EdgeEndpoint(settings.edge, timeout_s=settings.timing.connect_timeout_s)
+    timeout = settings.timing.ready_timeout_s
+    try:
+        ready = poll_until(edge.answers, lambda answered: answered, what=f"https://{settings.edge.domain}", timeout_s=timeout)
+    except NotReady as exc:
+        last = exc.last
+    else:
+        session.config.stash[_RECORDER].figure("edge readiness", ready.elapsed_s * 1000, " ms", host=settings.edge.domain)
+        return
+    pytest.exit(
+        f"target {settings.name} never became ready: https://{settings.edge.domain} "
+        f"({edge.address}:{settings.edge.https_port}) did not answer within {timeout:.0f} s; last: {last}",
+        returncode=EXIT_NOT_READY,
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

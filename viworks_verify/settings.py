@@ -37,7 +37,7 @@ class _Section(BaseModel):
 class Edge(_Section):
     """The TLS edge (nginx) on the agent domain, as agents and API clients reach it."""
 
-    domain: str = "agent.example.com"
+    domain: str  # the agent domain (agent.example.com): no default, a target must name its own
     connect_address: str | None = None  # like curl --resolve: reach this address, speak as `domain`
     https_port: int = 443
     http_port: int = 80

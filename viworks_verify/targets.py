@@ -11,7 +11,7 @@ import functools
 from typing import Any
 
 import docker
-import testinfra
+from testinfra.host import Host as TestinfraHost
 
 from viworks_verify.inventory import Inventory, InventoryHost
 
@@ -38,7 +38,7 @@ class TargetHost:
         return self.inventory_host.name
 
     @functools.cached_property
-    def testinfra(self) -> testinfra.host.Host:
+    def testinfra(self) -> TestinfraHost:
         return self.inventory.testinfra_host(self.inventory_host)
 
     def ensure_reachable(self) -> None:

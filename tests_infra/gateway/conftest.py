@@ -1,24 +1,24 @@
 """Gateway host facts several checks need, read once per host per run.
 
-A fact that cannot be read is a ``Once``: the first check that needs it fails with the reason and
-later ones skip with it, so one root cause is one failure (whichever subset of checks runs).
+A fact that cannot be read is a ``Reading`` with its problem: the first check that needs it fails
+with the reason and later ones skip with it, so one root cause is one failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Callable, Generic, TypeVar
+from typing import Callable
 
 import pytest
 from cryptography import x509
 
 from viworks_verify import certs, public_keys
-from viworks_verify.envfile import is_secret_name, parse_env
+from viworks_verify.envfile import parse_env
 from viworks_verify.file_stat import FileTable, stat_command
 from viworks_verify.gateway_env import CERT_PATH, KEY_PATH, TRUST_BUNDLE, required_paths
 from viworks_verify.pins import load_certificate
-from viworks_verify.redaction import REDACTOR
+from viworks_verify.pytest_plugin import Reading
 from viworks_verify.systemd_unit import UnitProperties, show_command
 
 
@@ -29,53 +29,6 @@ def gateway_unit(gateway_host, settings) -> UnitProperties:
     if result.rc != 0:
         pytest.fail(f"{gateway_host.id}: systemctl show {unit} failed: {result.stderr.strip()[:200]}", pytrace=False)
     return UnitProperties.parse(unit, result.stdout)
-
-
-@pytest.fixture(scope="session")
-def gateway_env_text(gateway_host, settings) -> str | None:
-    """The agent's .env as text (None when it cannot be read); secret values registered for redaction."""
-    text = gateway_host.read_file(settings.gateway.env_file)
-    if text is not None:
-        REDACTOR.register(*(value for key, value in parse_env(text).items() if is_secret_name(key)))
-    return text
-
-
-T = TypeVar("T")
-
-
-@dataclasses.dataclass
-class Once(Generic[T]):
-    """A fact, or the one-line problem (host id first) that kept it from being read."""
-
-    value: T | None = None
-    problem: str | None = None
-    reported: bool = False
-
-    def require(self) -> T:
-        """The value; else fail the first check that asks and skip later ones with the same reason."""
-        if self.problem is not None:
-            if self.reported:
-                pytest.skip(f"already reported: {self.problem}")
-            self.reported = True
-            pytest.fail(self.problem, pytrace=False)
-        return self.value  # type: ignore[return-value]
-
-    def then(self, derive: Callable[[T], "Once"]) -> "Once":
-        """``derive(value)``; a problem passes on as the same object, so it is still reported once."""
-        return self if self.problem is not None else derive(self.value)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="session")
-def gateway_env_reading(gateway_host, settings, gateway_env_text) -> Once[dict[str, str]]:
-    if gateway_env_text is None:
-        return Once(problem=f"{gateway_host.id}: {settings.gateway.env_file} cannot be read (missing?); expected the agent's environment file")
-    return Once(parse_env(gateway_env_text))
-
-
-@pytest.fixture
-def gateway_env(gateway_env_reading) -> dict[str, str]:
-    """The agent's .env as a dict (a check that needs it fails, or skips once reported, when it cannot be read)."""
-    return gateway_env_reading.require()
 
 
 @pytest.fixture(scope="session")
@@ -107,20 +60,20 @@ def gateway_files(gateway_host, gateway_required_files) -> FileTable:
 class GatewayPki:
     """The agent's client identity as found on the host: each part a fact or why it is unusable."""
 
-    certificate: Once  # x509.Certificate
-    ca: Once  # list[x509.Certificate]
-    key_spki: Once  # bytes: the key's PUBLIC half only
+    certificate: Reading  # x509.Certificate
+    ca: Reading  # list[x509.Certificate]
+    key_spki: Reading  # bytes: the key's PUBLIC half only
 
 
 @pytest.fixture(scope="session")
 def gateway_pki(gateway_host, settings, gateway_env_reading) -> GatewayPki:
-    def part(key: str, read: Callable[[str], tuple[object, str | None]]) -> Callable[[dict[str, str]], Once]:
-        def derive(env: dict[str, str]) -> Once:
+    def part(key: str, read: Callable[[str], tuple[object, str | None]]) -> Callable[[dict[str, str]], Reading]:
+        def derive(env: dict[str, str]) -> Reading:
             path = env.get(key)
             if not path:
-                return Once(problem=f"{gateway_host.id}: {settings.gateway.env_file}: {key} not set; expected the path of the agent's {key}")
+                return Reading(problem=f"{gateway_host.id}: {settings.gateway.env_file}: {key} not set; expected the path of the agent's {key}")
             value, problem = read(path)
-            return Once(problem=f"{gateway_host.id}: {problem}") if problem else Once(value)
+            return Reading(problem=f"{gateway_host.id}: {problem}") if problem else Reading(value)
 
         return derive
 

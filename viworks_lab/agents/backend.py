@@ -264,7 +264,7 @@ def parse_command_request(body: Any, *, default_timeout: int, max_timeout: int) 
             400, "unknown_verb", f"verb {verb!r} is not allowlisted; allowed: {', '.join(sorted(commands.VERB_ARGS))}"
         )
     if "args" not in body:
-        raise ApiError(400, "invalid_args", f"args is required (an object; {{}} for a verb without arguments)")
+        raise ApiError(400, "invalid_args", "args is required (an object; {} for a verb without arguments)")
     args = body["args"]
     problem = commands.args_problem(verb, args)
     if problem:
