@@ -10,7 +10,12 @@ from viworks_verify.settings import SettingsError, load_settings
 PIN = "sha256/" + "A" * 43 + "="
 
 
+EDGE = '[edge]\ndomain = "agent.example.com"\n'
+
+
 def _target(tmp_path: Path, text: str, name: str = "prod") -> Path:
+    if "[edge]" not in text:
+        text += "\n" + EDGE
     (tmp_path / f"{name}.toml").write_text(text)
     return tmp_path
 
@@ -46,13 +51,20 @@ def test_the_file_wins_over_the_manifest(tmp_path):
     [
         ('[backend]\napi_prot = 8080\n', "backend.api_prot: Extra inputs are not permitted"),
         ('[backend]\napi_port = "eighty"\n', "backend.api_port"),
-        ('[edge]\nspki_pins = "dummy"\n', "edge.spki_pins: Value error, pin 'dummy' is not base64"),
+        ('[edge]\ndomain = "a.example.com"\nspki_pins = "dummy"\n', "edge.spki_pins: Value error, pin 'dummy' is not base64"),
+        ('inventory = "hosts.ini"\n[edge\n', "not valid TOML"),
         ('[edge\n', "not valid TOML"),
     ],
 )
 def test_a_bad_settings_file_is_one_error_naming_the_key(tmp_path, text, message):
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_settings("prod", _target(tmp_path, text))
+
+
+def test_a_target_must_name_its_agent_domain(tmp_path):
+    (tmp_path / "prod.toml").write_text('inventory = "hosts.ini"\n')
+    with pytest.raises(SettingsError, match="edge: Field required"):
+        load_settings("prod", tmp_path)
 
 
 def test_an_unknown_target_lists_the_known_ones(tmp_path):

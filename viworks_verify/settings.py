@@ -134,7 +134,7 @@ class Settings(_Section):
     ssh_config: Path | None = None
     secrets_file: Path | None = None
     release_manifest: Path | None = None
-    edge: Edge = Field(default_factory=Edge)
+    edge: Edge  # required: at least the agent domain
     backend: Backend = Field(default_factory=Backend)
     gateway: Gateway = Field(default_factory=Gateway)
     release: Release = Field(default_factory=Release)
