@@ -18,7 +18,7 @@ venv: $(VENV)/.installed
 smoke: venv
 	$(LAB) up
 	mkdir -p reports
-	$(PYTEST) -m smoke --target lab --html=reports/report.html --self-contained-html --junitxml=reports/junit.xml --json-summary=reports/summary.json
+	$(PYTEST) -m smoke --target lab --tb=short --html=reports/report.html --self-contained-html --junitxml=reports/junit.xml --json-summary=reports/summary.json
 
 ## The project's own tests: helpers, the lab (up, integration, idempotence, down), the suite end to end.
 test: venv

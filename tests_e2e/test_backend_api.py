@@ -14,6 +14,8 @@ def test_health_reports_every_service_healthy(anonymous_api, recorder):
     recorder.figure("GET /health latency", timed.elapsed_ms, " ms", host=host)
     assert timed.status == 200, f"{host}/health: expected HTTP 200; found {timed.status} {timed.response.text[:200]!r}"
     body = timed.json()
+    recorder.fact("backend version (observed)", body.get("version"))
+    recorder.attach("GET /health", body)
     assert body.get("status") == "healthy", f"{host}/health: expected status healthy; found {body.get('status')!r}"
     unhealthy = {name: service.get("status") for name, service in body.get("services", {}).items() if service.get("status") != "healthy"}
     assert not unhealthy, f"{host}/health: expected every service healthy; found {unhealthy}"

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from viworks_verify import protocol
-from viworks_verify.commands import CommandGate, CommandRejected
+from viworks_verify.commands import CommandGate, CommandRejected, read_claims
 from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.probe_agent import start_probe
 
@@ -41,12 +41,13 @@ def test_synthetic_agent_goes_offline_when_its_session_closes(probe_sessions, ap
     assert status == "Offline", f"agent://{agent_id}: expected Offline once its session closed; found {status}"
 
 
-def test_a_second_session_with_the_same_agent_id_is_rejected(probe_sessions, verified_edge, settings, probe_identity):
+def test_a_second_session_with_the_same_agent_id_is_rejected(probe_sessions, verified_edge, settings, probe_identity, recorder):
     agent_id = settings.probe.agent_id
     cert, key = probe_identity
     with probe_sessions():
         connection, answer, _ = start_probe(verified_edge, agent_id, client_cert=cert, client_key=key)
         connection.close()
+    recorder.attach("frame received for the second hello", {"type": answer.type, "payload": answer.payload})
     assert answer.is_type(protocol.ERROR), f"agent://{agent_id}: expected an error for a second live session; found {answer.type} {answer.payload}"
 
 
@@ -78,6 +79,8 @@ def test_a_command_reaches_the_synthetic_agent_signed_and_its_result_is_recorded
             frame = probe.next_frame(timeout, protocol.COMMAND)
         except TimeoutError:
             pytest.fail(f"agent://{agent_id}: command {correlation_id} accepted (201) but no COMMAND frame arrived within {timeout:.0f} s", pytrace=False)
+        recorder.attach("COMMAND frame received", {"type": frame.type, "correlation_id": frame.correlation_id,
+                                                   "claims": read_claims(frame.payload) if isinstance(frame.payload, str) else frame.payload})
         try:
             claims = gate.admit(frame.payload)
         except CommandRejected as exc:

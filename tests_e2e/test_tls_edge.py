@@ -14,8 +14,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.tls]
 
 
 @pytest.mark.smoke
-def test_served_chain_validates_for_the_agent_domain(edge):
+def test_served_chain_validates_for_the_agent_domain(edge, recorder):
     domain = edge.edge.domain
+    recorder.attach("served certificate", certs.describe(load_certificate(edge.served_leaf())))
     trust = edge.edge.ca_bundle or "the system trust store"
     try:
         with edge.open_tcp() as raw, edge.tls_context().wrap_socket(raw, server_hostname=domain):
@@ -25,12 +26,13 @@ def test_served_chain_validates_for_the_agent_domain(edge):
 
 
 @pytest.mark.smoke
-def test_served_key_matches_the_configured_pin(edge):
+def test_served_key_matches_the_configured_pin(edge, recorder):
     domain = edge.edge.domain
     if not edge.edge.spki_pins:
         pytest.fail(f"{domain}: edge.spki_pins is not set in the target settings; the pin cannot be checked", pytrace=False)
     configured = parse_pins(edge.edge.spki_pins)
     leaf = edge.served_leaf()
+    recorder.attach("served certificate", certs.describe(load_certificate(leaf)))
     match = matching_pin(configured, leaf)
     assert match is not None, (
         f"{domain}: served certificate's SPKI pin {spki_pin(leaf)} matches none of the configured pins "
@@ -60,6 +62,7 @@ def test_protocols_below_tls_1_2_are_refused(edge, version):
 @pytest.mark.smoke
 def test_served_certificate_is_not_near_expiry(edge, recorder):
     leaf = load_certificate(edge.served_leaf())
+    recorder.attach("served certificate", certs.describe(leaf))
     remaining = certs.days_left(leaf)
     recorder.figure("edge certificate days left", remaining, " d", host=edge.edge.domain)
     assert remaining > edge.edge.cert_fail_days, (

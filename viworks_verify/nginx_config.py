@@ -112,6 +112,12 @@ class Location(Block):
     def __repr__(self) -> str:
         return f"Location({(self.modifier + ' ' if self.modifier else '')}{self.match} at {self.directive.where})"
 
+    def text(self) -> str:
+        """The block as nginx configuration (evidence for a report), with where it was found."""
+        head = " ".join(("location", *(a for a in (self.modifier, self.match) if a)))
+        body = "\n".join(f"    {directive}" for directive in self.directives)
+        return f"# {self.directive.where}\n{head} {{\n{body}\n}}"
+
     @property
     def proxy_pass(self) -> str | None:
         """``proxy_pass`` as written (not inherited: nginx does not inherit it)."""

@@ -26,7 +26,7 @@ from viworks_verify.inventory import Inventory, InventoryError
 from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.recorder import Recorder
 from viworks_verify.redaction import REDACTOR
-from viworks_verify.run_report import CheckOutcome, html_summary, run_facts, summary_document
+from viworks_verify.run_report import CheckOutcome, evidence_html, html_summary, run_facts, summary_document
 from viworks_verify.secrets import MissingSecret, Secrets
 from viworks_verify.settings import Settings, SettingsError, load_settings
 from viworks_verify.targets import HostUnreachable, TargetHost
@@ -332,8 +332,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.sections[index] = (name, REDACTOR.redact(text))
     if report.failed:
         evidence = item.config.stash[_RECORDER].evidence.get(item.nodeid, [])
-        report.extras = [*getattr(report, "extras", []),
-                         *(html_extras.text(REDACTOR.redact(e.text), name=e.label) for e in evidence)]
+        report.extras = [*getattr(report, "extras", []), *(html_extras.html(evidence_html(e)) for e in evidence)]
+        for item_evidence in evidence:  # JUnit and the terminal get it too, as a report section
+            report.sections.append((f"evidence: {item_evidence.label}", REDACTOR.redact(item_evidence.text)))
 
 
 def _redact_longrepr(report: pytest.TestReport) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from viworks_verify import __version__
-from viworks_verify.recorder import Recorder
+from viworks_verify.recorder import Evidence, Recorder
 from viworks_verify.redaction import REDACTOR
 
 
@@ -59,6 +59,12 @@ def summary_document(facts: dict[str, str], outcomes: list[CheckOutcome], record
         "figures": recorder.summary(),
     }
     return json.loads(REDACTOR.redact(json.dumps(document)))
+
+
+def evidence_html(evidence: Evidence) -> str:
+    """A failure's evidence, inline in its row of the HTML report."""
+    return (f"<div class='viworks-evidence'><strong>evidence: {html.escape(evidence.label)}</strong>"
+            f"<pre>{html.escape(REDACTOR.redact(evidence.text))}</pre></div>")
 
 
 def html_summary(facts: dict[str, str], recorder: Recorder) -> list[str]:

@@ -50,9 +50,11 @@ def test_containers_are_not_restarting_repeatedly(backend_host, backend_containe
 
 
 @pytest.mark.smoke
-def test_backend_agent_is_on_every_expected_network(backend_host, backend_containers, settings):
+def test_backend_agent_is_on_every_expected_network(backend_host, backend_containers, settings, recorder):
     name = settings.backend.agent_container
     facts = backend_containers.require(name)
+    attached = facts.attrs.get("NetworkSettings", {}).get("Networks") or {}
+    recorder.attach(f"{name} networks", {network: {"ip": info.get("IPAddress"), "aliases": info.get("Aliases")} for network, info in attached.items()})
     missing = [network for network in settings.backend.networks if network not in facts.networks]
     assert not missing, (
         f"{backend_host.id}: {name}: expected on [{', '.join(settings.backend.networks)}]; found on [{', '.join(facts.networks)}] "

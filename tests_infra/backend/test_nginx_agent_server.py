@@ -19,11 +19,12 @@ def _where(host, settings, server=None) -> str:
     return f"{host.id}: {settings.backend.nginx_container}" + (f": server {settings.edge.domain}" if server is not None else "")
 
 
-def _location(host, settings, server, prefix):
+def _location(host, settings, server, prefix, recorder):
     location = server.location(prefix)
     if location is None:
         found = ", ".join(f"{loc.modifier + ' ' if loc.modifier else ''}{loc.match}" for loc in server.locations) or "none"
         pytest.fail(f"{_where(host, settings, server)}: expected location {prefix}; found locations {found} ({server.where})", pytrace=False)
+    recorder.attach(f"nginx location {prefix}", location.text())
     return location
 
 
@@ -44,9 +45,9 @@ def test_nginx_agent_server_listens_on_https(backend_host, agent_server, setting
 
 
 @pytest.mark.smoke
-def test_nginx_ws_location_proxies_to_backend_agent_ws_port(backend_host, agent_server, settings):
+def test_nginx_ws_location_proxies_to_backend_agent_ws_port(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    location = _location(backend_host, settings, server, WS_PREFIX)
+    location = _location(backend_host, settings, server, WS_PREFIX, recorder)
     expected = f"http://{settings.backend.agent_container}:{settings.backend.ws_port}"
     found = location.proxy_targets
     assert found and all(target == expected for target in found), (
@@ -56,9 +57,9 @@ def test_nginx_ws_location_proxies_to_backend_agent_ws_port(backend_host, agent_
 
 
 @pytest.mark.smoke
-def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, settings):
+def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    location = _location(backend_host, settings, server, WS_PREFIX)
+    location = _location(backend_host, settings, server, WS_PREFIX, recorder)
     expected = {"proxy_http_version": "1.1", "Upgrade": "$http_upgrade", "Connection": "upgrade"}
     found = {"proxy_http_version": location.proxy_http_version, "Upgrade": location.header("Upgrade"), "Connection": location.header("Connection")}
     wrong = [key for key in expected if (found[key] or "").lower() != expected[key].lower()]
@@ -70,9 +71,9 @@ def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, set
     )
 
 
-def test_nginx_ws_location_keeps_idle_websockets_open(backend_host, agent_server, settings):
+def test_nginx_ws_location_keeps_idle_websockets_open(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    location = _location(backend_host, settings, server, WS_PREFIX)
+    location = _location(backend_host, settings, server, WS_PREFIX, recorder)
     minimum = settings.backend.ws_min_read_timeout_s
     assert location.read_timeout_s >= minimum, (
         f"{_where(backend_host, settings)}: location {WS_PREFIX}: proxy_read_timeout {location.read_timeout_text} "
@@ -81,9 +82,9 @@ def test_nginx_ws_location_keeps_idle_websockets_open(backend_host, agent_server
 
 
 @pytest.mark.smoke
-def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, agent_server, settings):
+def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    location = _location(backend_host, settings, server, API_PREFIX)
+    location = _location(backend_host, settings, server, API_PREFIX, recorder)
     expected = f"http://{settings.backend.agent_container}:{settings.backend.api_port}"
     found = location.proxy_targets
     assert found and all(target == expected for target in found), (
@@ -94,9 +95,9 @@ def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, age
 
 @pytest.mark.smoke
 @pytest.mark.tls
-def test_nginx_ws_location_requires_a_verified_client_certificate(backend_host, agent_server, settings):
+def test_nginx_ws_location_requires_a_verified_client_certificate(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    _location(backend_host, settings, server, WS_PREFIX)
+    _location(backend_host, settings, server, WS_PREFIX, recorder)
     verification = server.client_verification(WS_PREFIX)
     assert verification.enforced, (
         f"{_where(backend_host, settings, server)}: expected client certificates verified on {WS_PREFIX} "

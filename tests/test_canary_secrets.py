@@ -1,0 +1,56 @@
+"""Secrets never reach an artifact: canaries planted everywhere a secret lives, then every output searched.
+
+Planted: an API token in the environment; a JWT secret in the target's secrets file (named by its
+settings); a secret key in the gateway's .env (which the suite reads with `cat`, a command's output);
+and the lab's own Postgres, Redis and JWT secrets in its config files. The run is made to fail where
+those values are in reach (a rejected token, an .env check failing with its locals shown) at the
+highest verbosity, and stdout, stderr, JUnit, the HTML report and the JSON summary are searched.
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO, run_lab, run_suite
+
+pytestmark = pytest.mark.lab
+
+
+def test_no_secret_appears_in_any_output(lab, lab_secrets, tmp_path, monkeypatch):
+    canaries = {
+        "environment API token": "canary-token-" + secrets.token_hex(12),
+        "settings secrets file": "canary-jwt-" + secrets.token_hex(12),
+        "gateway .env (cat output)": "canary-env-" + secrets.token_hex(12),
+        **{f"lab config: {name}": value for name, value in lab_secrets.items()},
+    }
+    target = tmp_path / "canary.toml"
+    target.write_text((REPO / "targets" / "lab.toml").read_text().replace('"../', f'"{REPO}/')
+                      .replace(f'secrets_file = "{REPO}/.lab/secrets.env"', f'secrets_file = "{tmp_path}/secrets.env"'))
+    (tmp_path / "secrets.env").write_text(
+        f"VIWORKS_JWT_SECRET={canaries['settings secrets file']}\nVIWORKS_AGENT_KEY_FILE={REPO}/.lab/pki/suite-probe-01.key\n"
+    )
+    monkeypatch.setenv("VIWORKS_API_TOKEN", canaries["environment API token"])
+    assert run_lab("break", "env-missing-key").returncode == 0
+    try:
+        subprocess.run(["docker", "exec", "viworks-gw-lab-01", "sh", "-c",
+                        f"echo VIW_AGENT_API_SECRET={canaries['gateway .env (cat output)']} >> /opt/viworks/agent/.env"], check=True)
+        done = run_suite(
+            "-m", "smoke", f"--target={target}", "-vv", "-l", "--tb=long", "-rA", "--log-level=DEBUG",
+            "-o", "junit_logging=all", f"--html={tmp_path / 'report.html'}", "--self-contained-html",
+            f"--json-summary={tmp_path / 'summary.json'}", junit=tmp_path / "junit.xml",
+        )
+    finally:
+        assert run_lab("heal").returncode == 0
+    assert done.returncode == 1, done.stdout[-3000:]  # the planted token is refused: failure paths ran
+    artifacts = {
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+        **{name: (tmp_path / name).read_text() for name in ("junit.xml", "report.html", "summary.json")},
+    }
+    assert "test_env_has_every_required_key" in artifacts["junit.xml"]  # the .env check failed, with locals
+    assert "VIW_AGENT_API_SECRET=***" in artifacts["stdout"]  # the .env was in the output (testinfra's log), masked
+    leaks = [f"{where} in {artifact}" for where, value in canaries.items() for artifact, text in artifacts.items() if value in text]
+    assert not leaks, f"secrets leaked: {leaks}"
