@@ -3,7 +3,7 @@
 Planted: an API token in the environment; a JWT secret in the target's secrets file (named by its
 settings); a secret key in the gateway's .env (which the suite reads with `cat`, a command's output);
 and the lab's own Postgres, Redis and JWT secrets in its config files. The run is made to fail where
-those values are in reach (a rejected token, an .env check failing with its locals shown) at the
+those values are in reach (a rejected token, an .env check failing, testinfra logging the .env it read) at the
 highest verbosity, and stdout, stderr, JUnit, the HTML report and the JSON summary are searched.
 """
 

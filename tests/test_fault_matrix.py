@@ -34,6 +34,9 @@ def expect(*checks: str, cause: tuple[str, ...]) -> Expect:
 
 GATEWAY_DOWN = ("test_unit_is_loaded_enabled_and_active", "test_agent_process_runs_the_unit_program",
                 "test_agent_logged_a_connected_session_since_its_last_start", "test_deployed_gateway_is_online")
+# The checks of the gateway's client certificate: with the file gone, the first to read it reports that.
+CLIENT_CERTIFICATE = ("test_client_certificate_is_not_near_expiry", "test_client_certificate_chains_to_the_ca",
+                      "test_client_certificate_matches_the_key", "test_client_certificate_cn_is_the_agent_id")
 EXPECTED = {
     "ws-server-down": expect("test_backend_agent_listens_on_ws_port", "test_agent_path_upgrades_with_a_client_certificate", cause=("8081",)),
     "nginx-wrong-port": expect("test_nginx_ws_location_proxies_to_backend_agent_ws_port", "test_agent_path_upgrades_with_a_client_certificate",
@@ -42,7 +45,8 @@ EXPECTED = {
     "gateway-bad-execstart": expect("test_unit_program_exists_and_is_executable", "test_unit_uses_the_expected_program_env_file_and_directory",
                                     "test_unit_is_not_crash_looping", *GATEWAY_DOWN, cause=("/opt/viworks/bin/viworks-gateway-agent",)),
     "one-network": expect("test_backend_agent_is_on_every_expected_network", cause=("viworks-public",)),
-    "client-cert-missing": expect("test_client_certificate_key_and_ca_are_present", "test_deployed_gateway_is_online", cause=("client.crt",)),
+    "client-cert-missing": expect("test_client_certificate_key_and_ca_are_present", *CLIENT_CERTIFICATE, "test_deployed_gateway_is_online",
+                                  cause=("client.crt",)),
     "script-missing": expect("test_scripts_are_present_and_executable", cause=("add_vpn_user.sh",)),
     "script-not-executable": expect("test_scripts_are_present_and_executable", cause=("add_vpn_user.sh",)),
     "pin-mismatch": expect("test_served_key_matches_the_configured_pin", "test_gateway_pin_matches_the_served_certificate",

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from viworks_lab.agents import gateway
 from viworks_verify import commands, protocol
+from viworks_verify.polling import NotReady, poll_until
 
 PIN = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 AGENT = "gw-lab-01"
@@ -327,12 +328,23 @@ def test_script_problems(tmp_path, signer, setup, status, code):
         assert result["rc"] == 3 and json.loads(result["stdout"]) == {"output": "failing\n"}
 
 
+def _process_gone(pid_file: Path, within_s: float) -> bool:
+    """Whether the process whose pid the script wrote is gone before the deadline (polled)."""
+    pid = int(pid_file.read_text())
+    try:
+        poll_until(lambda: os.path.exists(f"/proc/{pid}") and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2],
+                   lambda alive: not alive, what=f"pid {pid} gone", timeout_s=within_s, interval_s=0.02)
+    except NotReady:
+        return False
+    return True
+
+
 def test_timeout_kills_the_script(tmp_path, signer):
-    marker = tmp_path / "survived"
+    pid_file = tmp_path / "script.pid"
 
     async def go():
         executor = make_executor(tmp_path, signer, VIW_AGENT_CMD_TIMEOUT_SECS="0.5")
-        write_script(executor.config.scripts_root, "delete_user.sh", f"#!/bin/sh\nsleep 3\ntouch {marker}\n")
+        write_script(executor.config.scripts_root, "delete_user.sh", f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 30\n")
         started = time.monotonic()
         result = await executor.process(token(signer, "delete_user", {"username": "bob"}), None)
         return result, time.monotonic() - started
@@ -340,23 +352,21 @@ def test_timeout_kills_the_script(tmp_path, signer):
     result, elapsed = run_async(go())
     assert (result["status"], result["error_code"], result["rc"]) == ("TIMEOUT", "EXEC_TIMEOUT", -1)
     assert elapsed < 2.5
-    time.sleep(3)
-    assert not marker.exists(), "the timed-out script was not killed"
+    assert _process_gone(pid_file, within_s=2), "the timed-out script was not killed"
 
 
 def test_timeout_kills_children_that_outlive_the_script(tmp_path, signer):
-    marker = tmp_path / "child-survived"
+    pid_file = tmp_path / "child.pid"
 
     async def go():
         executor = make_executor(tmp_path, signer, VIW_AGENT_CMD_TIMEOUT_SECS="0.5")
-        write_script(executor.config.scripts_root, "delete_user.sh", f"#!/bin/sh\n(sleep 2; touch {marker}) &\nexit 0\n")
+        write_script(executor.config.scripts_root, "delete_user.sh", f"#!/bin/sh\n(echo $$ > /dev/null; sh -c 'echo $$ > {pid_file}; exec sleep 30') &\nexit 0\n")
         return await executor.process(token(signer, "delete_user", {"username": "bob"}), None)
 
     result = run_async(go())
     # the child keeps stdout open, so the command does not finish before the timeout
     assert result["status"] == "TIMEOUT"
-    time.sleep(2.5)
-    assert not marker.exists(), "a child of the timed-out script was not killed"
+    assert _process_gone(pid_file, within_s=2), "a child of the timed-out script was not killed"
 
 
 def test_unimplemented_allowlisted_verb_is_an_error(tmp_path, signer):

@@ -56,6 +56,7 @@ Logs go to stdout (journald), one line per event, never key material, secrets or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -690,8 +691,11 @@ class CommandExecutor:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-            if proc.returncode is None:
-                await proc.wait()
+            # Drain to EOF (the group is dead, so it comes at once) and reap: the transport closes
+            # now, not later in a garbage collector that may outlive the event loop.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.gather(proc.stdout.read(), proc.stderr.read()), 2)
+            await proc.wait()
             raise
         rc = proc.returncode if proc.returncode is not None else -1
         stdout = result_stdout(out[:STDOUT_LIMIT].decode("utf-8", "replace"), args)

@@ -1,0 +1,53 @@
+"""The post-deploy workflow's structure: gate after deploy, reports kept, release attached, rollback on failure."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from tests.conftest import REPO
+
+WORKFLOW = REPO / ".github" / "workflows" / "post-deploy-smoke.yml"
+
+
+def _workflow() -> dict:
+    return yaml.safe_load(WORKFLOW.read_text())
+
+
+def _step(job: dict, name: str) -> dict:
+    return next(step for step in job["steps"] if step.get("name") == name)
+
+
+def test_the_gate_runs_the_smoke_suite_against_production_after_the_deploy():
+    jobs = _workflow()["jobs"]
+    gate = jobs["smoke-gate"]
+    assert gate["needs"] == "deploy"
+    run = _step(gate, "Run the smoke gate")
+    assert "pytest -m smoke --target production" in run["run"]
+    for report in ("--html=reports/report.html", "--junitxml=reports/junit.xml", "--json-summary=reports/summary.json"):
+        assert report in run["run"]
+    assert "continue-on-error" not in run  # a failed gate fails the job
+
+
+def test_secrets_come_from_repository_secrets_only():
+    text = WORKFLOW.read_text()
+    gate = _workflow()["jobs"]["smoke-gate"]
+    env = _step(gate, "Run the smoke gate")["env"]
+    assert env["VIWORKS_API_TOKEN"] == "${{ secrets.VIWORKS_API_TOKEN }}"
+    for value in _step(gate, "Write the production target from secrets")["env"].values():
+        assert re.fullmatch(r"\$\{\{ secrets\.[A-Z_]+ \}\}", value)
+    assert not re.search(r"\b\d{1,3}(\.\d{1,3}){3}\b", text), "no addresses in the workflow"
+
+
+def test_reports_are_uploaded_always_and_attached_to_tagged_releases():
+    gate = _workflow()["jobs"]["smoke-gate"]
+    upload = _step(gate, "Upload the reports")
+    assert upload["if"] == "always()" and upload["uses"].startswith("actions/upload-artifact@") and upload["with"]["path"] == "reports/"
+    attach = _step(gate, "Attach the report to the release")
+    assert "startsWith(github.ref, 'refs/tags/')" in attach["if"] and attach["with"]["files"] == "reports/report.html"
+
+
+def test_a_failed_gate_is_followed_by_the_rollback():
+    rollback = _workflow()["jobs"]["rollback"]
+    assert rollback["needs"] == "smoke-gate" and rollback["if"] == "failure()"
