@@ -33,8 +33,9 @@ def docker_client():
     return docker.from_env(timeout=30)
 
 
-@pytest.fixture(scope="session")
-def lab_secrets():
+@pytest.fixture(scope="module")
+def lab_secrets(lab):
+    """The lab's generated secrets (they exist once ``up`` has made them)."""
     return json.loads((REPO / ".lab" / "lab-secrets.json").read_text())
 
 
