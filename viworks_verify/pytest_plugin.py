@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Generic, Iterator, TypeVar
 
 import pytest
+from _pytest._code.code import ExceptionChainRepr, ReprEntryNative, ReprFileLocation, ReprTraceback
 from pytest_html import extras as html_extras
 
 from viworks_verify.api import BackendApi
@@ -319,7 +320,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if report.failed and call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception) \
             and not call.excinfo.value.pytrace:
         # A check's own one-line verdict is the whole story: not the exception it was handling.
-        report.longrepr = call.excinfo.value.msg
+        report.longrepr = _verdict(item, call.excinfo.value.msg)
     elif report.failed and call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
         crash = getattr(report.longrepr, "reprcrash", None)
         verdict = str(call.excinfo.value).split("\nassert ")[0]
@@ -335,6 +336,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.extras = [*getattr(report, "extras", []), *(html_extras.html(evidence_html(e)) for e in evidence)]
         for item_evidence in evidence:  # JUnit and the terminal get it too, as a report section
             report.sections.append((f"evidence: {item_evidence.label}", REDACTOR.redact(item_evidence.text)))
+
+
+def _verdict(item: pytest.Item, message: str) -> ExceptionChainRepr:
+    """A failure that is just its message, shaped as pytest's own (so the terminal's short summary,
+    JUnit's message attribute and pytest-xdist all carry it)."""
+    path, line, _ = item.location
+    crash = ReprFileLocation(str(item.path), (line or 0) + 1, message)
+    return ExceptionChainRepr([(ReprTraceback([ReprEntryNative([message + "\n"])], None, "native"), crash, None)])
 
 
 def _redact_longrepr(report: pytest.TestReport) -> None:
