@@ -28,6 +28,16 @@ def _location(host, settings, server, prefix, recorder):
     return location
 
 
+def _assert_proxies_to(host, settings, location, port):
+    """Every proxy_pass of the location goes to the backend agent container on ``port``."""
+    expected = f"http://{settings.backend.agent_container}:{port}"
+    found = location.proxy_targets
+    assert found and all(target == expected for target in found), (
+        f"{_where(host, settings)}: location {location.match} proxies to {', '.join(found) or 'nothing (no proxy_pass)'}; "
+        f"expected {expected} ({location.directive.where})"
+    )
+
+
 @pytest.mark.smoke
 def test_nginx_config_test_passes(nginx_config):
     nginx_config.require()  # read by nginx -T, which tests the configuration before dumping it
@@ -48,12 +58,7 @@ def test_nginx_agent_server_listens_on_https(backend_host, agent_server, setting
 def test_nginx_ws_location_proxies_to_backend_agent_ws_port(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
     location = _location(backend_host, settings, server, WS_PREFIX, recorder)
-    expected = f"http://{settings.backend.agent_container}:{settings.backend.ws_port}"
-    found = location.proxy_targets
-    assert found and all(target == expected for target in found), (
-        f"{_where(backend_host, settings)}: location {WS_PREFIX} proxies to {', '.join(found) or 'nothing (no proxy_pass)'}; "
-        f"expected {expected} ({location.directive.where})"
-    )
+    _assert_proxies_to(backend_host, settings, location, settings.backend.ws_port)
 
 
 @pytest.mark.smoke
@@ -85,12 +90,7 @@ def test_nginx_ws_location_keeps_idle_websockets_open(backend_host, agent_server
 def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
     location = _location(backend_host, settings, server, API_PREFIX, recorder)
-    expected = f"http://{settings.backend.agent_container}:{settings.backend.api_port}"
-    found = location.proxy_targets
-    assert found and all(target == expected for target in found), (
-        f"{_where(backend_host, settings)}: location {API_PREFIX} proxies to {', '.join(found) or 'nothing (no proxy_pass)'}; "
-        f"expected {expected} ({location.directive.where})"
-    )
+    _assert_proxies_to(backend_host, settings, location, settings.backend.api_port)
 
 
 @pytest.mark.smoke
