@@ -87,3 +87,15 @@ def test_a_target_that_never_answers_is_exit_6(tmp_path):
     output = done.stdout + done.stderr
     assert done.returncode == 6, output[-2000:]
     assert "target target never became ready: https://agent.example.test (127.0.0.1:9) did not answer within 1 s" in output
+
+
+def test_an_unreachable_host_fails_once_fast_and_its_other_checks_skip(tmp_path):
+    target = _target(tmp_path, '[edge]\ndomain = "agent.example.test"\n',
+                     inventory="[gateway]\ngw-gone ansible_host=127.0.0.1 ansible_port=9 ansible_user=nobody\n")
+    junit = tmp_path / "junit.xml"
+    done = _gate(tmp_path, "-m", "infra and gateway", f"--target={target}", f"--junitxml={junit}")
+    assert done.returncode == 1, done.stdout[-2000:]
+    report = junit.read_text()
+    assert report.count("<error") + report.count("<failure") == 1, done.stdout[-2000:]
+    assert "ssh://gw-gone unreachable: ssh: connect to host 127.0.0.1 port 9: Connection refused" in report
+    assert report.count("<skipped") >= 20 and "unreachable" in report.split("<skipped", 1)[1]

@@ -50,7 +50,7 @@ class TargetHost:
                 if result.rc != 0:
                     self._failure = f"{self.id} unreachable: {(result.stderr or result.stdout).strip()[:200] or f'exit {result.rc}'}"
             except Exception as exc:  # noqa: BLE001 - any connection failure means unreachable
-                self._failure = f"{self.id} unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+                self._failure = f"{self.id} unreachable: {_connection_error(exc)}"
         if self._failure:
             raise HostUnreachable(self._failure)
 
@@ -75,3 +75,12 @@ class TargetHost:
         if url is None:
             return docker.from_env(timeout=10)
         return docker.DockerClient(base_url=url, use_ssh_client=url.startswith("ssh://"), timeout=10)
+
+
+def _connection_error(exc: Exception) -> str:
+    """What ssh said, from testinfra's exception (it carries the failed CommandResult), in one line."""
+    result = exc.args[0] if exc.args else None
+    stderr = getattr(result, "stderr", None)
+    if isinstance(stderr, str) and stderr.strip():
+        return " ".join(stderr.split())[:300]
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
