@@ -56,6 +56,10 @@ class Reading(Generic[T]):
             pytest.fail(self.problem, pytrace=False)
         return self.value  # type: ignore[return-value]
 
+    def mark_reported(self) -> None:
+        """A check has already reported this problem in its own words: the ones that need the fact skip."""
+        self._reported = True
+
     def then(self, derive: Callable[[T], "Reading"]) -> "Reading":
         """``derive(value)`` as a new Reading; a problem passes on as the same object (reported once)."""
         return self if self.problem is not None else derive(self.value)  # type: ignore[arg-type]

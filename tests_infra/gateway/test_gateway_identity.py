@@ -33,7 +33,7 @@ def test_client_certificate_key_and_ca_are_present(gateway_host, gateway_env, ga
             problems.append(f"{role} {path} is a {gateway_files.get(path).kind}")
         else:
             continue
-        getattr(gateway_pki, part).reported = True  # said here: the checks of its content skip
+        getattr(gateway_pki, part).mark_reported()  # said here: the checks of its content skip
     if problems:
         pytest.fail(f"{gateway_host.id}: {'; '.join(problems)}; expected the client certificate, key and CA as files", pytrace=False)
 
@@ -52,6 +52,7 @@ def test_client_key_is_readable_by_its_owner_only(gateway_host, gateway_env, gat
 @pytest.mark.smoke
 def test_client_certificate_is_not_near_expiry(gateway_host, gateway_pki, settings, recorder):
     certificate = gateway_pki.certificate.require()
+    recorder.attach("client certificate", certs.describe(certificate))
     remaining = certs.days_left(certificate)
     recorder.figure("gateway client certificate days left", remaining, " d", host=gateway_host.id)
     fail_days, warn_days = settings.edge.cert_fail_days, settings.edge.cert_warn_days
@@ -68,9 +69,11 @@ def test_client_certificate_is_not_near_expiry(gateway_host, gateway_pki, settin
 
 
 @pytest.mark.smoke
-def test_client_certificate_chains_to_the_ca(gateway_host, gateway_pki, gateway_env):
+def test_client_certificate_chains_to_the_ca(gateway_host, gateway_pki, gateway_env, recorder):
     certificate = gateway_pki.certificate.require()
     anchors = gateway_pki.ca.require()
+    recorder.attach("client certificate", certs.describe(certificate))
+    recorder.attach("trust bundle", [certs.describe(ca) for ca in anchors])
     if not certs.chains_to(certificate, anchors):
         pytest.fail(
             f"{gateway_host.id}: client certificate issued by {certificate.issuer.rfc4514_string()} is not signed by the CA in "
@@ -93,8 +96,9 @@ def test_client_certificate_matches_the_key(gateway_host, gateway_pki, gateway_e
 
 
 @pytest.mark.smoke
-def test_client_certificate_cn_is_the_agent_id(gateway_host, gateway_pki, gateway_env, settings):
+def test_client_certificate_cn_is_the_agent_id(gateway_host, gateway_pki, gateway_env, settings, recorder):
     certificate = gateway_pki.certificate.require()
+    recorder.attach("client certificate", certs.describe(certificate))
     agent_id = gateway_env.get(AGENT_ID)
     cn = certs.common_name(certificate)
     if not agent_id or cn != agent_id:
