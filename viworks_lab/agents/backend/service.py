@@ -1,687 +1,36 @@
-"""The lab's reference ViWorkS backend agent: HTTP API on 8080, agent WebSocket server on 8081.
-
-It runs inside the lab's backend container as the zipapp ``/app/viworks-backend-agent`` whose
-``__main__`` calls :func:`main`. The runtime there is Debian bookworm's Python 3.11 with aiohttp 3.8,
-asyncpg 0.27, redis 4.3 (``redis.asyncio``), PyJWT 2.6 and cryptography 38; nothing else.
-
-The wire format, the hello checks, the RESULT checks, the verb allowlist and the COMMAND signature all
-come from ``viworks_verify.protocol`` and ``viworks_verify.commands``: one truth for both sides.
-
-Public entry points:
-  * :func:`main` -- command line (``--config PATH``), returns 0 after a clean SIGTERM/SIGINT shutdown.
-  * :func:`serve` -- the coroutine ``main`` runs: start both servers, wait for a signal, stop.
-  * :class:`BackendAgent` -- the servers, the agent registry and the command pipeline.
-  * :func:`load_config` / :func:`merge_config` / :data:`DEFAULT_CONFIG` -- the TOML configuration.
-  * Pure helpers (no I/O, unit-tested): :func:`redact_url`, :func:`log_level`, :func:`decode_bearer`,
-    :func:`require_role`, :func:`parse_command_request`, :func:`aggregate_status`, :func:`command_view`.
-
-The database and Redis URLs carry passwords and are never logged (only ``host:port/db``); neither the
-JWT secret nor any token is ever logged.
-"""
+"""The backend agent itself: the HTTP API, the agent WebSocket server, the registry and the command pipeline."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import datetime as _dt
-import json
 import logging
-import signal
-import sys
 import time
-import tomllib
 import uuid
-from typing import Any, Awaitable, Callable, Mapping
-from urllib.parse import unquote, urlsplit
+from typing import Any, Mapping
 
-import jwt
 
 from viworks_verify import commands, protocol
 
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
-    import asyncpg
-    import redis.asyncio as aioredis
-    import redis.exceptions as redis_errors
     from aiohttp import WSMsgType, web
 except ImportError:  # pragma: no cover - only the pure helpers are usable without them
-    asyncpg = aioredis = redis_errors = web = WSMsgType = None  # type: ignore[assignment]
+    web = WSMsgType = None  # type: ignore[assignment]
+
+from viworks_lab.agents.backend.api_model import (
+    ACTIVE_STATUSES, TERMINAL_STATUSES, ApiError, CommandRequest, agent_view, aggregate_status, as_text, command_view,
+    decode_bearer, parse_command_request, require_role,
+)
+from viworks_lab.agents.backend.config import brief_error, url_password
+from viworks_lab.agents.backend.store import (
+    SHUTDOWN_STEP_TIMEOUT_S, CacheUnavailable, Database, DatabaseError, DatabaseUnavailable, TelemetryCache,
+)
 
 log = logging.getLogger("viworks.backend")
 
-DEFAULT_CONFIG_PATH = "/app/config/backend-agent.toml"
-
-DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
-    "server": {"bind_address": "0.0.0.0", "port": 8080, "version": "1.4.2-lab"},
-    "database": {"url": "postgresql://viworks@viworks-postgres:5432/viworks_agent"},
-    "redis": {"url": "redis://viworks-redis:6379/0"},
-    "security": {
-        "jwt_secret": "",
-        "client_cn_header": "X-Client-CN",
-        "client_verify_header": "X-Client-Verify",
-    },
-    "agent_management": {
-        "enabled": True,
-        "bind_address": "0.0.0.0",
-        "port": 8081,
-        "heartbeat_interval": 15,
-        "connection_timeout": 45,
-        "hello_timeout": 10,
-    },
-    "command": {
-        "signing_key_path": "/app/config/command-signing.key",
-        "default_timeout": 30,
-        "max_timeout": 300,
-        "dispatch_enabled": True,
-    },
-    "telemetry": {"ttl_seconds": 600},
-    "logging": {"level": "info"},
-}
-
-ROLE_RANK = {"viewer": 1, "operator": 2, "admin": 3}
-ACTIVE_STATUSES = ("Pending", "Executing")
-TERMINAL_STATUSES = ("Completed", "Failed", "Timeout")
 WS_PATH = "/ws/agent"
-TELEMETRY_KEY = "viworks:telemetry:{agent_id}"
-TELEMETRY_RECEIVED_KEY = "viworks:telemetry_received_at:{agent_id}"
-
-HEALTH_CHECK_TIMEOUT_S = 1.5  # each /health dependency check; they run concurrently
-DB_CONNECT_TIMEOUT_S = 2.0
-DB_OP_TIMEOUT_S = 5.0
-REDIS_SOCKET_TIMEOUT_S = 1.5
-REDIS_OP_TIMEOUT_S = 3.0
-RECONNECT_BACKOFF_S = (0.5, 5.0)  # first retry, cap
-RECHECK_HEALTHY_S = 10.0
 LAST_SEEN_WRITE_INTERVAL_S = 5.0
-SHUTDOWN_STEP_TIMEOUT_S = 2.0
-MAX_TARGETS = 256
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-class ConfigError(ValueError):
-    """The configuration file is missing, unreadable or has a value of the wrong kind."""
-
-
-def merge_config(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The file's sections over :data:`DEFAULT_CONFIG`, with types checked (ConfigError when wrong)."""
-    merged: dict[str, dict[str, Any]] = {}
-    for section, defaults in DEFAULT_CONFIG.items():
-        given = data.get(section, {})
-        if not isinstance(given, Mapping):
-            raise ConfigError(f"[{section}] is not a table")
-        values = dict(defaults)
-        values.update(given)
-        for key, default in defaults.items():
-            value = values[key]
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"[{section}] {key} must be true or false")
-            elif isinstance(default, int):
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ConfigError(f"[{section}] {key} must be an integer")
-                if value < 0:
-                    raise ConfigError(f"[{section}] {key} must not be negative")
-            elif isinstance(default, str) and not isinstance(value, str):
-                raise ConfigError(f"[{section}] {key} must be a string")
-        merged[section] = values
-    for section, given in data.items():
-        if section not in merged and isinstance(given, Mapping):
-            merged[section] = dict(given)
-    for section in ("server", "agent_management"):
-        port = merged[section]["port"]
-        if not 1 <= port <= 65535:
-            raise ConfigError(f"[{section}] port {port} is not a TCP port")
-    if merged["command"]["max_timeout"] < 1:
-        raise ConfigError("[command] max_timeout must be at least 1")
-    if not 1 <= merged["command"]["default_timeout"] <= merged["command"]["max_timeout"]:
-        raise ConfigError("[command] default_timeout must be between 1 and max_timeout")
-    return merged
-
-
-def load_config(path: str) -> dict[str, dict[str, Any]]:
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    return merge_config(data)
-
-
-def redact_url(url: str) -> str:
-    """``host:port/db`` of a database or Redis URL: never the user or password."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "localhost"
-        port = parts.port
-    except (ValueError, TypeError, AttributeError):
-        return "<unparseable url>"
-    if ":" in host:
-        host = f"[{host}]"
-    where = f"{host}:{port}" if port else host
-    path = parts.path.strip("/")
-    return f"{where}/{path}" if path else where
-
-
-def url_password(url: str) -> str | None:
-    try:
-        password = urlsplit(url).password
-    except (ValueError, TypeError, AttributeError):
-        return None
-    return unquote(password) if password else None
-
-
-def log_level(text: Any) -> int:
-    """A logging level from ``info``, ``debug``, ``warn``... (also RUST_LOG style ``info,foo=debug``)."""
-    word = str(text or "info").split(",")[0].split("=")[-1].strip().lower()
-    return {
-        "trace": logging.DEBUG,
-        "debug": logging.DEBUG,
-        "info": logging.INFO,
-        "warn": logging.WARNING,
-        "warning": logging.WARNING,
-        "error": logging.ERROR,
-        "critical": logging.CRITICAL,
-        "off": logging.CRITICAL,
-    }.get(word, logging.INFO)
-
-
-# --------------------------------------------------------------------------- pure API helpers
-
-
-class ApiError(Exception):
-    """An HTTP error answered as ``{"error", "message"}`` JSON."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-
-
-def decode_bearer(authorization: str | None, secret: str, *, now: float | None = None) -> dict[str, Any]:
-    """The claims of an ``Authorization: Bearer <JWT>`` header (HS256; sub, iat, exp, role required).
-
-    Raises ApiError(401) for a missing, malformed, badly signed or expired token.
-    """
-    if not secret:
-        raise ApiError(401, "unauthorized", "the server has no jwt_secret configured")
-    if not authorization:
-        raise ApiError(401, "unauthorized", "missing Authorization header")
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "unauthorized", "Authorization header is not 'Bearer <token>'")
-    options: dict[str, Any] = {"require": ["exp", "iat", "sub"]}
-    if now is not None:  # tests: judge exp against a given clock
-        options["verify_exp"] = False
-    try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options=options)
-    except jwt.ExpiredSignatureError as exc:
-        raise ApiError(401, "unauthorized", "token has expired") from exc
-    except jwt.MissingRequiredClaimError as exc:
-        raise ApiError(401, "unauthorized", f"token lacks the {exc.claim!r} claim") from exc
-    except jwt.InvalidSignatureError as exc:
-        raise ApiError(401, "unauthorized", "token signature does not verify") from exc
-    except jwt.PyJWTError as exc:
-        raise ApiError(401, "unauthorized", f"invalid token: {exc}") from exc
-    if now is not None:
-        exp = claims.get("exp")
-        if not isinstance(exp, (int, float)) or exp <= now:
-            raise ApiError(401, "unauthorized", "token has expired")
-    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-        raise ApiError(401, "unauthorized", "token sub is not a non-empty string")
-    if not isinstance(claims.get("role"), str) or not claims["role"]:
-        raise ApiError(401, "unauthorized", "token lacks a 'role' claim")
-    return claims
-
-
-def require_role(claims: Mapping[str, Any], needed: str) -> None:
-    """ApiError(403) unless the token's role is at least ``needed`` (viewer < operator < admin)."""
-    role = claims.get("role")
-    if ROLE_RANK.get(role, 0) < ROLE_RANK[needed]:  # type: ignore[arg-type]
-        raise ApiError(403, "forbidden", f"role {role!r} may not do this; {needed} or higher required")
-
-
-@dataclasses.dataclass(frozen=True)
-class CommandRequest:
-    verb: str
-    args: dict[str, Any]
-    agent_targets: list[str]
-    timeout: int
-
-
-def parse_command_request(body: Any, *, default_timeout: int, max_timeout: int) -> CommandRequest:
-    """A ``POST /api/v1/commands`` body checked against the contract; ApiError(400) naming the fault."""
-    if not isinstance(body, Mapping):
-        raise ApiError(400, "invalid_request", "body must be a JSON object with verb, args, agent_targets")
-    verb = body.get("verb")
-    if not isinstance(verb, str) or verb not in commands.VERB_ARGS:
-        raise ApiError(
-            400, "unknown_verb", f"verb {verb!r} is not allowlisted; allowed: {', '.join(sorted(commands.VERB_ARGS))}"
-        )
-    if "args" not in body:
-        raise ApiError(400, "invalid_args", "args is required (an object; {} for a verb without arguments)")
-    args = body["args"]
-    problem = commands.args_problem(verb, args)
-    if problem:
-        raise ApiError(400, "invalid_args", problem)
-    targets = body.get("agent_targets")
-    if not isinstance(targets, list) or not targets:
-        raise ApiError(400, "invalid_targets", "agent_targets must be a non-empty list of agent ids")
-    if len(targets) > MAX_TARGETS:
-        raise ApiError(400, "invalid_targets", f"agent_targets lists more than {MAX_TARGETS} agents")
-    if not all(isinstance(t, str) and t.strip() and len(t) <= 256 for t in targets):
-        raise ApiError(400, "invalid_targets", "every agent_targets entry must be a non-empty agent id string")
-    if len(set(targets)) != len(targets):
-        raise ApiError(400, "invalid_targets", "agent_targets lists an agent more than once")
-    timeout = body.get("timeout")
-    if timeout is None:
-        timeout = default_timeout
-    elif isinstance(timeout, bool) or not isinstance(timeout, int) or not 1 <= timeout <= max_timeout:
-        raise ApiError(400, "invalid_timeout", f"timeout must be an integer number of seconds from 1 to {max_timeout}")
-    return CommandRequest(verb, dict(args), list(targets), timeout)
-
-
-def aggregate_status(agent_targets: list[str], results: Mapping[str, Any]) -> str | None:
-    """Completed/Failed once every target's RESULT is in (Failed if any is not SUCCESS), else None."""
-    if not agent_targets or any(target not in results for target in agent_targets):
-        return None
-    ok = all(isinstance(results[t], Mapping) and results[t].get("status") == "SUCCESS" for t in agent_targets)
-    return "Completed" if ok else "Failed"
-
-
-def _ts(value: Any) -> Any:
-    return protocol.rfc3339(value) if isinstance(value, _dt.datetime) else value
-
-
-def command_view(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``GET /api/v1/commands/{id}`` document for a commands row."""
-    targets = list(row["agent_targets"] or [])
-    results = dict(row["results"] or {})
-    first = results.get(targets[0]) if targets else None
-    return {
-        "correlation_id": row["correlation_id"],
-        "verb": row["verb"],
-        "args": row["args"],
-        "agent_targets": targets,
-        "status": row["status"],
-        "created_at": _ts(row["created_at"]),
-        "updated_at": _ts(row["updated_at"]),
-        "timeout": row["timeout_s"],
-        "result": first,
-        "results": results,
-        "actor": row["actor"],
-        "dispatched_to": list(row["dispatched_to"] or []),
-    }
-
-
-def agent_view(row: Mapping[str, Any] | None, session: "AgentSession | None") -> dict[str, Any]:
-    """AgentInfo. A live in-memory session is the truth for status and connection_info."""
-    if row is None and session is None:
-        raise ValueError("agent_view needs a row or a session")
-    if session is not None:
-        hello = session.hello
-        info = {
-            "agent_id": session.agent_id,
-            "site": _text(hello.get("site")),
-            "status": "Online",
-            "version": _text(hello.get("agent_version")),
-            "capabilities": list(hello.get("supported_verbs") or []),
-            "last_seen": protocol.rfc3339(session.last_seen),
-            "connection_info": session.connection_info(),
-            "feature_flags": dict(hello.get("feature_flags") or {}),
-        }
-        return info
-    assert row is not None
-    return {
-        "agent_id": row["agent_id"],
-        "site": row["site"],
-        "status": "Offline",
-        "version": row["version"],
-        "capabilities": list(row["capabilities"] or []),
-        "last_seen": _ts(row["last_seen"]),
-        "connection_info": None,
-        "feature_flags": dict(row["feature_flags"] or {}),
-    }
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _brief(exc: BaseException) -> str:
-    text = str(exc).strip().replace("\n", " ")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-# --------------------------------------------------------------------------- Postgres
-
-
-SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS agents (
-    agent_id        TEXT PRIMARY KEY,
-    site            TEXT NOT NULL DEFAULT '',
-    status          TEXT NOT NULL DEFAULT 'Offline',
-    version         TEXT NOT NULL DEFAULT '',
-    capabilities    JSONB NOT NULL DEFAULT '[]'::jsonb,
-    feature_flags   JSONB NOT NULL DEFAULT '{}'::jsonb,
-    connection_info JSONB,
-    hello           JSONB,
-    last_seen       TIMESTAMPTZ NOT NULL DEFAULT now(),
-    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS commands (
-    correlation_id  TEXT PRIMARY KEY,
-    verb            TEXT NOT NULL,
-    args            JSONB NOT NULL DEFAULT '{}'::jsonb,
-    agent_targets   JSONB NOT NULL DEFAULT '[]'::jsonb,
-    status          TEXT NOT NULL DEFAULT 'Pending',
-    timeout_s       INTEGER NOT NULL,
-    actor           JSONB NOT NULL DEFAULT '{}'::jsonb,
-    results         JSONB NOT NULL DEFAULT '{}'::jsonb,
-    dispatched_to   JSONB NOT NULL DEFAULT '[]'::jsonb,
-    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
-    updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS commands_active_idx ON commands (status) WHERE status IN ('Pending', 'Executing');
-"""
-
-
-class DatabaseError(Exception):
-    """A database operation failed (answered 503 by the API)."""
-
-
-class DatabaseUnavailable(DatabaseError):
-    """Postgres cannot be reached (not connected yet, down, restarting, timed out)."""
-
-
-class CacheUnavailable(Exception):
-    """Redis cannot be reached."""
-
-
-def _connection_errors() -> tuple[type[BaseException], ...]:
-    return (
-        OSError,
-        asyncio.TimeoutError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.exceptions.OperatorInterventionError,
-        asyncpg.exceptions.InsufficientResourcesError,
-        asyncpg.InterfaceError,
-    )
-
-
-async def _init_connection(conn: Any) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-
-
-class Database:
-    """An asyncpg pool that is (re)connected in the background; every operation is bounded."""
-
-    def __init__(self, url: str, *, on_ready: Callable[[], Awaitable[None]], scrub: Callable[[str], str]) -> None:
-        self.url = url
-        self.where = redact_url(url)
-        self.pool: Any = None
-        self.ready = False  # schema ensured and registry resynchronised since the last outage
-        self.last_error = "not connected yet"
-        self._on_ready = on_ready
-        self._scrub = scrub
-        self._wake = asyncio.Event()
-        self._announced_down = False
-
-    def _error_text(self, exc: BaseException) -> str:
-        return self._scrub(_brief(exc))[:300]
-
-    def mark_down(self, exc: BaseException) -> None:
-        self.last_error = self._error_text(exc)
-        if self.ready or not self._announced_down:
-            log.warning("database unavailable (%s): %s; reconnecting in the background", self.where, self.last_error)
-            self._announced_down = True
-        self.ready = False
-        self._wake.set()
-
-    async def supervise(self) -> None:
-        """Connect with backoff, create the schema, resynchronise, then re-check periodically."""
-        delay = RECONNECT_BACKOFF_S[0]
-        while True:
-            try:
-                if self.pool is None:
-                    self.pool = await asyncpg.create_pool(
-                        self.url,
-                        min_size=1,
-                        max_size=10,
-                        timeout=DB_CONNECT_TIMEOUT_S,
-                        command_timeout=DB_OP_TIMEOUT_S,
-                        max_inactive_connection_lifetime=60.0,
-                        init=_init_connection,
-                    )
-                if self.ready:
-                    await asyncio.wait_for(self._execute("SELECT 1"), HEALTH_CHECK_TIMEOUT_S)
-                else:
-                    await asyncio.wait_for(self._execute(SCHEMA_SQL), DB_OP_TIMEOUT_S)
-                    await self._on_ready()
-                    was_down = self._announced_down
-                    self.ready = True
-                    self._announced_down = False
-                    self.last_error = ""
-                    log.info("database %s %s", "reconnected" if was_down else "connected", self.where)
-                delay = RECONNECT_BACKOFF_S[0]
-                wait = RECHECK_HEALTHY_S
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # any failure: keep serving, retry later
-                if isinstance(exc, DatabaseError):
-                    exc = exc.__cause__ or exc
-                self.mark_down(exc)
-                wait, delay = delay, min(delay * 2, RECONNECT_BACKOFF_S[1])
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-                await asyncio.sleep(min(wait, RECONNECT_BACKOFF_S[0]))  # woken by a failure: brief pause
-            except asyncio.TimeoutError:
-                pass
-
-    async def _execute(self, sql: str) -> None:
-        async with self.pool.acquire() as conn:
-            await conn.execute(sql)
-
-    async def run(self, operation: Callable[[Any], Awaitable[Any]], *, timeout: float = DB_OP_TIMEOUT_S) -> Any:
-        """``operation(connection)`` on a pooled connection; DatabaseError/DatabaseUnavailable on failure.
-
-        A dropped connection (Postgres restarted) is retried once on a fresh one; missing tables
-        (database recreated) are created again and the operation retried once.
-        """
-        if self.pool is None:
-            raise DatabaseUnavailable(f"database not connected ({self.last_error})")
-        for attempt in (1, 2):
-            try:
-                return await asyncio.wait_for(self._with_connection(operation), timeout)
-            except asyncpg.UndefinedTableError as exc:
-                if attempt == 2:
-                    raise DatabaseError(self._error_text(exc)) from exc
-                try:
-                    await asyncio.wait_for(self._execute(SCHEMA_SQL), timeout)
-                except Exception as schema_exc:
-                    raise DatabaseError(self._error_text(schema_exc)) from schema_exc
-            except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError) as exc:
-                if attempt == 2:
-                    self.mark_down(exc)
-                    raise DatabaseUnavailable(self._error_text(exc)) from exc
-                log.debug("database connection lost (%s); retrying once", _brief(exc))
-            except _connection_errors() as exc:
-                self.mark_down(exc)
-                raise DatabaseUnavailable(self._error_text(exc)) from exc
-            except asyncpg.PostgresError as exc:
-                log.error("database error: %s", self._error_text(exc))
-                raise DatabaseError(self._error_text(exc)) from exc
-        raise DatabaseError("unreachable")  # pragma: no cover
-
-    async def _with_connection(self, operation: Callable[[Any], Awaitable[Any]]) -> Any:
-        async with self.pool.acquire() as conn:
-            return await operation(conn)
-
-    async def probe(self) -> tuple[dict[str, Any], tuple[int, int] | None]:
-        """Health: (status document, (total agents, online agents in the table) or None); ≤1.5 s."""
-        if self.pool is None:
-            return {"status": "unhealthy", "error": self.last_error or "not connected"}, None
-        started = time.perf_counter()
-
-        async def count(conn: Any) -> Any:
-            return await conn.fetchrow(
-                "SELECT count(*) AS total, count(*) FILTER (WHERE status = 'Online') AS online FROM agents"
-            )
-
-        try:
-            row = await asyncio.wait_for(self._with_connection(count), HEALTH_CHECK_TIMEOUT_S)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.mark_down(exc)
-            return {"status": "unhealthy", "error": self._error_text(exc)}, None
-        if not self.ready:
-            self._wake.set()  # reachable again: let the supervisor resynchronise now, not at its next backoff
-        latency = (time.perf_counter() - started) * 1000
-        return {"status": "healthy", "latency_ms": round(latency, 2)}, (int(row["total"]), int(row["online"]))
-
-    async def close(self) -> None:
-        pool, self.pool = self.pool, None
-        if pool is None:
-            return
-        try:
-            await asyncio.wait_for(pool.close(), SHUTDOWN_STEP_TIMEOUT_S)
-        except Exception:
-            pool.terminate()
-
-
-# --------------------------------------------------------------------------- Redis
-
-
-class TelemetryCache:
-    """Latest telemetry per agent in Redis. Bounded by socket timeouts (commands are never cancelled
-    mid-flight except by a last-resort guard, after which the pool is dropped: redis-py 4.3.4)."""
-
-    def __init__(self, url: str, ttl_s: int, *, scrub: Callable[[str], str]) -> None:
-        self.where = redact_url(url)
-        self.ttl_s = ttl_s
-        self.healthy = False
-        self.last_error = "not connected yet"
-        self._scrub = scrub
-        self._announced_down = False
-        self._wake = asyncio.Event()
-        try:
-            self.client: Any = aioredis.from_url(
-                url,
-                socket_connect_timeout=REDIS_SOCKET_TIMEOUT_S,
-                socket_timeout=REDIS_SOCKET_TIMEOUT_S,
-                decode_responses=True,
-            )
-        except Exception as exc:  # a malformed URL: stay unhealthy, say why
-            self.client = None
-            self.last_error = self._scrub(_brief(exc))[:300]
-            log.error("redis url for %s is unusable: %s", self.where, self.last_error)
-
-    def _down(self, exc: BaseException) -> None:
-        self.last_error = self._scrub(_brief(exc))[:300]
-        if self.healthy or not self._announced_down:
-            log.warning("redis unavailable (%s): %s; retrying in the background", self.where, self.last_error)
-            self._announced_down = True
-        self.healthy = False
-        self._wake.set()
-
-    def _up(self) -> None:
-        if not self.healthy:
-            log.info("redis %s %s", "reconnected" if self._announced_down else "connected", self.where)
-            self._announced_down = False
-            self.last_error = ""
-        self.healthy = True
-
-    async def call(self, operation: Callable[[Any], Awaitable[Any]], *, timeout: float = REDIS_OP_TIMEOUT_S) -> Any:
-        if self.client is None:
-            raise CacheUnavailable(self.last_error)
-        try:
-            result = await asyncio.wait_for(operation(self.client), timeout)
-        except asyncio.TimeoutError as exc:
-            await self._drop_connections()
-            self._down(exc)
-            raise CacheUnavailable(self.last_error) from exc
-        except (redis_errors.RedisError, OSError) as exc:
-            self._down(exc)
-            raise CacheUnavailable(self.last_error) from exc
-        self._up()
-        return result
-
-    async def _drop_connections(self) -> None:
-        try:
-            await self.client.connection_pool.disconnect()
-        except Exception:
-            pass
-
-    async def supervise(self) -> None:
-        delay = RECONNECT_BACKOFF_S[0]
-        while True:
-            try:
-                await self.call(lambda c: c.ping())
-                delay, wait = RECONNECT_BACKOFF_S[0], RECHECK_HEALTHY_S
-            except CacheUnavailable:
-                wait, delay = delay, min(delay * 2, RECONNECT_BACKOFF_S[1])
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-                await asyncio.sleep(min(wait, RECONNECT_BACKOFF_S[0]))
-            except asyncio.TimeoutError:
-                pass
-
-    async def probe(self) -> dict[str, Any]:
-        started = time.perf_counter()
-        try:
-            await self.call(lambda c: c.ping(), timeout=HEALTH_CHECK_TIMEOUT_S + 0.5)
-        except CacheUnavailable as exc:
-            return {"status": "unhealthy", "error": str(exc) or "unavailable"}
-        return {"status": "healthy", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-
-    async def store(self, agent_id: str, payload: Any, received_at: str) -> None:
-        data = json.dumps(payload, separators=(",", ":"))
-        ex = self.ttl_s or None
-
-        async def op(client: Any) -> Any:
-            async with client.pipeline(transaction=True) as pipe:
-                pipe.set(TELEMETRY_KEY.format(agent_id=agent_id), data, ex=ex)
-                pipe.set(TELEMETRY_RECEIVED_KEY.format(agent_id=agent_id), received_at, ex=ex)
-                return await pipe.execute()
-
-        await self.call(op)
-
-    async def latest(self, agent_id: str) -> dict[str, Any] | None:
-        keys = (TELEMETRY_KEY.format(agent_id=agent_id), TELEMETRY_RECEIVED_KEY.format(agent_id=agent_id))
-        raw, received_at = await self.call(lambda c: c.mget(*keys))
-        if raw is None:
-            return None
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            payload = raw
-        if isinstance(payload, dict):
-            return {**payload, "received_at": received_at}
-        return {"payload": payload, "received_at": received_at}
-
-    async def forget(self, agent_id: str) -> None:
-        keys = (TELEMETRY_KEY.format(agent_id=agent_id), TELEMETRY_RECEIVED_KEY.format(agent_id=agent_id))
-        await self.call(lambda c: c.delete(*keys))
-
-    async def close(self) -> None:
-        if self.client is None:
-            return
-        try:
-            await asyncio.wait_for(self.client.close(), SHUTDOWN_STEP_TIMEOUT_S)
-            await asyncio.wait_for(self.client.connection_pool.disconnect(), SHUTDOWN_STEP_TIMEOUT_S)
-        except Exception:
-            pass
 
 
 # --------------------------------------------------------------------------- agent sessions
@@ -724,7 +73,7 @@ class AgentSession:
                 await self.ws.send_str(frame.to_json())
             return True
         except (ConnectionError, RuntimeError, OSError) as exc:
-            log.debug("send to agent_id=%s failed: %s", self.agent_id, _brief(exc))
+            log.debug("send to agent_id=%s failed: %s", self.agent_id, brief_error(exc))
             return False
 
 
@@ -861,7 +210,7 @@ class BackendAgent:
             try:
                 await asyncio.wait_for(runner.cleanup(), SHUTDOWN_STEP_TIMEOUT_S * 2)
             except Exception as exc:
-                log.debug("runner cleanup: %s", _brief(exc))
+                log.debug("runner cleanup: %s", brief_error(exc))
         self._runners.clear()
         for task in self._background:
             task.cancel()
@@ -880,7 +229,7 @@ class BackendAgent:
             with open(self.signing_key_path, "rb") as handle:
                 key = serialization.load_pem_private_key(handle.read(), password=None)
         except (OSError, ValueError, TypeError) as exc:
-            log.error("command signing key %s unusable (%s): commands cannot be dispatched", self.signing_key_path, _brief(exc))
+            log.error("command signing key %s unusable (%s): commands cannot be dispatched", self.signing_key_path, brief_error(exc))
             return None
         if not isinstance(key, Ed25519PrivateKey):
             log.error("command signing key %s is not an Ed25519 key: commands cannot be dispatched", self.signing_key_path)
@@ -1275,7 +624,7 @@ class BackendAgent:
             raise
         except Exception as exc:
             log.exception("agent websocket handler failed (agent_cn=%s)", client_cn)
-            reason = f"internal error: {_brief(exc)}"
+            reason = f"internal error: {brief_error(exc)}"
         finally:
             if session is not None:
                 await self._end_session(session, session.close_reason or reason)
@@ -1358,8 +707,8 @@ class BackendAgent:
             "agent session established agent_id=%s session_id=%s site=%s version=%s remote=%s",
             agent_id,
             session.session_id,
-            _text(session.hello.get("site")),
-            _text(session.hello.get("agent_version")),
+            as_text(session.hello.get("site")),
+            as_text(session.hello.get("agent_version")),
             remote,
         )
         return session
@@ -1377,8 +726,8 @@ class BackendAgent:
                 " feature_flags = EXCLUDED.feature_flags, connection_info = EXCLUDED.connection_info,"
                 " hello = EXCLUDED.hello, last_seen = EXCLUDED.last_seen, updated_at = now()",
                 session.agent_id,
-                _text(hello.get("site")),
-                _text(hello.get("agent_version")),
+                as_text(hello.get("site")),
+                as_text(hello.get("agent_version")),
                 list(hello.get("supported_verbs") or []),
                 dict(hello.get("feature_flags") or {}),
                 session.connection_info(),
@@ -1456,7 +805,7 @@ class BackendAgent:
                     raise
                 except Exception as exc:  # nothing an agent sends may end the session or the server
                     log.exception("frame from agent_id=%s could not be handled", session.agent_id)
-                    await session.send(protocol.error_frame("INTERNAL_ERROR", f"frame not handled: {_brief(exc)}"))
+                    await session.send(protocol.error_frame("INTERNAL_ERROR", f"frame not handled: {brief_error(exc)}"))
                 await self._touch(session)
             elif msg.type == WSMsgType.CLOSE:
                 return f"closed by agent (code {msg.data}{', ' + msg.extra if msg.extra else ''})"
@@ -1563,55 +912,3 @@ class BackendAgent:
             )
 
 
-# --------------------------------------------------------------------------- entry points
-
-
-async def serve(config: Mapping[str, Mapping[str, Any]]) -> int:
-    """Run until SIGTERM/SIGINT; 0 after a clean stop, 1 when a port cannot be bound."""
-    agent = BackendAgent(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
-            pass
-    try:
-        await agent.start()
-    except OSError as exc:
-        log.error("cannot listen: %s", _brief(exc))
-        await agent.stop()
-        return 1
-    await stop.wait()
-    log.info("shutdown requested")
-    await agent.stop()
-    log.info("stopped")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="viworks-backend-agent", description="ViWorkS backend agent (lab reference)")
-    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help=f"TOML configuration (default {DEFAULT_CONFIG_PATH})")
-    options = parser.parse_args(argv)
-    try:
-        config = load_config(options.config)
-    except ConfigError as exc:
-        print(f"viworks-backend-agent: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2)
-    logging.basicConfig(
-        stream=sys.stdout,
-        level=log_level(config["logging"]["level"]),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
-    if not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("asyncio").setLevel(logging.WARNING)
-    log.info("viworks backend agent %s starting (config %s)", config["server"]["version"], options.config)
-    code = asyncio.run(serve(config))
-    if code:
-        raise SystemExit(code)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -1,0 +1,138 @@
+"""The backend agent's TOML configuration: defaults, merging, and URLs shown without their passwords."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
+
+
+log = logging.getLogger("viworks.backend")
+
+DEFAULT_CONFIG_PATH = "/app/config/backend-agent.toml"
+
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
+    "server": {"bind_address": "0.0.0.0", "port": 8080, "version": "1.4.2-lab"},
+    "database": {"url": "postgresql://viworks@viworks-postgres:5432/viworks_agent"},
+    "redis": {"url": "redis://viworks-redis:6379/0"},
+    "security": {
+        "jwt_secret": "",
+        "client_cn_header": "X-Client-CN",
+        "client_verify_header": "X-Client-Verify",
+    },
+    "agent_management": {
+        "enabled": True,
+        "bind_address": "0.0.0.0",
+        "port": 8081,
+        "heartbeat_interval": 15,
+        "connection_timeout": 45,
+        "hello_timeout": 10,
+    },
+    "command": {
+        "signing_key_path": "/app/config/command-signing.key",
+        "default_timeout": 30,
+        "max_timeout": 300,
+        "dispatch_enabled": True,
+    },
+    "telemetry": {"ttl_seconds": 600},
+    "logging": {"level": "info"},
+}
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or has a value of the wrong kind."""
+
+
+def merge_config(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The file's sections over :data:`DEFAULT_CONFIG`, with types checked (ConfigError when wrong)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for section, defaults in DEFAULT_CONFIG.items():
+        given = data.get(section, {})
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"[{section}] is not a table")
+        values = dict(defaults)
+        values.update(given)
+        for key, default in defaults.items():
+            value = values[key]
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"[{section}] {key} must be true or false")
+            elif isinstance(default, int):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ConfigError(f"[{section}] {key} must be an integer")
+                if value < 0:
+                    raise ConfigError(f"[{section}] {key} must not be negative")
+            elif isinstance(default, str) and not isinstance(value, str):
+                raise ConfigError(f"[{section}] {key} must be a string")
+        merged[section] = values
+    for section, given in data.items():
+        if section not in merged and isinstance(given, Mapping):
+            merged[section] = dict(given)
+    for section in ("server", "agent_management"):
+        port = merged[section]["port"]
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"[{section}] port {port} is not a TCP port")
+    if merged["command"]["max_timeout"] < 1:
+        raise ConfigError("[command] max_timeout must be at least 1")
+    if not 1 <= merged["command"]["default_timeout"] <= merged["command"]["max_timeout"]:
+        raise ConfigError("[command] default_timeout must be between 1 and max_timeout")
+    return merged
+
+
+def load_config(path: str) -> dict[str, dict[str, Any]]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
+    return merge_config(data)
+
+
+def redact_url(url: str) -> str:
+    """``host:port/db`` of a database or Redis URL: never the user or password."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "localhost"
+        port = parts.port
+    except (ValueError, TypeError, AttributeError):
+        return "<unparseable url>"
+    if ":" in host:
+        host = f"[{host}]"
+    where = f"{host}:{port}" if port else host
+    path = parts.path.strip("/")
+    return f"{where}/{path}" if path else where
+
+
+def url_password(url: str) -> str | None:
+    try:
+        password = urlsplit(url).password
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return unquote(password) if password else None
+
+
+def log_level(text: Any) -> int:
+    """A logging level from ``info``, ``debug``, ``warn``... (also RUST_LOG style ``info,foo=debug``)."""
+    word = str(text or "info").split(",")[0].split("=")[-1].strip().lower()
+    return {
+        "trace": logging.DEBUG,
+        "debug": logging.DEBUG,
+        "info": logging.INFO,
+        "warn": logging.WARNING,
+        "warning": logging.WARNING,
+        "error": logging.ERROR,
+        "critical": logging.CRITICAL,
+        "off": logging.CRITICAL,
+    }.get(word, logging.INFO)
+
+
+def brief_error(exc: BaseException) -> str:
+    """An exception in one log line: its type and message (never a URL with its password: callers redact)."""
+    text = str(exc).strip().replace("\n", " ")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
