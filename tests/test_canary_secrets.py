@@ -3,8 +3,9 @@
 Planted: an API token in the environment; a JWT secret in the target's secrets file (named by its
 settings); a secret key in the gateway's .env (which the suite reads with `cat`, a command's output);
 and the lab's own Postgres, Redis and JWT secrets in its config files. The run is made to fail where
-those values are in reach (a rejected token, an .env check failing, testinfra logging the .env it read) at the
-highest verbosity, and stdout, stderr, JUnit, the HTML report and the JSON summary are searched.
+those values are in reach (a rejected token, an .env check failing with its locals shown) at the
+highest verbosity, and stdout, stderr, JUnit, the HTML report, the JSON summary and the saved
+snapshot are searched.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_no_secret_appears_in_any_output(lab, lab_secrets, tmp_path, monkeypatch
         done = run_suite(
             "-m", "smoke", f"--target={target}", "-vv", "-l", "--tb=long", "-rA", "--log-level=DEBUG",
             "-o", "junit_logging=all", f"--html={tmp_path / 'report.html'}", "--self-contained-html",
-            f"--json-summary={tmp_path / 'summary.json'}", junit=tmp_path / "junit.xml",
+            f"--json-summary={tmp_path / 'summary.json'}", f"--snapshot-out={tmp_path / 'snapshot.json'}", junit=tmp_path / "junit.xml",
         )
     finally:
         assert run_lab("heal").returncode == 0
@@ -48,9 +49,10 @@ def test_no_secret_appears_in_any_output(lab, lab_secrets, tmp_path, monkeypatch
     artifacts = {
         "stdout": done.stdout,
         "stderr": done.stderr,
-        **{name: (tmp_path / name).read_text() for name in ("junit.xml", "report.html", "summary.json")},
+        **{name: (tmp_path / name).read_text() for name in ("junit.xml", "report.html", "summary.json", "snapshot.json")},
     }
     assert "test_env_has_every_required_key" in artifacts["junit.xml"]  # the .env check failed, with locals
-    assert "VIW_AGENT_API_SECRET=***" in artifacts["stdout"]  # the .env was in the output (testinfra's log), masked
+    # The .env was read: its secret is in the snapshot as a keyed hash (comparable, not revealing).
+    assert '"VIW_AGENT_API_SECRET": "hmac-sha256:' in artifacts["snapshot.json"]
     leaks = [f"{where} in {artifact}" for where, value in canaries.items() for artifact, text in artifacts.items() if value in text]
     assert not leaks, f"secrets leaked: {leaks}"

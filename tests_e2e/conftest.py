@@ -8,6 +8,7 @@ from typing import Iterator
 import pytest
 
 from viworks_verify import protocol
+from viworks_verify.gateway_readiness import why_it_cannot_come_online
 from viworks_verify.polling import NotReady, Ready, poll_until
 from viworks_verify.probe_agent import ProbeSession, UpgradeRefused, open_session, start_probe
 
@@ -50,8 +51,18 @@ def probe_sessions(verified_edge, settings, probe_identity, api, recorder):
 
 
 @pytest.fixture(scope="session")
-def gateway_readiness(api, settings, deployed_agent_id, recorder) -> Ready | NotReady:
-    """Whether the deployed gateway became Online within the deadline: waited for once per run."""
+def gateway_readiness(api, settings, deployed_agent_id, recorder, gateway_snapshot_of) -> Ready | NotReady:
+    """Whether the deployed gateway became Online within the deadline: waited for once per run.
+
+    The wait ends at once when the gateway's host snapshot proves it cannot come Online (host
+    unreachable, unit not running, the agent logged that it cannot connect).
+    """
+    first = api.agent_info(deployed_agent_id)
+    if first.get("status") != "Online":
+        snapshot = gateway_snapshot_of(deployed_agent_id)
+        proof = why_it_cannot_come_online(snapshot, settings.gateway.unit) if snapshot is not None else None
+        if proof:
+            return NotReady(f"gateway {deployed_agent_id}", 0.0, first, proof)
     try:
         ready = poll_until(lambda: api.agent_info(deployed_agent_id), lambda info: info.get("status") == "Online",
                            what=f"gateway {deployed_agent_id}", timeout_s=settings.timing.ready_timeout_s)

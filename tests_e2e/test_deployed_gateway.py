@@ -20,9 +20,12 @@ def test_deployed_gateway_is_online(gateway_readiness, settings, deployed_agent_
     """The real outages: a gateway not deployed, or "active" and never connected."""
     if isinstance(gateway_readiness, NotReady):
         last = gateway_readiness.last if isinstance(gateway_readiness.last, dict) else {"status": gateway_readiness.last}
+        found = f"found {last.get('status')}, last_seen {last.get('last_seen') or 'never'}"
+        if gateway_readiness.proof:  # the wait ended early: the host's facts prove it will not come
+            pytest.fail(f"agent://{deployed_agent_id}: expected Online in the backend registry; {found}; not waited for: "
+                        f"{gateway_readiness.proof}", pytrace=False)
         pytest.fail(
-            f"agent://{deployed_agent_id}: expected Online in the backend registry within {settings.timing.ready_timeout_s:.0f} s; "
-            f"found {last.get('status')}, last_seen {last.get('last_seen') or 'never'}",
+            f"agent://{deployed_agent_id}: expected Online in the backend registry within {settings.timing.ready_timeout_s:.0f} s; {found}",
             pytrace=False,
         )
 

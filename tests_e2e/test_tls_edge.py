@@ -1,38 +1,46 @@
-"""The TLS edge on the agent domain: a valid chain, the pinned key, a sane protocol floor and expiry."""
+"""The TLS edge on the agent domain: a valid chain, the pinned key, a sane protocol floor and expiry.
+
+Judged on the edge's snapshot (what the gather phase saw in its handshakes), so these run on a
+recorded snapshot too.
+"""
 
 from __future__ import annotations
 
-import ssl
+import datetime as dt
 import warnings
 
 import pytest
 
 from viworks_verify import certs
-from viworks_verify.pins import load_certificate, matching_pin, parse_pins, spki_pin
+from viworks_verify.pins import matching_pin, parse_pins, spki_pin
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tls]
 
 
-@pytest.mark.smoke
-def test_served_chain_validates_for_the_agent_domain(edge, recorder):
-    domain = edge.edge.domain
-    recorder.attach("served certificate", certs.describe(load_certificate(edge.served_leaf())))
-    trust = edge.edge.ca_bundle or "the system trust store"
-    try:
-        with edge.open_tcp() as raw, edge.tls_context().wrap_socket(raw, server_hostname=domain):
-            pass
-    except ssl.SSLCertVerificationError as exc:
-        pytest.fail(f"{domain}: expected a certificate chain valid for {domain} against {trust}; found: {exc.verify_message}", pytrace=False)
+def _leaf(edge_snapshot, fact_of, recorder):
+    fact_of(edge_snapshot, "connection").require()
+    leaf = edge_snapshot.leaf()
+    recorder.attach("served certificate", certs.describe(leaf))
+    return leaf
 
 
 @pytest.mark.smoke
-def test_served_key_matches_the_configured_pin(edge, recorder):
-    domain = edge.edge.domain
-    if not edge.edge.spki_pins:
+def test_served_chain_validates_for_the_agent_domain(edge_snapshot, fact_of, recorder):
+    domain = edge_snapshot.domain
+    _leaf(edge_snapshot, fact_of, recorder)
+    verification = fact_of(edge_snapshot, "verification").require()
+    if not verification["verified"]:
+        pytest.fail(f"{domain}: expected a certificate chain valid for {domain} against {verification['trust']}; "
+                    f"found: {verification['problem']}", pytrace=False)
+
+
+@pytest.mark.smoke
+def test_served_key_matches_the_configured_pin(edge_snapshot, fact_of, settings, recorder):
+    domain = edge_snapshot.domain
+    if not settings.edge.spki_pins:
         pytest.fail(f"{domain}: edge.spki_pins is not set in the target settings; the pin cannot be checked", pytrace=False)
-    configured = parse_pins(edge.edge.spki_pins)
-    leaf = edge.served_leaf()
-    recorder.attach("served certificate", certs.describe(load_certificate(leaf)))
+    configured = parse_pins(settings.edge.spki_pins)
+    leaf = _leaf(edge_snapshot, fact_of, recorder)
     match = matching_pin(configured, leaf)
     assert match is not None, (
         f"{domain}: served certificate's SPKI pin {spki_pin(leaf)} matches none of the configured pins "
@@ -40,35 +48,24 @@ def test_served_key_matches_the_configured_pin(edge, recorder):
     )
 
 
-@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1], ids=["TLSv1.0", "TLSv1.1"])
-def test_protocols_below_tls_1_2_are_refused(edge, version):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated is the point: we offer it to see it refused
-        context = edge.tls_context(minimum=version, maximum=version)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    try:
-        context.set_ciphers("DEFAULT:@SECLEVEL=0")
-    except ssl.SSLError:
-        pass
-    try:
-        with edge.open_tcp() as raw, context.wrap_socket(raw, server_hostname=edge.edge.domain) as tls:
-            negotiated = tls.version()
-    except (ssl.SSLError, ConnectionError):
-        return
-    pytest.fail(f"{edge.edge.domain}: expected {version.name} to be refused (floor TLS 1.2); found a {negotiated} session", pytrace=False)
+@pytest.mark.parametrize("version", ["TLSv1.0", "TLSv1.1"])
+def test_protocols_below_tls_1_2_are_refused(edge_snapshot, fact_of, version):
+    fact_of(edge_snapshot, "connection").require()
+    found = fact_of(edge_snapshot, "tls_floor").require().get(version, "not tried")
+    if found != "refused":
+        pytest.fail(f"{edge_snapshot.domain}: expected {version} to be refused (floor TLS 1.2); found {found}", pytrace=False)
 
 
 @pytest.mark.smoke
-def test_served_certificate_is_not_near_expiry(edge, recorder):
-    leaf = load_certificate(edge.served_leaf())
-    recorder.attach("served certificate", certs.describe(leaf))
-    remaining = certs.days_left(leaf)
-    recorder.figure("edge certificate days left", remaining, " d", host=edge.edge.domain)
-    assert remaining > edge.edge.cert_fail_days, (
-        f"{edge.edge.domain}: expected the served certificate to be valid for more than {edge.edge.cert_fail_days} days; "
+def test_served_certificate_is_not_near_expiry(edge_snapshot, fact_of, settings, recorder):
+    leaf = _leaf(edge_snapshot, fact_of, recorder)
+    remaining = certs.days_left(leaf, dt.datetime.fromtimestamp(edge_snapshot.gathered_at, dt.timezone.utc))  # as of the reading
+    recorder.figure("edge certificate days left", remaining, " d", host=edge_snapshot.domain)
+    edge = settings.edge
+    assert remaining > edge.cert_fail_days, (
+        f"{edge_snapshot.domain}: expected the served certificate to be valid for more than {edge.cert_fail_days} days; "
         f"found {remaining:.1f} (not after {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)"
     )
-    if remaining <= edge.edge.cert_warn_days:
+    if remaining <= edge.cert_warn_days:
         # Inside the warning window: reported in the summary, not a failure.
-        warnings.warn(f"{edge.edge.domain}: served certificate expires in {remaining:.1f} days (warning at {edge.edge.cert_warn_days})")
+        warnings.warn(f"{edge_snapshot.domain}: served certificate expires in {remaining:.1f} days (warning at {edge.cert_warn_days})")

@@ -3,8 +3,6 @@ the clocks agree (signed commands carry iat/exp; a skewed clock rejects them or 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from cryptography.hazmat.primitives import hashes
 
@@ -32,24 +30,19 @@ def _named(certificates) -> str:
 @pytest.mark.smoke
 @pytest.mark.tls
 @pytest.mark.gateway
-def test_gateway_pin_matches_the_served_certificate(gateway_host, edge, gateway_env, settings):
+def test_gateway_pin_matches_the_served_certificate(gateway_host, edge_snapshot, fact_of, gateway_env, settings):
     configured_text = gateway_env.get(SPKI_PIN, "")
     try:
         configured = parse_pins(configured_text)
     except PinFormatError as exc:
         pytest.skip(f"{gateway_host.id}: {SPKI_PIN} unusable ({exc}); test_backend_pin_is_well_formed reports it")
-    try:
-        leaf = edge.served_leaf()
-    except OSError as exc:
-        pytest.fail(
-            f"{gateway_host.id}: cannot read the certificate {edge.address}:{edge.edge.https_port} serves for {edge.edge.domain}: {exc}",
-            pytrace=False,
-        )
+    fact_of(edge_snapshot, "connection").require()
+    leaf = edge_snapshot.leaf()
     match = matching_pin(configured, leaf)
     if match is None:
         pytest.fail(
             f"{gateway_host.id}: {SPKI_PIN} in {settings.gateway.env_file} is {', '.join(p.value for p in configured)}; "
-            f"{edge.edge.domain} serves a certificate with pin {spki_pin(leaf)}; expected the gateway to pin the served key "
+            f"{edge_snapshot.domain} serves a certificate with pin {spki_pin(leaf)}; expected the gateway to pin the served key "
             "(update the pin, or the certificate nginx serves)",
             pytrace=False,
         )
@@ -60,18 +53,12 @@ def test_gateway_pin_matches_the_served_certificate(gateway_host, edge, gateway_
 @pytest.mark.gateway
 @pytest.mark.backend
 def test_gateway_ca_is_the_ca_nginx_verifies_clients_with(
-    gateway_host, backend_host, gateway_env, agent_server, nginx_tls_files, settings
+    gateway_host, backend_host, gateway_snapshot, gateway_env, agent_server, nginx_tls_files, settings
 ):
     path = gateway_env.get(TRUST_BUNDLE)
-    text = gateway_host.read_file(path) if path else None
-    if text is None:
-        pytest.skip(f"{gateway_host.id}: {TRUST_BUNDLE} ({path or 'not set'}) cannot be read; the gateway checks report it")
-    try:
-        gateway_cas = certs.load_pem_certificates(text.encode())
-    except ValueError:
-        gateway_cas = []
-    if not gateway_cas:
-        pytest.skip(f"{gateway_host.id}: {path} holds no PEM certificate; the gateway checks report it")
+    if not gateway_snapshot.trust_bundle.ok:
+        pytest.skip(f"{gateway_snapshot.trust_bundle.problem}; the gateway checks report it")
+    gateway_cas = gateway_snapshot.trust_anchors()
 
     server = agent_server.require()
     nginx = settings.backend.nginx_container
@@ -104,21 +91,16 @@ def test_gateway_ca_is_the_ca_nginx_verifies_clients_with(
 
 
 @pytest.fixture(scope="session")
-def clock_skews(recorder):
-    """Each host's clock against the runner's, read once per host (``skew(host) -> clock.Skew``)."""
-    readings: dict[str, clock.Skew] = {}
+def clock_skews(recorder, fact_of):
+    """Each host's clock against the runner's, as its snapshot measured it (``skew(snapshot) -> clock.Skew``)."""
+    recorded: set[str] = set()
 
-    def skew(host) -> clock.Skew:
-        if host.id not in readings:
-            before = time.time()
-            result = host.run(clock.COMMAND)
-            after = time.time()
-            try:
-                readings[host.id] = clock.Skew.measure(clock.parse_epoch(result.stdout), before, after)
-            except ValueError as exc:
-                pytest.fail(f"{host.id}: cannot read its clock ({clock.COMMAND}: exit {result.rc}, {exc})", pytrace=False)
-            recorder.figure("clock skew vs runner", abs(readings[host.id].seconds), " s", host=host.id)
-        return readings[host.id]
+    def skew(snapshot) -> clock.Skew:
+        found = clock.Skew(**fact_of(snapshot, "clock_skew").require())
+        if snapshot.host not in recorded:
+            recorded.add(snapshot.host)
+            recorder.figure("clock skew vs runner", abs(found.seconds), " s", host=snapshot.host)
+        return found
 
     return skew
 
@@ -130,21 +112,21 @@ def _check_against_runner(host, skew: clock.Skew, limit: float) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.gateway
-def test_gateway_clock_matches_the_runner(gateway_host, clock_skews, settings):
-    _check_against_runner(gateway_host, clock_skews(gateway_host), settings.timing.clock_skew_max_s)
+def test_gateway_clock_matches_the_runner(gateway_host, gateway_snapshot, clock_skews, settings):
+    _check_against_runner(gateway_host, clock_skews(gateway_snapshot), settings.timing.clock_skew_max_s)
 
 
 @pytest.mark.smoke
 @pytest.mark.backend
-def test_backend_clock_matches_the_runner(backend_host, clock_skews, settings):
-    _check_against_runner(backend_host, clock_skews(backend_host), settings.timing.clock_skew_max_s)
+def test_backend_clock_matches_the_runner(backend_host, backend_snapshot, clock_skews, settings):
+    _check_against_runner(backend_host, clock_skews(backend_snapshot), settings.timing.clock_skew_max_s)
 
 
 @pytest.mark.smoke
 @pytest.mark.gateway
 @pytest.mark.backend
-def test_gateway_and_backend_clocks_agree(gateway_host, backend_host, clock_skews, settings, recorder):
-    between = clock_skews(gateway_host).against(clock_skews(backend_host))
+def test_gateway_and_backend_clocks_agree(gateway_host, backend_host, gateway_snapshot, backend_snapshot, clock_skews, settings, recorder):
+    between = clock_skews(gateway_snapshot).against(clock_skews(backend_snapshot))
     recorder.figure("clock skew gateway vs backend", abs(between.seconds), " s", host=f"{gateway_host.id} {backend_host.id}")
     limit = settings.timing.clock_skew_max_s
     if between.exceeds(limit):

@@ -63,3 +63,8 @@ def most_telling(lines: list[JournalLine]) -> JournalLine | None:
         if _TROUBLE.search(line.message):
             return line
     return lines[-1] if lines else None
+
+
+def reports_trouble(line: JournalLine) -> bool:
+    """Whether a line says something went wrong (an error, a refusal, a failure to connect)."""
+    return bool(_TROUBLE.search(line.message))

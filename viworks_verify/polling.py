@@ -17,11 +17,12 @@ _PROGRAMMING_ERRORS = (TypeError, NameError, AttributeError, ImportError)
 class NotReady(Exception):
     """The condition did not hold before the deadline; ``last`` is the last observation."""
 
-    def __init__(self, what: str, timeout_s: float, last: object) -> None:
-        super().__init__(f"{what} not ready after {timeout_s:.0f} s; last seen: {last}")
+    def __init__(self, what: str, timeout_s: float, last: object, proof: str | None = None) -> None:
+        super().__init__(f"{what} not ready after {timeout_s:.0f} s; last seen: {last}" + (f"; not waited for: {proof}" if proof else ""))
         self.what = what
         self.timeout_s = timeout_s
         self.last = last
+        self.proof = proof  # a fact that proved waiting useless (the wait ended early), when there was one
 
 
 @dataclasses.dataclass(frozen=True)

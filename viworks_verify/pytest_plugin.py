@@ -23,6 +23,7 @@ from pytest_html import extras as html_extras
 
 from viworks_verify.api import BackendApi
 from viworks_verify.edge import EdgeEndpoint
+from viworks_verify.gathering import Gathering, Replay, SnapshotSource
 from viworks_verify.inventory import Inventory, InventoryError
 from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.recorder import Recorder
@@ -30,7 +31,8 @@ from viworks_verify.redaction import REDACTOR
 from viworks_verify.run_report import CheckOutcome, evidence_html, html_summary, run_facts, summary_document
 from viworks_verify.secrets import MissingSecret, Secrets
 from viworks_verify.settings import Settings, SettingsError, load_settings
-from viworks_verify.targets import HostUnreachable, TargetHost
+from viworks_verify.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
+from viworks_verify.targets import TargetHost
 
 T = TypeVar("T")
 
@@ -69,6 +71,9 @@ _SETTINGS = pytest.StashKey[Settings]()
 _INVENTORY = pytest.StashKey[Inventory]()
 _RECORDER = pytest.StashKey[Recorder]()
 _HOSTS = pytest.StashKey[dict[str, TargetHost]]()
+_SOURCE = pytest.StashKey[SnapshotSource]()
+_REPLAY = pytest.StashKey[RunSnapshot]()
+_READINGS = pytest.StashKey[dict[tuple[str, str], Reading]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,6 +85,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds a check waits for something to become ready (default from the target's settings)")
     group.addoption("--json-summary", default=None, metavar="PATH",
                     help="write a compact JSON summary (counts, failures with host and message, figures) for pipelines")
+    group.addoption("--snapshot-out", default=None, metavar="PATH",
+                    help="save the snapshots this run gathered (every host and the edge; no secret values) as JSON")
+    group.addoption("--snapshot-in", default=None, metavar="PATH",
+                    help="judge a recorded snapshot instead of the live target: no host is contacted, live checks are deselected")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -90,6 +99,9 @@ def pytest_configure(config: pytest.Config) -> None:
 EXIT_USAGE = 4  # pytest's own code for a usage error: bad settings, inventory, or a missing secret
 EXIT_NOT_READY = 6  # the target's edge never answered within --ready-timeout: nothing was checked
 _NEEDS_SECRETS = {"api_token": "api_token", "probe_identity": "agent_key_file"}
+# Fixtures of live interactions: a replayed run deselects the checks that use them.
+_LIVE_FIXTURES = {"edge", "verified_edge", "api", "api_with_token", "anonymous_api", "api_token", "probe_identity", "deployed_agent_id"}
+_SNAPSHOT_FIXTURES = ("backend_host", "gateway_host", "edge_snapshot")
 
 
 def _usage_error(message: str) -> None:
@@ -109,6 +121,50 @@ def _settings(config: pytest.Config) -> Settings:
             settings = settings.model_copy(update={"timing": settings.timing.model_copy(update={"ready_timeout_s": timeout})})
         config.stash[_SETTINGS] = settings
     return config.stash[_SETTINGS]
+
+
+def _replay(config: pytest.Config) -> RunSnapshot | None:
+    """The recorded snapshot of ``--snapshot-in`` (None on a live run); a bad file is a usage error."""
+    path = config.getoption("--snapshot-in")
+    if not path:
+        return None
+    if _REPLAY not in config.stash:
+        try:
+            config.stash[_REPLAY] = RunSnapshot.load(Path(path))
+        except SnapshotFormatError as exc:
+            _usage_error(str(exc))
+    return config.stash[_REPLAY]
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedHost:
+    """A host of a replayed snapshot: its name and id, nothing to connect to."""
+
+    id: str
+    name: str
+
+
+def _group_hosts(config: pytest.Config, group: str) -> list[tuple[str, str]]:
+    """(name, id) of the target's hosts in ``group``: from the inventory, or from the replayed snapshot."""
+    replay = _replay(config)
+    if replay is not None:
+        return [(h.name, h.host) for h in replay.of_kind(group)]
+    return [(h.name, h.id) for h in _inventory(config).group(group)]
+
+
+def _source(config: pytest.Config) -> SnapshotSource:
+    """Where snapshots come from: the recorded file, or the live gathering started at session start."""
+    if _SOURCE not in config.stash:
+        replay = _replay(config)
+        if replay is not None:
+            config.stash[_SOURCE] = Replay(replay)
+        else:
+            settings = _settings(config)
+            gathering = Gathering(settings, SecretHasher(Secrets.load(settings.secrets_file).snapshot_key()))
+            _inventory(config)
+            gathering.start_hosts(config.stash[_HOSTS].values())
+            config.stash[_SOURCE] = gathering
+    return config.stash[_SOURCE]
 
 
 def _inventory(config: pytest.Config) -> Inventory:
@@ -144,12 +200,21 @@ def _runs_checks(config: pytest.Config) -> bool:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Validate the target before collecting: a bad one is one line and exit 4, not a collection error per module."""
     if _runs_checks(session.config):
-        _inventory(session.config)  # loads the settings first
+        _settings(session.config)
+        if _replay(session.config) is None:
+            _inventory(session.config)  # a broken inventory is one usage error, before collection
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Settle usage before anything runs: the selected checks' secrets must be there (exit 4 if not)."""
+    if _replay(config) is not None:
+        # Behaviour (a round trip, an upgrade) is not in a snapshot: only the judgements of facts run.
+        live = [item for item in items if _LIVE_FIXTURES & set(getattr(item, "fixturenames", ()))]
+        if live:
+            config.hook.pytest_deselected(items=live)
+            items[:] = [item for item in items if item not in live]
+        return
     needed = {name for item in items for name in _NEEDS_SECRETS if name in getattr(item, "fixturenames", ())}
     if not needed:
         return
@@ -164,8 +229,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
-    """Wait, once, for the target's edge to answer at all; if it never does, exit 6 without checking."""
-    if session.config.option.collectonly or not any(item.get_closest_marker("e2e") for item in session.items):
+    """Start gathering every host; wait, once, for the edge to answer at all (exit 6 if it never does)."""
+    if session.config.option.collectonly or not session.items:
+        return
+    uses = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    saving = bool(session.config.getoption("--snapshot-out"))
+    source = _source(session.config) if uses & set(_SNAPSHOT_FIXTURES) or saving else None  # reading every host starts now
+    wants_edge = "edge_snapshot" in uses or saving
+    if _replay(session.config) is not None or not any(item.get_closest_marker("e2e") for item in session.items):
+        if wants_edge and isinstance(source, Gathering):
+            source.start_edge()
         return
     settings = _settings(session.config)
     edge = EdgeEndpoint(settings.edge, timeout_s=settings.timing.connect_timeout_s)
@@ -176,6 +249,8 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         last = exc.last
     else:
         session.config.stash[_RECORDER].figure("edge readiness", ready.elapsed_s * 1000, " ms", host=settings.edge.domain)
+        if wants_edge and isinstance(source, Gathering):
+            source.start_edge()
         return
     pytest.exit(
         f"target {settings.name} never became ready: https://{settings.edge.domain} "
@@ -188,20 +263,37 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Give every check the host it is about, in its test id (``[ssh://gw-lab-01]``)."""
     for fixture, group in (("backend_host", "backend"), ("gateway_host", "gateway")):
         if fixture in metafunc.fixturenames:
-            hosts = _inventory(metafunc.config).group(group)
-            metafunc.parametrize(fixture, [h.name for h in hosts], ids=[h.id for h in hosts], indirect=True, scope="session")
+            hosts = _group_hosts(metafunc.config, group)
+            metafunc.parametrize(fixture, [name for name, _ in hosts], ids=[host_id for _, host_id in hosts], indirect=True, scope="session")
     if "deployed_agent_id" in metafunc.fixturenames:
         settings = _settings(metafunc.config)
         agent_ids = list(settings.gateway.agent_ids) or [h.name for h in _inventory(metafunc.config).group("gateway")]
         metafunc.parametrize("deployed_agent_id", agent_ids, ids=[f"agent://{a}" for a in agent_ids], scope="session")
-    elif "edge" in metafunc.fixturenames:
-        domain = _settings(metafunc.config).edge.domain
-        metafunc.parametrize("edge", [domain], ids=[f"https://{domain}"], indirect=True, scope="session")
+    else:
+        for fixture in ("edge", "edge_snapshot"):
+            if fixture in metafunc.fixturenames:
+                domain = _settings(metafunc.config).edge.domain
+                metafunc.parametrize(fixture, [domain], ids=[f"https://{domain}"], indirect=True, scope="session")
+                break
 
 
-def _target_host(request: pytest.FixtureRequest) -> TargetHost:
+def _target_host(request: pytest.FixtureRequest) -> TargetHost | RecordedHost:
+    replay = _replay(request.config)
+    if replay is not None:
+        found = next(h for h in replay.hosts if h.kind in ("backend", "gateway") and h.name == request.param)
+        return RecordedHost(found.host, found.name)
     _inventory(request.config)
     return request.config.stash[_HOSTS][request.param]
+
+
+def _host_ids(item: pytest.Item) -> list[str]:
+    """The hosts a check is about, from its parameters (not parsed out of its id)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    ids = []
+    for fixture, group in (("gateway_host", "gateway"), ("backend_host", "backend")):
+        if fixture in params:
+            ids += [host_id for name, host_id in _group_hosts(item.config, group) if name == params[fixture]]
+    return ids
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -212,27 +304,73 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """
     item.config.stash[_RECORDER].current_check = item.nodeid
     item.user_properties.append(("host", host_of(item.nodeid)))
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    for fixture in ("backend_host", "gateway_host"):
-        host = item.config.stash[_HOSTS].get(params.get(fixture)) if fixture in params else None
-        if host is not None:  # None: an empty inventory group, which pytest itself skips
-            try:
-                host.ensure_reachable()
-            except HostUnreachable as exc:
-                if host.reported:
-                    pytest.skip(str(exc))
-                host.reported = True
-                pytest.fail(str(exc), pytrace=False)
+    for host_id in _host_ids(item):
+        snapshot = _source(item.config).snapshot(host_id)
+        _reading(item.config, snapshot, "connection").require()
+
+
+def _reading(config: pytest.Config, snapshot: Snapshot, field: str) -> Reading:
+    """One Reading per host and fact for the whole run: its problem fails one check, the rest skip."""
+    readings = config.stash.setdefault(_READINGS, {})
+    key = (snapshot.host, field)
+    if key not in readings:
+        fact: Fact = getattr(snapshot, field)
+        readings[key] = Reading(fact.value, fact.problem)
+    return readings[key]
 
 
 @pytest.fixture(scope="session")
-def backend_host(request: pytest.FixtureRequest) -> TargetHost:
+def fact_of(pytestconfig: pytest.Config) -> Callable[[Snapshot, str], Reading]:
+    """``fact_of(snapshot, "unit")``: that fact as a Reading shared by every check of the run."""
+    return lambda snapshot, field: _reading(pytestconfig, snapshot, field)
+
+
+@pytest.fixture(scope="session")
+def backend_host(request: pytest.FixtureRequest) -> TargetHost | RecordedHost:
     return _target_host(request)
 
 
 @pytest.fixture(scope="session")
-def gateway_host(request: pytest.FixtureRequest) -> TargetHost:
+def gateway_host(request: pytest.FixtureRequest) -> TargetHost | RecordedHost:
     return _target_host(request)
+
+
+@pytest.fixture(scope="session")
+def backend_snapshot(pytestconfig: pytest.Config, backend_host) -> Snapshot:
+    """What the gather phase read of this backend host (waits for that host only)."""
+    return _source(pytestconfig).snapshot(backend_host.id)
+
+
+@pytest.fixture(scope="session")
+def gateway_snapshot(pytestconfig: pytest.Config, gateway_host) -> Snapshot:
+    """What the gather phase read of this gateway host (waits for that host only)."""
+    return _source(pytestconfig).snapshot(gateway_host.id)
+
+
+@pytest.fixture(scope="session")
+def gateway_snapshot_of(pytestconfig: pytest.Config) -> Callable[[str], Snapshot | None]:
+    """``gateway_snapshot_of(agent_id)``: the snapshot of the gateway host running that agent (None if none does)."""
+    from viworks_verify.gateway_readiness import serves_agent
+
+    def find(agent_id: str) -> Snapshot | None:
+        if _replay(pytestconfig) is None and _SOURCE not in pytestconfig.stash:
+            return None
+        hosts = _group_hosts(pytestconfig, "gateway")
+        ordered = sorted(hosts, key=lambda host: host[0] != agent_id)  # the host named for the agent first: usually it
+        for _, host_id in ordered:
+            snapshot = _source(pytestconfig).snapshot(host_id)
+            if serves_agent(snapshot, agent_id):
+                return snapshot
+        return None
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def edge_snapshot(request: pytest.FixtureRequest) -> Snapshot:
+    """What the gather phase read of the TLS edge; a check that needs it fails (once) when it could not be read."""
+    snapshot = _source(request.config).snapshot(f"https://{request.param}")
+    return snapshot
 
 
 @pytest.fixture(scope="session")
@@ -402,6 +540,11 @@ class _RunReports:
         self.outcomes.append(CheckOutcome(name, host_of(report.nodeid), verdict, _first_line(message)))
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        out = self.config.getoption("--snapshot-out")
+        if out and _SOURCE in self.config.stash:
+            self.config.stash[_SOURCE].run_snapshot().save(Path(out))
+        if _SOURCE in self.config.stash:
+            self.config.stash[_SOURCE].close()
         path = self.config.getoption("--json-summary")
         if path:
             document = summary_document(self.facts(), self.outcomes, self.config.stash[_RECORDER], int(exitstatus))

@@ -20,6 +20,7 @@ from viworks_verify.tokens import mint_token
 API_TOKEN = "VIWORKS_API_TOKEN"
 JWT_SECRET = "VIWORKS_JWT_SECRET"
 AGENT_KEY_FILE = "VIWORKS_AGENT_KEY_FILE"
+SNAPSHOT_KEY = "VIWORKS_SNAPSHOT_KEY"  # keys the hash of secret values in snapshots (compare without revealing)
 
 
 class MissingSecret(Exception):
@@ -34,10 +35,10 @@ class Secrets:
     @classmethod
     def load(cls, secrets_file: Path | None) -> "Secrets":
         from_file = parse_env(secrets_file.read_text()) if secrets_file and secrets_file.is_file() else {}
-        names = (API_TOKEN, JWT_SECRET, AGENT_KEY_FILE)
+        names = (API_TOKEN, JWT_SECRET, AGENT_KEY_FILE, SNAPSHOT_KEY)
         values = {name: os.environ.get(name) or from_file.get(name, "") for name in names}
         values = {name: value for name, value in values.items() if value}
-        REDACTOR.register(values.get(API_TOKEN), values.get(JWT_SECRET))
+        REDACTOR.register(values.get(API_TOKEN), values.get(JWT_SECRET), values.get(SNAPSHOT_KEY))
         source = f"environment or {secrets_file}" if secrets_file else "environment"
         return cls(values, source)
 
@@ -49,6 +50,12 @@ class Secrets:
             REDACTOR.register(token)
             return token
         raise MissingSecret(f"no API credential: set {API_TOKEN} (or {JWT_SECRET}) in the {self.source}")
+
+    def snapshot_key(self) -> bytes | None:
+        """The key of the hash that stands for secret values in snapshots; None: a fresh one per run
+        (a run's snapshot then compares with no other run's on secret values)."""
+        value = self.values.get(SNAPSHOT_KEY)
+        return value.encode() if value else None
 
     def agent_key_file(self) -> Path:
         value = self.values.get(AGENT_KEY_FILE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from viworks_verify.containers import binding_problem, restart_problem
@@ -14,11 +16,19 @@ def _expected_containers(settings):
     return (backend.agent_container, backend.nginx_container, backend.postgres_container, backend.redis_container)
 
 
+def _require_container(snapshot, name):
+    container = snapshot.container(name)
+    if container is None:
+        fact = snapshot.containers.get(name)
+        pytest.fail(fact.problem if fact is not None else f"{snapshot.host}: expected container {name}; not read", pytrace=False)
+    return container
+
+
 @pytest.mark.smoke
-def test_containers_are_running(backend_host, backend_containers, settings):
+def test_containers_are_running(backend_host, backend_snapshot, settings):
     problems = []
     for name in _expected_containers(settings):
-        facts = backend_containers.get(name)
+        facts = backend_snapshot.container(name)
         if facts is None:
             problems.append(f"{name} missing")
         elif not facts.running:
@@ -30,17 +40,17 @@ def test_containers_are_running(backend_host, backend_containers, settings):
 
 
 @pytest.mark.smoke
-def test_containers_are_not_restarting_repeatedly(backend_host, backend_containers, settings):
+def test_containers_are_not_restarting_repeatedly(backend_host, backend_snapshot, settings):
     backend = settings.backend
+    # Judged at the moment of reading, by the engine's clock (the reader already watched a recent
+    # restart settle for the rest of its window).
+    read_at = dt.datetime.fromtimestamp(backend_snapshot.gathered_at + backend_snapshot.engine_offset_s, dt.timezone.utc)
     problems = []
     for name in _expected_containers(settings):
-        facts = backend_containers.get(name)
+        facts = backend_snapshot.container(name)
         if facts is None or not facts.running:
             continue  # test_containers_are_running says so
-        problem = restart_problem(facts, backend_containers.engine_now(), backend.max_restarts, backend.restart_window_s)
-        if problem and facts.restart_count <= backend.max_restarts:
-            # Restarted recently but within bounds: watch it for the rest of the window, no fixed sleep.
-            problem = backend_containers.watch_settling(name, backend.restart_window_s)
+        problem = restart_problem(facts, read_at, backend.max_restarts, backend.restart_window_s)
         if problem:
             problems.append(problem)
     assert not problems, (
@@ -50,9 +60,9 @@ def test_containers_are_not_restarting_repeatedly(backend_host, backend_containe
 
 
 @pytest.mark.smoke
-def test_backend_agent_is_on_every_expected_network(backend_host, backend_containers, settings, recorder):
+def test_backend_agent_is_on_every_expected_network(backend_host, backend_snapshot, settings, recorder):
     name = settings.backend.agent_container
-    facts = backend_containers.require(name)
+    facts = _require_container(backend_snapshot, name)
     attached = facts.attrs.get("NetworkSettings", {}).get("Networks") or {}
     recorder.attach(f"{name} networks", {network: {"ip": info.get("IPAddress"), "aliases": info.get("Aliases")} for network, info in attached.items()})
     missing = [network for network in settings.backend.networks if network not in facts.networks]
@@ -63,8 +73,8 @@ def test_backend_agent_is_on_every_expected_network(backend_host, backend_contai
 
 
 @pytest.mark.smoke
-def test_backend_agent_ports_are_published(backend_host, backend_containers, settings):
+def test_backend_agent_ports_are_published(backend_host, backend_snapshot, settings):
     backend = settings.backend
-    facts = backend_containers.require(backend.agent_container)
+    facts = _require_container(backend_snapshot, backend.agent_container)
     problems = [p for p in (binding_problem(facts, port, backend.published_host_ip) for port in (backend.api_port, backend.ws_port)) if p]
     assert not problems, f"{backend_host.id}: {backend.agent_container}: {'; '.join(problems)}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from viworks_verify import ss_listeners
-from viworks_verify.processes import ProcessFacts, process_command
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway]
 
@@ -16,7 +15,7 @@ def _main_pid(gateway_unit) -> int:
 
 
 @pytest.mark.smoke
-def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit):
+def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway_snapshot, fact_of):
     pid, program = _main_pid(gateway_unit), gateway_unit.exec_start_path
     if pid == 0 or program is None:
         pytest.fail(
@@ -24,19 +23,17 @@ def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit):
             f"(ActiveState={gateway_unit.get('ActiveState') or '?'}); expected a running agent process",
             pytrace=False,
         )
-    template, args = process_command(program, pid)
-    facts = ProcessFacts.parse(pid, program, gateway_host.run(template, *args).stdout)
+    fact_of(gateway_snapshot, "process").require()
+    facts = gateway_snapshot.process_facts()
     if not facts.alive or not facts.runs_program:
         pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: MainPID {facts.describe()}; expected a live process running {program}", pytrace=False)
 
 
 @pytest.mark.smoke
-def test_host_listens_on_no_port_but_sshd(gateway_host, gateway_unit, settings):
-    result = gateway_host.run(ss_listeners.COMMAND)
-    if result.rc != 0:
-        pytest.fail(f"{gateway_host.id}: {ss_listeners.COMMAND} failed (exit {result.rc}): {result.stderr.strip()[:200]}", pytrace=False)
+def test_host_listens_on_no_port_but_sshd(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
+    fact_of(gateway_snapshot, "listeners").require()
     allowed = settings.gateway.listen_allowed_processes
-    found = ss_listeners.unexpected(ss_listeners.parse(result.stdout), allowed, settings.gateway.engine_listen_addresses)
+    found = ss_listeners.unexpected(gateway_snapshot.host_listeners(), allowed, settings.gateway.engine_listen_addresses)
     labels = {_main_pid(gateway_unit): "the agent"}
     if found:
         pytest.fail(

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify import journal
-
 pytestmark = [pytest.mark.infra, pytest.mark.gateway]
 
 
 @pytest.mark.smoke
-def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gateway_unit, settings):
+def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
     invocation = gateway_unit.get("InvocationID")
     pattern = settings.gateway.connected_log_pattern
     started = gateway_unit.get("ActiveEnterTimestamp") or "?"
@@ -22,14 +20,11 @@ def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gat
             f"expected a running unit that logged {pattern!r}",
             pytrace=False,
         )
-    template, args = journal.last_match_command(invocation, pattern)
-    matched = journal.parse_lines(gateway_host.run(template, *args).stdout)
-    if matched:
+    logged = fact_of(gateway_snapshot, "journal").require()
+    if logged.get("connected"):
         return
-    template, args = journal.last_lines_command(invocation, 20)
-    last = gateway_host.run(template, *args)
-    telling = journal.most_telling(journal.parse_lines(last.stdout))
-    seen = f"it logged: {str(telling)[:240]}" if telling else f"nothing logged ({last.stderr.strip()[:160] or 'empty journal'})"
+    telling = logged.get("telling")
+    seen = f"it logged: {telling[:240]}" if telling else "nothing logged (empty journal)"
     pytest.fail(
         f"{gateway_host.id}: {gateway_unit.unit}: no {pattern!r} in the journal since it started ({started}, invocation {invocation}); "
         f"{seen}; expected the agent connected to the backend",

@@ -6,6 +6,7 @@ The private key never leaves the host: only its public half is compared (see the
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 
 import pytest
@@ -50,10 +51,10 @@ def test_client_key_is_readable_by_its_owner_only(gateway_host, gateway_env, gat
 
 
 @pytest.mark.smoke
-def test_client_certificate_is_not_near_expiry(gateway_host, gateway_pki, settings, recorder):
+def test_client_certificate_is_not_near_expiry(gateway_host, gateway_snapshot, gateway_pki, settings, recorder):
     certificate = gateway_pki.certificate.require()
     recorder.attach("client certificate", certs.describe(certificate))
-    remaining = certs.days_left(certificate)
+    remaining = certs.days_left(certificate, dt.datetime.fromtimestamp(gateway_snapshot.gathered_at, dt.timezone.utc))  # as of the reading
     recorder.figure("gateway client certificate days left", remaining, " d", host=gateway_host.id)
     fail_days, warn_days = settings.edge.cert_fail_days, settings.edge.cert_warn_days
     not_after = f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"

@@ -1,0 +1,163 @@
+"""The readers of the gather phase, on canned host output: what lands in a snapshot, and what never does."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from viworks_verify import certs
+from viworks_verify.gateway_reader import FILES_SCRIPT, HOST_SCRIPT, read_gateway, sections
+from viworks_verify.settings import Gateway
+from viworks_verify.snapshot import FORMAT, GatewaySnapshot, RunSnapshot, SecretHasher, SnapshotFormatError, inspect_subset
+
+CA = certs.new_ca("Test CA")
+CLIENT = certs.issue(CA, "gw-test-01", server=False)
+SECRET = "s3cr3t-api-value-123"
+
+ENV = f"""VIW_AGENT_BACKEND_URL=wss://agent.example.com/ws/agent
+VIW_AGENT_ID=gw-test-01
+VIW_AGENT_CERT_PATH=/opt/viworks/agent/certs/client.crt
+VIW_AGENT_KEY_PATH=/opt/viworks/agent/certs/client.key
+VIW_AGENT_TRUST_BUNDLE=/opt/viworks/agent/certs/ca.crt
+VIW_AGENT_SCRIPTS_ROOT=/opt/viworks/scripts
+VIW_AGENT_API_SECRET={SECRET}
+"""
+UNIT = """LoadState=loaded
+ActiveState=active
+SubState=running
+MainPID=4242
+ExecStart={ path=/opt/viworks/viworks-gateway-agent ; argv[]=/opt/viworks/viworks-gateway-agent ; }
+EnvironmentFiles=/opt/viworks/agent/.env (ignore_errors=no)
+InvocationID=0123456789abcdef0123456789abcdef
+"""
+
+
+@dataclasses.dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str = ""
+
+
+def host_output(env: str | None = ENV) -> str:
+    env_part = f"@@ env\n{env}\n@@ env-rc 0\n" if env is not None else "@@ env\n\n@@ env-rc 1\n"
+    return (
+        "@@ clock\n1767225600.25\n"
+        f"@@ unit\n{UNIT}@@ unit-rc 0\n"
+        f"{env_part}"
+        "@@ listeners\ntcp   LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=51,fd=3))\n@@ listeners-rc 0\n"
+        "@@ journal-connected\n2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
+        "@@ journal-last\n2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
+        "@@ process\nprogram=/opt/viworks/viworks-gateway-agent\nexe=/opt/viworks/viworks-gateway-agent\nstate=S (sleeping)\nargv:\n/opt/viworks/viworks-gateway-agent\n"
+    )
+
+
+def files_output() -> str:
+    public = CLIENT.certificate.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return (
+        "@@ stat\n600|0|root|0|root|regular file|/opt/viworks/agent/certs/client.key\n"
+        "stat: cannot statx '/opt/viworks/scripts/add_user.sh': No such file or directory\n"
+        f"@@ certificate\n{CLIENT.cert_pem().decode()}@@ certificate-rc 0\n"
+        f"@@ trust\n{CA.cert_pem().decode()}@@ trust-rc 0\n"
+        f"@@ key\n{public}@@ key-rc 0\n"
+    )
+
+
+class FakeHost:
+    """testinfra's ``run(template, *args)``: answers the reader's two scripts from canned output."""
+
+    def __init__(self, first: str, second: str) -> None:
+        self.outputs = {HOST_SCRIPT: first, FILES_SCRIPT: second}
+        self.calls: list[tuple[str, ...]] = []
+
+    def run(self, template: str, *args: str) -> Result:
+        self.calls.append(args)
+        return Result(0, self.outputs[args[0]])
+
+
+def read(host: FakeHost, hasher: SecretHasher | None = None) -> GatewaySnapshot:
+    return read_gateway("ssh://gw-test-01", "gw-test-01", host.run, Gateway(), hasher or SecretHasher(b"k" * 32))
+
+
+def test_a_gateway_is_read_in_two_round_trips_into_every_fact():
+    host = FakeHost(host_output(), files_output())
+    snapshot = read(host)
+    assert len(host.calls) == 2
+    assert snapshot.connection.ok and snapshot.unit.value["MainPID"] == "4242"
+    assert snapshot.env.value["VIW_AGENT_ID"] == "gw-test-01"
+    assert snapshot.journal.value["connected"].endswith("session established agent_id=gw-test-01")
+    assert snapshot.host_listeners()[0].describe() == "22/tcp on 0.0.0.0 by sshd (pid 51)"
+    assert snapshot.process_facts().runs_program
+    assert snapshot.file_table().get("/opt/viworks/agent/certs/client.key").octal == "0600"
+    assert snapshot.file_table().absence("/opt/viworks/scripts/add_user.sh") == "does not exist"
+    assert certs.common_name(snapshot.certificate()) == "gw-test-01"
+    assert certs.chains_to(snapshot.certificate(), snapshot.trust_anchors())
+    # The second round trip stats what the .env names: certificates, key, trust bundle and scripts.
+    stat_paths = host.calls[1][5:]
+    assert "/opt/viworks/agent/certs/client.key" in stat_paths and "/opt/viworks/scripts/delete_vpn_user.sh" in stat_paths
+
+
+def test_a_secret_value_is_in_a_snapshot_only_as_its_keyed_hash():
+    first = read(FakeHost(host_output(), files_output()), SecretHasher(b"a" * 32))
+    again = read(FakeHost(host_output(), files_output()), SecretHasher(b"a" * 32))
+    other_key = read(FakeHost(host_output(), files_output()), SecretHasher(b"b" * 32))
+    changed = read(FakeHost(host_output(ENV.replace(SECRET, SECRET + "-rotated")), files_output()), SecretHasher(b"a" * 32))
+    text = json.dumps(first.to_json())
+    assert SECRET not in text
+    hashed = first.env.value["VIW_AGENT_API_SECRET"]
+    assert hashed.startswith("hmac-sha256:")
+    assert again.env.value["VIW_AGENT_API_SECRET"] == hashed  # one deployment, one key: equal
+    assert other_key.env.value["VIW_AGENT_API_SECRET"] != hashed
+    assert changed.env.value["VIW_AGENT_API_SECRET"] != hashed  # a rotated secret shows as changed
+
+
+def test_an_unreadable_env_is_the_problem_of_the_env_fact_only():
+    snapshot = read(FakeHost(host_output(env=None), files_output()))
+    assert snapshot.env.problem == "ssh://gw-test-01: /opt/viworks/agent/.env cannot be read (missing?); expected the agent's environment file"
+    assert snapshot.unit.ok and snapshot.listeners.ok
+    assert snapshot.client_certificate.problem.endswith("VIW_AGENT_CERT_PATH not set; expected the path of the agent's VIW_AGENT_CERT_PATH")
+
+
+def test_an_unreachable_gateway_is_one_connection_problem():
+    class Refused(Exception):
+        pass
+
+    def run(template, *args):
+        raise Refused(Result(255, "", "ssh: connect to host gw.example.test port 22: Connection refused\n"))
+
+    snapshot = read_gateway("ssh://gw-test-01", "gw-test-01", run, Gateway(), SecretHasher())
+    assert snapshot.connection.problem == "ssh://gw-test-01 unreachable: ssh: connect to host gw.example.test port 22: Connection refused"
+    assert snapshot.unit.value is None and snapshot.files.value is None
+
+
+def test_sections_keep_exit_statuses_apart_from_content():
+    parsed = sections("@@ a\nline 1\nline 2\n@@ a-rc 0\n@@ b\n@@ b-rc 2\n")
+    assert parsed == {"a": "line 1\nline 2", "a-rc": "0", "b": "", "b-rc": "2"}
+
+
+def test_inspect_keeps_no_environment_of_the_container():
+    attrs = {"Name": "/viworks-backend-agent-new", "Config": {"Image": "img", "Env": ["DATABASE_URL=postgresql://u:pw@db/x"]},
+             "State": {"Status": "running", "Running": True}, "RestartCount": 0,
+             "NetworkSettings": {"Networks": {"viworks-public": {"IPAddress": "172.18.0.2", "Aliases": None, "EndpointID": "x"}}}}
+    kept = inspect_subset(attrs)
+    assert "pw" not in json.dumps(kept) and "Env" not in kept["Config"]
+    assert kept["NetworkSettings"]["Networks"] == {"viworks-public": {"IPAddress": "172.18.0.2", "Aliases": None}}
+
+
+def test_a_run_snapshot_round_trips_through_json(tmp_path):
+    snapshot = read(FakeHost(host_output(), files_output()))
+    run = RunSnapshot("lab", 1.0, [snapshot])
+    run.save(tmp_path / "s.json")
+    again = RunSnapshot.load(tmp_path / "s.json")
+    assert again.to_json() == run.to_json()
+    assert json.loads((tmp_path / "s.json").read_text())["format"] == FORMAT
+
+
+@pytest.mark.parametrize("content, says", [("[]", "not a viworks-snapshot/1 snapshot"), ("{", "not a JSON snapshot")])
+def test_a_file_that_is_not_a_snapshot_says_so_in_one_line(tmp_path, content, says):
+    (tmp_path / "x.json").write_text(content)
+    with pytest.raises(SnapshotFormatError, match=says):
+        RunSnapshot.load(tmp_path / "x.json")

@@ -1,0 +1,63 @@
+"""Read the TLS edge into an ``EdgeSnapshot``: the served leaf, whether the chain verifies, the protocol floor.
+
+A handful of TLS handshakes to the edge (each with the connect timeout): one without trusting
+anything (what is served), one verified against the target's CA bundle (or the system store),
+and one per protocol below TLS 1.2, offered alone to see it refused.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+import warnings
+
+from cryptography.hazmat.primitives import serialization
+
+from viworks_verify.edge import EdgeEndpoint
+from viworks_verify.pins import load_certificate
+from viworks_verify.snapshot import EdgeSnapshot, Fact
+
+OLD_PROTOCOLS = (("TLSv1.0", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1))
+
+
+def read_edge(endpoint: EdgeEndpoint) -> EdgeSnapshot:
+    started = time.time()
+    domain = endpoint.edge.domain
+    snap = EdgeSnapshot(host=f"https://{domain}", domain=domain, gathered_at=started)
+    try:
+        leaf = endpoint.served_leaf()
+    except (OSError, ssl.SSLError) as exc:
+        snap.connection = Fact.failed(
+            f"{domain}: cannot read the certificate {endpoint.address}:{endpoint.edge.https_port} serves: {type(exc).__name__}: {exc}")
+        snap.gather_ms = round((time.time() - started) * 1000, 1)
+        return snap
+    snap.served_leaf = Fact(load_certificate(leaf).public_bytes(serialization.Encoding.PEM).decode())
+    trust = str(endpoint.edge.ca_bundle) if endpoint.edge.ca_bundle else "the system trust store"
+    try:
+        with endpoint.open_tcp() as raw, endpoint.tls_context().wrap_socket(raw, server_hostname=domain):
+            snap.verification = Fact({"verified": True, "trust": trust, "problem": None})
+    except ssl.SSLCertVerificationError as exc:
+        snap.verification = Fact({"verified": False, "trust": trust, "problem": exc.verify_message})
+    except (OSError, ssl.SSLError) as exc:
+        snap.verification = Fact.failed(f"{domain}: verified TLS session failed: {type(exc).__name__}: {exc}")
+    snap.tls_floor = Fact({name: _offer_only(endpoint, version) for name, version in OLD_PROTOCOLS})
+    snap.gather_ms = round((time.time() - started) * 1000, 1)
+    return snap
+
+
+def _offer_only(endpoint: EdgeEndpoint, version: ssl.TLSVersion) -> str:
+    """``refused`` when the edge will not speak ``version`` alone, else ``negotiated <version>``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # deprecated is the point: we offer it to see it refused
+        context = endpoint.tls_context(minimum=version, maximum=version)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    try:
+        with endpoint.open_tcp() as raw, context.wrap_socket(raw, server_hostname=endpoint.edge.domain) as tls:
+            return f"negotiated {tls.version()}"
+    except (ssl.SSLError, ConnectionError):
+        return "refused"

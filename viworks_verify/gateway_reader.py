@@ -1,0 +1,261 @@
+"""Read a gateway host into a ``GatewaySnapshot``: two round trips over its one SSH connection.
+
+1. One sectioned ``sh`` script: the clock, the unit's properties, the agent's .env, the listeners,
+   the unit's journal since its last start, and the unit's main process.
+2. What the .env names (known only after reading it): one ``stat`` of every required file, the
+   client certificate and trust bundle, and the public half of the client key (``openssl pkey
+   -pubout`` on the host: the private key never crosses the connection).
+
+Sans-I/O where it matters: the scripts and the parsing of their sections are plain functions;
+``read_gateway`` takes any object with testinfra's ``run(template, *args)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any, Callable
+
+from viworks_verify import clock, journal, public_keys
+from viworks_verify.envfile import is_secret_name, parse_env
+from viworks_verify.file_stat import FORMAT as STAT_FORMAT
+from viworks_verify.file_stat import FileTable
+from viworks_verify.gateway_env import CERT_PATH, KEY_PATH, TRUST_BUNDLE, required_paths
+from viworks_verify.processes import ProcessFacts
+from viworks_verify.redaction import REDACTOR
+from viworks_verify.settings import Gateway
+from viworks_verify.snapshot import Fact, GatewaySnapshot, SecretHasher
+from viworks_verify import ss_listeners
+from viworks_verify.systemd_unit import PROPERTIES, UnitProperties
+
+JOURNAL_LINES = 20
+
+# $1 unit, $2 env file, $3 the connected-session pattern (grep -E). Each section starts "@@ name";
+# a section's exit status follows as "@@ name-rc N" where it matters.
+HOST_SCRIPT = r"""
+printf '@@ clock\n'; date -u +%s.%N
+printf '@@ unit\n'; systemctl show "$1" --no-pager --property=PROPERTIES; printf '@@ unit-rc %s\n' "$?"
+printf '@@ env\n'; cat -- "$2" 2>/dev/null; printf '\n@@ env-rc %s\n' "$?"
+printf '@@ listeners\n'; ss -H -tulpn 2>&1; printf '@@ listeners-rc %s\n' "$?"
+inv=$(systemctl show -p InvocationID --value "$1" 2>/dev/null)
+pid=$(systemctl show -p MainPID --value "$1" 2>/dev/null)
+prog=$(systemctl show -p ExecStart --value "$1" 2>/dev/null | sed -n 's/.*path=\([^ ;]*\).*/\1/p' | head -n 1)
+case "$inv" in
+  *[!0-9a-f]*|'') ;;
+  *)
+    printf '@@ journal-connected\n'
+    journalctl "_SYSTEMD_INVOCATION_ID=$inv" -o short-iso --no-pager -q | grep -E -e "$3" | tail -n 1
+    printf '@@ journal-last\n'
+    journalctl "_SYSTEMD_INVOCATION_ID=$inv" -o short-iso --no-pager -q -n JOURNAL_LINES
+    ;;
+esac
+printf '@@ process\n'
+if [ -n "$prog" ]; then
+  printf 'program=%s\n' "$(readlink -f -- "$prog")"
+  if [ "${pid:-0}" -gt 0 ] 2>/dev/null && [ -d "/proc/$pid" ]; then
+    printf 'exe=%s\n' "$(readlink -- "/proc/$pid/exe")"
+    printf 'state=%s\n' "$(sed -n 's/^State:[[:space:]]*//p' "/proc/$pid/status")"
+    printf 'argv:\n'
+    tr '\0' '\n' < "/proc/$pid/cmdline"
+  fi
+fi
+""".replace("PROPERTIES", ",".join(PROPERTIES)).replace("JOURNAL_LINES", str(JOURNAL_LINES))
+
+# $1 certificate, $2 trust bundle, $3 key ('' when not set), then "--", then the paths to stat.
+FILES_SCRIPT = r"""
+cert=$1 ca=$2 key=$3; shift 4
+printf '@@ stat\n'; [ "$#" -gt 0 ] && LC_ALL=C stat -L -c 'STAT_FORMAT' -- "$@" 2>&1
+printf '@@ certificate\n'; [ -n "$cert" ] && cat -- "$cert" 2>&1; printf '@@ certificate-rc %s\n' "$?"
+printf '@@ trust\n'; [ -n "$ca" ] && cat -- "$ca" 2>&1; printf '@@ trust-rc %s\n' "$?"
+printf '@@ key\n'; [ -n "$key" ] && openssl pkey -in "$key" -pubout -passin pass: 2>&1; printf '@@ key-rc %s\n' "$?"
+""".replace("STAT_FORMAT", STAT_FORMAT)
+
+
+def sections(text: str) -> dict[str, str]:
+    """``@@ name`` sections of a script's output; ``@@ name-rc N`` lines become ``{"name-rc": "N"}``."""
+    found: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.split("\n"):
+        if line.startswith("@@ "):
+            header = line[3:].strip()
+            name, _, rest = header.partition(" ")
+            if name.endswith("-rc"):
+                found[name] = [rest]
+                current = None
+            else:
+                current = found.setdefault(name, [])
+            continue
+        if current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip("\n") for name, lines in found.items()}
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gateway, hasher: SecretHasher,
+                 read_secret_file: Callable[[str], bytes | None] | None = None) -> GatewaySnapshot:
+    """Every fact the gateway checks need. ``run(template, *args)`` is testinfra's (quoting its arguments)."""
+    started = time.time()
+    snap = GatewaySnapshot(host=host_id, name=name, gathered_at=started)
+    try:
+        before = time.time()
+        first = _run(host_id, run, "sh -c %s sh %s %s %s", HOST_SCRIPT, settings.unit, settings.env_file, settings.connected_log_pattern)
+        after = time.time()
+    except _Unreachable as exc:
+        snap.connection = Fact.failed(str(exc))
+        snap.gather_ms = (time.time() - started) * 1000
+        return snap
+    parts = sections(first.stdout)
+    snap.clock_skew = _clock(host_id, parts.get("clock", ""), before, after)
+    snap.unit = _unit(host_id, settings.unit, parts, first)
+    env = _env(host_id, settings.env_file, parts, hasher)
+    snap.env = env
+    snap.listeners = _listeners(host_id, parts)
+    snap.journal = _journal(host_id, settings.unit, parts)
+    unit = UnitProperties(settings.unit, dict(snap.unit.value or {}))
+    snap.process = _process(unit, parts.get("process", ""))
+
+    env_values = env.value if env.ok else {}
+    paths = _required_files(settings, unit, env_values)
+    cert, ca, key = (env_values.get(k, "").strip() for k in (CERT_PATH, TRUST_BUNDLE, KEY_PATH))
+    try:
+        second = _run(host_id, run, "sh -c %s sh %s %s %s -- " + " ".join(["%s"] * len(paths)), FILES_SCRIPT, cert, ca, key, *paths)
+    except _Unreachable as exc:
+        snap.files = snap.client_certificate = snap.trust_bundle = snap.client_key_spki = Fact.failed(str(exc))
+        snap.gather_ms = (time.time() - started) * 1000
+        return snap
+    parts = sections(second.stdout)
+    table = FileTable.parse(parts.get("stat", ""), parts.get("stat", ""))
+    snap.files = Fact({"stats": {p: _stat_json(s) for p, s in table.stats.items()}, "errors": table.errors})
+    snap.client_certificate = _pem_section(host_id, settings.env_file, CERT_PATH, cert, parts, "certificate", first_only=True)
+    snap.trust_bundle = _pem_section(host_id, settings.env_file, TRUST_BUNDLE, ca, parts, "trust", first_only=False)
+    snap.client_key_spki = _key(host_id, settings.env_file, key, parts, read_secret_file)
+    snap.gather_ms = (time.time() - started) * 1000
+    return snap
+
+
+def _run(host_id: str, run: Callable[..., Any], template: str, *args: str):
+    try:
+        return run(template, *args)
+    except Exception as exc:  # noqa: BLE001 - testinfra raises on ssh's own failure (exit 255)
+        raise _Unreachable(f"{host_id} unreachable: {connection_error(exc)}") from None
+
+
+def connection_error(exc: Exception) -> str:
+    """What ssh said, from testinfra's exception (it carries the failed CommandResult), in one line."""
+    result = exc.args[0] if exc.args else None
+    stderr = getattr(result, "stderr", None)
+    if isinstance(stderr, str) and stderr.strip():
+        return " ".join(stderr.split())[:300]
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+def _clock(host_id: str, text: str, before: float, after: float) -> Fact:
+    try:
+        skew = clock.Skew.measure(clock.parse_epoch(text), before, after)
+    except ValueError as exc:
+        return Fact.failed(f"{host_id}: cannot read its clock ({clock.COMMAND}: {exc})")
+    return Fact({"seconds": round(skew.seconds, 3), "uncertainty": round(skew.uncertainty, 3)})
+
+
+def _unit(host_id: str, unit: str, parts: dict[str, str], result: Any) -> Fact:
+    if parts.get("unit-rc", "1") != "0":
+        return Fact.failed(f"{host_id}: systemctl show {unit} failed: {(result.stderr or parts.get('unit', '')).strip()[:200]}")
+    return Fact(UnitProperties.parse(unit, parts.get("unit", "")).values)
+
+
+def _env(host_id: str, env_file: str, parts: dict[str, str], hasher: SecretHasher) -> Fact:
+    if parts.get("env-rc", "1") != "0":
+        return Fact.failed(f"{host_id}: {env_file} cannot be read (missing?); expected the agent's environment file")
+    values = parse_env(parts.get("env", ""))
+    secret = [value for key, value in values.items() if is_secret_name(key)]
+    REDACTOR.register(*secret)
+    return Fact({key: hasher(value) if is_secret_name(key) else value for key, value in values.items()})
+
+
+def _listeners(host_id: str, parts: dict[str, str]) -> Fact:
+    if parts.get("listeners-rc", "1") != "0":
+        return Fact.failed(f"{host_id}: {ss_listeners.COMMAND} failed (exit {parts.get('listeners-rc', '?')}): {parts.get('listeners', '').strip()[:200]}")
+    return Fact([{"proto": l.proto, "address": l.address, "port": l.port, "processes": [list(p) for p in l.processes]}
+                 for l in ss_listeners.parse(parts.get("listeners", ""))])
+
+
+def _journal(host_id: str, unit: str, parts: dict[str, str]) -> Fact:
+    if "journal-connected" not in parts:
+        return Fact({"connected": None, "telling": None, "lines": 0})
+    connected = journal.parse_lines(parts["journal-connected"])
+    last = journal.parse_lines(parts.get("journal-last", ""))
+    telling = journal.most_telling(last)
+    return Fact({
+        "connected": REDACTOR.redact(str(connected[-1])) if connected else None,
+        "telling": REDACTOR.redact(str(telling)) if telling else None,
+        "trouble": bool(telling and journal.reports_trouble(telling)),
+        "lines": len(last),
+    })
+
+
+def _process(unit: UnitProperties, text: str) -> Fact:
+    main_pid = unit.get("MainPID")
+    pid = int(main_pid) if main_pid.isdigit() else 0
+    program = unit.exec_start_path
+    if program is None:
+        return Fact({"pid": pid, "program": "", "program_resolved": "", "exe": None, "state": "", "argv": []})
+    facts = ProcessFacts.parse(pid, program, text)
+    return Fact({"pid": facts.pid, "program": facts.program, "program_resolved": facts.program_resolved, "exe": facts.exe,
+                 "state": facts.state, "argv": [REDACTOR.redact(a) for a in facts.argv[:3]]})
+
+
+def _required_files(settings: Gateway, unit: UnitProperties, env: dict[str, str]) -> list[str]:
+    paths = [settings.binary_path, settings.env_file, *filter(None, [unit.exec_start_path]), *unit.environment_files]
+    paths += list(required_paths(env, settings.scripts).values())
+    return list(dict.fromkeys(paths))
+
+
+def _stat_json(stat: Any) -> dict[str, Any]:
+    return {"path": stat.path, "mode": stat.mode, "uid": stat.uid, "user": stat.user, "gid": stat.gid, "group": stat.group, "kind": stat.kind}
+
+
+def _pem_section(host_id: str, env_file: str, key: str, path: str, parts: dict[str, str], name: str, first_only: bool) -> Fact:
+    if not path:
+        return Fact.failed(f"{host_id}: {env_file}: {key} not set; expected the path of the agent's {key}")
+    text = parts.get(name, "")
+    if parts.get(f"{name}-rc", "1") != "0":
+        return Fact.failed(f"{host_id}: {path} cannot be read (missing?); expected a PEM certificate")
+    from viworks_verify import certs
+
+    try:
+        found = certs.load_pem_certificates(text.encode())
+    except ValueError:
+        found = []
+    if not found:
+        return Fact.failed(f"{host_id}: {path} holds no PEM certificate; expected one")
+    from cryptography.hazmat.primitives import serialization
+
+    pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in found]
+    return Fact(pems[0] if first_only else pems)
+
+
+def _key(host_id: str, env_file: str, path: str, parts: dict[str, str], read_secret_file: Callable[[str], bytes | None] | None) -> Fact:
+    if not path:
+        return Fact.failed(f"{host_id}: {env_file}: {KEY_PATH} not set; expected the path of the agent's {KEY_PATH}")
+    rc = parts.get("key-rc", "1")
+    if rc == "0":
+        try:
+            return Fact(base64.b64encode(public_keys.spki_from_public_pem(parts.get("key", ""))).decode())
+        except ValueError as exc:
+            return Fact.failed(f"{host_id}: {path}: {exc}")
+    if rc != str(public_keys.COMMAND_NOT_FOUND) or read_secret_file is None:
+        message = next((l.strip() for l in parts.get("key", "").splitlines() if l.strip()), "no message")[:160]
+        return Fact.failed(f"{host_id}: {path} unusable as a private key (openssl: {message})")
+    # No openssl on the host: read the key once, keep its public half, drop the rest.
+    data = read_secret_file(path)
+    if data is None:
+        return Fact.failed(f"{host_id}: {path} cannot be read (missing?); expected the agent's private key")
+    try:
+        return Fact(base64.b64encode(public_keys.spki_from_private_pem(data)).decode())
+    except ValueError as exc:
+        return Fact.failed(f"{host_id}: {path}: {exc}")
+    finally:
+        data = None  # noqa: F841
