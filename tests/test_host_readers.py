@@ -42,7 +42,15 @@ class Result:
     stderr: str = ""
 
 
-def host_output(env: str | None = ENV) -> str:
+PATHS = ("@@ paths\ncertificate=/opt/viworks/agent/certs/client.crt\ntrust=/opt/viworks/agent/certs/ca.crt\n"
+         "key=/opt/viworks/agent/certs/client.key\nroot=/opt/viworks/scripts\n")
+REQUIRED = ("/opt/viworks/viworks-gateway-agent", "/opt/viworks/agent/.env", "/opt/viworks/agent/certs/client.crt",
+            "/opt/viworks/agent/certs/ca.crt", "/opt/viworks/scripts/delete_user.sh",
+            "/opt/viworks/scripts/add_vpn_user.sh", "/opt/viworks/scripts/delete_vpn_user.sh")
+
+
+def host_output(env: str | None = ENV, paths: str = PATHS) -> str:
+    """What the host script prints; the identity files' sections (files_output) follow it."""
     env_part = f"@@ env\n{env}\n@@ env-rc 0\n" if env is not None else "@@ env\n\n@@ env-rc 1\n"
     return (
         "@@ clock\n1767225600.25\n"
@@ -52,6 +60,7 @@ def host_output(env: str | None = ENV) -> str:
         "@@ journal-connected\n2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
         "@@ journal-last\n2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
         "@@ process\nprogram=/opt/viworks/viworks-gateway-agent\nexe=/opt/viworks/viworks-gateway-agent\nstate=S (sleeping)\nargv:\n/opt/viworks/viworks-gateway-agent\n"
+        f"{paths}"
     )
 
 
@@ -59,6 +68,8 @@ def files_output() -> str:
     public = CLIENT.certificate.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     return (
         "@@ stat\n600|0|root|0|root|regular file|/opt/viworks/agent/certs/client.key\n"
+        + "".join(f"644|0|root|0|root|regular file|{path}\n" for path in REQUIRED)
+        +
         "stat: cannot statx '/opt/viworks/scripts/add_user.sh': No such file or directory\n"
         f"@@ certificate\n{CLIENT.cert_pem().decode()}@@ certificate-rc 0\n"
         f"@@ trust\n{CA.cert_pem().decode()}@@ trust-rc 0\n"
@@ -67,10 +78,10 @@ def files_output() -> str:
 
 
 class FakeHost:
-    """testinfra's ``run(template, *args)``: answers the reader's two scripts from canned output."""
+    """testinfra's ``run(template, *args)``: answers the reader's scripts from canned output."""
 
     def __init__(self, first: str, second: str) -> None:
-        self.outputs = {HOST_SCRIPT: first, FILES_SCRIPT: second}
+        self.outputs = {HOST_SCRIPT: first + second, FILES_SCRIPT: second}
         self.calls: list[tuple[str, ...]] = []
 
     def run(self, template: str, *args: str) -> Result:
@@ -82,10 +93,10 @@ def read(host: FakeHost, hasher: SecretHasher | None = None) -> GatewaySnapshot:
     return read_gateway("ssh://gw-test-01", "gw-test-01", host.run, Gateway(), hasher or SecretHasher(b"k" * 32))
 
 
-def test_a_gateway_is_read_in_two_round_trips_into_every_fact():
+def test_a_gateway_is_read_in_one_round_trip_into_every_fact():
     host = FakeHost(host_output(), files_output())
     snapshot = read(host)
-    assert len(host.calls) == 2
+    assert len(host.calls) == 1
     assert snapshot.connection.ok and snapshot.unit.value["MainPID"] == "4242"
     assert snapshot.env.value["VIW_AGENT_ID"] == "gw-test-01"
     assert snapshot.journal.value["connected"].endswith("session established agent_id=gw-test-01")
@@ -95,9 +106,16 @@ def test_a_gateway_is_read_in_two_round_trips_into_every_fact():
     assert snapshot.file_table().absence("/opt/viworks/scripts/add_user.sh") == "does not exist"
     assert certs.common_name(snapshot.certificate()) == "gw-test-01"
     assert certs.chains_to(snapshot.certificate(), snapshot.trust_anchors())
-    # The second round trip stats what the .env names: certificates, key, trust bundle and scripts.
-    stat_paths = host.calls[1][5:]
-    assert "/opt/viworks/agent/certs/client.key" in stat_paths and "/opt/viworks/scripts/delete_vpn_user.sh" in stat_paths
+    assert host.calls[0][1:5] == ("viworks-gateway-agent.service", "/opt/viworks/agent/.env", "session established",
+                                  "/opt/viworks/viworks-gateway-agent")
+
+
+def test_paths_the_script_did_not_read_as_python_does_cost_one_more_round_trip():
+    quoted = ENV.replace("VIW_AGENT_CERT_PATH=/opt/viworks/agent/certs/client.crt", 'VIW_AGENT_CERT_PATH="/opt/viworks/agent/certs/client.crt"')
+    host = FakeHost(host_output(quoted, PATHS.replace("certificate=/opt/viworks/agent/certs/client.crt", 'certificate="/opt/x"')), files_output())
+    snapshot = read(host)
+    assert len(host.calls) == 2 and host.calls[1][1] == "/opt/viworks/agent/certs/client.crt"
+    assert certs.common_name(snapshot.certificate()) == "gw-test-01"
 
 
 def test_a_secret_value_is_in_a_snapshot_only_as_its_keyed_hash():

@@ -77,4 +77,4 @@ def test_the_committed_lab_target_is_valid():
     root = Path(__file__).resolve().parents[1]
     settings = load_settings("lab", root / "targets")
     assert settings.edge.domain == "agent.lab.test"
-    assert settings.gateway.agent_ids == ("gw-lab-01",)
+    assert settings.gateway.engine_listen_addresses == ("127.0.0.11",)  # the lab's own, from its file

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
-from typing import Iterator
+import dataclasses
+from typing import Any, Iterator
 
 import pytest
 
@@ -79,3 +81,40 @@ def online_gateway(gateway_readiness, deployed_agent_id) -> str:
         last = gateway_readiness.last if isinstance(gateway_readiness.last, dict) else {"status": gateway_readiness.last}
         pytest.skip(f"agent://{deployed_agent_id} is {last.get('status')} (see test_deployed_gateway_is_online)")
     return deployed_agent_id
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundTrip:
+    """One get_system_health sent to a gateway: what the API answered, and the command once settled."""
+
+    submitted: Any  # the POST's Timed answer
+    settled: Ready | NotReady | None  # None: not accepted (no 201)
+
+
+@pytest.fixture(scope="session")
+def system_health_round_trips(api, settings, deployed_agents) -> dict[str, RoundTrip]:
+    """get_system_health sent to every Online gateway at once, each polled until settled, concurrently.
+
+    A round trip costs the agent a CPU sample (~0.3 s): sent one gateway after another, a fleet of
+    eight would cost the gate seconds; sent together it costs one.
+    """
+    agent_ids = [agent_id for agent_id in deployed_agents if api.agent_info(agent_id).get("status") == "Online"]
+
+    def round_trip(agent_id: str) -> RoundTrip:
+        submitted = api.submit_command("get_system_health", {}, [agent_id], timeout_s=30)
+        if submitted.status != 201:
+            return RoundTrip(submitted, None)
+        correlation_id = submitted.json()["correlation_id"]
+        try:
+            settled = poll_until(lambda: api.command(correlation_id).json(),
+                                 lambda command: command.get("status") not in ("Pending", "Executing"),
+                                 what=f"command {correlation_id}", timeout_s=settings.timing.ready_timeout_s,
+                                 interval_s=0.05, max_interval_s=0.25)
+        except NotReady as exc:
+            settled = exc
+        return RoundTrip(submitted, settled)
+
+    if not agent_ids:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(agent_ids), 16)) as pool:
+        return dict(zip(agent_ids, pool.map(round_trip, agent_ids)))

@@ -16,9 +16,12 @@ HEALTH_READINGS = ("cpu_usage_percent", "memory_usage_percent", "disk_usage_perc
 
 
 @pytest.mark.smoke
-def test_deployed_gateway_is_online(gateway_readiness, settings, deployed_agent_id):
+def test_deployed_gateway_is_online(gateway_readiness, settings, deployed_agent_id, gateway_snapshot_of, fact_of):
     """The real outages: a gateway not deployed, or "active" and never connected."""
     if isinstance(gateway_readiness, NotReady):
+        snapshot = gateway_snapshot_of(deployed_agent_id)
+        if snapshot is not None:
+            fact_of(snapshot, "connection").require()  # an unreachable host is one failure, reported once
         last = gateway_readiness.last if isinstance(gateway_readiness.last, dict) else {"status": gateway_readiness.last}
         found = f"found {last.get('status')}, last_seen {last.get('last_seen') or 'never'}"
         if gateway_readiness.proof:  # the wait ended early: the host's facts prove it will not come
@@ -44,25 +47,20 @@ def test_deployed_gateway_telemetry_is_recent_and_real(api, settings, online_gat
 
 
 @pytest.mark.smoke
-def test_system_health_command_round_trips_to_the_gateway(api, settings, online_gateway, recorder):
+def test_system_health_command_round_trips_to_the_gateway(system_health_round_trips, settings, online_gateway, recorder):
     """The real outage: commands accepted (201) and never delivered."""
     deployed_agent_id = online_gateway
-    submitted = api.submit_command("get_system_health", {}, [deployed_agent_id], timeout_s=30)
+    sent = system_health_round_trips.get(deployed_agent_id)
+    if sent is None:
+        pytest.fail(f"agent://{deployed_agent_id}: expected get_system_health sent to it; it was not Online when the round trips were sent", pytrace=False)
+    submitted = sent.submitted
     assert submitted.status == 201, f"agent://{deployed_agent_id}: expected 201 for get_system_health; found {submitted.status} {submitted.response.text[:120]!r}"
     correlation_id = submitted.json()["correlation_id"]
     timeout = settings.timing.ready_timeout_s
-    try:
-        done = poll_until(
-            lambda: api.command(correlation_id).json(),
-            lambda command: command.get("status") not in ("Pending", "Executing"),
-            what=f"command {correlation_id}",
-            timeout_s=timeout,
-            interval_s=0.05,
-            max_interval_s=0.25,
-        )
-    except NotReady as exc:
-        status = exc.last.get("status") if isinstance(exc.last, dict) else exc.last
+    if isinstance(sent.settled, NotReady):
+        status = sent.settled.last.get("status") if isinstance(sent.settled.last, dict) else sent.settled.last
         pytest.fail(f"agent://{deployed_agent_id}: get_system_health {correlation_id} not done after {timeout:.0f} s; last status {status}", pytrace=False)
+    done = sent.settled
     recorder.figure("command round-trip (gateway)", (done.elapsed_s + submitted.elapsed_ms / 1000) * 1000, " ms", host=deployed_agent_id)
     command = done.value
     result = command.get("result") or {}

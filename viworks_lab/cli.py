@@ -18,24 +18,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="viworks-lab", description=__doc__)
     parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for each part to become ready")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="build (cached) and start the lab; wait until the gateway agent is Online")
+    up = commands.add_parser("up", help="build (cached) and start the lab; wait until every gateway agent is Online")
+    up.add_argument("--gateways", type=int, default=None, metavar="N",
+                    help="run N gateway hosts, gw-lab-01..NN, each its own systemd host, identity, ssh port and site "
+                         "(default: as the last up said, else 1)")
     commands.add_parser("down", help="remove every lab container and network (images stay cached)")
     commands.add_parser("status", help="the lab's containers: state, restarts, networks, published ports")
     breaking = commands.add_parser("break", help="inject one fault (see `faults`)")
     breaking.add_argument("fault")
+    breaking.add_argument("--host", default=None, metavar="GATEWAY", help="the gateway host a gateway fault hits (default gw-lab-01)")
     commands.add_parser("heal", help="remove the injected fault: back to the healthy lab, no rebuild")
     commands.add_parser("faults", help="the faults `break` can inject, one line each")
     args = parser.parse_args(argv)
     lab = Lab(log=_log, ready_timeout_s=args.ready_timeout)
     try:
         if args.command == "up":
-            timings = lab.up()
-            _log("up: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
+            timings = lab.up(gateways=args.gateways)
+            _log(f"up ({lab.gateway_count} gateway{'s' if lab.gateway_count > 1 else ''}): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
         elif args.command == "down":
             removed = lab.down()
             _log("down: removed " + (", ".join(removed) if removed else "nothing (no lab was running)"))
         elif args.command == "break":
-            lab.break_fault(args.fault)
+            lab.break_fault(args.fault, host=args.host)
         elif args.command == "heal":
             timings = lab.heal()
             _log("healed: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))

@@ -12,7 +12,6 @@ import dataclasses
 from typing import TYPE_CHECKING, Callable
 
 from viworks_lab import topology
-from viworks_lab.layout import GATEWAY_CONTAINER
 
 if TYPE_CHECKING:
     from viworks_lab.lab import Lab
@@ -47,7 +46,8 @@ class Fault:
 
 
 def _gateway(lab: "Lab"):
-    return lab.client.containers.get(GATEWAY_CONTAINER)
+    """The gateway host the fault is injected into (``break --host``; gw-lab-01 by default)."""
+    return lab.client.containers.get(lab.fault_gateway.container)
 
 
 def _in_gateway(*command: str) -> Callable[["Lab"], None]:

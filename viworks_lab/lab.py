@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -17,8 +18,8 @@ from viworks_verify.tokens import mint_token
 from viworks_lab import images, topology
 from viworks_lab.engine import LabError, docker_client
 from viworks_lab.layout import (
-    AGENT_DOMAIN, BACKEND_VERSION, FIXTURES, GATEWAY_CONTAINER, GATEWAY_ID, LOOPBACK, PORTS, SITE, StateDir,
-    default_state, render,
+    AGENT_DOMAIN, BACKEND_VERSION, FIXTURES, LOOPBACK, MAX_GATEWAYS, PORTS, GatewayHost, StateDir,
+    default_state, fleet, gateway_by_id, render,
 )
 from viworks_lab.faults import FAULTS, Fault, Knobs
 from viworks_lab.material import Material, ensure_material, ensure_server_variant
@@ -48,30 +49,59 @@ class Lab:
             self._client = docker_client()
         return self._client
 
-    # ---- up, break, heal ----------------------------------------------------------------------
-    def up(self) -> dict[str, float]:
-        """Build what is missing, start what is not running, wait until the gateway is Online.
+    # ---- the fleet of gateway hosts ------------------------------------------------------------
+    @property
+    def gateway_count(self) -> int:
+        """How many gateway hosts the lab runs: as the last ``up --gateways N`` said, else one."""
+        if self.state.fleet.exists():
+            return int(json.loads(self.state.fleet.read_text())["gateways"])
+        return 1
 
+    @property
+    def gateways(self) -> list[GatewayHost]:
+        return fleet(self.gateway_count)
+
+    @property
+    def fault_gateway(self) -> GatewayHost:
+        """The gateway host the active fault is injected into (gw-lab-01 unless ``break --host`` said)."""
+        host = json.loads(self.state.fault.read_text()).get("host") if self.state.fault.exists() else None
+        return gateway_by_id(host, self.gateway_count) if host else self.gateways[0]
+
+    # ---- up, break, heal ----------------------------------------------------------------------
+    def up(self, gateways: int | None = None) -> dict[str, float]:
+        """Build what is missing, start what is not running, wait until every gateway is Online.
+
+        ``gateways``: run that many gateway hosts from now on (gw-lab-01..NN); None keeps the count.
         With a fault in (``break``), the lab keeps it and waits only for what the fault leaves working.
         """
+        if gateways is not None:
+            if not 1 <= gateways <= MAX_GATEWAYS:
+                raise LabError(f"--gateways must be 1..{MAX_GATEWAYS}, not {gateways}")
+            self.state.root.mkdir(parents=True, exist_ok=True)
+            self.state.fleet.write_text(json.dumps({"gateways": gateways}))
         fault = self.active_fault()
         return self._converge(fault.knobs if fault else Knobs(), fault.wait_for if fault else ALL_READY)
 
-    def break_fault(self, name: str) -> None:
-        """Inject one fault into a healthy lab (healing any other first)."""
+    def break_fault(self, name: str, host: str | None = None) -> None:
+        """Inject one fault into a healthy lab (healing any other first); ``host``: the gateway a gateway fault hits."""
         fault = FAULTS.get(name)
         if fault is None:
             raise LabError(f"unknown fault {name!r}; `viworks-lab faults` lists them")
+        if host is not None:
+            if not fault.redeploy_gateway:
+                raise LabError(f"fault {name} is not a gateway host's: --host does not apply")
+            if gateway_by_id(host, self.gateway_count) is None:
+                raise LabError(f"no gateway host {host} in the lab (it runs {', '.join(g.agent_id for g in self.gateways)})")
         if self.active_fault() is not None:
             self.heal()
         else:
             self.up()
-        self.state.fault.write_text(json.dumps({"fault": name}))
+        self.state.fault.write_text(json.dumps({"fault": name, "host": host}))
         self._converge(fault.knobs, ())
         if fault.action is not None:
             fault.action(self)
-        self._wait_for(ensure_material(self.state), fault.wait_for)
-        self.log(f"fault {name} is in: {fault.description}")
+        self._wait_for(ensure_material(self.state, self.gateway_count), fault.wait_for)
+        self.log(f"fault {name} is in{' on ' + host if host else ''}: {fault.description}")
 
     def heal(self) -> dict[str, float]:
         """Back to the healthy lab, without rebuilding any image."""
@@ -82,7 +112,7 @@ class Lab:
                 if container is not None:
                     container.remove(force=True)
             if fault.redeploy_gateway:
-                gateway = topology.find(self.client, GATEWAY_CONTAINER)
+                gateway = topology.find(self.client, self.fault_gateway.container)
                 if gateway is not None:
                     gateway.exec_run(["rm", "-f", GATEWAY_FILES_MARK])
             self.state.fault.unlink()
@@ -97,7 +127,7 @@ class Lab:
     def _converge(self, knobs: Knobs, wait_for: tuple[str, ...]) -> dict[str, float]:
         timings: dict[str, float] = {}
         started = time.monotonic()
-        material = ensure_material(self.state)
+        material = ensure_material(self.state, self.gateway_count)
         backend_build, gateway_build = build_agent("backend"), build_agent("gateway")
         write_manifest(self.state.release, BACKEND_VERSION, [backend_build, gateway_build])
         bases = images.ensure_bases(self.client, self.log)
@@ -107,12 +137,14 @@ class Lab:
         self._render(material, knobs)
         topology.ensure_networks(self.client)
         changed = {}
-        for spec in self._specs(roles):
+        specs = self._specs(roles)
+        for spec in specs:
             _, changed[spec.name] = topology.ensure_container(self.client, spec)
+        self._remove_extra_gateways({spec.name for spec in specs})
         if changed[BACKEND] and not changed[NGINX]:
             # nginx resolved the backend's address when it started; a new backend container has a new one.
             self.client.containers.get(NGINX).restart(timeout=5)
-        self._deploy_gateway(material, gateway_build)
+        self._deploy_gateways(material, gateway_build)
         timings["containers_s"] = time.monotonic() - started - timings["images_s"]
         ready_started = time.monotonic()
         self._wait_for(material, wait_for)
@@ -126,7 +158,8 @@ class Lab:
         if "edge" in parts:
             self._wait_edge()
         if "gateway" in parts:
-            self._wait_gateway_online(material)
+            for gateway in self.gateways:
+                self._wait_gateway_online(material, gateway.agent_id)
 
     def _role_images(self, bases: dict[str, str], backend_build: Build) -> dict[str, str]:
         backend = images.RoleImage(
@@ -218,11 +251,21 @@ class Lab:
                     str(rendered / "nginx" / "tls"): "/etc/nginx/tls:ro",
                 },
             ),
-            topology.ContainerSpec(
-                GATEWAY_CONTAINER, roles["gateway-host"], {"viworks-public": ()},
-                ports={"22/tcp": PORTS["gateway_ssh"]}, hostname=GATEWAY_ID, systemd=True,
+            *(
+                topology.ContainerSpec(
+                    gateway.container, roles["gateway-host"], {"viworks-public": ()},
+                    ports={"22/tcp": gateway.ssh_port}, hostname=gateway.agent_id, systemd=True,
+                )
+                for gateway in self.gateways
             ),
         ]
+
+    def _remove_extra_gateways(self, wanted: set[str]) -> None:
+        """Gateway hosts beyond the fleet's count (after ``up --gateways`` with fewer) are removed."""
+        for container in topology.lab_containers(self.client):
+            if container.name.startswith("viworks-gw-lab-") and container.name not in wanted:
+                container.remove(force=True)
+                self.log(f"removed {container.name} (the fleet is {self.gateway_count})")
 
     def _wait_backend(self, material: Material) -> None:
         def health() -> tuple[int, str]:
@@ -253,24 +296,32 @@ class Lab:
             raise LabError(f"lab not up: {exc}") from exc
 
     # ---- the gateway host -------------------------------------------------------------------
-    def _deploy_gateway(self, material: Material, build: Build) -> None:
-        """Install the gateway agent the way a deploy would: binary, .env, certs, scripts, unit."""
-        container = self.client.containers.get(GATEWAY_CONTAINER)
+    def _deploy_gateways(self, material: Material, build: Build) -> None:
+        """Deploy to every gateway host at once (each waits for its own systemd); record their ssh host keys."""
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.gateways)) as pool:
+            lines = list(pool.map(lambda gateway: self._deploy_gateway(material, build, gateway), self.gateways))
+        known_hosts = self.state.ssh / "known_hosts"
+        text = "".join(lines)
+        if not known_hosts.exists() or known_hosts.read_text() != text:
+            known_hosts.write_text(text)
+
+    def _deploy_gateway(self, material: Material, build: Build, gateway: GatewayHost) -> str:
+        """Install the gateway agent the way a deploy would: binary, .env, certs, scripts, unit. Returns its known_hosts line."""
+        container = self.client.containers.get(gateway.container)
         self._wait(
             lambda: topology.exec_checked(container, ["systemctl", "is-system-running"], "systemd").strip(),
             lambda state: state in ("running", "degraded"),
-            f"systemd in {GATEWAY_CONTAINER}",
+            f"systemd in {gateway.container}",
         )
-        self._record_host_key(container)
         env_text = render(
             (FIXTURES / "gateway" / "agent.env.template").read_text(),
-            {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": GATEWAY_ID, "SPKI_PIN": material.server_pin, "SITE": SITE},
+            {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": gateway.agent_id, "SPKI_PIN": material.server_pin, "SITE": gateway.site},
         )
         files = {
             "/opt/viworks/viworks-gateway-agent": (build.data, 0o755),
             "/opt/viworks/agent/.env": (env_text.encode(), 0o600),
-            "/opt/viworks/agent/certs/client.crt": (material.read(f"{GATEWAY_ID}.crt"), 0o644),
-            "/opt/viworks/agent/certs/client.key": (material.read(f"{GATEWAY_ID}.key"), 0o600),
+            "/opt/viworks/agent/certs/client.crt": (material.read(f"{gateway.agent_id}.crt"), 0o644),
+            "/opt/viworks/agent/certs/client.key": (material.read(f"{gateway.agent_id}.key"), 0o600),
             "/opt/viworks/agent/certs/ca.crt": (material.read("ca.crt"), 0o644),
             "/opt/viworks/agent/certs/backend-signing.pub": (material.read("command-signing.pub"), 0o644),
             "/etc/systemd/system/viworks-gateway-agent.service": ((FIXTURES / "gateway" / "viworks-gateway-agent.service").read_bytes(), 0o644),
@@ -280,37 +331,31 @@ class Lab:
             files[f"/opt/viworks/scripts/{script.name}"] = (script.read_bytes(), 0o755)
         digest = _files_digest(files)
         deployed = container.exec_run(["cat", GATEWAY_FILES_MARK]).output.decode(errors="replace").strip()
-        if deployed == digest and _unit_active(container):
-            return
-        topology.put_files(container, {**files, GATEWAY_FILES_MARK: (digest.encode(), 0o644)})
-        topology.exec_checked(container, ["chown", "-R", "ops:ops", "/home/ops/.ssh"], "chown ~ops/.ssh")
-        topology.exec_checked(container, ["chmod", "0700", "/home/ops/.ssh"], "chmod ~ops/.ssh")
-        topology.exec_checked(container, ["systemctl", "daemon-reload"], "systemctl daemon-reload")
-        topology.exec_checked(container, ["systemctl", "enable", "viworks-gateway-agent.service"], "enable the gateway unit")
-        topology.exec_checked(container, ["systemctl", "restart", "viworks-gateway-agent.service"], "start the gateway unit")
-        self.log(f"deployed the gateway agent to {GATEWAY_CONTAINER} ({build.size} bytes, sha256 {build.sha256[:12]})")
-
-    def _record_host_key(self, container) -> None:
+        if deployed != digest or not _unit_active(container):
+            topology.put_files(container, {**files, GATEWAY_FILES_MARK: (digest.encode(), 0o644)})
+            topology.exec_checked(container, ["chown", "-R", "ops:ops", "/home/ops/.ssh"], "chown ~ops/.ssh")
+            topology.exec_checked(container, ["chmod", "0700", "/home/ops/.ssh"], "chmod ~ops/.ssh")
+            topology.exec_checked(container, ["systemctl", "daemon-reload"], "systemctl daemon-reload")
+            topology.exec_checked(container, ["systemctl", "enable", "viworks-gateway-agent.service"], "enable the gateway unit")
+            topology.exec_checked(container, ["systemctl", "restart", "viworks-gateway-agent.service"], "start the gateway unit")
+            self.log(f"deployed the gateway agent to {gateway.container} ({build.size} bytes, sha256 {build.sha256[:12]})")
         key = topology.exec_checked(container, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], "read the ssh host key")
         algorithm, blob = key.split()[:2]
-        line = f"[{LOOPBACK}]:{PORTS['gateway_ssh']} {algorithm} {blob}\n"
-        known_hosts = self.state.ssh / "known_hosts"
-        if not known_hosts.exists() or known_hosts.read_text() != line:
-            known_hosts.write_text(line)
+        return f"[{LOOPBACK}]:{gateway.ssh_port} {algorithm} {blob}\n"
 
-    def _wait_gateway_online(self, material: Material) -> None:
+    def _wait_gateway_online(self, material: Material, agent_id: str) -> None:
         token = mint_token(material.jwt_secret, subject="viworks-lab", role="viewer", ttl_s=self.ready_timeout_s + 60)
 
         def registry_status() -> str:
             response = httpx.get(
-                f"http://{LOOPBACK}:{PORTS['api']}/api/v1/agents/{GATEWAY_ID}",
+                f"http://{LOOPBACK}:{PORTS['api']}/api/v1/agents/{agent_id}",
                 headers={"Authorization": f"Bearer {token}"}, timeout=2,
             )
             if response.status_code == 404:
                 return "not registered"
             return response.json().get("status", f"HTTP {response.status_code}")
 
-        self._wait(registry_status, lambda status: status == "Online", f"gateway agent {GATEWAY_ID} Online in the registry")
+        self._wait(registry_status, lambda status: status == "Online", f"gateway agent {agent_id} Online in the registry")
 
     # ---- down and status --------------------------------------------------------------------
     def down(self) -> list[str]:

@@ -19,6 +19,38 @@ NETWORKS = ("viworks-internal", "viworks-public")
 LOOPBACK = "127.0.0.1"
 # Published ports on the loopback interface: the contract's, plus sshd of the gateway host.
 PORTS = {"http": 80, "https": 443, "api": 8080, "ws": 8081, "gateway_ssh": 2222}
+MAX_GATEWAYS = 16  # a fleet of gateway hosts: gw-lab-01..NN, ssh on 2222..2222+N-1
+
+
+@dataclasses.dataclass(frozen=True)
+class GatewayHost:
+    """One gateway host of the lab's fleet: its agent id, container, ssh port and site."""
+
+    index: int  # 1-based
+
+    @property
+    def agent_id(self) -> str:
+        return f"gw-lab-{self.index:02d}"
+
+    @property
+    def container(self) -> str:
+        return f"viworks-{self.agent_id}"
+
+    @property
+    def ssh_port(self) -> int:
+        return PORTS["gateway_ssh"] + self.index - 1
+
+    @property
+    def site(self) -> str:
+        return SITE if self.index == 1 else f"{SITE}-{self.index:02d}"
+
+
+def fleet(count: int) -> list[GatewayHost]:
+    return [GatewayHost(index) for index in range(1, count + 1)]
+
+
+def gateway_by_id(agent_id: str, count: int) -> GatewayHost | None:
+    return next((gateway for gateway in fleet(count) if gateway.agent_id == agent_id), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +86,15 @@ class StateDir:
     @property
     def fault(self) -> Path:
         return self.root / "fault.json"
+
+    @property
+    def fleet(self) -> Path:
+        """How many gateway hosts the lab runs (``up --gateways N``)."""
+        return self.root / "fleet.json"
+
+    @property
+    def fleet_inventory(self) -> Path:
+        return self.root / "hosts.ini"
 
     @property
     def rendered(self) -> Path:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from viworks_verify import certs
 from viworks_verify.pins import spki_pin
-from viworks_lab.layout import AGENT_DOMAIN, GATEWAY_ID, LOOPBACK, PORTS, SUITE_AGENT_ID, StateDir
+from viworks_lab.layout import AGENT_DOMAIN, GATEWAY_ID, LOOPBACK, REPO_ROOT, SUITE_AGENT_ID, GatewayHost, StateDir, fleet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +57,7 @@ def _identity_files(state: StateDir, stem: str, identity: certs.Identity) -> Non
     _write(state.pki / f"{stem}.key", identity.key_pem(), 0o600)
 
 
-def ensure_material(state: StateDir) -> Material:
+def ensure_material(state: StateDir, gateways: int = 1) -> Material:
     """Create what is missing; never regenerate what exists (keys and pins stay stable)."""
     state.root.mkdir(parents=True, exist_ok=True)
     state.root.chmod(0o700)
@@ -102,9 +102,15 @@ def ensure_material(state: StateDir) -> Material:
             ),
             0o600,
         )
+    hosts = fleet(gateways)
+    for gateway in hosts:  # each gateway host its own client identity (CN = its agent id)
+        if not (state.pki / f"{gateway.agent_id}.crt").exists():
+            ca = certs.Identity(certs.load_pem_certificates((state.pki / "ca.crt").read_bytes())[0],
+                                certs.load_private_key((state.pki / "ca.key").read_bytes()))
+            _identity_files(state, gateway.agent_id, certs.issue(ca, gateway.agent_id, server=False))
     values = json.loads(state.lab_secrets.read_text())
     material = Material(state, values["postgres_password"], values["redis_password"], values["jwt_secret"])
-    _write_suite_files(material)
+    _write_suite_files(material, hosts)
     return material
 
 
@@ -130,32 +136,55 @@ def ensure_server_variant(state: StateDir, stem: str) -> None:
     _identity_files(state, stem, identity)
 
 
-def _write_suite_files(material: Material) -> None:
-    """What the suite reads to target the lab: its secrets and the gateway host's ssh config."""
+def _write_suite_files(material: Material, gateways: list[GatewayHost]) -> None:
+    """What the suite reads to target the lab: its secrets, the inventory, the gateway hosts' ssh config."""
     state = material.state
     _write(
         state.secrets_env,
         "# Secrets of the lab target (read by targets/lab.toml; environment variables take precedence).\n"
         f"VIWORKS_JWT_SECRET={material.jwt_secret}\n"
-        f"VIWORKS_AGENT_KEY_FILE={state.pki / (SUITE_AGENT_ID + '.key')}\n",
+        f"VIWORKS_AGENT_KEY_FILE={state.pki / (SUITE_AGENT_ID + '.key')}\n"
+        f"VIWORKS_SNAPSHOT_KEY={_snapshot_key(material)}\n",
         0o600,
     )
+    # One gateway: the repository's hosts.ini. A fleet: an inventory of its own, beside this file.
+    if len(gateways) == 1:
+        inventory = str(REPO_ROOT / "hosts.ini")
+    else:
+        _write(
+            state.fleet_inventory,
+            f"# Written by `viworks-lab up --gateways {len(gateways)}`: the lab's fleet.\n\n"
+            "[backend]\nbackend-lab ansible_connection=local\n\n[gateway]\n"
+            + "".join(f"{gateway.agent_id} ansible_become=true\n" for gateway in gateways),
+        )
+        inventory = str(state.fleet_inventory)
     _write(
         state.root / "generated.toml",
         "# Written by `viworks-lab up` for targets/lab.toml: values that exist only once the lab made them.\n"
+        f'inventory = "{inventory}"\n\n'
         "[edge]\n"
-        f'spki_pins = "sha256/{material.server_pin}"\n',
+        f'spki_pins = "sha256/{material.server_pin}"\n\n'
+        "[gateway]\n"
+        f"agent_ids = [{', '.join(repr(gateway.agent_id).replace(chr(39), chr(34)) for gateway in gateways)}]\n",
     )
     _write(
         state.ssh_config,
-        f"Host {GATEWAY_ID}\n"
-        f"    HostName {LOOPBACK}\n"
-        f"    Port {PORTS['gateway_ssh']}\n"
-        "    User ops\n"
-        f"    IdentityFile {state.ssh / 'id_ed25519'}\n"
-        "    IdentitiesOnly yes\n"
-        f"    UserKnownHostsFile {state.ssh / 'known_hosts'}\n"
-        "    StrictHostKeyChecking yes\n"
-        "    ConnectTimeout 5\n"
-        "    ServerAliveInterval 10\n",
+        "".join(
+            f"Host {gateway.agent_id}\n"
+            f"    HostName {LOOPBACK}\n"
+            f"    Port {gateway.ssh_port}\n"
+            "    User ops\n"
+            f"    IdentityFile {state.ssh / 'id_ed25519'}\n"
+            "    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {state.ssh / 'known_hosts'}\n"
+            "    StrictHostKeyChecking yes\n"
+            "    ConnectTimeout 5\n"
+            "    ServerAliveInterval 10\n\n"
+            for gateway in gateways
+        ),
     )
+
+
+def _snapshot_key(material: Material) -> str:
+    """The lab's key for hashing secret values in snapshots: stable, so two snapshots of the lab compare."""
+    return hashlib.sha256(("snapshot:" + material.jwt_secret).encode()).hexdigest()

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Any
-
-import docker
+from typing import TYPE_CHECKING, Any
 
 from viworks_verify.backend_config import BackendConfigError, parse_backend_config
 from viworks_verify.container_files import FileFacts, file_facts_command, parse_file_facts
@@ -27,6 +25,9 @@ from viworks_verify.nginx_config import NginxConfigError, parse_nginx_dump, ngin
 from viworks_verify.redaction import REDACTOR
 from viworks_verify.settings import Edge, Backend
 from viworks_verify.snapshot import BackendSnapshot, Fact, SecretHasher, directive_to_json, file_facts_to_json, inspect_subset
+
+if TYPE_CHECKING:
+    import docker
 
 _FILES_MARK = "@@@@ viworks files"
 
@@ -45,7 +46,9 @@ class _Exec:
         return (lines[0] if lines else f"exit {self.exit_code}")[:300]
 
 
-def read_backend(host_id: str, name: str, client: docker.DockerClient, backend: Backend, edge: Edge, hasher: SecretHasher) -> BackendSnapshot:
+def read_backend(host_id: str, name: str, client: "docker.DockerClient", backend: Backend, edge: Edge, hasher: SecretHasher) -> BackendSnapshot:
+    import docker  # here, not at the top: the SDK takes a while to import, and this runs on a gather thread
+
     started = time.time()
     snap = BackendSnapshot(host=host_id, name=name, gathered_at=started)
     api = client.api
@@ -98,6 +101,12 @@ def _running_problem(snap: BackendSnapshot, container: str) -> str | None:
     return None
 
 
+def _api_error() -> type[Exception]:
+    import docker
+
+    return docker.errors.APIError
+
+
 def _exec(api: Any, container: str, argv: list[str]) -> _Exec:
     exec_id = api.exec_create(container, argv, stdout=True, stderr=True)["Id"]
     stdout, stderr = api.exec_start(exec_id, demux=True)
@@ -117,7 +126,7 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
     script = SNAPSHOT_SCRIPT + f"\nprintf '%s\\n' '{_FILES_MARK}'\n" + files_argv[2]
     try:
         done = _exec(api, container, ["sh", "-c", script, *files_argv[3:]])
-    except docker.errors.APIError as exc:
+    except _api_error() as exc:
         problem = f"{snap.host}: {container}: cannot exec sh in it: {exc.explanation or exc}"[:400]
         snap.agent_listeners = snap.agent_files = snap.agent_config = Fact.failed(problem)
         return
@@ -183,7 +192,7 @@ def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -
         return
     try:
         done = _exec(api, container, ["nginx", "-T"])
-    except docker.errors.APIError as exc:
+    except _api_error() as exc:
         snap.nginx = snap.nginx_tls_files = Fact.failed(f"{snap.host}: {container}: cannot exec nginx in it: {exc.explanation or exc}"[:400])
         return
     if done.exit_code != 0:
@@ -204,7 +213,7 @@ def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -
     readable = [*server.certificate_paths, *([server.client_ca_path] if server.client_ca_path else [])]
     try:
         files = _exec(api, container, file_facts_command(stat=server.key_paths, content=readable))
-    except docker.errors.APIError as exc:
+    except _api_error() as exc:
         snap.nginx_tls_files = Fact.failed(f"{snap.host}: {container}: cannot exec sh in it: {exc.explanation or exc}"[:400])
         return
     snap.nginx_tls_files = Fact(file_facts_to_json(parse_file_facts(files.stdout)))

@@ -1,10 +1,11 @@
-"""Read a gateway host into a ``GatewaySnapshot``: two round trips over its one SSH connection.
+"""Read a gateway host into a ``GatewaySnapshot``: one round trip over its one SSH connection.
 
-1. One sectioned ``sh`` script: the clock, the unit's properties, the agent's .env, the listeners,
-   the unit's journal since its last start, and the unit's main process.
-2. What the .env names (known only after reading it): one ``stat`` of every required file, the
-   client certificate and trust bundle, and the public half of the client key (``openssl pkey
-   -pubout`` on the host: the private key never crosses the connection).
+One sectioned ``sh`` script reads the clock, the unit's properties, the agent's .env, the
+listeners, the unit's journal since its last start, the unit's main process, and what the .env
+names: one ``stat`` of every required file, the client certificate and trust bundle, and the
+public half of the client key (``openssl pkey -pubout`` on the host: the private key never crosses
+the connection). The script finds the .env's paths with sed; where Python's reading of the .env
+(quoting, ``export``) names other paths, a second round trip reads those.
 
 Sans-I/O where it matters: the scripts and the parsing of their sections are plain functions;
 ``read_gateway`` takes any object with testinfra's ``run(template, *args)``.
@@ -16,7 +17,7 @@ import base64
 import time
 from typing import Any, Callable
 
-from viworks_verify import clock, journal, public_keys
+from viworks_verify import certs, clock, journal, public_keys, ss_listeners
 from viworks_verify.envfile import is_secret_name, parse_env
 from viworks_verify.file_stat import FORMAT as STAT_FORMAT
 from viworks_verify.file_stat import FileTable
@@ -25,26 +26,40 @@ from viworks_verify.processes import ProcessFacts
 from viworks_verify.redaction import REDACTOR
 from viworks_verify.settings import Gateway
 from viworks_verify.snapshot import Fact, GatewaySnapshot, SecretHasher
-from viworks_verify import ss_listeners
 from viworks_verify.systemd_unit import PROPERTIES, UnitProperties
 
 JOURNAL_LINES = 20
 
-# $1 unit, $2 env file, $3 the connected-session pattern (grep -E). Each section starts "@@ name";
-# a section's exit status follows as "@@ name-rc N" where it matters.
+# The identity files' sections, shared by both scripts: $cert, $ca, $key set, stat paths on stdin.
+_FILES_PART = r"""
+printf '@@ stat\n'; tr '\n' '\0' | xargs -0 -r env LC_ALL=C stat -L -c 'STAT_FORMAT' -- 2>&1
+printf '@@ certificate\n'; [ -n "$cert" ] && cat -- "$cert" 2>&1; printf '@@ certificate-rc %s\n' "$?"
+printf '@@ trust\n'; [ -n "$ca" ] && cat -- "$ca" 2>&1; printf '@@ trust-rc %s\n' "$?"
+printf '@@ key\n'; [ -n "$key" ] && openssl pkey -in "$key" -pubout -passin pass: 2>&1; printf '@@ key-rc %s\n' "$?"
+""".replace("STAT_FORMAT", STAT_FORMAT)
+
+# $1 unit, $2 env file, $3 the connected-session pattern (grep -E), $4 the agent binary, then the
+# script names. Each section starts "@@ name"; a section's exit status follows as "@@ name-rc N".
 HOST_SCRIPT = r"""
+unit=$1 envf=$2 pattern=$3 binary=$4; shift 4
 printf '@@ clock\n'; date -u +%s.%N
-printf '@@ unit\n'; systemctl show "$1" --no-pager --property=PROPERTIES; printf '@@ unit-rc %s\n' "$?"
-printf '@@ env\n'; cat -- "$2" 2>/dev/null; printf '\n@@ env-rc %s\n' "$?"
+show=$(systemctl show "$unit" --no-pager --property=PROPERTIES 2>&1); rc=$?
+printf '@@ unit\n%s\n@@ unit-rc %s\n' "$show" "$rc"
+prop() { printf '%s\n' "$show" | sed -n "s/^$1=//p" | head -n 1; }
+inv=$(prop InvocationID) pid=$(prop MainPID)
+prog=$(prop ExecStart | sed -n 's/.*path=\([^ ;]*\).*/\1/p')
+printf '@@ env\n'; cat -- "$envf" 2>/dev/null; printf '\n@@ env-rc %s\n' "$?"
+val() {
+  sed -n "s/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}$1[[:space:]]*=[[:space:]]*//p" "$envf" 2>/dev/null | tail -n 1 \
+    | sed -e 's/[[:space:]]*$//' -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/"
+}
+cert=$(val VIW_AGENT_CERT_PATH) ca=$(val VIW_AGENT_TRUST_BUNDLE) key=$(val VIW_AGENT_KEY_PATH) root=$(val VIW_AGENT_SCRIPTS_ROOT)
 printf '@@ listeners\n'; ss -H -tulpn 2>&1; printf '@@ listeners-rc %s\n' "$?"
-inv=$(systemctl show -p InvocationID --value "$1" 2>/dev/null)
-pid=$(systemctl show -p MainPID --value "$1" 2>/dev/null)
-prog=$(systemctl show -p ExecStart --value "$1" 2>/dev/null | sed -n 's/.*path=\([^ ;]*\).*/\1/p' | head -n 1)
 case "$inv" in
   *[!0-9a-f]*|'') ;;
   *)
     printf '@@ journal-connected\n'
-    journalctl "_SYSTEMD_INVOCATION_ID=$inv" -o short-iso --no-pager -q | grep -E -e "$3" | tail -n 1
+    journalctl "_SYSTEMD_INVOCATION_ID=$inv" -o short-iso --no-pager -q | grep -E -e "$pattern" | tail -n 1
     printf '@@ journal-last\n'
     journalctl "_SYSTEMD_INVOCATION_ID=$inv" -o short-iso --no-pager -q -n JOURNAL_LINES
     ;;
@@ -59,16 +74,24 @@ if [ -n "$prog" ]; then
     tr '\0' '\n' < "/proc/$pid/cmdline"
   fi
 fi
-""".replace("PROPERTIES", ",".join(PROPERTIES)).replace("JOURNAL_LINES", str(JOURNAL_LINES))
+printf '@@ paths\ncertificate=%s\ntrust=%s\nkey=%s\nroot=%s\n' "$cert" "$ca" "$key" "$root"
+{
+  printf '%s\n' "$binary" "$envf" "$prog" "$cert" "$key" "$ca"
+  printf '%s\n' "$show" | sed -n 's/^EnvironmentFiles=\(\/[^ ]*\) (ignore_errors=.*/\1/p'
+  [ -n "$root" ] && for s in "$@"; do printf '%s/%s\n' "${root%/}" "$s"; done
+} | grep -v '^$' | sort -u | {
+FILES_PART
+}
+""".replace("PROPERTIES", ",".join(PROPERTIES)).replace("JOURNAL_LINES", str(JOURNAL_LINES)).replace("FILES_PART", _FILES_PART)
 
+# The second round trip, only when the script's reading of the .env missed paths Python's names:
 # $1 certificate, $2 trust bundle, $3 key ('' when not set), then "--", then the paths to stat.
 FILES_SCRIPT = r"""
 cert=$1 ca=$2 key=$3; shift 4
-printf '@@ stat\n'; [ "$#" -gt 0 ] && LC_ALL=C stat -L -c 'STAT_FORMAT' -- "$@" 2>&1
-printf '@@ certificate\n'; [ -n "$cert" ] && cat -- "$cert" 2>&1; printf '@@ certificate-rc %s\n' "$?"
-printf '@@ trust\n'; [ -n "$ca" ] && cat -- "$ca" 2>&1; printf '@@ trust-rc %s\n' "$?"
-printf '@@ key\n'; [ -n "$key" ] && openssl pkey -in "$key" -pubout -passin pass: 2>&1; printf '@@ key-rc %s\n' "$?"
-""".replace("STAT_FORMAT", STAT_FORMAT)
+printf '%s\n' "$@" | {
+FILES_PART
+}
+""".replace("FILES_PART", _FILES_PART)
 
 
 def sections(text: str) -> dict[str, str]:
@@ -101,38 +124,44 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
     snap = GatewaySnapshot(host=host_id, name=name, gathered_at=started)
     try:
         before = time.time()
-        first = _run(host_id, run, "sh -c %s sh %s %s %s", HOST_SCRIPT, settings.unit, settings.env_file, settings.connected_log_pattern)
+        first = _run(host_id, run, "sh -c %s sh %s %s %s %s" + " %s" * len(settings.scripts), HOST_SCRIPT,
+                     settings.unit, settings.env_file, settings.connected_log_pattern, settings.binary_path, *settings.scripts)
         after = time.time()
     except _Unreachable as exc:
         snap.connection = Fact.failed(str(exc))
-        snap.gather_ms = (time.time() - started) * 1000
+        snap.gather_ms = round((time.time() - started) * 1000, 1)
         return snap
     parts = sections(first.stdout)
     snap.clock_skew = _clock(host_id, parts.get("clock", ""), before, after)
     snap.unit = _unit(host_id, settings.unit, parts, first)
-    env = _env(host_id, settings.env_file, parts, hasher)
-    snap.env = env
+    snap.env = _env(host_id, settings.env_file, parts, hasher)
     snap.listeners = _listeners(host_id, parts)
     snap.journal = _journal(host_id, settings.unit, parts)
     unit = UnitProperties(settings.unit, dict(snap.unit.value or {}))
     snap.process = _process(unit, parts.get("process", ""))
 
-    env_values = env.value if env.ok else {}
-    paths = _required_files(settings, unit, env_values)
+    env_values = parse_env(parts.get("env", "")) if snap.env.ok else {}
     cert, ca, key = (env_values.get(k, "").strip() for k in (CERT_PATH, TRUST_BUNDLE, KEY_PATH))
-    try:
-        second = _run(host_id, run, "sh -c %s sh %s %s %s -- " + " ".join(["%s"] * len(paths)), FILES_SCRIPT, cert, ca, key, *paths)
-    except _Unreachable as exc:
-        snap.files = snap.client_certificate = snap.trust_bundle = snap.client_key_spki = Fact.failed(str(exc))
-        snap.gather_ms = (time.time() - started) * 1000
-        return snap
-    parts = sections(second.stdout)
     table = FileTable.parse(parts.get("stat", ""), parts.get("stat", ""))
+    read_by_script = dict(line.split("=", 1) for line in parts.get("paths", "").splitlines() if "=" in line)
+    missed = [p for p in _required_files(settings, unit, env_values) if p not in table.stats and p not in table.errors]
+    if missed or (read_by_script.get("certificate"), read_by_script.get("trust"), read_by_script.get("key")) != (cert, ca, key):
+        # The script read the .env otherwise than Python does (quoting): one more round trip, for those paths.
+        try:
+            second = _run(host_id, run, "sh -c %s sh %s %s %s -- " + " ".join(["%s"] * len(missed)), FILES_SCRIPT, cert, ca, key, *missed)
+        except _Unreachable as exc:
+            snap.files = snap.client_certificate = snap.trust_bundle = snap.client_key_spki = Fact.failed(str(exc))
+            snap.gather_ms = round((time.time() - started) * 1000, 1)
+            return snap
+        again = sections(second.stdout)
+        more = FileTable.parse(again.get("stat", ""), again.get("stat", ""))
+        table = FileTable({**table.stats, **more.stats}, {**table.errors, **more.errors})
+        parts.update({k: v for k, v in again.items() if k != "stat"})
     snap.files = Fact({"stats": {p: _stat_json(s) for p, s in table.stats.items()}, "errors": table.errors})
     snap.client_certificate = _pem_section(host_id, settings.env_file, CERT_PATH, cert, parts, "certificate", first_only=True)
     snap.trust_bundle = _pem_section(host_id, settings.env_file, TRUST_BUNDLE, ca, parts, "trust", first_only=False)
     snap.client_key_spki = _key(host_id, settings.env_file, key, parts, read_secret_file)
-    snap.gather_ms = (time.time() - started) * 1000
+    snap.gather_ms = round((time.time() - started) * 1000, 1)
     return snap
 
 
@@ -223,8 +252,6 @@ def _pem_section(host_id: str, env_file: str, key: str, path: str, parts: dict[s
     text = parts.get(name, "")
     if parts.get(f"{name}-rc", "1") != "0":
         return Fact.failed(f"{host_id}: {path} cannot be read (missing?); expected a PEM certificate")
-    from viworks_verify import certs
-
     try:
         found = certs.load_pem_certificates(text.encode())
     except ValueError:

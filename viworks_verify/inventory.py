@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,9 @@ class Inventory:
         self.timeout_s = timeout_s
         _put_ansible_on_path()
         self._runner = AnsibleRunner(str(path))
+        cached = _read_cache(path)
+        if cached is not None:  # ansible-inventory takes about a second to start: reuse its answer for the same input
+            self._runner.__dict__["inventory"] = cached
 
     @functools.cached_property
     def hosts(self) -> list[InventoryHost]:
@@ -61,6 +67,7 @@ class Inventory:
             names = {group: self._runner.get_hosts(group) for group in GROUPS}
         except (RuntimeError, subprocess.CalledProcessError, ValueError) as exc:
             raise InventoryError(f"inventory {self.path} cannot be parsed: {exc}") from None
+        _write_cache(self.path, self._runner.inventory)
         found = []
         for group, members in names.items():
             for name in members:
@@ -95,7 +102,7 @@ class Inventory:
         if host.connection == "local":
             return testinfra.get_host("local://", sudo=host.become and os.geteuid() != 0)
         spec = "ssh://" + (f"{host.user}@" if host.user else "") + host.address + (f":{host.port}" if host.port else "")
-        options: dict[str, Any] = {"sudo": host.become, "timeout": self.timeout_s, "controlpersist": 120}
+        options: dict[str, Any] = {"sudo": host.become, "timeout": self.timeout_s, "controlpersist": 60}
         if self.ssh_config:
             options["ssh_config"] = str(self.ssh_config)
         if host.identity_file:
@@ -104,6 +111,59 @@ class Inventory:
             # testinfra %-formats its ssh command line: ssh's own %C token needs escaping.
             options["controlpath"] = str(self.control_dir / "%%C")
         return testinfra.get_host(spec, **options)
+
+
+# ---- a cache of ansible-inventory's answer, for a static inventory file ---------------------------
+# Keyed by everything Ansible reads to answer: the file, the group_vars/host_vars beside it, the
+# ANSIBLE_* environment and Ansible's version. An executable (dynamic) inventory is never cached.
+
+
+def _cache_key(path: Path) -> str | None:
+    if not path.is_file() or os.access(path, os.X_OK):
+        return None
+    sha = hashlib.sha256()
+    try:
+        sha.update(metadata.version("ansible-core").encode())
+    except metadata.PackageNotFoundError:
+        return None
+    sha.update(str(path.resolve()).encode() + b"\0" + path.read_bytes())
+    for folder in ("group_vars", "host_vars"):
+        for file in sorted((path.parent / folder).rglob("*")) if (path.parent / folder).is_dir() else []:
+            if file.is_file():
+                sha.update(str(file).encode() + b"\0" + file.read_bytes())
+    for name in sorted(os.environ):
+        if name.startswith("ANSIBLE_"):
+            sha.update(f"{name}={os.environ[name]}".encode())
+    return sha.hexdigest()
+
+
+def _cache_file(key: str) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "viworks-verify" / "inventory" / f"{key}.json"
+
+
+def _read_cache(path: Path) -> dict[str, Any] | None:
+    key = _cache_key(path)
+    if key is None:
+        return None
+    try:
+        return json.loads(_cache_file(key).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_cache(path: Path, inventory: dict[str, Any]) -> None:
+    key = _cache_key(path)
+    if key is None:
+        return
+    try:
+        file = _cache_file(key)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        scratch = file.with_suffix(f".{os.getpid()}.tmp")
+        scratch.write_text(json.dumps(inventory))
+        scratch.replace(file)
+    except OSError:
+        pass  # a cache that cannot be written only costs the next run a second
 
 
 def _put_ansible_on_path() -> None:

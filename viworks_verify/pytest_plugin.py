@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import html
 import json
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Iterator, TypeVar
 
 import pytest
 from _pytest._code.code import ExceptionChainRepr, ReprEntryNative, ReprFileLocation, ReprTraceback
 from pytest_html import extras as html_extras
 
-from viworks_verify.api import BackendApi
 from viworks_verify.edge import EdgeEndpoint
 from viworks_verify.gathering import Gathering, Replay, SnapshotSource
 from viworks_verify.inventory import Inventory, InventoryError
@@ -33,6 +33,9 @@ from viworks_verify.secrets import MissingSecret, Secrets
 from viworks_verify.settings import Settings, SettingsError, load_settings
 from viworks_verify.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
 from viworks_verify.targets import TargetHost
+
+if TYPE_CHECKING:
+    from viworks_verify.api import BackendApi
 
 T = TypeVar("T")
 
@@ -167,10 +170,21 @@ def _source(config: pytest.Config) -> SnapshotSource:
     return config.stash[_SOURCE]
 
 
+def _ssh_control_dir() -> Path:
+    """Where ssh keeps its shared connections: stable, so a run reuses the last run's (ControlPersist), as Ansible does."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "viworks-verify" / "ssh"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
+        return root
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="viworks-ssh-"))
+
+
 def _inventory(config: pytest.Config) -> Inventory:
     if _INVENTORY not in config.stash:
         settings = _settings(config)
-        control_dir = Path(tempfile.mkdtemp(prefix="viworks-ssh-"))
+        control_dir = _ssh_control_dir()
         try:
             inventory = Inventory(settings.inventory, settings.ssh_config, control_dir, int(settings.timing.connect_timeout_s))
             inventory.hosts  # parse now: a broken inventory is a usage error, not fifty failures
@@ -203,6 +217,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _settings(session.config)
         if _replay(session.config) is None:
             _inventory(session.config)  # a broken inventory is one usage error, before collection
+            if not session.config.option.collectonly:
+                _source(session.config)  # gathering starts now: the hosts are read while pytest collects
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Everything imported so far lives for the whole run: keep it out of every later garbage
+    # collection (pytest collects five times at the end, and a gate should not pay for its imports).
+    gc.freeze()
 
 
 @pytest.hookimpl(trylast=True)
@@ -266,8 +288,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             hosts = _group_hosts(metafunc.config, group)
             metafunc.parametrize(fixture, [name for name, _ in hosts], ids=[host_id for _, host_id in hosts], indirect=True, scope="session")
     if "deployed_agent_id" in metafunc.fixturenames:
-        settings = _settings(metafunc.config)
-        agent_ids = list(settings.gateway.agent_ids) or [h.name for h in _inventory(metafunc.config).group("gateway")]
+        agent_ids = _deployed_agent_ids(metafunc.config)
         metafunc.parametrize("deployed_agent_id", agent_ids, ids=[f"agent://{a}" for a in agent_ids], scope="session")
     else:
         for fixture in ("edge", "edge_snapshot"):
@@ -275,6 +296,18 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 domain = _settings(metafunc.config).edge.domain
                 metafunc.parametrize(fixture, [domain], ids=[f"https://{domain}"], indirect=True, scope="session")
                 break
+
+
+def _deployed_agent_ids(config: pytest.Config) -> list[str]:
+    """The gateway agents the target runs: the settings' agent_ids, else the inventory's gateway names."""
+    settings = _settings(config)
+    return list(settings.gateway.agent_ids) or [name for name, _ in _group_hosts(config, "gateway")]
+
+
+@pytest.fixture(scope="session")
+def deployed_agents(pytestconfig: pytest.Config) -> list[str]:
+    """Every deployed gateway agent id of the target (the ``deployed_agent_id`` parameters, all at once)."""
+    return _deployed_agent_ids(pytestconfig)
 
 
 def _target_host(request: pytest.FixtureRequest) -> TargetHost | RecordedHost:
@@ -427,14 +460,16 @@ def verified_edge(edge: EdgeEndpoint) -> EdgeEndpoint:
 
 
 @pytest.fixture(scope="session")
-def api_with_token(verified_edge: EdgeEndpoint, api_token: str) -> Iterator[BackendApi]:
+def api_with_token(verified_edge: EdgeEndpoint, api_token: str) -> Iterator["BackendApi"]:
     """The API with the suite's token, whether or not the target accepts it (for the check that it does)."""
+    from viworks_verify.api import BackendApi
+
     with BackendApi(verified_edge, api_token) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
-def api(api_with_token: BackendApi) -> BackendApi:
+def api(api_with_token: "BackendApi") -> "BackendApi":
     """The API, once it accepts the suite's token; checks that need it are skipped with the reason otherwise."""
     status = api_with_token.agents().status
     if status != 200:
@@ -444,7 +479,9 @@ def api(api_with_token: BackendApi) -> BackendApi:
 
 
 @pytest.fixture(scope="session")
-def anonymous_api(verified_edge: EdgeEndpoint) -> Iterator[BackendApi]:
+def anonymous_api(verified_edge: EdgeEndpoint) -> Iterator["BackendApi"]:
+    from viworks_verify.api import BackendApi
+
     with BackendApi(verified_edge) as client:
         yield client
 

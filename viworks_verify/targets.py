@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
 from testinfra.host import Host as TestinfraHost
 
 from viworks_verify.inventory import Inventory, InventoryHost
+
+
+if TYPE_CHECKING:
+    import docker
 
 
 class HostUnreachable(Exception):
@@ -65,8 +68,10 @@ class TargetHost:
         return result.stdout if result.rc == 0 else None
 
     @functools.cached_property
-    def docker(self) -> docker.DockerClient:
+    def docker(self) -> "docker.DockerClient":
         """The Docker engine on this host: local for a local host, over SSH otherwise."""
+        import docker  # only runs that read a backend host need the SDK
+
         self.ensure_reachable()
         host = self.inventory_host
         url = self.docker_url
