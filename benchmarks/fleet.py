@@ -1,0 +1,135 @@
+"""How the gate scales with the fleet: the smoke gate on 1, 4 and 8 gateway hosts, beside the runbook way.
+
+    .venv/bin/python benchmarks/fleet.py [--runs 5] [--sizes 1,4,8]
+
+For each fleet size: ``viworks-lab up --gateways N``, then, alternating, ``runs`` times each:
+- the whole smoke gate (``pytest -m smoke``, start-up included), wall time;
+- the gate's gateway host checks alone (``pytest -m "infra and gateway"``), wall time;
+- the one-ssh-per-check shell baseline (``benchmarks/gateway_checks_by_ssh.sh``) on the same
+  gateway checks, wall time.
+Then, on the largest fleet, one gateway host is made unreachable (its container stopped) and the
+gate is timed once: it must end within the connect timeout + 10 s with exactly one failure for it.
+Writes reports/fleet-bench.md (medians and ratios) and .json. Leaves the lab at one gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+REPORTS = ROOT / "reports"
+BASELINE = ROOT / "benchmarks" / "gateway_checks_by_ssh.sh"
+# As an operator's shell runs it: bytecode caches on (some CI images switch them off).
+ENV = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
+def lab(*args: str) -> None:
+    subprocess.run([str(BIN / "viworks-lab"), *args], cwd=ROOT, check=True, capture_output=True, env=ENV)
+
+
+def timed(argv: list[str]) -> tuple[float, int]:
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=ENV)
+    return time.monotonic() - started, done.returncode
+
+
+def gate(marker: str, junit: Path | None = None) -> tuple[float, int]:
+    argv = [str(BIN / "pytest"), "-m", marker, "-q", "-p", "no:cacheprovider", "--target", "lab"]
+    if junit is not None:
+        argv.append(f"--junitxml={junit}")
+    return timed(argv)
+
+
+def baseline(count: int) -> tuple[float, int]:
+    hosts = [f"gw-lab-{index:02d}" for index in range(1, count + 1)]
+    return timed(["sh", str(BASELINE), str(ROOT / ".lab" / "ssh_config"), "127.0.0.1:443", "agent.lab.test", *hosts])
+
+
+def measure(count: int, runs: int) -> dict[str, object]:
+    lab("up", "--gateways", str(count))
+    gate("smoke")  # warm: the ssh connections and caches an operator's second run has
+    samples: dict[str, list[float]] = {"smoke": [], "gateway_checks": [], "baseline": []}
+    codes: dict[str, set[int]] = {name: set() for name in samples}
+    for _ in range(runs):
+        for name, run in (("smoke", lambda: gate("smoke")), ("gateway_checks", lambda: gate("infra and gateway")),
+                          ("baseline", lambda: baseline(count))):
+            seconds, code = run()
+            samples[name].append(seconds)
+            codes[name].add(code)
+    return {"gateways": count, "runs": runs, **{f"{name}_s": statistics.median(values) for name, values in samples.items()},
+            "samples": samples, "exit_codes": {name: sorted(found) for name, found in codes.items()}}
+
+
+def unreachable(count: int) -> dict[str, object]:
+    victim = f"gw-lab-{count:02d}"
+    subprocess.run(["docker", "stop", "-t", "1", f"viworks-{victim}"], check=True, capture_output=True)
+    junit = REPORTS / "fleet-bench-unreachable.xml"
+    try:
+        seconds, code = gate("smoke", junit)
+    finally:
+        subprocess.run(["docker", "start", f"viworks-{victim}"], check=True, capture_output=True)
+    failures = []
+    for case in ElementTree.parse(junit).getroot().iter("testcase"):
+        if case.find("failure") is not None or case.find("error") is not None:
+            failures.append(case.get("name"))
+    return {"gateways": count, "unreachable": victim, "seconds": seconds, "exit_code": code, "failures": failures,
+            "failures_of_victim": [f for f in failures if victim in f], "failures_of_others": [f for f in failures if victim not in f]}
+
+
+def write(rows: list[dict[str, object]], dead: dict[str, object]) -> None:
+    one = next(row for row in rows if row["gateways"] == 1) if any(row["gateways"] == 1 for row in rows) else rows[0]
+    lines = [
+        "# Fleet benchmark",
+        "",
+        f"Median of {one['runs']} runs each, wall time with start-up, on this machine ({os.cpu_count()} cores; the gateway hosts",
+        "are containers on the same cores). `smoke`: the whole gate (`pytest -m smoke`). `gateway checks`: the gate's",
+        "gateway host checks alone (`pytest -m \"infra and gateway\"`); `baseline`: the same checks the runbook way,",
+        "one `ssh host 'command'` per check (`benchmarks/gateway_checks_by_ssh.sh`).",
+        "",
+        "| gateways | smoke | vs 1 gateway | gateway checks | baseline | baseline / gateway checks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['gateways']} | {row['smoke_s']:.2f} s | {row['smoke_s'] / one['smoke_s']:.2f}x | {row['gateway_checks_s']:.2f} s "
+            f"| {row['baseline_s']:.2f} s | {row['baseline_s'] / row['gateway_checks_s']:.1f}x |"
+        )
+    lines += [
+        "",
+        f"One unreachable gateway ({dead['unreachable']}) among {dead['gateways']}: the gate ended in {dead['seconds']:.1f} s "
+        f"(exit {dead['exit_code']}); failures for it: {len(dead['failures_of_victim'])} "
+        f"({', '.join(dead['failures_of_victim'])}); failures of the others: {len(dead['failures_of_others'])}.",
+        "",
+    ]
+    REPORTS.mkdir(exist_ok=True)
+    (REPORTS / "fleet-bench.md").write_text("\n".join(lines))
+    (REPORTS / "fleet-bench.json").write_text(json.dumps({"rows": rows, "unreachable": dead}, indent=2) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--sizes", default="1,4,8")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    try:
+        rows = [measure(count, args.runs) for count in sizes]
+        dead = unreachable(max(sizes))
+    finally:
+        lab("up", "--gateways", "1")
+    write(rows, dead)
+
+
+if __name__ == "__main__":
+    main()
