@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import subprocess
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from viworks_verify import certs
+from viworks_verify import certs, public_keys
 from viworks_verify.gateway_reader import FILES_SCRIPT, HOST_SCRIPT, read_gateway, sections
 from viworks_verify.settings import Gateway
 from viworks_verify.snapshot import FORMAT, GatewaySnapshot, RunSnapshot, SecretHasher, SnapshotFormatError, inspect_subset
@@ -179,3 +181,48 @@ def test_a_file_that_is_not_a_snapshot_says_so_in_one_line(tmp_path, content, sa
     (tmp_path / "x.json").write_text(content)
     with pytest.raises(SnapshotFormatError, match=says):
         RunSnapshot.load(tmp_path / "x.json")
+
+
+def test_the_host_script_reads_the_env_and_the_files_it_names_with_a_real_shell(tmp_path):
+    """The script's own parsing (sed on the .env, the stat list, the PEM sections) run by sh, here.
+
+    This machine is no gateway (no systemctl or journalctl is needed): the unit's facts come back
+    as their problem, and everything the .env names is read.
+    """
+    certs_dir = tmp_path / "certs"
+    certs_dir.mkdir()
+    (certs_dir / "client.crt").write_bytes(CLIENT.cert_pem())
+    (certs_dir / "ca.crt").write_bytes(CA.cert_pem())
+    (certs_dir / "client.key").write_bytes(CLIENT.key_pem())
+    (certs_dir / "client.key").chmod(0o600)
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "add_user.sh").write_text("#!/bin/sh\n")
+    env = tmp_path / ".env"
+    env.write_text(
+        f"export VIW_AGENT_CERT_PATH='{certs_dir}/client.crt'\n"
+        f'VIW_AGENT_TRUST_BUNDLE = "{certs_dir}/ca.crt"\n'
+        f"VIW_AGENT_KEY_PATH={certs_dir}/client.key\n"
+        f"VIW_AGENT_SCRIPTS_ROOT={scripts}/\n"
+        f"VIW_AGENT_API_SECRET={SECRET}\n"
+    )
+    calls = []
+
+    def run(template, *args):
+        calls.append(args)
+        done = subprocess.run(["sh", "-c", args[0], "sh", *args[1:]], capture_output=True, text=True, timeout=30)
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    settings = Gateway(env_file=str(env), binary_path=str(tmp_path / "viworks-gateway-agent"))
+    snapshot = read_gateway("ssh://here", "here", run, settings, SecretHasher(b"k" * 32))
+    assert len(calls) == 1, "the script read the .env's paths as Python does: one round trip"
+    assert snapshot.env.ok and SECRET not in json.dumps(snapshot.to_json())
+    assert certs.common_name(snapshot.certificate()) == "gw-test-01"
+    assert certs.chains_to(snapshot.certificate(), snapshot.trust_anchors())
+    if shutil.which("openssl"):
+        assert snapshot.key_spki() == public_keys.certificate_spki(snapshot.certificate())
+    table = snapshot.file_table()
+    assert table.get(f"{certs_dir}/client.key").octal == "0600"
+    assert table.get(f"{scripts}/add_user.sh").is_file
+    assert table.absence(f"{scripts}/delete_user.sh") == "does not exist"
+    assert table.absence(str(tmp_path / "viworks-gateway-agent")) == "does not exist"

@@ -13,6 +13,7 @@ here, so the checks stay pure judgements of what was read.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as _dt
 import time
 from typing import TYPE_CHECKING, Any
@@ -85,8 +86,11 @@ def read_backend(host_id: str, name: str, client: "docker.DockerClient", backend
         snap.containers[container] = Fact(inspect_subset(facts.attrs)) if facts is not None else \
             Fact.failed(f"{host_id}: expected container {container}; found none by that name")
 
-    _read_agent_container(snap, api, backend, hasher)
-    _read_nginx(snap, api, backend, edge)
+    # The two containers' reads are independent: the engine runs both execs at once.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        reads = [pool.submit(_read_agent_container, snap, api, backend, hasher), pool.submit(_read_nginx, snap, api, backend, edge)]
+    for read in reads:
+        read.result()
     snap.gather_ms = round((time.time() - started) * 1000, 1)
     return snap
 

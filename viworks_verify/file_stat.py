@@ -1,7 +1,7 @@
 """Owner, mode and type of many files on a host, read with ONE GNU ``stat`` command.
 
-Sans-I/O: ``stat_command`` gives the command (a template and its arguments, for testinfra's
-quoting), ``FileTable.parse`` reads what it printed. Symlinks are followed (``-L``): what matters
+Sans-I/O: ``FORMAT`` is what the gateway reader's script asks ``stat -L -c`` for, and
+``FileTable.parse`` reads what it printed. Symlinks are followed (``-L``): what matters
 is the file a program opens, and a symlink's own mode is always 0777.
 """
 
@@ -14,11 +14,6 @@ SEPARATOR = "|"
 # %n (the name as given) last, so a path holding the separator still parses.
 FORMAT = SEPARATOR.join(("%a", "%u", "%U", "%g", "%G", "%F", "%n"))
 _ERROR = re.compile(r"""^stat: cannot (?:stat|statx) (?P<quoted>'(?:[^']|'\\'')*'|"[^"]*"|\S+): (?P<reason>.+)$""")
-
-
-def stat_command(paths: list[str] | tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    """``stat -L -c FORMAT -- PATH...`` as a testinfra template and its arguments (C locale: plain messages)."""
-    return "LC_ALL=C stat -L -c %s -- " + " ".join(["%s"] * len(paths)), (FORMAT, *paths)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ from viworks_verify.redaction import REDACTOR
 from viworks_verify.settings import Gateway
 from viworks_verify.snapshot import Fact, GatewaySnapshot, SecretHasher
 from viworks_verify.systemd_unit import PROPERTIES, UnitProperties
+from viworks_verify.targets import connection_error
 
 JOURNAL_LINES = 20
 
@@ -58,10 +59,14 @@ printf '@@ listeners\n'; ss -H -tulpn 2>&1; printf '@@ listeners-rc %s\n' "$?"
 case "$inv" in
   *[!0-9a-f]*|'') ;;
   *)
-    printf '@@ journal-connected\n'
-    journalctl "_SYSTEMD_INVOCATION_ID=$inv" -o short-iso --no-pager -q | grep -E -e "$pattern" | tail -n 1
-    printf '@@ journal-last\n'
-    journalctl "_SYSTEMD_INVOCATION_ID=$inv" -o short-iso --no-pager -q -n JOURNAL_LINES
+    # One pass over this invocation's lines: the last one matching the pattern, and the last few.
+    journalctl "_SYSTEMD_INVOCATION_ID=$inv" -o short-iso --no-pager -q | P="$pattern" N=JOURNAL_LINES awk '
+      $0 ~ ENVIRON["P"] { matched = $0 }
+      { last[NR % ENVIRON["N"]] = $0 }
+      END {
+        print "@@ journal-connected"; if (matched != "") print matched
+        print "@@ journal-last"; for (i = NR - ENVIRON["N"] + 1; i <= NR; i++) if (i > 0) print last[i % ENVIRON["N"]]
+      }'
     ;;
 esac
 printf '@@ process\n'
@@ -170,15 +175,6 @@ def _run(host_id: str, run: Callable[..., Any], template: str, *args: str):
         return run(template, *args)
     except Exception as exc:  # noqa: BLE001 - testinfra raises on ssh's own failure (exit 255)
         raise _Unreachable(f"{host_id} unreachable: {connection_error(exc)}") from None
-
-
-def connection_error(exc: Exception) -> str:
-    """What ssh said, from testinfra's exception (it carries the failed CommandResult), in one line."""
-    result = exc.args[0] if exc.args else None
-    stderr = getattr(result, "stderr", None)
-    if isinstance(stderr, str) and stderr.strip():
-        return " ".join(stderr.split())[:300]
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
 def _clock(host_id: str, text: str, before: float, after: float) -> Fact:

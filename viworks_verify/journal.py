@@ -2,8 +2,8 @@
 
 Every start of a unit (restarts included) gets a new InvocationID, and journald stamps each line
 of the unit's processes with it, so "since the last start" is "this invocation". Sans-I/O: the
-commands (testinfra templates and arguments) and the reading of their output. The match runs on
-the host (``grep -E``) so a long-running agent's journal never crosses the connection.
+reading of ``journalctl -o short-iso`` lines. The gateway reader's script selects them on the host
+(the last match and the last few lines), so a long-running agent's journal never crosses the connection.
 """
 
 from __future__ import annotations
@@ -12,25 +12,6 @@ import dataclasses
 import re
 
 _SHORT_ISO = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{2}:?\d{2})\s+\S+\s+(?P<ident>[^:]+):\s?(?P<message>.*)$")
-
-
-def _match(invocation_id: str) -> str:
-    if not re.fullmatch(r"[0-9a-f]{32}", invocation_id):
-        raise ValueError(f"not a systemd InvocationID: {invocation_id!r}")
-    return f"_SYSTEMD_INVOCATION_ID={invocation_id}"
-
-
-def last_match_command(invocation_id: str, pattern: str) -> tuple[str, tuple[str, ...]]:
-    """The last line of the invocation matching ``pattern`` (an extended regular expression); empty if none."""
-    return (
-        "journalctl %s -o short-iso --no-pager -q | grep -E -e %s | tail -n 1",
-        (_match(invocation_id), pattern),
-    )
-
-
-def last_lines_command(invocation_id: str, count: int = 1) -> tuple[str, tuple[str, ...]]:
-    """The invocation's last ``count`` lines (for a failure message: what it did instead)."""
-    return "journalctl %s -o short-iso --no-pager -q -n %s", (_match(invocation_id), str(count))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Whether a PID is alive and runs a given program, from /proc (read on the host by one small script).
+"""Whether a PID is alive and runs a given program, from /proc (read on the host by the gateway reader's script).
 
-Sans-I/O: ``process_command`` is what to run, ``ProcessFacts.parse`` reads its output. A program
+Sans-I/O: ``ProcessFacts.parse`` reads what the script printed (``program=``, ``exe=``, ``state=``, ``argv:``). A program
 can be a binary (``/proc/PID/exe`` is the program) or a script with a ``#!`` line (``exe`` is the
 interpreter and the program is ``argv[1]``, as the kernel starts it).
 """
@@ -8,22 +8,6 @@ interpreter and the program is ``argv[1]``, as the kernel starts it).
 from __future__ import annotations
 
 import dataclasses
-
-_SCRIPT = r"""
-printf 'program=%s\n' "$(readlink -f -- "$1")"
-if [ "$2" -gt 0 ] 2>/dev/null && [ -d "/proc/$2" ]; then
-  printf 'exe=%s\n' "$(readlink -- "/proc/$2/exe")"
-  printf 'state=%s\n' "$(sed -n 's/^State:[[:space:]]*//p' "/proc/$2/status")"
-  printf 'argv:\n'
-  tr '\0' '\n' < "/proc/$2/cmdline"
-fi
-"""
-
-
-def process_command(program: str, pid: int) -> tuple[str, tuple[str, ...]]:
-    """A testinfra template and arguments that report ``pid``'s executable, state and argv, and ``program`` resolved."""
-    return "sh -c %s sh %s %s", (_SCRIPT, program, str(pid))
-
 
 @dataclasses.dataclass(frozen=True)
 class ProcessFacts:

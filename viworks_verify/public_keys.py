@@ -14,13 +14,7 @@ import hashlib
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-# -passin pass: an encrypted key fails at once instead of prompting for a passphrase.
-OPENSSL_PUBOUT = "openssl pkey -in %s -pubout -passin pass:"
-COMMAND_NOT_FOUND = 127
-
-
-def public_key_command(path: str) -> tuple[str, tuple[str, ...]]:
-    return OPENSSL_PUBOUT, (path,)
+COMMAND_NOT_FOUND = 127  # the shell's exit status when openssl is not installed
 
 
 def _spki(public_key) -> bytes:

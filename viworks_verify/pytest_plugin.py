@@ -155,6 +155,11 @@ def _group_hosts(config: pytest.Config, group: str) -> list[tuple[str, str]]:
     return [(h.name, h.id) for h in _inventory(config).group(group)]
 
 
+def _distributes(config: pytest.Config) -> bool:
+    """This process hands the checks to pytest-xdist workers (``-n``): the workers gather, not it."""
+    return config.pluginmanager.hasplugin("dsession")
+
+
 def _source(config: pytest.Config) -> SnapshotSource:
     """Where snapshots come from: the recorded file, or the live gathering started at session start."""
     if _SOURCE not in config.stash:
@@ -217,7 +222,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _settings(session.config)
         if _replay(session.config) is None:
             _inventory(session.config)  # a broken inventory is one usage error, before collection
-            if not session.config.option.collectonly:
+            if not session.config.option.collectonly and not _distributes(session.config):
                 _source(session.config)  # gathering starts now: the hosts are read while pytest collects
 
 
@@ -252,7 +257,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     """Start gathering every host; wait, once, for the edge to answer at all (exit 6 if it never does)."""
-    if session.config.option.collectonly or not session.items:
+    if session.config.option.collectonly or not session.items or _distributes(session.config):
         return
     uses = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     saving = bool(session.config.getoption("--snapshot-out"))

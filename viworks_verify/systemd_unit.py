@@ -46,6 +46,3 @@ class UnitProperties:
         """EnvironmentFile paths (``/opt/a/.env (ignore_errors=no)``)."""
         return re.findall(r"(/[^ ]+) \(ignore_errors=", self.get("EnvironmentFiles"))
 
-
-def show_command(unit: str) -> tuple[str, ...]:
-    return ("systemctl", "show", unit, "--no-pager", "--property=" + ",".join(PROPERTIES))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from testinfra.host import Host as TestinfraHost
 
@@ -53,19 +53,9 @@ class TargetHost:
                 if result.rc != 0:
                     self._failure = f"{self.id} unreachable: {(result.stderr or result.stdout).strip()[:200] or f'exit {result.rc}'}"
             except Exception as exc:  # noqa: BLE001 - any connection failure means unreachable
-                self._failure = f"{self.id} unreachable: {_connection_error(exc)}"
+                self._failure = f"{self.id} unreachable: {connection_error(exc)}"
         if self._failure:
             raise HostUnreachable(self._failure)
-
-    def run(self, command: str, *args: str) -> Any:
-        """Run a command (arguments quoted by testinfra, never formatted in)."""
-        self.ensure_reachable()
-        return self.testinfra.run(command, *args)
-
-    def read_file(self, path: str) -> str | None:
-        """A file's text, or None when it does not exist (read with the host's privileges)."""
-        result = self.run("cat -- %s", path)
-        return result.stdout if result.rc == 0 else None
 
     @functools.cached_property
     def docker(self) -> "docker.DockerClient":
@@ -82,7 +72,7 @@ class TargetHost:
         return docker.DockerClient(base_url=url, use_ssh_client=url.startswith("ssh://"), timeout=10)
 
 
-def _connection_error(exc: Exception) -> str:
+def connection_error(exc: Exception) -> str:
     """What ssh said, from testinfra's exception (it carries the failed CommandResult), in one line."""
     result = exc.args[0] if exc.args else None
     stderr = getattr(result, "stderr", None)
