@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import dataclasses
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
 from viworks_verify import protocol
 from viworks_verify.gateway_readiness import why_it_cannot_come_online
 from viworks_verify.polling import NotReady, Ready, poll_until
+from viworks_verify.round_trips import RoundTrip, round_trips
 from viworks_verify.probe_agent import ProbeSession, UpgradeRefused, open_session, start_probe
 
 
@@ -83,38 +82,10 @@ def online_gateway(gateway_readiness, deployed_agent_id) -> str:
     return deployed_agent_id
 
 
-@dataclasses.dataclass(frozen=True)
-class RoundTrip:
-    """One get_system_health sent to a gateway: what the API answered, and the command once settled."""
-
-    submitted: Any  # the POST's Timed answer
-    settled: Ready | NotReady | None  # None: not accepted (no 201)
-
-
 @pytest.fixture(scope="session")
-def system_health_round_trips(api, settings, deployed_agents) -> dict[str, RoundTrip]:
-    """get_system_health sent to every Online gateway at once, each polled until settled, concurrently.
-
-    A round trip costs the agent a CPU sample (~0.3 s): sent one gateway after another, a fleet of
-    eight would cost the gate seconds; sent together it costs one.
-    """
-    agent_ids = [agent_id for agent_id in deployed_agents if api.agent_info(agent_id).get("status") == "Online"]
-
-    def round_trip(agent_id: str) -> RoundTrip:
-        submitted = api.submit_command("get_system_health", {}, [agent_id], timeout_s=30)
-        if submitted.status != 201:
-            return RoundTrip(submitted, None)
-        correlation_id = submitted.json()["correlation_id"]
-        try:
-            settled = poll_until(lambda: api.command(correlation_id).json(),
-                                 lambda command: command.get("status") not in ("Pending", "Executing"),
-                                 what=f"command {correlation_id}", timeout_s=settings.timing.ready_timeout_s,
-                                 interval_s=0.05, max_interval_s=0.25)
-        except NotReady as exc:
-            settled = exc
-        return RoundTrip(submitted, settled)
-
-    if not agent_ids:
-        return {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(agent_ids), 16)) as pool:
-        return dict(zip(agent_ids, pool.map(round_trip, agent_ids)))
+def system_health_round_trips(api, settings, deployed_agents, started_round_trips) -> dict[str, RoundTrip]:
+    """get_system_health to every Online gateway, all at once: the ones sent at session start, and
+    now the ones that were not Online then."""
+    sent = {agent_id: trip for agent_id, trip in started_round_trips.items() if trip.submitted.status == 201}
+    missing = [agent_id for agent_id in deployed_agents if agent_id not in sent]
+    return {**sent, **round_trips(api, missing, settings.timing.ready_timeout_s)}

@@ -7,6 +7,7 @@ The only module of the helpers that imports pytest. Checks get everything from t
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import gc
@@ -77,6 +78,7 @@ _HOSTS = pytest.StashKey[dict[str, TargetHost]]()
 _SOURCE = pytest.StashKey[SnapshotSource]()
 _REPLAY = pytest.StashKey[RunSnapshot]()
 _READINGS = pytest.StashKey[dict[tuple[str, str], Reading]]()
+_ROUND_TRIPS = pytest.StashKey["concurrent.futures.Future"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -153,6 +155,39 @@ def _group_hosts(config: pytest.Config, group: str) -> list[tuple[str, str]]:
     if replay is not None:
         return [(h.name, h.host) for h in replay.of_kind(group)]
     return [(h.name, h.id) for h in _inventory(config).group(group)]
+
+
+def _start_round_trips(config: pytest.Config, edge: EdgeEndpoint) -> None:
+    """Send the command round trip to every Online gateway now, in the background: it runs while
+    the host checks are judged, and the round-trip checks find it done (or still waiting for it)."""
+    from viworks_verify.api import BackendApi
+    from viworks_verify.round_trips import round_trips
+
+    settings = _settings(config)
+    try:
+        token = Secrets.load(settings.secrets_file).api_token(role="admin")
+    except MissingSecret:
+        return  # the checks that need the token say so
+
+    def send() -> dict:
+        with BackendApi(edge, token) as api:
+            return round_trips(api, _deployed_agent_ids(config), settings.timing.ready_timeout_s)
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="viworks-round-trips")
+    config.stash[_ROUND_TRIPS] = pool.submit(send)
+    pool.shutdown(wait=False)
+
+
+@pytest.fixture(scope="session")
+def started_round_trips(pytestconfig: pytest.Config) -> dict:
+    """The round trips sent at session start (agent id -> RoundTrip); empty when none were started."""
+    future = pytestconfig.stash.get(_ROUND_TRIPS, None)
+    if future is None:
+        return {}
+    try:
+        return dict(future.result())
+    except Exception:  # noqa: BLE001 - a failed early send is retried by the fixture that needs it
+        return {}
 
 
 def _distributes(config: pytest.Config) -> bool:
@@ -278,6 +313,8 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         session.config.stash[_RECORDER].figure("edge readiness", ready.elapsed_s * 1000, " ms", host=settings.edge.domain)
         if wants_edge and isinstance(source, Gathering):
             source.start_edge()
+        if "system_health_round_trips" in uses:
+            _start_round_trips(session.config, edge)
         return
     pytest.exit(
         f"target {settings.name} never became ready: https://{settings.edge.domain} "
