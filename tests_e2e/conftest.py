@@ -1,4 +1,6 @@
-"""The suite's synthetic agent: sessions that register, and cleanup of its registry record."""
+"""Live interactions through the edge: the synthetic agent's sessions (and the cleanup of its record),
+the wait for each deployed gateway to be Online (ended early when its host's snapshot proves it
+cannot be), and the command round trips to the gateways."""
 
 from __future__ import annotations
 

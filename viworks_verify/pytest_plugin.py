@@ -1,8 +1,12 @@
-"""The suite's pytest plugin: target selection, shared fixtures, host parametrization, figures.
+"""The suite's pytest plugin: target selection, gathering, shared fixtures, host parametrization, figures.
 
-The only module of the helpers that imports pytest. Checks get everything from these fixtures:
-``settings``, ``secrets``, ``edge``, ``api``, ``recorder``, and per-host ``backend_host`` /
-``gateway_host`` (parametrized from the inventory, test ids naming the host).
+The only module of the helpers that imports pytest. At session start it starts gathering every
+host's snapshot (``viworks_verify.gathering``), or loads a recorded one (``--snapshot-in``), and
+as soon as the edge answers it sends the command round trips in the background. Checks get
+everything from these fixtures: ``settings``, ``secrets``, ``edge``, ``api``, ``recorder``, per-host
+``backend_host`` / ``gateway_host`` (parametrized from the inventory or the snapshot, test ids
+naming the host) with their ``backend_snapshot`` / ``gateway_snapshot``, ``edge_snapshot``, and
+``fact_of(snapshot, field)``: a fact as a ``Reading`` shared by the whole run.
 """
 
 from __future__ import annotations
