@@ -14,6 +14,7 @@ here, so the checks stay pure judgements of what was read.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as _dt
 import time
 from typing import TYPE_CHECKING, Any
@@ -159,8 +160,6 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
 
 
 def _without_content(facts: FileFacts) -> FileFacts:
-    import dataclasses
-
     return dataclasses.replace(facts, content=None)
 
 

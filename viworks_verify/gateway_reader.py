@@ -17,6 +17,8 @@ import base64
 import time
 from typing import Any, Callable
 
+from cryptography.hazmat.primitives import serialization
+
 from viworks_verify import certs, clock, journal, public_keys, ss_listeners
 from viworks_verify.envfile import is_secret_name, parse_env
 from viworks_verify.file_stat import FORMAT as STAT_FORMAT
@@ -254,8 +256,6 @@ def _pem_section(host_id: str, env_file: str, key: str, path: str, parts: dict[s
         found = []
     if not found:
         return Fact.failed(f"{host_id}: {path} holds no PEM certificate; expected one")
-    from cryptography.hazmat.primitives import serialization
-
     pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in found]
     return Fact(pems[0] if first_only else pems)
 

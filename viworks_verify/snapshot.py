@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets as _random
 from pathlib import Path
@@ -217,8 +218,6 @@ class BackendSnapshot:
 
     def listener_snapshot(self) -> ListenerSnapshot:
         data = self.agent_listeners.value or {}
-        import ipaddress
-
         sockets = tuple(TcpSocket(s["family"], ipaddress.ip_address(s["address"]), s["port"], s["state"], s["inode"]) for s in data.get("sockets", []))
         processes = tuple(Process(p["pid"], tuple(p["argv"]), frozenset(p["socket_inodes"]), p["fds_listed"]) for p in data.get("processes", []))
         return ListenerSnapshot(sockets, processes)
