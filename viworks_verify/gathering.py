@@ -1,6 +1,7 @@
 """The gather phase: every host read at once, each over its own connection, into snapshots.
 
-``Gathering.start`` submits one reader per host to a thread pool at session start; a check's
+``Gathering.start_hosts`` submits one reader per host to a thread pool at session start (and
+``start_edge`` the edge's, once it answers); a check's
 fixture waits only for its own host's snapshot. A host that does not answer costs its own connect
 timeout and nothing else. ``Replay`` serves a recorded ``RunSnapshot`` the same way, so every
 check can be judged on a snapshot with no host at all.

@@ -28,6 +28,7 @@ from _pytest._code.code import ExceptionChainRepr, ReprEntryNative, ReprFileLoca
 from pytest_html import extras as html_extras
 
 from viworks_verify.edge import EdgeEndpoint
+from viworks_verify.gateway_readiness import serves_agent
 from viworks_verify.gathering import Gathering, Replay, SnapshotSource
 from viworks_verify.inventory import Inventory, InventoryError
 from viworks_verify.polling import NotReady, poll_until
@@ -429,7 +430,6 @@ def gateway_snapshot(pytestconfig: pytest.Config, gateway_host) -> Snapshot:
 @pytest.fixture(scope="session")
 def gateway_snapshot_of(pytestconfig: pytest.Config) -> Callable[[str], Snapshot | None]:
     """``gateway_snapshot_of(agent_id)``: the snapshot of the gateway host running that agent (None if none does)."""
-    from viworks_verify.gateway_readiness import serves_agent
 
     def find(agent_id: str) -> Snapshot | None:
         if _replay(pytestconfig) is None and _SOURCE not in pytestconfig.stash:
@@ -448,8 +448,7 @@ def gateway_snapshot_of(pytestconfig: pytest.Config) -> Callable[[str], Snapshot
 @pytest.fixture(scope="session")
 def edge_snapshot(request: pytest.FixtureRequest) -> Snapshot:
     """What the gather phase read of the TLS edge; a check that needs it fails (once) when it could not be read."""
-    snapshot = _source(request.config).snapshot(f"https://{request.param}")
-    return snapshot
+    return _source(request.config).snapshot(f"https://{request.param}")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
-"""Reaching a target's hosts: one connection per host per run, and an unreachable host fails once.
+"""Reaching a target's hosts: one connection per host per run (testinfra's ssh, or the Docker engine).
 
-The first check that touches an unreachable host fails with the reason; every later check on that
-host is skipped with the same reason, so a dead host costs one connect timeout, not fifty.
+A host that does not answer is found out once, by its reader in the gather phase; its snapshot then
+carries the reason as its ``connection`` problem, so a dead host costs one connect timeout, not fifty.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ class TargetHost:
     docker_url: str | None = None
     _failure: str | None = None
     _checked: bool = False
-    reported: bool = False
 
     @property
     def id(self) -> str:
