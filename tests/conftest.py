@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -21,9 +22,11 @@ def run_lab(*args: str, timeout_s: float = 1800) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def lab():
-    """The lab, up (``viworks-lab up``: a no-op when it already is); yields how long ``up`` took."""
+    """The lab with one gateway host, up (a no-op when it already is); yields how long ``up`` took.
+
+    One gateway, whatever an earlier ``up --gateways N`` left: the tests' expectations are of that lab."""
     started = time.monotonic()
-    done = run_lab("up")
+    done = run_lab("up", "--gateways", "1")
     assert done.returncode == 0, f"viworks-lab up failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
     return {"up_s": time.monotonic() - started, "stderr": done.stderr}
 
@@ -39,9 +42,9 @@ def lab_secrets(lab):
     return json.loads((REPO / ".lab" / "lab-secrets.json").read_text())
 
 
-def run_suite(*pytest_args: str, junit: Path, timeout_s: float = 600) -> subprocess.CompletedProcess:
-    """The suite's front door: a separate ``pytest`` run, as an operator starts it."""
+def run_suite(*pytest_args: str, junit: Path, timeout_s: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The suite's front door: a separate ``pytest`` run, as an operator starts it (``env``: more variables)."""
     return subprocess.run(
         [str(BIN / "pytest"), "-p", "no:cacheprovider", f"--junitxml={junit}", *pytest_args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
+        cwd=REPO, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **(env or {})},
     )

@@ -99,6 +99,35 @@ def test_the_smoke_suite_passes_against_the_healthy_lab(lab, tmp_path):
     assert int(suite.get("tests")) >= 10
 
 
+# What changes from one reading to the next on a healthy, idle lab.
+_VOLATILE = {"gathered_at", "gather_ms", "clock_skew", "engine_offset_s", "taken_at", "journal"}
+
+
+def _stable(value):
+    if isinstance(value, dict) and "sockets" in value and "processes" in value:
+        # A container's sockets: its listeners are facts; connections and the reading shell itself are not.
+        return sorted((s["address"], s["port"]) for s in value["sockets"] if s.get("state") == "0A")
+    if isinstance(value, dict):
+        return {key: _stable(item) for key, item in value.items() if key not in _VOLATILE}
+    if isinstance(value, list):
+        return [_stable(item) for item in value]
+    return value
+
+
+def test_the_head_start_child_reads_what_the_pytest_process_reads(lab, tmp_path):
+    """The gathering child (started before pytest loads the suite) and in-process gathering agree."""
+    snapshots = {}
+    for mode, env in (("child", {}), ("in-process", {"VIWORKS_GATHER_IN_PROCESS": "1"})):
+        path = tmp_path / f"{mode}.json"
+        done = run_suite("-m", "infra and smoke", "--target", "lab", f"--snapshot-out={path}", junit=tmp_path / f"{mode}.xml", env=env)
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert "read in the pytest process instead" not in done.stdout, done.stdout[-3000:]
+        snapshots[mode] = {host["host"]: _stable(host) for host in json.loads(path.read_text())["hosts"]}
+    assert sorted(snapshots["child"]) == sorted(snapshots["in-process"])
+    for host, facts in snapshots["child"].items():
+        assert facts == snapshots["in-process"][host], host
+
+
 def test_up_twice_changes_nothing(lab, docker_client):
     before = _lab_state(docker_client)
     started = time.monotonic()

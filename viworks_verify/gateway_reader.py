@@ -4,7 +4,7 @@ One sectioned ``sh`` script reads the clock, the unit's properties, the agent's 
 listeners, the unit's journal since its last start, the unit's main process, and what the .env
 names: one ``stat`` of every required file, the client certificate and trust bundle, and the
 public half of the client key (``openssl pkey -pubout`` on the host: the private key never crosses
-the connection). The script finds the .env's paths with sed; where Python's reading of the .env
+the connection). The script finds the .env's paths with one awk; where Python's reading of the .env
 (quoting, ``export``) names other paths, a second round trip reads those.
 
 Sans-I/O where it matters: the scripts and the parsing of their sections are plain functions;
@@ -23,7 +23,7 @@ from viworks_verify import certs, clock, journal, public_keys, ss_listeners
 from viworks_verify.envfile import is_secret_name, parse_env
 from viworks_verify.file_stat import FORMAT as STAT_FORMAT
 from viworks_verify.file_stat import FileTable
-from viworks_verify.gateway_env import CERT_PATH, KEY_PATH, TRUST_BUNDLE, required_paths
+from viworks_verify.gateway_env import CERT_PATH, KEY_PATH, SCRIPTS_ROOT, TRUST_BUNDLE, required_paths
 from viworks_verify.processes import ProcessFacts
 from viworks_verify.redaction import REDACTOR
 from viworks_verify.settings import Gateway
@@ -33,30 +33,51 @@ from viworks_verify.targets import connection_error
 
 JOURNAL_LINES = 20
 
-# The identity files' sections, shared by both scripts: $cert, $ca, $key set, stat paths on stdin.
+# The identity files' sections, shared by both scripts: $cert, $ca, $key set, the paths to stat in "$@".
 _FILES_PART = r"""
-printf '@@ stat\n'; tr '\n' '\0' | xargs -0 -r env LC_ALL=C stat -L -c 'STAT_FORMAT' -- 2>&1
+printf '@@ stat\n'; [ $# -gt 0 ] && LC_ALL=C stat -L -c 'STAT_FORMAT' -- "$@" 2>&1
 printf '@@ certificate\n'; [ -n "$cert" ] && cat -- "$cert" 2>&1; printf '@@ certificate-rc %s\n' "$?"
 printf '@@ trust\n'; [ -n "$ca" ] && cat -- "$ca" 2>&1; printf '@@ trust-rc %s\n' "$?"
 printf '@@ key\n'; [ -n "$key" ] && openssl pkey -in "$key" -pubout -passin pass: 2>&1; printf '@@ key-rc %s\n' "$?"
 """.replace("STAT_FORMAT", STAT_FORMAT)
 
-# $1 unit, $2 env file, $3 the connected-session pattern (grep -E), $4 the agent binary, then the
+# The .env's values the script itself needs, one per line in a fixed order (empty when unset), read
+# as Python's parse_env reads them for the common forms (export, spaces around "=", quotes); where
+# it differs, read_gateway notices and asks again.
+_ENV_PATHS_AWK = r"""
+{ sub(/^[ \t]+/, ""); sub(/^export[ \t]+/, ""); eq = index($0, "="); if (eq == 0 || /^#/) next
+  name = substr($0, 1, eq - 1); sub(/[ \t]+$/, "", name)
+  value = substr($0, eq + 1); sub(/^[ \t]+/, "", value); sub(/[ \t\r]+$/, "", value)
+  if (value ~ /^".*"$/ || value ~ /^\047.*\047$/) value = substr(value, 2, length(value) - 2)
+  v[name] = value }
+END { print v["CERT_PATH"]; print v["TRUST_BUNDLE"]; print v["KEY_PATH"]; print v["SCRIPTS_ROOT"] }
+""".replace("CERT_PATH", CERT_PATH).replace("TRUST_BUNDLE", TRUST_BUNDLE).replace("KEY_PATH", KEY_PATH).replace("SCRIPTS_ROOT", SCRIPTS_ROOT)
+
+# $1 unit, $2 env file, $3 the connected-session pattern (awk ERE), $4 the agent binary, then the
 # script names. Each section starts "@@ name"; a section's exit status follows as "@@ name-rc N".
+# Every process started costs the host (and, on a fleet sharing cores, the run): what the shell can
+# do itself (picking properties, building the path list) it does without one.
 HOST_SCRIPT = r"""
 unit=$1 envf=$2 pattern=$3 binary=$4; shift 4
 printf '@@ clock\n'; date -u +%s.%N
 show=$(systemctl show "$unit" --no-pager --property=PROPERTIES 2>&1); rc=$?
 printf '@@ unit\n%s\n@@ unit-rc %s\n' "$show" "$rc"
-prop() { printf '%s\n' "$show" | sed -n "s/^$1=//p" | head -n 1; }
-inv=$(prop InvocationID) pid=$(prop MainPID)
-prog=$(prop ExecStart | sed -n 's/.*path=\([^ ;]*\).*/\1/p')
+inv= pid= prog= nl='
+' paths=
+while IFS= read -r line; do
+  case $line in
+    InvocationID=*) inv=${line#*=} ;;
+    MainPID=*) pid=${line#*=} ;;
+    ExecStart=*path=*) prog=${line#*path=}; prog=${prog%%[ ;]*} ;;
+    EnvironmentFiles=/*) line=${line#*=}; paths=$paths${line%% (ignore_errors=*}$nl ;;
+  esac
+done <<EOF
+$show
+EOF
 printf '@@ env\n'; cat -- "$envf" 2>/dev/null; printf '\n@@ env-rc %s\n' "$?"
-val() {
-  sed -n "s/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}$1[[:space:]]*=[[:space:]]*//p" "$envf" 2>/dev/null | tail -n 1 \
-    | sed -e 's/[[:space:]]*$//' -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/"
-}
-cert=$(val VIW_AGENT_CERT_PATH) ca=$(val VIW_AGENT_TRUST_BUNDLE) key=$(val VIW_AGENT_KEY_PATH) root=$(val VIW_AGENT_SCRIPTS_ROOT)
+{ IFS= read -r cert; IFS= read -r ca; IFS= read -r key; IFS= read -r root; } <<EOF
+$(awk 'ENV_PATHS_AWK' "$envf" 2>/dev/null)
+EOF
 printf '@@ listeners\n'; ss -H -tulpn 2>&1; printf '@@ listeners-rc %s\n' "$?"
 case "$inv" in
   *[!0-9a-f]*|'') ;;
@@ -76,28 +97,26 @@ if [ -n "$prog" ]; then
   printf 'program=%s\n' "$(readlink -f -- "$prog")"
   if [ "${pid:-0}" -gt 0 ] 2>/dev/null && [ -d "/proc/$pid" ]; then
     printf 'exe=%s\n' "$(readlink -- "/proc/$pid/exe")"
-    printf 'state=%s\n' "$(sed -n 's/^State:[[:space:]]*//p' "/proc/$pid/status")"
+    while IFS= read -r line; do
+      case $line in State:*) line=${line#State:}; printf 'state=%s\n' "${line#"${line%%[! 	]*}"}"; break ;; esac
+    done < "/proc/$pid/status"
     printf 'argv:\n'
     tr '\0' '\n' < "/proc/$pid/cmdline"
   fi
 fi
 printf '@@ paths\ncertificate=%s\ntrust=%s\nkey=%s\nroot=%s\n' "$cert" "$ca" "$key" "$root"
-{
-  printf '%s\n' "$binary" "$envf" "$prog" "$cert" "$key" "$ca"
-  printf '%s\n' "$show" | sed -n 's/^EnvironmentFiles=\(\/[^ ]*\) (ignore_errors=.*/\1/p'
-  [ -n "$root" ] && for s in "$@"; do printf '%s/%s\n' "${root%/}" "$s"; done
-} | grep -v '^$' | sort -u | {
+for p in "$binary" "$envf" "$prog" "$cert" "$key" "$ca"; do [ -n "$p" ] && paths=$paths$p$nl; done
+if [ -n "$root" ]; then for s in "$@"; do paths=$paths${root%/}/$s$nl; done; fi
+IFS=$nl; set -f; set -- $paths; unset IFS; set +f
 FILES_PART
-}
-""".replace("PROPERTIES", ",".join(PROPERTIES)).replace("JOURNAL_LINES", str(JOURNAL_LINES)).replace("FILES_PART", _FILES_PART)
+""".replace("PROPERTIES", ",".join(PROPERTIES)).replace("JOURNAL_LINES", str(JOURNAL_LINES)).replace(
+    "ENV_PATHS_AWK", _ENV_PATHS_AWK).replace("FILES_PART", _FILES_PART)
 
 # The second round trip, only when the script's reading of the .env missed paths Python's names:
 # $1 certificate, $2 trust bundle, $3 key ('' when not set), then "--", then the paths to stat.
 FILES_SCRIPT = r"""
 cert=$1 ca=$2 key=$3; shift 4
-printf '%s\n' "$@" | {
 FILES_PART
-}
 """.replace("FILES_PART", _FILES_PART)
 
 

@@ -14,12 +14,16 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import testinfra
 from testinfra.utils.ansible_runner import AnsibleRunner
+
+if TYPE_CHECKING:
+    from viworks_verify.settings import Settings
 
 GROUPS = ("backend", "gateway")
 _LOCAL_CONNECTIONS = ("local",)
@@ -47,7 +51,23 @@ class InventoryHost:
         return f"{self.connection}://{self.name}"
 
 
+def ssh_control_dir() -> Path:
+    """Where ssh keeps its shared connections: stable, so a run reuses the last run's (ControlPersist), as Ansible does."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "viworks-verify" / "ssh"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o700)
+        return root
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix="viworks-ssh-"))
+
+
 class Inventory:
+    @classmethod
+    def of_target(cls, settings: "Settings") -> "Inventory":
+        """The target's inventory, its hosts reached with the target's ssh config and connect timeout."""
+        return cls(settings.inventory, settings.ssh_config, ssh_control_dir(), int(settings.timing.connect_timeout_s))
+
     def __init__(self, path: Path, ssh_config: Path | None = None, control_dir: Path | None = None, timeout_s: int = 5):
         if not path.is_file():
             raise InventoryError(f"inventory {path} does not exist")

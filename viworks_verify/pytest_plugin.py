@@ -1,8 +1,10 @@
 """The suite's pytest plugin: target selection, gathering, shared fixtures, host parametrization, figures.
 
-The only module of the helpers that imports pytest. At session start it starts gathering every
-host's snapshot (``viworks_verify.gathering``), or loads a recorded one (``--snapshot-in``), and
-as soon as the edge answers it sends the command round trips in the background. Checks get
+With ``pytest_early`` (the options, and the gathering child it starts before this module loads),
+the only modules of the helpers that import pytest. At session start it takes every host's
+snapshot from the gathering (``viworks_verify.gathering``; the child's, or read here), or loads a
+recorded one (``--snapshot-in``), and as soon as the edge answers it sends the command round trips
+in the background. Checks get
 everything from these fixtures: ``settings``, ``secrets``, ``edge``, ``api``, ``recorder``, per-host
 ``backend_host`` / ``gateway_host`` (parametrized from the inventory or the snapshot, test ids
 naming the host) with their ``backend_snapshot`` / ``gateway_snapshot``, ``edge_snapshot``, and
@@ -17,9 +19,7 @@ import datetime as dt
 import gc
 import html
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Generic, Iterator, TypeVar
 
@@ -30,6 +30,7 @@ from pytest_html import extras as html_extras
 from viworks_verify.edge import EdgeEndpoint
 from viworks_verify.gateway_readiness import serves_agent
 from viworks_verify.gathering import Gathering, Replay, SnapshotSource
+from viworks_verify.pytest_early import GATHER_CHILD, runs_checks
 from viworks_verify.inventory import Inventory, InventoryError
 from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.recorder import Recorder
@@ -38,7 +39,7 @@ from viworks_verify.run_report import CheckOutcome, evidence_html, html_summary,
 from viworks_verify.secrets import MissingSecret, Secrets
 from viworks_verify.settings import Settings, SettingsError, load_settings
 from viworks_verify.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
-from viworks_verify.targets import TargetHost
+from viworks_verify.targets import TargetHost, target_hosts
 
 if TYPE_CHECKING:
     from viworks_verify.api import BackendApi
@@ -86,21 +87,6 @@ _READINGS = pytest.StashKey[dict[tuple[str, str], Reading]]()
 _ROUND_TRIPS = pytest.StashKey["concurrent.futures.Future"]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("viworks", "ViWorkS deploy verification")
-    group.addoption("--target", default=os.environ.get("VIWORKS_TARGET", "lab"),
-                    help="target name (targets/<name>.toml) or settings file path; default $VIWORKS_TARGET or lab")
-    group.addoption("--targets-dir", default=None, help="where target names are looked up (default: ./targets)")
-    group.addoption("--ready-timeout", type=float, default=None,
-                    help="seconds a check waits for something to become ready (default from the target's settings)")
-    group.addoption("--json-summary", default=None, metavar="PATH",
-                    help="write a compact JSON summary (counts, failures with host and message, figures) for pipelines")
-    group.addoption("--snapshot-out", default=None, metavar="PATH",
-                    help="save the snapshots this run gathered (every host and the edge; no secret values) as JSON")
-    group.addoption("--snapshot-in", default=None, metavar="PATH",
-                    help="judge a recorded snapshot instead of the live target: no host is contacted, live checks are deselected")
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RECORDER] = Recorder()
     config.pluginmanager.register(_RunReports(config), "viworks-run-reports")
@@ -123,12 +109,9 @@ def _settings(config: pytest.Config) -> Settings:
     if _SETTINGS not in config.stash:
         targets_dir = Path(config.getoption("--targets-dir") or Path(config.rootpath) / "targets")
         try:
-            settings = load_settings(config.getoption("--target"), targets_dir)
+            settings = load_settings(config.getoption("--target"), targets_dir, config.getoption("--ready-timeout"))
         except SettingsError as exc:
             _usage_error(str(exc))
-        timeout = config.getoption("--ready-timeout")
-        if timeout is not None:
-            settings = settings.model_copy(update={"timing": settings.timing.model_copy(update={"ready_timeout_s": timeout})})
         config.stash[_SETTINGS] = settings
     return config.stash[_SETTINGS]
 
@@ -208,51 +191,31 @@ def _source(config: pytest.Config) -> SnapshotSource:
             config.stash[_SOURCE] = Replay(replay)
         else:
             settings = _settings(config)
-            gathering = Gathering(settings, SecretHasher(Secrets.load(settings.secrets_file).snapshot_key()))
+            child = config.stash.get(GATHER_CHILD, None)  # started by pytest_early, before the suite loaded
+            key = Secrets.load(settings.secrets_file).snapshot_key() or (child.run_key.encode() if child else None)
+            gathering = Gathering(settings, SecretHasher(key), child)
             _inventory(config)
             gathering.start_hosts(config.stash[_HOSTS].values())
             config.stash[_SOURCE] = gathering
     return config.stash[_SOURCE]
 
 
-def _ssh_control_dir() -> Path:
-    """Where ssh keeps its shared connections: stable, so a run reuses the last run's (ControlPersist), as Ansible does."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "viworks-verify" / "ssh"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o700)
-        return root
-    except OSError:
-        return Path(tempfile.mkdtemp(prefix="viworks-ssh-"))
-
-
 def _inventory(config: pytest.Config) -> Inventory:
     if _INVENTORY not in config.stash:
         settings = _settings(config)
-        control_dir = _ssh_control_dir()
         try:
-            inventory = Inventory(settings.inventory, settings.ssh_config, control_dir, int(settings.timing.connect_timeout_s))
+            inventory = Inventory.of_target(settings)
             inventory.hosts  # parse now: a broken inventory is a usage error, not fifty failures
         except InventoryError as exc:
             _usage_error(str(exc))
         config.stash[_INVENTORY] = inventory
-        config.stash[_HOSTS] = {
-            host.name: TargetHost(host, inventory, docker_url=settings.backend.docker_url if host.group == "backend" else None)
-            for host in inventory.hosts
-        }
+        config.stash[_HOSTS] = target_hosts(settings, inventory)
     return config.stash[_INVENTORY]
-
-
-CHECK_DIRS = ("tests_infra", "tests_e2e")
 
 
 def _runs_checks(config: pytest.Config) -> bool:
     """Whether this run collects checks (as opposed to, say, the project's own tests only)."""
-    for arg in config.args:
-        path = Path(arg.split("::")[0]).resolve()
-        if any(path == config.rootpath / d or config.rootpath / d in path.parents for d in CHECK_DIRS):
-            return True
-    return False
+    return runs_checks(config.rootpath, config.args)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -666,3 +629,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(
                 f"{row['name']:<40} n={row['count']:<3} p50={row['p50']:.1f} {row['unit']}  p95={row['p95']:.1f} {row['unit']}  max={row['max']:.1f} {row['unit']}"
             )
+    source = config.stash.get(_SOURCE, None)
+    if isinstance(source, Gathering) and source.read_here:
+        terminalreporter.section("viworks gathering")
+        for reason in source.read_here:
+            terminalreporter.write_line(f"read in the pytest process instead: {reason}")

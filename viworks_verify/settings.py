@@ -149,8 +149,11 @@ _PATH_KEYS = {
 }
 
 
-def load_settings(target: str, targets_dir: Path) -> Settings:
-    """Settings for ``target``: a name (``targets/<name>.toml``) or a path to a TOML file."""
+def load_settings(target: str, targets_dir: Path, ready_timeout_s: float | None = None) -> Settings:
+    """Settings for ``target``: a name (``targets/<name>.toml``) or a path to a TOML file.
+
+    ``ready_timeout_s`` (``--ready-timeout``) overrides the target's own.
+    """
     path = Path(target)
     if path.suffix != ".toml":
         path = targets_dir / f"{target}.toml"
@@ -166,6 +169,8 @@ def load_settings(target: str, targets_dir: Path) -> Settings:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
         raise SettingsError(f"{path}: {key}: {first['msg']}") from None
+    if ready_timeout_s is not None:
+        settings = settings.model_copy(update={"timing": settings.timing.model_copy(update={"ready_timeout_s": ready_timeout_s})})
     return _with_manifest(settings)
 
 

@@ -296,6 +296,14 @@ Snapshot = GatewaySnapshot | BackendSnapshot | EdgeSnapshot
 _KINDS = {"gateway": GatewaySnapshot, "backend": BackendSnapshot, "edge": EdgeSnapshot}
 
 
+def host_snapshot_from_json(data: Any, source: str = "snapshot") -> Snapshot:
+    """One host's snapshot from its JSON, whatever its kind."""
+    kind = _KINDS.get(data.get("kind")) if isinstance(data, dict) else None
+    if kind is None:
+        raise SnapshotFormatError(f"{source}: a host of unknown kind {data.get('kind') if isinstance(data, dict) else data!r}")
+    return kind.from_json(data)
+
+
 @dataclasses.dataclass
 class RunSnapshot:
     """Every host of a target as one run gathered them."""
@@ -322,12 +330,7 @@ class RunSnapshot:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise SnapshotFormatError(f"{source}: not a {FORMAT} snapshot (format: {found!r})")
-        hosts = []
-        for item in data.get("hosts", []):
-            kind = _KINDS.get(item.get("kind")) if isinstance(item, dict) else None
-            if kind is None:
-                raise SnapshotFormatError(f"{source}: a host of unknown kind {item.get('kind') if isinstance(item, dict) else item!r}")
-            hosts.append(kind.from_json(item))
+        hosts = [host_snapshot_from_json(item, source) for item in data.get("hosts", [])]
         return cls(str(data.get("target", "")), float(data.get("taken_at", 0.0)), hosts)
 
     @classmethod

@@ -18,6 +18,8 @@ from viworks_verify.inventory import Inventory, InventoryHost
 if TYPE_CHECKING:
     import docker
 
+    from viworks_verify.settings import Settings
+
 
 class HostUnreachable(Exception):
     pass
@@ -69,6 +71,14 @@ class TargetHost:
         if url is None:
             return docker.from_env(timeout=10)
         return docker.DockerClient(base_url=url, use_ssh_client=url.startswith("ssh://"), timeout=10)
+
+
+def target_hosts(settings: "Settings", inventory: Inventory) -> dict[str, TargetHost]:
+    """Every host of the inventory (name -> host); a backend host's Docker engine as the settings say."""
+    return {
+        host.name: TargetHost(host, inventory, docker_url=settings.backend.docker_url if host.group == "backend" else None)
+        for host in inventory.hosts
+    }
 
 
 def connection_error(exc: Exception) -> str:
