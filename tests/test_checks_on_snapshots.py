@@ -83,7 +83,7 @@ def _host(snapshot: dict[str, Any], kind: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- recorded faults
 
-JUDGED_CHECK_COUNT = 53  # every check that judges facts (tests_infra and the TLS edge's), on one gateway
+JUDGED_CHECK_COUNT = 54  # every check that judges facts (tests_infra and the TLS edge's), on one gateway
 
 
 def test_the_healthy_lab_passes_every_check(tmp_path):
@@ -115,6 +115,10 @@ RECORDED = {
     "script-missing": ("gateway", {"test_scripts_are_present_and_executable": "add_vpn_user.sh does not exist"}),
     "script-not-executable": ("gateway", {"test_scripts_are_present_and_executable": "not executable"}),
     "env-missing-key": ("gateway", {"test_env_has_every_required_key": "VIW_AGENT_SITE missing"}),
+    "agent-ports-exposed": ("backend", {"test_backend_agent_postgres_and_redis_publish_no_port":
+                                        "viworks-backend-agent-new publishes 8080/tcp on 127.0.0.1:8080"}),
+    "identity-header-passthrough": ("backend", {"test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent":
+                                                "sets X-Client-CN from $http_x_client_cn (the client's own header)"}),
 }
 # Faults of the edge itself: one edge per run, so each is judged alone.
 RECORDED_EDGE = {
@@ -240,8 +244,15 @@ def _restarting(host, _):
     host["containers"]["viworks-redis"]["value"]["RestartCount"] = 9
 
 
-def _unpublished(host, _):
-    host["containers"]["viworks-backend-agent-new"]["value"]["NetworkSettings"]["Ports"]["8080/tcp"] = None
+def _published_everywhere(host, _):
+    # The real deployment's 8080-8081:8080-8081, as the engine reports it (and Redis' too, configured).
+    agent = host["containers"]["viworks-backend-agent-new"]["value"]
+    agent["NetworkSettings"]["Ports"]["8081/tcp"] = [{"HostIp": "0.0.0.0", "HostPort": "8081"}, {"HostIp": "::", "HostPort": "8081"}]
+    host["containers"]["viworks-redis"]["value"].setdefault("HostConfig", {})["PortBindings"] = {"6379/tcp": [{"HostIp": "", "HostPort": "6379"}]}
+
+
+def _identity_from_client(host, _):
+    _set_header(host, "/ws/", "X-Client-CN", "$http_x_client_cn")
 
 
 def _config_port(host, _):
@@ -338,7 +349,10 @@ CHANGES = {
     "config-database": Change("backend", "test_backend_config_points_at_expected_database_and_redis", "expected host viworks-postgres", _config_database),
     "binary-not-executable": Change("backend", "test_backend_binary_is_present_and_executable", "not executable", _agent_files),
     "redis-restarting": Change("backend", "test_containers_are_not_restarting_repeatedly", "viworks-redis restarted 9 times", _restarting),
-    "api-unpublished": Change("backend", "test_backend_agent_ports_are_published", "8080/tcp is not published", _unpublished),
+    "agent-published-everywhere": Change("backend", "test_backend_agent_postgres_and_redis_publish_no_port",
+                                         "viworks-backend-agent-new publishes 8081/tcp on every address (0.0.0.0):8081", _published_everywhere),
+    "identity-from-client": Change("backend", "test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent",
+                                   "sets X-Client-CN from $http_x_client_cn (the client's own header)", _identity_from_client),
     "api-not-listening": Change("backend", "test_backend_agent_listens_on_api_port", "found nothing listening on it", _drop_api_listener),
     # A fact that could not be read fails the first check that needs it (pytest orders host-parametrized
     # checks by host): here the nginx check, or the cross-host CA check if it ran first.
@@ -442,6 +456,16 @@ def test_an_edge_that_speaks_old_protocols_fails_the_floor(tmp_path):
                             "test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.1]"}, failing
     assert "expected TLSv1.0 to be refused (floor TLS 1.2); found negotiated TLSv1" in failing[
         "test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"]
+
+
+def test_a_runner_that_cannot_offer_an_old_protocol_fails_the_floor_naming_its_limit(tmp_path):
+    snapshot = healthy()
+    limit = "untested: this runner's OpenSSL (OpenSSL 3.5.0) cannot offer TLSv1 (NO_PROTOCOLS_AVAILABLE)"
+    _host(snapshot, "edge")["tls_floor"]["value"] = {"TLSv1.0": limit, "TLSv1.1": "refused"}
+    verdicts = judge(snapshot, tmp_path)
+    assert set(verdicts.failed) == {"test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"}, verdicts.failed
+    message = verdicts.failed["test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"]
+    assert "could not test that TLSv1.0 is refused: this runner's OpenSSL (OpenSSL 3.5.0) cannot offer TLSv1" in message, message
 
 
 def test_an_unreachable_gateway_fails_once_and_its_other_checks_skip(tmp_path):

@@ -59,6 +59,11 @@ EXPECTED = {
                               "test_a_command_reaches_the_synthetic_agent_signed_and_its_result_is_recorded", cause=("Pending", "no COMMAND")),
     "db-down": expect("test_containers_are_running", "test_health_reports_every_service_healthy", cause=("viworks-postgres", "database")),
     "binary-drift": expect("test_backend_binary_is_the_expected_release", cause=("sha256",)),
+    "agent-ports-exposed": expect("test_backend_agent_postgres_and_redis_publish_no_port",
+                                  "test_backend_agent_ports_are_not_reachable_around_the_edge", cause=("8080/tcp", "8081/tcp")),
+    "identity-header-passthrough": expect("test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent",
+                                          "test_a_forged_identity_header_does_not_choose_the_agent_id", cause=("$http_x_client_cn", "welcomed")),
+    "tls-floor-lowered": expect("test_protocols_below_tls_1_2_are_refused", cause=("negotiated TLSv1",)),
 }
 ROWS: list[MatrixRow] = []
 HEALTHY_RUNS: list[SmokeRun] = []

@@ -10,10 +10,10 @@ import json
 import time
 import xml.etree.ElementTree as ElementTree
 
-import httpx
 import pytest
 
 from tests.conftest import REPO, run_lab, run_suite
+from viworks_verify.api import BackendApi
 from viworks_verify.edge import EdgeEndpoint
 from viworks_verify.polling import poll_until
 from viworks_verify.probe_agent import open_session, upgrade_status
@@ -22,13 +22,8 @@ from viworks_verify.tokens import mint_token
 
 pytestmark = pytest.mark.lab
 
-API = "http://127.0.0.1:8080"
 PKI = REPO / ".lab" / "pki"
 LAB_CONTAINERS = {"viworks-backend-agent-new", "viworks-nginx", "viworks-postgres", "viworks-redis", "viworks-gw-lab-01"}
-
-
-def _headers(lab_secrets, role="operator"):
-    return {"Authorization": f"Bearer {mint_token(lab_secrets['jwt_secret'], subject='lab-test', role=role)}"}
 
 
 def _lab_state(docker_client):
@@ -44,9 +39,15 @@ def test_up_starts_every_container_on_the_contract_networks(lab, docker_client):
     backend_networks = set(containers["viworks-backend-agent-new"].attrs["NetworkSettings"]["Networks"])
     assert backend_networks == {"viworks-internal", "viworks-public"}
     assert set(containers["viworks-postgres"].attrs["NetworkSettings"]["Networks"]) == {"viworks-internal"}
-    ports = containers["viworks-backend-agent-new"].attrs["NetworkSettings"]["Ports"]
-    assert ports["8080/tcp"][0] == {"HostIp": "127.0.0.1", "HostPort": "8080"}
-    assert ports["8081/tcp"][0] == {"HostIp": "127.0.0.1", "HostPort": "8081"}
+    # Exposure: only the edge (80, 443) and the gateway hosts' ssh are published, on loopback only.
+    published = {
+        name: sorted((b["HostIp"], port) for port, bindings in (c.attrs["NetworkSettings"]["Ports"] or {}).items() for b in bindings or [])
+        for name, c in containers.items()
+    }
+    assert published["viworks-nginx"] == [("127.0.0.1", "443/tcp"), ("127.0.0.1", "80/tcp")]
+    assert published["viworks-gw-lab-01"] == [("127.0.0.1", "22/tcp")]
+    for name in ("viworks-backend-agent-new", "viworks-postgres", "viworks-redis"):
+        assert published[name] == [], name
 
 
 def test_backend_container_is_bare_like_production(lab, docker_client):
@@ -55,25 +56,29 @@ def test_backend_container_is_bare_like_production(lab, docker_client):
         assert backend.exec_run(["sh", "-c", f"command -v {tool}"]).exit_code != 0, f"{tool} is in the backend image"
 
 
+def _api(lab_secrets, role="operator") -> BackendApi:
+    """The API as a user reaches it: through the edge."""
+    edge = EdgeEndpoint(load_settings("lab", REPO / "targets").edge)  # the lab's target exists once it is up
+    return BackendApi(edge, mint_token(lab_secrets["jwt_secret"], subject="lab-test", role=role))
+
+
 def test_gateway_agent_is_online_after_up(lab, lab_secrets):
-    agent = httpx.get(f"{API}/api/v1/agents/gw-lab-01", headers=_headers(lab_secrets), timeout=5).json()
+    with _api(lab_secrets) as api:
+        agent = api.agent_info("gw-lab-01")
     assert agent["status"] == "Online"
     assert agent["site"] == "lab" and "get_system_health" in agent["capabilities"]
 
 
 def test_system_health_command_round_trips_through_the_gateway(lab, lab_secrets):
-    headers = _headers(lab_secrets)
-    submitted = httpx.post(
-        f"{API}/api/v1/commands", headers=headers, timeout=5,
-        json={"verb": "get_system_health", "args": {}, "agent_targets": ["gw-lab-01"], "timeout": 30},
-    )
-    assert submitted.status_code == 201, submitted.text
-    correlation_id = submitted.json()["correlation_id"]
-    command = poll_until(
-        lambda: httpx.get(f"{API}/api/v1/commands/{correlation_id}", headers=headers, timeout=5).json(),
-        lambda seen: seen["status"] not in ("Pending", "Executing"),
-        what=f"command {correlation_id}", timeout_s=30, interval_s=0.05,
-    ).value
+    with _api(lab_secrets) as api:
+        submitted = api.submit_command("get_system_health", {}, ["gw-lab-01"], timeout_s=30)
+        assert submitted.status == 201, submitted.response.text
+        correlation_id = submitted.json()["correlation_id"]
+        command = poll_until(
+            lambda: api.command(correlation_id).json(),
+            lambda seen: seen["status"] not in ("Pending", "Executing"),
+            what=f"command {correlation_id}", timeout_s=30, interval_s=0.05,
+        ).value
     assert command["status"] == "Completed", command
     result = command["result"]
     assert result["status"] == "SUCCESS" and result["error_code"] == "NONE"

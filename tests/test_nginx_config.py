@@ -189,3 +189,68 @@ def test_the_nginx_test_failure_is_the_emerg_line_without_timestamp_and_pid():
     assert nginx_test_failure(stderr) == '[emerg] unknown directive "proxy_http_versio" in /etc/nginx/conf.d/agent.conf:35'
     assert nginx_test_failure("nginx: [emerg] open() \"/etc/nginx/x\" failed\n") == '[emerg] open() "/etc/nginx/x" failed'
     assert nginx_test_failure("") is None
+
+
+# ---- the identity headers: nginx sets them on every route to the agent, from the certificate only
+
+IDENTITY_HTTP = """\
+user www-data;
+events { worker_connections 512; }
+http {
+    map $ssl_client_s_dn $client_cn {
+        default "";
+        "~(^|,)CN=(?<cn>[^,]+)" $cn;
+    }
+    map $http_x_client_cn $echoed_cn {
+        default $http_x_client_cn;
+    }
+    upstream agent_api { server viworks-backend-agent-new:8080; }
+    server {
+        listen 443 ssl;
+        server_name agent.example.com;
+        proxy_set_header X-Client-CN $client_cn;
+        proxy_set_header X-Client-Verify $ssl_client_verify;
+        location /ws/ {
+            proxy_pass http://viworks-backend-agent-new:8081;
+            WS_HEADERS
+        }
+        location / {
+            proxy_pass http://agent_api;
+            API_HEADERS
+        }
+        location /static/ { root /srv; }
+    }
+}
+"""
+
+
+def identity_problems(ws_headers: str = "", api_headers: str = "") -> dict[str, list[str]]:
+    from viworks_verify.nginx_config import identity_header_problem
+
+    main = IDENTITY_HTTP.replace("WS_HEADERS", ws_headers).replace("API_HEADERS", api_headers)
+    config = parse_nginx_dump(f"# configuration file /etc/nginx/nginx.conf:\n{main}\n")
+    routes = config.servers[0].locations_proxying_to("viworks-backend-agent-new")
+    return {location.match: [p for h in ("X-Client-CN", "X-Client-Verify") if (p := identity_header_problem(location, h))]
+            for location, _ in routes}
+
+
+def test_identity_headers_set_at_the_server_level_from_a_certificate_map_pass_on_every_route():
+    assert identity_problems() == {"/ws/": [], "/": []}  # /static/ proxies nowhere: not a route to the agent
+
+
+def test_a_location_setting_any_header_of_its_own_inherits_none_from_the_server():
+    found = identity_problems(api_headers="proxy_set_header Host $host;")
+    assert found["/"] == ["does not set X-Client-CN (a client's own X-Client-CN reaches the agent)",
+                          "does not set X-Client-Verify (a client's own X-Client-Verify reaches the agent)"]
+    assert found["/ws/"] == []
+
+
+def test_identity_taken_from_the_clients_own_header_is_named_directly_or_through_a_map():
+    assert identity_problems(ws_headers="proxy_set_header X-Client-CN $http_x_client_cn; proxy_set_header X-Client-Verify SUCCESS;")["/ws/"] == [
+        "sets X-Client-CN from $http_x_client_cn (the client's own header), not from the verified client certificate"]
+    assert identity_problems(ws_headers="proxy_set_header X-Client-CN $echoed_cn; proxy_set_header X-Client-Verify $ssl_client_verify;")["/ws/"] == [
+        "sets X-Client-CN from $http_x_client_cn (the client's own header), not from the verified client certificate"]
+
+
+def test_clearing_the_identity_headers_on_the_api_route_is_setting_them():
+    assert identity_problems(api_headers='proxy_set_header X-Client-CN ""; proxy_set_header X-Client-Verify "";')["/"] == []

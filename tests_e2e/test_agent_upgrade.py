@@ -66,6 +66,7 @@ def test_upgrade_without_a_client_certificate_is_refused(verified_edge):
     assert status in (None, 400, 401, 403, 495, 496), f"{verified_edge.wss_url()}: no client certificate: expected a refusal (403); found HTTP {status}"
 
 
+@pytest.mark.smoke
 def test_upgrade_with_a_certificate_from_another_ca_is_refused(verified_edge, settings, tmp_path):
     foreign_ca = certs.new_ca("Not The Internal CA")
     impostor = certs.issue(foreign_ca, settings.probe.agent_id, server=False)
@@ -76,6 +77,7 @@ def test_upgrade_with_a_certificate_from_another_ca_is_refused(verified_edge, se
     assert status in (None, 400, 401, 403, 495), f"{verified_edge.wss_url()}: foreign client certificate: expected a refusal; found HTTP {status}"
 
 
+@pytest.mark.smoke
 def test_plain_ws_on_port_80_does_not_reach_the_backend_agent(edge):
     """The real outage: a gateway bypassing TLS with ws://. Port 80 may redirect or not exist."""
     url = f"http://{edge.address}:{edge.edge.http_port}{edge.edge.ws_path}"

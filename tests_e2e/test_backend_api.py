@@ -23,6 +23,7 @@ def test_health_reports_every_service_healthy(anonymous_api, recorder):
     assert not missing, f"{host}/health: expected services database, redis, agent_registry; missing {sorted(missing)}"
 
 
+@pytest.mark.smoke
 def test_health_answers_within_the_slo(anonymous_api, recorder):
     host = anonymous_api.endpoint.edge.domain
     slo = anonymous_api.endpoint.edge.health_slo_ms

@@ -33,6 +33,7 @@ def test_synthetic_agent_is_welcomed_and_listed_online(probe_sessions, api, sett
         assert listed.get(agent_id) == "Online", f"agent://{agent_id}: expected Online in the agent list; found {listed.get(agent_id)}"
 
 
+@pytest.mark.smoke
 def test_synthetic_agent_goes_offline_when_its_session_closes(probe_sessions, api, settings):
     agent_id = settings.probe.agent_id
     with probe_sessions():
@@ -41,6 +42,7 @@ def test_synthetic_agent_goes_offline_when_its_session_closes(probe_sessions, ap
     assert status == "Offline", f"agent://{agent_id}: expected Offline once its session closed; found {status}"
 
 
+@pytest.mark.smoke
 def test_a_second_session_with_the_same_agent_id_is_rejected(probe_sessions, verified_edge, settings, probe_identity, recorder):
     agent_id = settings.probe.agent_id
     cert, key = probe_identity
@@ -51,6 +53,7 @@ def test_a_second_session_with_the_same_agent_id_is_rejected(probe_sessions, ver
     assert answer.is_type(protocol.ERROR), f"agent://{agent_id}: expected an error for a second live session; found {answer.type} {answer.payload}"
 
 
+@pytest.mark.smoke
 def test_a_hello_that_differs_from_the_certificate_cn_is_rejected(probe_sessions, verified_edge, settings, probe_identity):
     cert, key = probe_identity
     impostor = settings.probe.agent_id + "-impostor"

@@ -48,10 +48,16 @@ def test_served_key_matches_the_configured_pin(edge_snapshot, fact_of, settings,
     )
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("version", ["TLSv1.0", "TLSv1.1"])
 def test_protocols_below_tls_1_2_are_refused(edge_snapshot, fact_of, version):
+    """Offered alone, each old protocol is refused. The reader first proves the runner can offer it:
+    a runner that cannot has tested nothing, and that is a failure naming the runner, never a pass."""
     fact_of(edge_snapshot, "connection").require()
     found = fact_of(edge_snapshot, "tls_floor").require().get(version, "not tried")
+    if found.startswith("untested"):
+        pytest.fail(f"{edge_snapshot.domain}: could not test that {version} is refused: {found.removeprefix('untested: ')}; "
+                    f"run the gate from a runner whose TLS library can offer {version}", pytrace=False)
     if found != "refused":
         pytest.fail(f"{edge_snapshot.domain}: expected {version} to be refused (floor TLS 1.2); found {found}", pytrace=False)
 

@@ -31,6 +31,9 @@ class Knobs:
     dispatch_enabled: bool = True
     backend_jwt_secret_rotated: bool = False  # the backend verifies tokens with a secret nobody has
     served_identity: str = "server"  # the .lab/pki stem nginx serves: server, server-rekeyed, server-expired
+    agent_ports_published: bool = False  # 8080/8081 published on the host (on loopback: the machine's rule)
+    identity_from_client: bool = False  # nginx forwards the client's identity headers on /ws/ instead of setting them
+    old_tls_protocols: bool = False  # nginx also speaks TLS 1.0 and 1.1 (and the ciphers they need)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +125,14 @@ FAULTS: dict[str, Fault] = {
         Fault("dispatch-broken", "the backend accepts commands (201) and never delivers them",
               Knobs(dispatch_enabled=False)),
         Fault("db-down", "Postgres is stopped, so the backend is degraded", action=_stop_postgres, wait_for=()),
+        Fault("agent-ports-exposed", "the backend agent's 8080/8081 are published on the host (the real deployment's "
+              "8080-8081:8080-8081): reachable around the edge, without TLS or a client certificate",
+              Knobs(agent_ports_published=True)),
+        Fault("identity-header-passthrough", "nginx passes a client's own X-Client-CN and X-Client-Verify on /ws/ when it "
+              "sends them (\"prefer a front proxy's identity\"): any certificate holder picks its agent id",
+              Knobs(identity_from_client=True)),
+        Fault("tls-floor-lowered", "the edge also speaks TLS 1.0 and 1.1 (ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3)",
+              Knobs(old_tls_protocols=True)),
         Fault("binary-drift", "the backend binary differs from the expected release build",
               action=_drift_binary, recreate=(BACKEND,)),
     )

@@ -34,6 +34,27 @@ ALL_READY = ("backend", "edge", "gateway")
 Log = Callable[[str], None]
 
 
+# The identity-header-passthrough fault, as it is written in real configurations: "prefer the
+# identity a front proxy set". Genuine agents send no such header and still connect; a client
+# that sends one chooses its own agent id.
+_PASSTHROUGH_MAPS = """# Prefer the identity a front proxy set, else the certificate's.
+map $http_x_client_cn $viworks_forwarded_cn {
+    "" $viworks_client_cn;
+    default $http_x_client_cn;
+}
+map $http_x_client_verify $viworks_forwarded_verify {
+    "" $ssl_client_verify;
+    default $http_x_client_verify;
+}
+"""
+
+
+def _identity_values(from_client: bool) -> dict[str, str]:
+    if from_client:
+        return {"IDENTITY_MAPS": _PASSTHROUGH_MAPS, "IDENTITY_CN": "$viworks_forwarded_cn", "IDENTITY_VERIFY": "$viworks_forwarded_verify"}
+    return {"IDENTITY_MAPS": "", "IDENTITY_CN": "$viworks_client_cn", "IDENTITY_VERIFY": "$ssl_client_verify"}
+
+
 @dataclasses.dataclass
 class Lab:
     """One lab on this machine: its state directory and a Docker client."""
@@ -137,7 +158,7 @@ class Lab:
         self._render(material, knobs)
         topology.ensure_networks(self.client)
         changed = {}
-        specs = self._specs(roles)
+        specs = self._specs(roles, knobs)
         for spec in specs:
             _, changed[spec.name] = topology.ensure_container(self.client, spec)
         self._remove_extra_gateways({spec.name for spec in specs})
@@ -203,6 +224,9 @@ class Lab:
             "JWT_SECRET": material.rotated_jwt_secret if knobs.backend_jwt_secret_rotated else material.jwt_secret,
             "WS_SERVER_ENABLED": str(knobs.ws_server_enabled).lower(),
             "DISPATCH_ENABLED": str(knobs.dispatch_enabled).lower(),
+            **_identity_values(knobs.identity_from_client),
+            "TLS_PROTOCOLS": "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" if knobs.old_tls_protocols else "TLSv1.2 TLSv1.3",
+            "TLS_CIPHERS": "DEFAULT:@SECLEVEL=0" if knobs.old_tls_protocols else "HIGH:!aNULL:!MD5",
         }
         files = {
             "nginx/nginx.conf": ((FIXTURES / "nginx" / "nginx.conf").read_text(), 0o644),
@@ -222,8 +246,10 @@ class Lab:
                 path.write_text(text)
             path.chmod(mode)
 
-    def _specs(self, roles: dict[str, str]) -> list[topology.ContainerSpec]:
+    def _specs(self, roles: dict[str, str], knobs: Knobs) -> list[topology.ContainerSpec]:
         rendered = self.state.rendered
+        # Production publishes nothing of the backend agent: nginx reaches it over the Docker networks.
+        agent_ports = {"8080/tcp": PORTS["api"], "8081/tcp": PORTS["ws"]} if knobs.agent_ports_published else {}
         return [
             topology.ContainerSpec(
                 POSTGRES, roles["services"], {"viworks-internal": ()},
@@ -237,7 +263,7 @@ class Lab:
             ),
             topology.ContainerSpec(
                 BACKEND, roles["backend-agent"], {"viworks-internal": (), "viworks-public": ()},
-                ports={"8080/tcp": PORTS["api"], "8081/tcp": PORTS["ws"]},
+                ports=agent_ports,
                 mounts={str(rendered / "backend"): "/app/config:ro"},
             ),
             topology.ContainerSpec(
@@ -269,10 +295,20 @@ class Lab:
 
     def _wait_backend(self, material: Material) -> None:
         def health() -> tuple[int, str]:
-            response = httpx.get(f"http://{LOOPBACK}:{PORTS['api']}/health", timeout=2)
+            response = httpx.get(f"{self._backend_api()}/health", timeout=2)
             return response.status_code, response.json().get("status", "?")
 
-        self._wait(health, lambda seen: seen == (200, "healthy"), f"backend agent /health on {LOOPBACK}:{PORTS['api']}")
+        self._wait(health, lambda seen: seen == (200, "healthy"), "backend agent /health on its Docker network")
+
+    def _backend_api(self) -> str:
+        """The backend agent's API as the lab itself reaches it: at its address on a Docker network
+        (this machine routes to the lab's bridges), since nothing of it is published on the host."""
+        networks = self.client.containers.get(BACKEND).attrs["NetworkSettings"]["Networks"]
+        for name in ("viworks-public", *networks):
+            address = (networks.get(name) or {}).get("IPAddress")
+            if address:
+                return f"http://{address}:{PORTS['api']}"
+        raise LabError(f"{BACKEND} has no address on any Docker network")
 
     def _wait_edge(self) -> None:
         context = ssl.create_default_context(cafile=str(self.state.pki / "ca.crt"))
@@ -348,7 +384,7 @@ class Lab:
 
         def registry_status() -> str:
             response = httpx.get(
-                f"http://{LOOPBACK}:{PORTS['api']}/api/v1/agents/{agent_id}",
+                f"{self._backend_api()}/api/v1/agents/{agent_id}",
                 headers={"Authorization": f"Bearer {token}"}, timeout=2,
             )
             if response.status_code == 404:

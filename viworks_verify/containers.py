@@ -61,22 +61,37 @@ class ContainerFacts:
     def image(self) -> str:
         return str(self.attrs.get("Config", {}).get("Image", ""))
 
-    def published(self, container_port: int, protocol: str = "tcp") -> list[tuple[str, int]]:
-        """Host bindings of a container port: [(host_ip, host_port)]."""
-        bindings = (self.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{container_port}/{protocol}") or []
-        return [(b.get("HostIp", ""), int(b["HostPort"])) for b in bindings if b.get("HostPort")]
+    def host_bindings(self) -> list[tuple[str, str, str]]:
+        """Every port published on the host: [(container port "8081/tcp", host ip, host port)].
+
+        What the engine has bound (running) and what the container is configured to bind (so a
+        stopped or restarting container's publishing is seen too).
+        """
+        found: set[tuple[str, str, str]] = set()
+        for source in (self.attrs.get("NetworkSettings", {}).get("Ports"), self.attrs.get("HostConfig", {}).get("PortBindings")):
+            for port, bindings in (source or {}).items():
+                for binding in bindings or []:
+                    found.add((port, str(binding.get("HostIp") or ""), str(binding.get("HostPort") or port.split("/")[0])))
+        # The configured "" and the bound "0.0.0.0" are the same binding: keep the engine's.
+        bound = {(port, host_port) for port, ip, host_port in found if ip}
+        return sorted(binding for binding in found if binding[1] or (binding[0], binding[2]) not in bound)
 
 
-def binding_problem(facts: ContainerFacts, container_port: int, host_ip: str | None) -> str | None:
-    """Why a container port is not published as expected (same host port; on ``host_ip`` when given)."""
-    bindings = facts.published(container_port)
-    if not bindings:
-        return f"{container_port}/tcp is not published"
-    wanted = [(ip, port) for ip, port in bindings if port == container_port and (host_ip is None or ip == host_ip)]
-    if not wanted:
-        shown = ", ".join(f"{ip or '*'}:{port}" for ip, port in bindings)
-        return f"{container_port}/tcp published on {shown}; expected {(host_ip or '*')}:{container_port}"
-    return None
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def host_address(ip: str) -> str:
+    """A binding's host address as an operator reads it."""
+    return "every address (0.0.0.0)" if ip in ("", "0.0.0.0") else "every address (::)" if ip == "::" else ip
+
+
+def publishing_problems(facts: ContainerFacts, allow_loopback: bool) -> list[str]:
+    """Each host address a container publishes a port on, where none should be (loopback, if allowed, aside)."""
+    return [
+        f"{facts.name} publishes {port} on {host_address(ip)}:{host_port}"
+        for port, ip, host_port in facts.host_bindings()
+        if not (allow_loopback and ip in LOOPBACK)
+    ]
 
 
 def parse_docker_time(value: str | None) -> _dt.datetime | None:

@@ -45,19 +45,47 @@ def read_edge(endpoint: EdgeEndpoint) -> EdgeSnapshot:
     return snap
 
 
+# The ClientHello's legacy version field for each old protocol offered alone.
+_HELLO_VERSION = {ssl.TLSVersion.TLSv1: b"\x03\x01", ssl.TLSVersion.TLSv1_1: b"\x03\x02"}
+
+
 def _offer_only(endpoint: EdgeEndpoint, version: ssl.TLSVersion) -> str:
-    """``refused`` when the edge will not speak ``version`` alone, else ``negotiated <version>``."""
+    """``refused`` when the edge will not speak ``version`` offered alone, ``negotiated <version>`` when
+    it does, ``untested: <why>`` when this runner cannot offer it (never counted as refused)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # deprecated is the point: we offer it to see it refused
         context = endpoint.tls_context(minimum=version, maximum=version)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+        context.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 offers TLS 1.0/1.1 only at security level 0
     except ssl.SSLError:
         pass
+    untested = _cannot_offer(context, version, endpoint.edge.domain)
+    if untested:
+        return f"untested: {untested}"
     try:
         with endpoint.open_tcp() as raw, context.wrap_socket(raw, server_hostname=endpoint.edge.domain) as tls:
             return f"negotiated {tls.version()}"
     except (ssl.SSLError, ConnectionError):
-        return "refused"
+        return "refused"  # the runner offered it (proved above): the edge would not have it
+
+
+def _cannot_offer(context: ssl.SSLContext, version: ssl.TLSVersion, domain: str) -> str | None:
+    """Why this runner's TLS library cannot send a ClientHello for ``version`` alone; None when it can.
+
+    Proved offline: the handshake's first flight is written to memory and its version field read.
+    """
+    outgoing = ssl.MemoryBIO()
+    tls = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=domain)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        hello = outgoing.read()
+        offered = hello[9:11] if len(hello) > 11 and hello[0] == 22 and hello[5] == 1 else b""
+        if offered == _HELLO_VERSION[version]:
+            return None
+        return f"this runner's ClientHello offers version {offered.hex() or 'none'}, not {version.name}"
+    except ssl.SSLError as exc:
+        return f"this runner's OpenSSL ({ssl.OPENSSL_VERSION}) cannot offer {version.name} ({exc.reason or exc})"
+    return f"this runner's OpenSSL ({ssl.OPENSSL_VERSION}) completed a handshake with nobody"

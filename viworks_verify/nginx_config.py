@@ -222,6 +222,15 @@ class Server(Block):
             yield location
             pending.extend(location.locations)
 
+    def locations_proxying_to(self, host: str) -> list[tuple[Location, str]]:
+        """Every location (nested ones too) whose ``proxy_pass`` reaches ``host``, with the target it names."""
+        found = []
+        for location in self._all_locations():
+            targets = [t for t in location.proxy_targets if t.partition("://")[2].split("/")[0].split(":")[0] == host]
+            if targets:
+                found.append((location, targets[0]))
+        return found
+
     def location(self, prefix: str) -> Location | None:
         """The prefix location (``location /ws/`` or ``location ^~ /ws/``) for exactly ``prefix``."""
         for location in self._all_locations():
@@ -275,6 +284,51 @@ class Server(Block):
         )
 
 
+_VARIABLE = re.compile(r"\$\{?([A-Za-z0-9_]+)\}?")
+# Variables nginx fills from the verified client certificate: the only source of an identity.
+_CERTIFICATE_VARIABLES = "ssl_client_"
+
+
+def identity_header_problem(location: Location, header: str) -> str | None:
+    """Why a client could supply ``header`` to where this location proxies; None when nginx sets it itself.
+
+    nginx forwards a client's request headers unless ``proxy_set_header`` (in force here, by
+    nginx's inheritance) sets them; the value must come from the verified client certificate
+    (``$ssl_client_*``, directly or through a ``map``) or be a constant ("" removes the header).
+    """
+    value = location.header(header)
+    if value is None:
+        return f"does not set {header} (a client's own {header} reaches the agent)"
+    untrusted = _untrusted_variable(value, location.server.config, depth=0)
+    if untrusted is None:
+        return None
+    own = " (the client's own header)" if untrusted.startswith("http_") else ""
+    return f"sets {header} from ${untrusted}{own}, not from the verified client certificate"
+
+
+def _untrusted_variable(value: str, config: "NginxConfig", depth: int) -> str | None:
+    """The first variable in ``value`` that is not derived from the client certificate, if any."""
+    for name in _VARIABLE.findall(value):
+        if name.startswith(_CERTIFICATE_VARIABLES):
+            continue
+        mapping = config.map_of(name)
+        if mapping is None or depth > 8:
+            return name
+        source = _untrusted_variable(mapping.args[0], config, depth + 1)
+        if source is not None:
+            return source
+        # A map's values may use the captures of its own regexes (derived from its source) or other variables.
+        captures = {c for d in mapping.block or [] for c in re.findall(r"\?P?<([A-Za-z_][A-Za-z0-9_]*)>", d.name)}
+        for directive in mapping.block or []:
+            for arg in directive.args:
+                inner = [v for v in _VARIABLE.findall(arg) if v not in captures and not v.isdigit()]
+                for variable in inner:
+                    untrusted = _untrusted_variable(f"${variable}", config, depth + 1)
+                    if untrusted is not None:
+                        return untrusted
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class ClientVerification:
     enforced: bool
@@ -307,6 +361,14 @@ class NginxConfig:
         for server in self.servers:
             if server.listens_on(port) and server.serves(domain):
                 return server
+        return None
+
+    def map_of(self, variable: str) -> Directive | None:
+        """The ``map SOURCE $variable { ... }`` that defines ``$variable`` (name without the $), if any."""
+        http = self.http
+        for directive in http.own("map") if http else []:
+            if len(directive.args) == 2 and directive.args[1].lstrip("$") == variable:
+                return directive
         return None
 
     def upstream(self, name: str) -> list[str] | None:

@@ -91,12 +91,17 @@ def open_session(
     client_key: Path | None,
     path: str | None = None,
     timeout_s: float | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Session:
-    """Upgrade to a WebSocket at the agent path; UpgradeRefused with the HTTP status when refused."""
+    """Upgrade to a WebSocket at the agent path; UpgradeRefused with the HTTP status when refused.
+
+    ``headers``: more request headers (a forged identity header, for the checks that nginx ignores it).
+    """
     timeout = timeout_s or endpoint.timeout_s
     async def upgrade() -> ClientConnection:
         return await connect(
             endpoint.wss_url(path),
+            additional_headers=headers,
             ssl=endpoint.tls_context(client_cert=client_cert, client_key=client_key),
             server_hostname=endpoint.edge.domain,
             host=endpoint.address,  # the TCP address; TLS and Host still speak as the domain
@@ -113,6 +118,23 @@ def open_session(
         body = exc.response.body.decode(errors="replace") if exc.response.body else ""
         raise UpgradeRefused(exc.response.status_code, body[:200]) from None
     return Session(connection, timeout)
+
+
+def open_plain_session(url: str, *, headers: dict[str, str] | None = None, timeout_s: float) -> Session:
+    """Upgrade to a WebSocket at a plain ``ws://`` URL (no TLS), as a client around the edge would.
+
+    UpgradeRefused with the HTTP status when an HTTP server answers without upgrading; OSError or
+    TimeoutError when nothing answers.
+    """
+    async def upgrade() -> ClientConnection:
+        return await connect(url, additional_headers=headers, open_timeout=timeout_s, close_timeout=1, ping_interval=None)
+
+    try:
+        connection = _LoopThread.run(upgrade(), timeout_s + 1)
+    except InvalidStatus as exc:
+        body = exc.response.body.decode(errors="replace") if exc.response.body else ""
+        raise UpgradeRefused(exc.response.status_code, body[:200]) from None
+    return Session(connection, timeout_s)
 
 
 def upgrade_status(endpoint: EdgeEndpoint, *, client_cert: Path | None, client_key: Path | None) -> int:
@@ -187,11 +209,12 @@ class ProbeSession:
 
 
 def start_probe(
-    endpoint: EdgeEndpoint, agent_id: str, *, client_cert: Path, client_key: Path, hello_agent_id: str | None = None
+    endpoint: EdgeEndpoint, agent_id: str, *, client_cert: Path, client_key: Path, hello_agent_id: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[Session, protocol.Frame, float]:
-    """Upgrade and say hello; return the session, the backend's answer and the upgrade time (ms)."""
+    """Upgrade (with ``headers``, when given) and say hello; return the session, the backend's answer and the upgrade time (ms)."""
     started = time.perf_counter()
-    session = open_session(endpoint, client_cert=client_cert, client_key=client_key)
+    session = open_session(endpoint, client_cert=client_cert, client_key=client_key, headers=headers)
     upgrade_ms = (time.perf_counter() - started) * 1000
     try:
         answer = say_hello(session, hello_agent_id or agent_id, endpoint.timeout_s)

@@ -96,7 +96,7 @@ EXIT_USAGE = 4  # pytest's own code for a usage error: bad settings, inventory, 
 EXIT_NOT_READY = 6  # the target's edge never answered within --ready-timeout: nothing was checked
 _NEEDS_SECRETS = {"api_token": "api_token", "probe_identity": "agent_key_file"}
 # Fixtures of live interactions: a replayed run deselects the checks that use them.
-_LIVE_FIXTURES = {"edge", "verified_edge", "api", "api_with_token", "anonymous_api", "api_token", "probe_identity", "deployed_agent_id"}
+_LIVE_FIXTURES = {"edge", "verified_edge", "public_address", "api", "api_with_token", "anonymous_api", "api_token", "probe_identity", "deployed_agent_id"}
 _SNAPSHOT_FIXTURES = ("backend_host", "gateway_host", "edge_snapshot")
 
 
@@ -297,6 +297,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames:
             hosts = _group_hosts(metafunc.config, group)
             metafunc.parametrize(fixture, [name for name, _ in hosts], ids=[host_id for _, host_id in hosts], indirect=True, scope="session")
+    if "public_address" in metafunc.fixturenames:
+        settings = _settings(metafunc.config)
+        addresses = list(settings.backend.public_addresses) or [settings.edge.connect_address or settings.edge.domain]
+        metafunc.parametrize("public_address", addresses, ids=[f"tcp://{a}" for a in addresses], scope="session")
     if "deployed_agent_id" in metafunc.fixturenames:
         agent_ids = _deployed_agent_ids(metafunc.config)
         metafunc.parametrize("deployed_agent_id", agent_ids, ids=[f"agent://{a}" for a in agent_ids], scope="session")

@@ -69,7 +69,13 @@ class Backend(_Section):
     networks: tuple[str, ...] = ("viworks-internal", "viworks-public")
     api_port: int = 8080
     ws_port: int = 8081
-    published_host_ip: str | None = None  # None: any address; the lab publishes on 127.0.0.1 only
+    # Exposure: the agent's ports, Postgres' and Redis' are published on no host address; a target may
+    # allow loopback-only publishing (host-local tooling), explicitly.
+    allow_loopback_publishing: bool = False
+    # Addresses of the backend host the outside can reach, probed for the agent's ports; empty: the edge's.
+    public_addresses: tuple[str, ...] = ()
+    # The request headers in which nginx passes the verified client identity to the agent.
+    identity_headers: tuple[str, ...] = ("X-Client-CN", "X-Client-Verify")
     binary_path: str = "/app/viworks-backend-agent"
     config_path: str = "/app/config/backend-agent.toml"
     database_host: str = "viworks-postgres"

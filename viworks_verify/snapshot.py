@@ -182,6 +182,7 @@ def inspect_subset(attrs: dict[str, Any]) -> dict[str, Any]:
             "Networks": {name: {"IPAddress": info.get("IPAddress"), "Aliases": info.get("Aliases")} for name, info in networks.items()},
             "Ports": attrs.get("NetworkSettings", {}).get("Ports") or {},
         },
+        "HostConfig": {"PortBindings": attrs.get("HostConfig", {}).get("PortBindings") or {}},
     }
 
 

@@ -1,4 +1,4 @@
-"""The backend host's containers: running, stable, on the right networks, published as expected."""
+"""The backend host's containers: running, stable, on the right networks, and reachable only through the edge."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from viworks_verify.containers import binding_problem, restart_problem
+from viworks_verify.containers import publishing_problems, restart_problem
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend]
 
@@ -73,8 +73,18 @@ def test_backend_agent_is_on_every_expected_network(backend_host, backend_snapsh
 
 
 @pytest.mark.smoke
-def test_backend_agent_ports_are_published(backend_host, backend_snapshot, settings):
+def test_backend_agent_postgres_and_redis_publish_no_port(backend_host, backend_snapshot, settings):
+    """Exposure: the edge is the only way in. Whoever reaches 8080/8081 directly bypasses TLS, the
+    client-certificate check and the identity binding; the database and cache are internal only."""
     backend = settings.backend
-    facts = _require_container(backend_snapshot, backend.agent_container)
-    problems = [p for p in (binding_problem(facts, port, backend.published_host_ip) for port in (backend.api_port, backend.ws_port)) if p]
-    assert not problems, f"{backend_host.id}: {backend.agent_container}: {'; '.join(problems)}"
+    problems = []
+    for name in (backend.agent_container, backend.postgres_container, backend.redis_container):
+        facts = backend_snapshot.container(name)
+        if facts is not None:  # a missing container: test_containers_are_running says so
+            problems += publishing_problems(facts, backend.allow_loopback_publishing)
+    allowed = "; the target allows loopback only" if backend.allow_loopback_publishing else ""
+    assert not problems, (
+        f"{backend_host.id}: expected {backend.agent_container}, {backend.postgres_container} and {backend.redis_container} "
+        f"published on no host address (nginx reaches them over the Docker networks{allowed}); found {'; '.join(problems)} "
+        f"(remove the ports: mapping)"
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.nginx_config import ca_bundle_problem
+from viworks_verify.nginx_config import ca_bundle_problem, identity_header_problem
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend]
 
@@ -76,6 +76,7 @@ def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, set
     )
 
 
+@pytest.mark.smoke
 def test_nginx_ws_location_keeps_idle_websockets_open(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
     location = _location(backend_host, settings, server, WS_PREFIX, recorder)
@@ -91,6 +92,26 @@ def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, age
     server = agent_server.require()
     location = _location(backend_host, settings, server, API_PREFIX, recorder)
     _assert_proxies_to(backend_host, settings, location, settings.backend.api_port)
+
+
+@pytest.mark.smoke
+@pytest.mark.tls
+def test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent(backend_host, nginx_config, settings, recorder):
+    """The agent trusts the identity headers nginx passes: on every route to it (any server, any
+    port), nginx must set them itself, or a client chooses its own agent id."""
+    config = nginx_config.require()
+    agent, headers = settings.backend.agent_container, settings.backend.identity_headers
+    problems = []
+    for server in config.servers:
+        for location, target in server.locations_proxying_to(agent):
+            found = [problem for header in headers if (problem := identity_header_problem(location, header))]
+            if found:
+                recorder.attach(f"nginx location {location.match}", location.text())
+                problems.append(f"location {location.match} to {target} ({location.directive.where}) {' and '.join(found)}")
+    assert not problems, (
+        f"{_where(backend_host, settings)}: expected every location that proxies to {agent} to set {', '.join(headers)} "
+        f"itself (from $ssl_client_*, or \"\" to clear), so a client can never supply them; found {'; '.join(problems)}"
+    )
 
 
 @pytest.mark.smoke
@@ -119,6 +140,7 @@ def test_nginx_client_ca_is_a_ca_certificate(backend_host, agent_server, nginx_t
     assert problem is None, f"{where}: ssl_client_certificate {path}: expected CA certificates; found it {problem}"
 
 
+@pytest.mark.smoke
 @pytest.mark.tls
 def test_nginx_server_certificate_and_key_exist(backend_host, agent_server, nginx_tls_files, settings):
     server = agent_server.require()

@@ -84,6 +84,7 @@ def test_unit_environment_file_exists(gateway_host, gateway_unit, gateway_files)
         pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: EnvironmentFile {'; '.join(problems)}; expected a regular file", pytrace=False)
 
 
+@pytest.mark.smoke
 def test_unit_uses_the_expected_program_env_file_and_directory(gateway_host, gateway_unit, settings):
     expected = settings.gateway
     found = {
