@@ -458,6 +458,16 @@ def test_an_edge_that_speaks_old_protocols_fails_the_floor(tmp_path):
         "test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"]
 
 
+def test_a_target_without_an_expected_release_fails_the_release_check_naming_the_setting(tmp_path):
+    """Production targets never pass by omission: no expectation is a failure that says what to fill."""
+    text = TARGET.read_text()
+    target = tmp_path / "no-release.toml"
+    target.write_text(text[:text.index("[release]")])
+    verdicts = judge(SNAPSHOTS / "healthy.json", tmp_path, "--target", str(target))
+    assert set(verdicts.failed) == {"test_backend_binary_is_the_expected_release[local://backend-lab]"}, verdicts.failed
+    assert "no expected build to compare with: set [release] sha256" in verdicts.failed["test_backend_binary_is_the_expected_release[local://backend-lab]"]
+
+
 def test_a_runner_that_cannot_offer_an_old_protocol_fails_the_floor_naming_its_limit(tmp_path):
     snapshot = healthy()
     limit = "untested: this runner's OpenSSL (OpenSSL 3.5.0) cannot offer TLSv1 (NO_PROTOCOLS_AVAILABLE)"

@@ -46,6 +46,8 @@ BAD_TARGETS = {
     "missing key": ("[edge]\nhttps_port = 443\n", ..., "edge.domain", "Field required"),
     "mistyped key": ('[edge]\ndomain = "agent.example.test"\nconect_address = "127.0.0.1"\n', ..., "edge.conect_address", "Extra inputs"),
     "mistyped value": ('[edge]\ndomain = "agent.example.test"\nhttps_port = "four-four-three"\n', ..., "edge.https_port", "integer"),
+    "missing include": ('include = ["generated.toml"]\n[edge]\ndomain = "agent.example.test"\n', ..., "include generated.toml", "does not exist"),
+    "missing release manifest": ('release_manifest = "release.json"\n[edge]\ndomain = "agent.example.test"\n', ..., "release_manifest", "does not exist"),
     "pin not base64 of 32 bytes": ('[edge]\ndomain = "agent.example.test"\nspki_pins = "sha256/dummy"\n', ..., "edge.spki_pins", "32-byte"),
 }
 

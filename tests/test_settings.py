@@ -34,10 +34,20 @@ def test_include_and_release_manifest(tmp_path):
     (tmp_path / "gen.toml").write_text(f'[edge]\nspki_pins = "{PIN}"\n')
     (tmp_path / "release.json").write_text(json.dumps({"backend": {"version": "2.0", "sha256": "ab" * 32, "size": 5}}))
     settings = load_settings(
-        "prod", _target(tmp_path, 'include = ["gen.toml", "absent.toml"]\nrelease_manifest = "release.json"\n[edge]\ndomain = "agent.example.com"\n')
+        "prod", _target(tmp_path, 'include = ["gen.toml"]\nrelease_manifest = "release.json"\n[edge]\ndomain = "agent.example.com"\n')
     )
     assert settings.edge.spki_pins == PIN and settings.edge.domain == "agent.example.com"
     assert settings.release.version == "2.0" and settings.release.sha256 == "ab" * 32
+
+
+def test_a_missing_include_or_manifest_is_an_error_never_an_empty_file(tmp_path):
+    """A target that silently lost its pins, inventory or expected release would pass by omission."""
+    target = _target(tmp_path, 'include = ["gen.toml"]\nmissing_file_hint = "run the generator"\n[edge]\ndomain = "agent.example.com"\n')
+    with pytest.raises(SettingsError, match=r"include gen.toml \(.*gen.toml\) does not exist; run the generator"):
+        load_settings("prod", target)
+    target = _target(tmp_path, 'release_manifest = "release.json"\n[edge]\ndomain = "agent.example.com"\n')
+    with pytest.raises(SettingsError, match=r"release_manifest .*release.json does not exist"):
+        load_settings("prod", target)
 
 
 def test_the_file_wins_over_the_manifest(tmp_path):

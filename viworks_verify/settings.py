@@ -140,6 +140,8 @@ class Settings(_Section):
     ssh_config: Path | None = None
     secrets_file: Path | None = None
     release_manifest: Path | None = None
+    # Added to the error when an included file or the manifest is missing (the lab: "run viworks-lab up").
+    missing_file_hint: str | None = None
     edge: Edge  # required: at least the agent domain
     backend: Backend = Field(default_factory=Backend)
     gateway: Gateway = Field(default_factory=Gateway)
@@ -180,7 +182,9 @@ def load_settings(target: str, targets_dir: Path, ready_timeout_s: float | None 
     return _with_manifest(settings)
 
 
-def _read_with_includes(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+def _read_with_includes(path: Path, seen: tuple[Path, ...], hint: str = "") -> dict[str, Any]:
+    """The file's settings over those of the files it includes; a missing include is an error, never
+    an empty file (a target that silently lost its pins or inventory would pass by omission)."""
     if path in seen:
         raise SettingsError(f"{path}: include loop")
     try:
@@ -190,13 +194,19 @@ def _read_with_includes(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from None
     _resolve_paths(data, path.parent)
+    hint = data.get("missing_file_hint", hint)
     merged: dict[str, Any] = {}
     for include in data.pop("include", []):
         included = (path.parent / include).resolve()
-        if included.exists():  # an include that is not generated yet simply adds nothing
-            _merge(merged, _read_with_includes(included, (*seen, path)))
+        if not included.exists():
+            raise SettingsError(f"{path}: include {include} ({included}) does not exist{_hinted(hint)}")
+        _merge(merged, _read_with_includes(included, (*seen, path), hint))
     _merge(merged, data)
     return merged
+
+
+def _hinted(hint: str | None) -> str:
+    return f"; {hint}" if hint else ""
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
@@ -219,8 +229,10 @@ def _merge(into: dict[str, Any], data: dict[str, Any]) -> None:
 
 def _with_manifest(settings: Settings) -> Settings:
     """Fill the expected release from the deploy pipeline's manifest where the file does not say."""
-    if settings.release_manifest is None or not settings.release_manifest.exists():
+    if settings.release_manifest is None:
         return settings
+    if not settings.release_manifest.exists():
+        raise SettingsError(f"{settings.source}: release_manifest {settings.release_manifest} does not exist{_hinted(settings.missing_file_hint)}")
     try:
         backend = json.loads(settings.release_manifest.read_text())["backend"]
     except (ValueError, KeyError, TypeError):

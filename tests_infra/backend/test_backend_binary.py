@@ -24,7 +24,8 @@ def test_backend_binary_is_the_expected_release(backend_host, backend_binary, se
     recorder.fact("backend binary sha256 (observed)", binary.sha256)
     recorder.fact("backend binary size (observed)", f"{binary.size} bytes")
     if not names_a_build(settings.release):
-        pytest.skip(f"{settings.source} names no expected build (release.sha256, release.size or size_min/size_max)")
+        pytest.fail(f"{backend_host.id}: {settings.backend.binary_path}: no expected build to compare with: set [release] sha256 "
+                    f"(or size, or size_min and size_max) or release_manifest in {settings.source}", pytrace=False)
     recorder.attach("expected release", settings.release.model_dump(exclude_none=True))
     mismatch = release_mismatch(binary.size, binary.sha256, settings.release)
     assert mismatch is None, f"{backend_host.id}: {settings.backend.agent_container}: {binary.path} is not the expected build: {mismatch}"
