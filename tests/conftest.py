@@ -22,11 +22,11 @@ def run_lab(*args: str, timeout_s: float = 1800) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def lab():
-    """The lab with one gateway host, up (a no-op when it already is); yields how long ``up`` took.
+    """The reference lab with one gateway host, up (a no-op when it already is); yields how long ``up`` took.
 
-    One gateway, whatever an earlier ``up --gateways N`` left: the tests' expectations are of that lab."""
+    Whatever an earlier ``up --gateways N --variant V`` left: the tests' expectations are of that lab."""
     started = time.monotonic()
-    done = run_lab("up", "--gateways", "1")
+    done = run_lab("up", "--gateways", "1", "--variant", "reference")
     assert done.returncode == 0, f"viworks-lab up failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
     return {"up_s": time.monotonic() - started, "stderr": done.stderr}
 

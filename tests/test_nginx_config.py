@@ -254,3 +254,46 @@ def test_identity_taken_from_the_clients_own_header_is_named_directly_or_through
 
 def test_clearing_the_identity_headers_on_the_api_route_is_setting_them():
     assert identity_problems(api_headers='proxy_set_header X-Client-CN ""; proxy_set_header X-Client-Verify "";')["/"] == []
+
+
+# ---- evaluating what nginx sends: maps, as a request makes them
+
+MAPS = """\
+events { worker_connections 512; }
+http {
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        ''      close;
+    }
+    map $http_upgrade $backwards {
+        default close;
+        ''      upgrade;
+    }
+    map $ssl_client_s_dn $client_cn {
+        default "";
+        "~(^|,)CN=(?<cn>[^,]+)" $cn;
+    }
+    map $http_x_tier $tier {
+        ~*^gold$ premium;
+        default standard;
+    }
+}
+"""
+
+
+def evaluated(value: str, **request: str) -> str:
+    config = parse_nginx_dump(f"# configuration file /etc/nginx/nginx.conf:\n{MAPS}\n")
+    return config.evaluate(value, request)
+
+
+def test_the_connection_upgrade_idiom_sends_upgrade_for_a_websocket_request_and_close_otherwise():
+    assert evaluated("$connection_upgrade", http_upgrade="websocket") == "upgrade"
+    assert evaluated("$connection_upgrade", http_upgrade="") == "close"
+    assert evaluated("$backwards", http_upgrade="websocket") == "close"  # a map written the wrong way round is seen as such
+
+
+def test_map_regexes_match_in_order_with_their_captures_and_case_rules():
+    assert evaluated("$client_cn", ssl_client_s_dn="CN=gw-lab-01,O=ViWorkS") == "gw-lab-01"
+    assert evaluated("$client_cn", ssl_client_s_dn="O=ViWorkS") == ""
+    assert evaluated("tier=$tier", http_x_tier="GOLD") == "tier=premium"
+    assert evaluated("$unknown_variable") == "$unknown_variable"  # not computable here: left as written

@@ -8,6 +8,7 @@ import sys
 from viworks_lab.engine import LabError
 from viworks_lab.faults import FAULTS
 from viworks_lab.lab import Lab
+from viworks_lab.variants import VARIANTS
 
 
 def _log(message: str) -> None:
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--gateways", type=int, default=None, metavar="N",
                     help="run N gateway hosts, gw-lab-01..NN, each its own systemd host, identity, ssh port and site "
                          "(default: as the last up said, else 1)")
+    up.add_argument("--variant", default=None, metavar="NAME",
+                    help="build a healthy variant written differently (see `variants`; default: as the last up said, else reference)")
+    commands.add_parser("variants", help="the healthy variants `up --variant` builds, one line each")
     commands.add_parser("down", help="remove every lab container and network (images stay cached)")
     commands.add_parser("status", help="the lab's containers: state, restarts, networks, published ports")
     breaking = commands.add_parser("break", help="inject one fault (see `faults`)")
@@ -33,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     lab = Lab(log=_log, ready_timeout_s=args.ready_timeout)
     try:
         if args.command == "up":
-            timings = lab.up(gateways=args.gateways)
-            _log(f"up ({lab.gateway_count} gateway{'s' if lab.gateway_count > 1 else ''}): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
+            timings = lab.up(gateways=args.gateways, variant=args.variant)
+            _log(f"up ({lab.gateway_count} gateway{'s' if lab.gateway_count > 1 else ''}, variant {lab.variant.name}): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
         elif args.command == "down":
             removed = lab.down()
             _log("down: removed " + (", ".join(removed) if removed else "nothing (no lab was running)"))
@@ -43,11 +47,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "heal":
             timings = lab.heal()
             _log("healed: " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
+        elif args.command == "variants":
+            for variant in VARIANTS.values():
+                print(f"{variant.name:<24} {variant.description}")
         elif args.command == "faults":
             for fault in FAULTS.values():
                 print(f"{fault.name:<24} {fault.description}")
         else:
             fault = lab.active_fault()
+            print(f"variant: {lab.variant.name}")
             print(f"fault: {fault.name} ({fault.description})" if fault else "fault: none (healthy)")
             rows = lab.status()
             if not rows:

@@ -22,7 +22,8 @@ from viworks_lab.layout import (
     default_state, fleet, gateway_by_id, render,
 )
 from viworks_lab.faults import FAULTS, Fault, Knobs
-from viworks_lab.material import Material, ensure_material, ensure_server_variant
+from viworks_lab.variants import REFERENCE, VARIANTS, Variant
+from viworks_lab.material import Material, ensure_material, ensure_server_variant, gateway_pins
 from viworks_lab.release import Build, build_agent, write_manifest
 
 BACKEND = "viworks-backend-agent-new"
@@ -83,13 +84,20 @@ class Lab:
         return fleet(self.gateway_count)
 
     @property
+    def variant(self) -> Variant:
+        """The lab's variant: as the last ``up --variant NAME`` said, else the reference."""
+        if self.state.variant.exists():
+            return VARIANTS[json.loads(self.state.variant.read_text())["variant"]]
+        return REFERENCE
+
+    @property
     def fault_gateway(self) -> GatewayHost:
         """The gateway host the active fault is injected into (gw-lab-01 unless ``break --host`` said)."""
         host = json.loads(self.state.fault.read_text()).get("host") if self.state.fault.exists() else None
         return gateway_by_id(host, self.gateway_count) if host else self.gateways[0]
 
     # ---- up, break, heal ----------------------------------------------------------------------
-    def up(self, gateways: int | None = None) -> dict[str, float]:
+    def up(self, gateways: int | None = None, variant: str | None = None) -> dict[str, float]:
         """Build what is missing, start what is not running, wait until every gateway is Online.
 
         ``gateways``: run that many gateway hosts from now on (gw-lab-01..NN); None keeps the count.
@@ -100,6 +108,11 @@ class Lab:
                 raise LabError(f"--gateways must be 1..{MAX_GATEWAYS}, not {gateways}")
             self.state.root.mkdir(parents=True, exist_ok=True)
             self.state.fleet.write_text(json.dumps({"gateways": gateways}))
+        if variant is not None:
+            if variant not in VARIANTS:
+                raise LabError(f"unknown variant {variant!r}; `viworks-lab variants` lists them")
+            self.state.root.mkdir(parents=True, exist_ok=True)
+            self.state.variant.write_text(json.dumps({"variant": variant}))
         fault = self.active_fault()
         return self._converge(fault.knobs if fault else Knobs(), fault.wait_for if fault else ALL_READY)
 
@@ -121,7 +134,7 @@ class Lab:
         self._converge(fault.knobs, ())
         if fault.action is not None:
             fault.action(self)
-        self._wait_for(ensure_material(self.state, self.gateway_count), fault.wait_for)
+        self._wait_for(ensure_material(self.state, self.gateway_count, self.variant), fault.wait_for)
         self.log(f"fault {name} is in{' on ' + host if host else ''}: {fault.description}")
 
     def heal(self) -> dict[str, float]:
@@ -148,7 +161,7 @@ class Lab:
     def _converge(self, knobs: Knobs, wait_for: tuple[str, ...]) -> dict[str, float]:
         timings: dict[str, float] = {}
         started = time.monotonic()
-        material = ensure_material(self.state, self.gateway_count)
+        material = ensure_material(self.state, self.gateway_count, self.variant)
         backend_build, gateway_build = build_agent("backend"), build_agent("gateway")
         write_manifest(self.state.release, BACKEND_VERSION, [backend_build, gateway_build])
         bases = images.ensure_bases(self.client, self.log)
@@ -228,9 +241,12 @@ class Lab:
             "TLS_PROTOCOLS": "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" if knobs.old_tls_protocols else "TLSv1.2 TLSv1.3",
             "TLS_CIPHERS": "DEFAULT:@SECLEVEL=0" if knobs.old_tls_protocols else "HIGH:!aNULL:!MD5",
         }
+        nginx = FIXTURES / "nginx"
         files = {
-            "nginx/nginx.conf": ((FIXTURES / "nginx" / "nginx.conf").read_text(), 0o644),
-            "nginx/conf.d/viworks-agent.conf": (render((FIXTURES / "nginx" / "viworks-agent.conf.template").read_text(), values), 0o644),
+            "nginx/nginx.conf": ((nginx / "nginx.conf").read_text(), 0o644),
+            "nginx/conf.d/viworks-agent.conf": (render((nginx / self.variant.nginx_template).read_text(), values), 0o644),
+            **{f"nginx/snippets/{snippet.name.removesuffix('.template')}": (render(snippet.read_text(), values), 0o644)
+               for snippet in sorted((nginx / "snippets").glob("*.template"))},
             "nginx/tls/server.crt": (material.read(f"{served}.crt").decode(), 0o644),
             "nginx/tls/server.key": (material.read(f"{served}.key").decode(), 0o600),
             "nginx/tls/client-ca.crt": (material.read("ca.crt").decode(), 0o644),
@@ -274,6 +290,7 @@ class Lab:
                 mounts={
                     str(rendered / "nginx" / "nginx.conf"): "/etc/nginx/nginx.conf:ro",
                     str(rendered / "nginx" / "conf.d"): "/etc/nginx/conf.d:ro",
+                    str(rendered / "nginx" / "snippets"): "/etc/nginx/snippets:ro",
                     str(rendered / "nginx" / "tls"): "/etc/nginx/tls:ro",
                 },
             ),
@@ -351,7 +368,7 @@ class Lab:
         )
         env_text = render(
             (FIXTURES / "gateway" / "agent.env.template").read_text(),
-            {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": gateway.agent_id, "SPKI_PIN": material.server_pin, "SITE": gateway.site},
+            {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": gateway.agent_id, "SPKI_PINS": gateway_pins(material, self.variant), "SITE": gateway.site},
         )
         files = {
             "/opt/viworks/viworks-gateway-agent": (build.data, 0o755),

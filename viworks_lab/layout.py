@@ -93,6 +93,11 @@ class StateDir:
         return self.root / "fleet.json"
 
     @property
+    def variant(self) -> Path:
+        """Which variant the lab is (``up --variant NAME``)."""
+        return self.root / "variant.json"
+
+    @property
     def fleet_inventory(self) -> Path:
         return self.root / "hosts.ini"
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from viworks_verify import certs
 from viworks_verify.pins import spki_pin
 from viworks_lab.layout import AGENT_DOMAIN, GATEWAY_ID, LOOPBACK, REPO_ROOT, SUITE_AGENT_ID, GatewayHost, StateDir, fleet
+from viworks_lab.variants import REFERENCE, Variant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +58,7 @@ def _identity_files(state: StateDir, stem: str, identity: certs.Identity) -> Non
     _write(state.pki / f"{stem}.key", identity.key_pem(), 0o600)
 
 
-def ensure_material(state: StateDir, gateways: int = 1) -> Material:
+def ensure_material(state: StateDir, gateways: int = 1, variant: Variant = REFERENCE) -> Material:
     """Create what is missing; never regenerate what exists (keys and pins stay stable)."""
     state.root.mkdir(parents=True, exist_ok=True)
     state.root.chmod(0o700)
@@ -110,7 +111,7 @@ def ensure_material(state: StateDir, gateways: int = 1) -> Material:
             _identity_files(state, gateway.agent_id, certs.issue(ca, gateway.agent_id, server=False))
     values = json.loads(state.lab_secrets.read_text())
     material = Material(state, values["postgres_password"], values["redis_password"], values["jwt_secret"])
-    _write_suite_files(material, hosts)
+    _write_suite_files(material, hosts, variant)
     return material
 
 
@@ -136,7 +137,27 @@ def ensure_server_variant(state: StateDir, stem: str) -> None:
     _identity_files(state, stem, identity)
 
 
-def _write_suite_files(material: Material, gateways: list[GatewayHost]) -> None:
+def _backup_pin(material: Material) -> str:
+    """The pin of a key the edge does not serve (a standby key, as operators keep for rotation)."""
+    ensure_server_variant(material.state, "server-rekeyed")
+    return spki_pin(material.read("server-rekeyed.crt"))
+
+
+def gateway_pins(material: Material, variant: Variant) -> str:
+    """``VIW_AGENT_BACKEND_SPKI_PIN`` as the variant writes it."""
+    if variant.pins == "forms":
+        return f"sha256/{material.server_pin},{_backup_pin(material)}"
+    return f"sha256/{material.server_pin}"
+
+
+def target_pins(material: Material, variant: Variant) -> str:
+    """The target's ``edge.spki_pins`` as the variant writes it (the other form from the gateway's)."""
+    if variant.pins == "forms":
+        return f"{material.server_pin}, sha256/{_backup_pin(material)}"
+    return f"sha256/{material.server_pin}"
+
+
+def _write_suite_files(material: Material, gateways: list[GatewayHost], variant: Variant) -> None:
     """What the suite reads to target the lab: its secrets, the inventory, the gateway hosts' ssh config."""
     state = material.state
     _write(
@@ -163,7 +184,7 @@ def _write_suite_files(material: Material, gateways: list[GatewayHost]) -> None:
         "# Written by `viworks-lab up` for targets/lab.toml: values that exist only once the lab made them.\n"
         f'inventory = "{inventory}"\n\n'
         "[edge]\n"
-        f'spki_pins = "sha256/{material.server_pin}"\n\n'
+        f'spki_pins = "{target_pins(material, variant)}"\n\n'
         "[gateway]\n"
         f"agent_ids = [{', '.join(repr(gateway.agent_id).replace(chr(39), chr(34)) for gateway in gateways)}]\n",
     )

@@ -371,6 +371,48 @@ class NginxConfig:
                 return directive
         return None
 
+    def evaluate(self, value: str, request: dict[str, str], depth: int = 0) -> str:
+        """``value`` as nginx computes it for a request: variables given in ``request`` (name -> value,
+        e.g. ``{"http_upgrade": "websocket"}``) substituted, ``map``-defined ones evaluated, any other
+        left as written."""
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name in request:
+                return request[name]
+            mapping = self.map_of(name)
+            if mapping is None or depth > 8:
+                return match.group(0)
+            return self._map_value(mapping, request, depth + 1)
+
+        return _VARIABLE.sub(substitute, value)
+
+    def _map_value(self, mapping: Directive, request: dict[str, str], depth: int) -> str:
+        """What a ``map`` yields: an exact key first, then its regexes in order, else its default."""
+        source = self.evaluate(mapping.args[0], request, depth)
+        default, regexes = "", []
+        for entry in mapping.block or []:
+            key, result = entry.name, entry.args[0] if entry.args else ""
+            if key in ("hostnames", "volatile", "include"):
+                continue
+            if key == "default":
+                default = result
+            elif key.startswith("~"):
+                regexes.append((key, result))
+            elif key == source:
+                return self.evaluate(result, request, depth)
+        for key, result in regexes:
+            insensitive = key.startswith("~*")
+            pattern = re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", key[2:] if insensitive else key[1:])  # PCRE's (?<name> is Python's (?P<name>
+            try:
+                found = re.search(pattern, source, re.IGNORECASE if insensitive else 0)
+            except re.error:
+                continue
+            if found:
+                captures = {**{str(i): g or "" for i, g in enumerate(found.groups(), 1)}, **{k: v or "" for k, v in found.groupdict().items()}}
+                return self.evaluate(result, {**request, **captures}, depth)
+        return self.evaluate(default, request, depth)
+
     def upstream(self, name: str) -> list[str] | None:
         """``host:port`` of each server of upstream ``name``; None when there is no such upstream."""
         http = self.http

@@ -65,13 +65,25 @@ def test_nginx_ws_location_proxies_to_backend_agent_ws_port(backend_host, agent_
 def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
     location = _location(backend_host, settings, server, WS_PREFIX, recorder)
-    expected = {"proxy_http_version": "1.1", "Upgrade": "$http_upgrade", "Connection": "upgrade"}
-    found = {"proxy_http_version": location.proxy_http_version, "Upgrade": location.header("Upgrade"), "Connection": location.header("Connection")}
-    wrong = [key for key in expected if (found[key] or "").lower() != expected[key].lower()]
+    # Judged as nginx computes the headers for an agent's upgrade request (a map such as
+    # $connection_upgrade evaluated), not as they are spelled.
+    upgrade_request = {"http_upgrade": "websocket", "http_connection": "Upgrade"}
+    config = server.config
+    expected = {"proxy_http_version": "1.1", "Upgrade": "websocket", "Connection": "upgrade"}
+    written = {"proxy_http_version": location.proxy_http_version, "Upgrade": location.header("Upgrade"), "Connection": location.header("Connection")}
+    sent = {key: config.evaluate(value, upgrade_request) if value is not None and key != "proxy_http_version" else value
+            for key, value in written.items()}
+    wrong = [key for key in expected if (sent[key] or "").lower() != expected[key].lower()]
+
+    def shown(key: str) -> str:
+        if written[key] is None:
+            return f"{key} (not set)"
+        value = sent[key] or '""'
+        return f"{key} {written[key]}" + (f" (= {value} for an upgrade request)" if sent[key] != written[key] else "")
+
     assert not wrong, (
-        f"{_where(backend_host, settings)}: location {WS_PREFIX}: expected "
-        + ", ".join(f"{k} {expected[k]}" for k in wrong) + "; found "
-        + ", ".join(f"{k} {found[k] if found[k] is not None else '(not set)'}" for k in wrong)
+        f"{_where(backend_host, settings)}: location {WS_PREFIX}: expected, for an agent's upgrade request, "
+        + ", ".join(f"{k} {expected[k]}" for k in wrong) + "; found " + ", ".join(shown(k) for k in wrong)
         + f" ({location.directive.where})"
     )
 

@@ -1,0 +1,35 @@
+"""Variants: healthy deployments written differently from the reference lab, each of which the gate
+must pass with zero failures (a false alarm on a correct deployment gets a gate switched off).
+
+``viworks-lab variants`` lists them; ``viworks-lab up --variant NAME`` builds one (and it stays the
+lab's variant until another ``up --variant``). A variant changes what the lab renders and deploys,
+and the lab's target follows it (``.lab/generated.toml``): nothing in the suite knows variants exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    # The nginx server block template (fixtures/lab/nginx/) and the snippets it includes (snippets/).
+    nginx_template: str = "viworks-agent.conf.template"
+    # The gateway's and the target's pins: "prefixed" (sha256/<primary>) or "forms" (prefixed and
+    # bare, a primary and a backup, written differently on each side).
+    pins: str = "prefixed"
+
+
+REFERENCE = Variant("reference", "the lab as the contract draws it (the default)")
+VARIANTS: dict[str, Variant] = {
+    variant.name: variant
+    for variant in (
+        REFERENCE,
+        Variant("nginx-idioms", "nginx written another way: upstream blocks, the map $http_upgrade $connection_upgrade idiom, "
+                "location ^~ /ws/, the proxy headers from an included snippet", nginx_template="viworks-agent-idioms.conf.template"),
+        Variant("pin-forms", "pins written in both forms: the gateway pins sha256/<primary>,<backup>, the target <primary>, "
+                "sha256/<backup>; the backup is a key the edge does not serve", pins="forms"),
+    )
+}
