@@ -297,3 +297,33 @@ def test_map_regexes_match_in_order_with_their_captures_and_case_rules():
     assert evaluated("$client_cn", ssl_client_s_dn="O=ViWorkS") == ""
     assert evaluated("tier=$tier", http_x_tier="GOLD") == "tier=premium"
     assert evaluated("$unknown_variable") == "$unknown_variable"  # not computable here: left as written
+
+
+# ---- which location nginx picks for a request
+
+ROUTES = """\
+events { worker_connections 512; }
+http {
+    server {
+        listen 443 ssl;
+        server_name agent.example.com;
+        location / { return 200 root; }
+        location /agent/ { return 200 agent-prefix; }
+        location = /agent/ws { return 200 exact; }
+        location ^~ /ws/ { return 200 ws-stop; }
+        location ~ ^/ws/.*\\.png$ { return 200 image; }
+        location ~* ^/API/ { return 200 api-regex; }
+        location /api/v1/ { return 200 api-prefix; }
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("uri, picked", [
+    ("/agent/ws", "= /agent/ws"), ("/agent/other", "/agent/"), ("/ws/agent", "^~ /ws/"), ("/ws/x.png", "^~ /ws/"),
+    ("/api/v1/agents", "~* ^/API/"), ("/health", "/"),
+])
+def test_nginx_picks_the_location_by_its_own_rules_not_by_spelling(uri, picked):
+    server = parse_nginx_dump(f"# configuration file /etc/nginx/nginx.conf:\n{ROUTES}\n").servers[0]
+    location = server.location_for(uri)
+    assert f"{location.modifier} {location.match}".strip() == picked

@@ -238,6 +238,8 @@ class Lab:
             "WS_SERVER_ENABLED": str(knobs.ws_server_enabled).lower(),
             "DISPATCH_ENABLED": str(knobs.dispatch_enabled).lower(),
             **_identity_values(knobs.identity_from_client),
+            "WS_PATH": self.variant.ws_path,
+            "WS_LOCATION": self.variant.ws_location,
             "TLS_PROTOCOLS": "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" if knobs.old_tls_protocols else "TLSv1.2 TLSv1.3",
             "TLS_CIPHERS": "DEFAULT:@SECLEVEL=0" if knobs.old_tls_protocols else "HIGH:!aNULL:!MD5",
         }
@@ -368,7 +370,8 @@ class Lab:
         )
         env_text = render(
             (FIXTURES / "gateway" / "agent.env.template").read_text(),
-            {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": gateway.agent_id, "SPKI_PINS": gateway_pins(material, self.variant), "SITE": gateway.site},
+            {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": gateway.agent_id, "SPKI_PINS": gateway_pins(material, self.variant), "SITE": gateway.site,
+             "WS_PATH": self.variant.ws_path},
         )
         files = {
             "/opt/viworks/viworks-gateway-agent": (build.data, 0o755),

@@ -184,7 +184,8 @@ def _write_suite_files(material: Material, gateways: list[GatewayHost], variant:
         "# Written by `viworks-lab up` for targets/lab.toml: values that exist only once the lab made them.\n"
         f'inventory = "{inventory}"\n\n'
         "[edge]\n"
-        f'spki_pins = "{target_pins(material, variant)}"\n\n'
+        f'spki_pins = "{target_pins(material, variant)}"\n'
+        f'ws_path = "{variant.ws_path}"\n\n'
         "[gateway]\n"
         f"agent_ids = [{', '.join(repr(gateway.agent_id).replace(chr(39), chr(34)) for gateway in gateways)}]\n",
     )

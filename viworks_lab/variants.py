@@ -20,6 +20,9 @@ class Variant:
     # The gateway's and the target's pins: "prefixed" (sha256/<primary>) or "forms" (prefixed and
     # bare, a primary and a backup, written differently on each side).
     pins: str = "prefixed"
+    # The agent path, everywhere: the backend serves it, nginx routes its location, the gateway and the target name it.
+    ws_path: str = "/ws/agent"
+    ws_location: str = "/ws/"
 
 
 REFERENCE = Variant("reference", "the lab as the contract draws it (the default)")
@@ -31,5 +34,7 @@ VARIANTS: dict[str, Variant] = {
                 "location ^~ /ws/, the proxy headers from an included snippet", nginx_template="viworks-agent-idioms.conf.template"),
         Variant("pin-forms", "pins written in both forms: the gateway pins sha256/<primary>,<backup>, the target <primary>, "
                 "sha256/<backup>; the backup is a key the edge does not serve", pins="forms"),
+        Variant("other-ws-path", "the agent path is /agent/ws everywhere (backend, nginx location /agent/, the gateway's URL, "
+                "the target's edge.ws_path)", ws_path="/agent/ws", ws_location="/agent/"),
     )
 }

@@ -8,8 +8,8 @@ private scratch directory), and exposes the parts the checks need::
 
     config = parse_nginx_dump(text)
     server = config.server_for("agent.example.com", 443)
-    ws = server.location("/ws/")
-    ws.proxy_targets, ws.header("Upgrade"), ws.read_timeout_s, server.client_verification("/ws/")
+    ws = server.location_for("/ws/agent")
+    ws.proxy_targets, ws.header("Upgrade"), ws.read_timeout_s, server.client_verification("/ws/agent")
 
 Directive lookups follow nginx's inheritance: a directive not set in a location is taken from the
 nearest enclosing block that sets it (server, then http); that is also how array directives such
@@ -231,6 +231,26 @@ class Server(Block):
                 found.append((location, targets[0]))
         return found
 
+    def location_for(self, uri: str) -> Location | None:
+        """The location nginx picks for a request to ``uri`` (its own rules: an exact ``=`` match; else
+        the longest prefix, kept if it is ``^~``; else the first regex that matches; else that prefix)."""
+        candidates = list(self._all_locations())
+        for location in candidates:
+            if location.modifier == "=" and location.match == uri:
+                return location
+        prefixes = [loc for loc in candidates if loc.modifier in ("", "^~") and uri.startswith(loc.match)]
+        longest = max(prefixes, key=lambda loc: len(loc.match), default=None)
+        if longest is not None and longest.modifier == "^~":
+            return longest
+        for location in candidates:
+            if location.modifier in ("~", "~*"):
+                try:
+                    if re.search(location.match, uri, re.IGNORECASE if location.modifier == "~*" else 0):
+                        return location
+                except re.error:
+                    continue
+        return longest
+
     def location(self, prefix: str) -> Location | None:
         """The prefix location (``location /ws/`` or ``location ^~ /ws/``) for exactly ``prefix``."""
         for location in self._all_locations():
@@ -260,11 +280,11 @@ class Server(Block):
         found = self.value("ssl_verify_client")
         return found[0] if found else "off"
 
-    def client_verification(self, prefix: str) -> ClientVerification:
-        """Whether requests under ``prefix`` are refused without a client certificate the CA verified.
+    def client_verification(self, uri: str) -> ClientVerification:
+        """Whether requests to ``uri`` are refused without a client certificate the CA verified.
 
         Enforced by ``ssl_verify_client on``, or by ``optional`` plus an
-        ``if ($ssl_client_verify != SUCCESS) { return 4xx; }`` in the location (or the server).
+        ``if ($ssl_client_verify != SUCCESS) { return 4xx; }`` in the location nginx picks (or the server).
         """
         mode = self.verify_client
         if mode == "on":
@@ -272,7 +292,8 @@ class Server(Block):
         if mode != "optional":
             reason = "does not verify against the CA" if mode == "optional_no_ca" else "no client certificate is asked for"
             return ClientVerification(False, f"ssl_verify_client {mode} ({reason})")
-        location = self.location(prefix)
+        location = self.location_for(uri)
+        prefix = location.match if location is not None else uri
         for block, where in ((location, f"location {prefix}"), (self, "server")):
             if block is None:
                 continue

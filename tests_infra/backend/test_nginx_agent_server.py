@@ -11,20 +11,20 @@ from viworks_verify.nginx_config import ca_bundle_problem, identity_header_probl
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend]
 
-WS_PREFIX = "/ws/"
-API_PREFIX = "/"
+API_PATH = "/api/v1/agents"  # a request the API answers: the location nginx picks for it is the API's
 
 
 def _where(host, settings, server=None) -> str:
     return f"{host.id}: {settings.backend.nginx_container}" + (f": server {settings.edge.domain}" if server is not None else "")
 
 
-def _location(host, settings, server, prefix, recorder):
-    location = server.location(prefix)
+def _location(host, settings, server, uri, recorder):
+    """The location nginx picks for a request to ``uri`` (judged as nginx matches, not as it is spelled)."""
+    location = server.location_for(uri)
     if location is None:
         found = ", ".join(f"{loc.modifier + ' ' if loc.modifier else ''}{loc.match}" for loc in server.locations) or "none"
-        pytest.fail(f"{_where(host, settings, server)}: expected location {prefix}; found locations {found} ({server.where})", pytrace=False)
-    recorder.attach(f"nginx location {prefix}", location.text())
+        pytest.fail(f"{_where(host, settings, server)}: expected a location for {uri}; found locations {found} ({server.where})", pytrace=False)
+    recorder.attach(f"nginx location {location.match} (for {uri})", location.text())
     return location
 
 
@@ -57,14 +57,14 @@ def test_nginx_agent_server_listens_on_https(backend_host, agent_server, setting
 @pytest.mark.smoke
 def test_nginx_ws_location_proxies_to_backend_agent_ws_port(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    location = _location(backend_host, settings, server, WS_PREFIX, recorder)
+    location = _location(backend_host, settings, server, settings.edge.ws_path, recorder)
     _assert_proxies_to(backend_host, settings, location, settings.backend.ws_port)
 
 
 @pytest.mark.smoke
 def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    location = _location(backend_host, settings, server, WS_PREFIX, recorder)
+    location = _location(backend_host, settings, server, settings.edge.ws_path, recorder)
     # Judged as nginx computes the headers for an agent's upgrade request (a map such as
     # $connection_upgrade evaluated), not as they are spelled.
     upgrade_request = {"http_upgrade": "websocket", "http_connection": "Upgrade"}
@@ -82,7 +82,7 @@ def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, set
         return f"{key} {written[key]}" + (f" (= {value} for an upgrade request)" if sent[key] != written[key] else "")
 
     assert not wrong, (
-        f"{_where(backend_host, settings)}: location {WS_PREFIX}: expected, for an agent's upgrade request, "
+        f"{_where(backend_host, settings)}: location {location.match}: expected, for an agent's upgrade request, "
         + ", ".join(f"{k} {expected[k]}" for k in wrong) + "; found " + ", ".join(shown(k) for k in wrong)
         + f" ({location.directive.where})"
     )
@@ -91,10 +91,10 @@ def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, set
 @pytest.mark.smoke
 def test_nginx_ws_location_keeps_idle_websockets_open(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    location = _location(backend_host, settings, server, WS_PREFIX, recorder)
+    location = _location(backend_host, settings, server, settings.edge.ws_path, recorder)
     minimum = settings.backend.ws_min_read_timeout_s
     assert location.read_timeout_s >= minimum, (
-        f"{_where(backend_host, settings)}: location {WS_PREFIX}: proxy_read_timeout {location.read_timeout_text} "
+        f"{_where(backend_host, settings)}: location {location.match}: proxy_read_timeout {location.read_timeout_text} "
         f"({location.read_timeout_s:.0f} s); expected at least {minimum:.0f} s ({location.directive.where})"
     )
 
@@ -102,7 +102,7 @@ def test_nginx_ws_location_keeps_idle_websockets_open(backend_host, agent_server
 @pytest.mark.smoke
 def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    location = _location(backend_host, settings, server, API_PREFIX, recorder)
+    location = _location(backend_host, settings, server, API_PATH, recorder)
     _assert_proxies_to(backend_host, settings, location, settings.backend.api_port)
 
 
@@ -130,10 +130,10 @@ def test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent(
 @pytest.mark.tls
 def test_nginx_ws_location_requires_a_verified_client_certificate(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
-    _location(backend_host, settings, server, WS_PREFIX, recorder)
-    verification = server.client_verification(WS_PREFIX)
+    _location(backend_host, settings, server, settings.edge.ws_path, recorder)
+    verification = server.client_verification(settings.edge.ws_path)
     assert verification.enforced, (
-        f"{_where(backend_host, settings, server)}: expected client certificates verified on {WS_PREFIX} "
+        f"{_where(backend_host, settings, server)}: expected client certificates verified on {settings.edge.ws_path} "
         f"(ssl_verify_client on, or optional + if ($ssl_client_verify != SUCCESS) {{ return 403; }}); found {verification.how}"
     )
 

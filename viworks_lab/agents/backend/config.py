@@ -25,6 +25,7 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "enabled": True,
         "bind_address": "0.0.0.0",
         "port": 8081,
+        "path": "/ws/agent",  # where agents connect (the lab's; a deployment may serve another path)
         "heartbeat_interval": 15,
         "connection_timeout": 45,
         "hello_timeout": 10,

@@ -29,7 +29,6 @@ from viworks_lab.agents.backend.store import (
 
 log = logging.getLogger("viworks.backend")
 
-WS_PATH = "/ws/agent"
 LAST_SEEN_WRITE_INTERVAL_S = 5.0
 
 
@@ -113,6 +112,7 @@ class BackendAgent:
         self.heartbeat = float(management["heartbeat_interval"]) or None
         self.connection_timeout = float(management["connection_timeout"]) or None
         self.hello_timeout = float(management["hello_timeout"]) or 10.0
+        self.ws_path: str = management["path"]
         self.default_timeout: int = command["default_timeout"]
         self.max_timeout: int = command["max_timeout"]
         self.dispatch_enabled: bool = command["dispatch_enabled"]
@@ -181,7 +181,7 @@ class BackendAgent:
             "agent websocket listening on %s:%s%s (heartbeat %ss, connection timeout %ss)",
             management["bind_address"],
             management["port"],
-            WS_PATH,
+            self.ws_path,
             management["heartbeat_interval"],
             management["connection_timeout"],
         )
@@ -319,7 +319,7 @@ class BackendAgent:
 
     def build_ws_app(self) -> Any:
         app = web.Application()
-        app.router.add_get(WS_PATH, self.handle_agent_ws)
+        app.router.add_get(self.ws_path, self.handle_agent_ws)
         return app
 
     # ----------------------------------------------------------------- HTTP API
@@ -611,7 +611,7 @@ class BackendAgent:
             return _json_error(403, "forbidden", "a verified client certificate is required")
         ws = web.WebSocketResponse(heartbeat=self.heartbeat, autoping=True)
         if not ws.can_prepare(request).ok:
-            return _json_error(426, "upgrade_required", f"{WS_PATH} needs a WebSocket upgrade", {"Upgrade": "websocket"})
+            return _json_error(426, "upgrade_required", f"{self.ws_path} needs a WebSocket upgrade", {"Upgrade": "websocket"})
         await ws.prepare(request)
         session: AgentSession | None = None
         reason = "connection closed"
