@@ -331,8 +331,10 @@ def _foreign_trust_bundle(host, snapshot):
     host["trust_bundle"]["value"] = [_leaf_pem(snapshot)]
 
 
-def _extra_ca_in_trust_bundle(host, snapshot):
-    host["trust_bundle"]["value"] = [*host["trust_bundle"]["value"], _leaf_pem(snapshot)]
+def _nginx_trusts_another_ca(host, _):
+    # A real CA, just not the one that issued the gateways' certificates.
+    other = certs.new_ca("Some Other Internal CA").cert_pem().decode()
+    host["nginx_tls_files"]["value"]["/etc/nginx/tls/client-ca.crt"]["content"] = other
 
 
 def _other_key(host, snapshot):
@@ -357,7 +359,7 @@ CHANGES = {
     # A fact that could not be read fails the first check that needs it (pytest orders host-parametrized
     # checks by host): here the nginx check, or the cross-host CA check if it ran first.
     "nginx-test-fails": Change("backend", "test_nginx_config_test_passes", "expected nginx -t to pass", _nginx_test_fails,
-                               also=("test_gateway_ca_is_the_ca_nginx_verifies_clients_with",)),
+                               also=("test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",)),
     "listen-without-ssl": Change("backend", "test_nginx_agent_server_listens_on_https", "expected listen 443 ssl", _listen_without_ssl),
     "ws-no-upgrade": Change("backend", "test_nginx_ws_location_upgrades_to_websocket", "Connection keep-alive", _connection_header),
     "ws-read-timeout": Change("backend", "test_nginx_ws_location_keeps_idle_websockets_open", "proxy_read_timeout 30s", _short_read_timeout),
@@ -365,7 +367,7 @@ CHANGES = {
     "no-client-verification": Change("backend", "test_nginx_ws_location_requires_a_verified_client_certificate",
                                       "expected client certificates verified", _no_client_verification),
     "client-ca-not-a-ca": Change("backend", "test_nginx_client_ca_is_a_ca_certificate", "expected CA certificates", _client_ca_not_a_ca,
-                                 also=("test_gateway_ca_is_the_ca_nginx_verifies_clients_with",)),
+                                 also=("test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",)),
     "server-key-missing": Change("backend", "test_nginx_server_certificate_and_key_exist", "found missing", _server_key_missing),
     "backend-clock": Change("backend", "test_backend_clock_matches_the_runner", "120.0 s ahead of the runner", _clock(120.0),
                             also=("test_gateway_and_backend_clocks_agree",)),
@@ -383,10 +385,9 @@ CHANGES = {
     "script-owned-by-ops": Change("gateway", "test_scripts_are_root_owned_and_not_group_or_world_writable", "owned by ops(1000)", _script_owner),
     "key-readable": Change("gateway", "test_client_key_is_readable_by_its_owner_only", "mode 0644", _mode("/opt/viworks/agent/certs/client.key", 0o644)),
     "client-certificate-expired": Change("gateway", "test_client_certificate_is_not_near_expiry", "client certificate expired", _certificate_read_later),
-    "foreign-trust-bundle": Change("gateway", "test_client_certificate_chains_to_the_ca", "is not signed by the CA", _foreign_trust_bundle,
-                                   also=("test_gateway_ca_is_the_ca_nginx_verifies_clients_with",)),
-    "ca-nginx-does-not-trust": Change("gateway", "test_gateway_ca_is_the_ca_nginx_verifies_clients_with",
-                                      "expected the gateway's CA among the CAs nginx verifies clients with", _extra_ca_in_trust_bundle),
+    "foreign-trust-bundle": Change("gateway", "test_client_certificate_chains_to_the_ca", "is not signed by the CA", _foreign_trust_bundle),
+    "nginx-trusts-another-ca": Change("backend", "test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",
+                                      "expected the gateway's certificate to chain to one of them", _nginx_trusts_another_ca),
     "key-of-another-certificate": Change("gateway", "test_client_certificate_matches_the_key", "expected the certificate's own key", _other_key),
     "agent-id-not-cn": Change("gateway", "test_client_certificate_cn_is_the_agent_id", "VIW_AGENT_ID=gw-other-99", _env("VIW_AGENT_ID", "gw-other-99")),
     "crash-looping": Change("gateway", "test_unit_is_not_crash_looping", "NRestarts=12", _unit("NRestarts", "12")),

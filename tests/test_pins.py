@@ -50,3 +50,14 @@ def test_certificate_helpers():
     assert not certs.chains_to(LEAF.certificate, [certs.new_ca("Test CA").certificate])  # same name, other key
     assert 364 < certs.days_left(LEAF.certificate) <= 365
     assert certs.describe(LEAF.certificate)["spki_pin"] == spki_pin(LEAF.certificate)
+
+
+def test_a_chain_through_an_intermediate_leads_to_the_root_only_with_the_intermediate_at_hand():
+    root = certs.new_ca("Root CA")
+    intermediate = certs.new_ca("Issuing CA", issuer=root)
+    leaf = certs.issue(intermediate, "gw-lab-01", server=False).certificate
+    assert certs.chains_to(leaf, [root.certificate], [intermediate.certificate])  # the file carries the intermediate
+    assert certs.chains_to(leaf, [root.certificate, intermediate.certificate])  # or the bundle does
+    assert not certs.chains_to(leaf, [root.certificate])  # neither: no path of signatures
+    stranger = certs.new_ca("Root CA")  # the same name, another key: names alone prove nothing
+    assert not certs.chains_to(leaf, [stranger.certificate], [intermediate.certificate])

@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 
 from viworks_verify import certs, clock
-from viworks_verify.gateway_env import SPKI_PIN, TRUST_BUNDLE
+from viworks_verify.gateway_env import CERT_PATH, SPKI_PIN
 from viworks_verify.pins import PinFormatError, matching_pin, parse_pins, spki_pin
 
 pytestmark = [pytest.mark.infra]
@@ -52,13 +52,15 @@ def test_gateway_pin_matches_the_served_certificate(gateway_host, edge_snapshot,
 @pytest.mark.tls
 @pytest.mark.gateway
 @pytest.mark.backend
-def test_gateway_ca_is_the_ca_nginx_verifies_clients_with(
+def test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with(
     gateway_host, backend_host, gateway_snapshot, gateway_env, agent_server, nginx_tls_files, settings
 ):
-    path = gateway_env.get(TRUST_BUNDLE)
-    if not gateway_snapshot.trust_bundle.ok:
-        pytest.skip(f"{gateway_snapshot.trust_bundle.problem}; the gateway checks report it")
-    gateway_cas = gateway_snapshot.trust_anchors()
+    """nginx accepts the gateway: its client certificate (with the intermediates its file carries,
+    which it sends) leads by signatures to a CA of nginx's ssl_client_certificate."""
+    path = gateway_env.get(CERT_PATH)
+    if not gateway_snapshot.client_certificate.ok:
+        pytest.skip(f"{gateway_snapshot.client_certificate.problem}; the gateway checks report it")
+    certificate, intermediates = gateway_snapshot.certificate(), gateway_snapshot.certificate_intermediates()
 
     server = agent_server.require()
     nginx = settings.backend.nginx_container
@@ -77,12 +79,12 @@ def test_gateway_ca_is_the_ca_nginx_verifies_clients_with(
     except ValueError:
         pytest.skip(f"{backend_host.id}: {nginx}: {client_ca_path} holds no PEM certificate; the nginx checks report it")
 
-    # Certificates, not bytes: the same CA in another PEM layout, order or bundle is the same CA.
-    missing = [ca for ca in gateway_cas if ca not in nginx_cas]
-    if missing:
+    # Signatures, not bytes or names: the same CA in another layout, order or bundle is the same CA.
+    if not certs.chains_to(certificate, nginx_cas, intermediates):
         pytest.fail(
-            f"{gateway_host.id}: {path} holds {_named(missing)}; {backend_host.id}: {nginx} verifies clients with "
-            f"{client_ca_path}: {_named(nginx_cas)}; expected the gateway's CA among the CAs nginx verifies clients with",
+            f"{gateway_host.id}: {path} is issued by {certificate.issuer.rfc4514_string()}"
+            f"{' (with ' + _named(intermediates) + ')' if intermediates else ''}; {backend_host.id}: {nginx} verifies clients with "
+            f"{client_ca_path}: {_named(nginx_cas)}; expected the gateway's certificate to chain to one of them (nginx refuses it)",
             pytrace=False,
         )
 

@@ -126,6 +126,9 @@ class Lab:
                 raise LabError(f"fault {name} is not a gateway host's: --host does not apply")
             if gateway_by_id(host, self.gateway_count) is None:
                 raise LabError(f"no gateway host {host} in the lab (it runs {', '.join(g.agent_id for g in self.gateways)})")
+        if self.variant is not REFERENCE:
+            raise LabError(f"faults are injected into the reference lab; this lab is the {self.variant.name} variant "
+                           "(viworks-lab up --variant reference first)")
         if self.active_fault() is not None:
             self.heal()
         else:
@@ -253,7 +256,7 @@ class Lab:
             "nginx/tls/server.key": (material.read(f"{served}.key").decode(), 0o600),
             "nginx/tls/client-ca.crt": (material.read("ca.crt").decode(), 0o644),
             "backend/backend-agent.toml": (render((FIXTURES / "backend" / "backend-agent.toml.template").read_text(), values), 0o600),
-            "backend/command-signing.key": (material.read("command-signing.key").decode(), 0o600),
+            "backend/command-signing.key": (material.read_signing("command-signing.key").decode(), 0o600),
             "redis/redis.conf": (render((FIXTURES / "redis" / "redis.conf.template").read_text(), values), 0o600),
             "postgres/postgres-password": (material.postgres_password, 0o600),
         }
@@ -330,7 +333,7 @@ class Lab:
         raise LabError(f"{BACKEND} has no address on any Docker network")
 
     def _wait_edge(self) -> None:
-        context = ssl.create_default_context(cafile=str(self.state.pki / "ca.crt"))
+        context = ssl.create_default_context(cafile=str(ensure_material(self.state, self.gateway_count, self.variant).path("ca.crt")))
 
         def health_via_nginx() -> int:
             # Reach the loopback port, but speak to it as the agent domain (SNI, certificate name, Host).
@@ -379,7 +382,7 @@ class Lab:
             "/opt/viworks/agent/certs/client.crt": (material.read(f"{gateway.agent_id}.crt"), 0o644),
             "/opt/viworks/agent/certs/client.key": (material.read(f"{gateway.agent_id}.key"), 0o600),
             "/opt/viworks/agent/certs/ca.crt": (material.read("ca.crt"), 0o644),
-            "/opt/viworks/agent/certs/backend-signing.pub": (material.read("command-signing.pub"), 0o644),
+            "/opt/viworks/agent/certs/backend-signing.pub": (material.read_signing("command-signing.pub"), 0o644),
             "/etc/systemd/system/viworks-gateway-agent.service": ((FIXTURES / "gateway" / "viworks-gateway-agent.service").read_bytes(), 0o644),
             "/home/ops/.ssh/authorized_keys": ((self.state.ssh / "id_ed25519.pub").read_bytes(), 0o600),
         }

@@ -28,12 +28,17 @@ class Material:
     postgres_password: str
     redis_password: str
     jwt_secret: str
+    pki: Path  # the TLS identities in use: the reference PKI, or the intermediate-ca variant's
 
     def path(self, name: str) -> Path:
-        return self.state.pki / name
+        return self.pki / name
 
     def read(self, name: str) -> bytes:
         return self.path(name).read_bytes()
+
+    def read_signing(self, name: str) -> bytes:
+        """The backend's command-signing key pair: one for every variant (it is not part of the TLS PKI)."""
+        return (self.state.pki / name).read_bytes()
 
     @property
     def rotated_jwt_secret(self) -> str:
@@ -53,21 +58,52 @@ def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
-def _identity_files(state: StateDir, stem: str, identity: certs.Identity) -> None:
-    _write(state.pki / f"{stem}.crt", identity.cert_pem())
-    _write(state.pki / f"{stem}.key", identity.key_pem(), 0o600)
+def _identity_files(pki: Path, stem: str, identity: certs.Identity, chain: bytes = b"") -> None:
+    """``stem``.crt (the certificate, then ``chain``: the intermediates it is sent with) and ``stem``.key."""
+    _write(pki / f"{stem}.crt", identity.cert_pem() + chain)
+    _write(pki / f"{stem}.key", identity.key_pem(), 0o600)
+
+
+def _issuer(pki: Path) -> tuple[certs.Identity, bytes]:
+    """The CA that issues this PKI's leaves, and the chain a leaf is sent with (its intermediates)."""
+    if (pki / "issuing.crt").exists():  # root -> issuing intermediate -> leaves
+        issuing = pki / "issuing.crt"
+        return certs.Identity(certs.load_pem_certificates(issuing.read_bytes())[0],
+                              certs.load_private_key((pki / "issuing.key").read_bytes())), issuing.read_bytes()
+    return certs.Identity(certs.load_pem_certificates((pki / "ca.crt").read_bytes())[0],
+                          certs.load_private_key((pki / "ca.key").read_bytes())), b""
+
+
+def _ensure_pki(pki: Path, intermediate: bool) -> None:
+    """A PKI for the lab's TLS: ca.crt (what trusts it: the root, and the intermediate when there is
+    one), root.crt (the root alone), the edge's server certificate, the gateway's and the suite's."""
+    if (pki / "ca.crt").exists():
+        if not intermediate and not (pki / "root.crt").exists():  # a PKI made before root.crt was written
+            _write(pki / "root.crt", (pki / "ca.crt").read_bytes())
+        return
+    root = certs.new_ca("ViWorkS Lab Root CA" if intermediate else "ViWorkS Lab Internal CA")
+    if intermediate:
+        _identity_files(pki, "root", root)
+        issuing = certs.new_ca("ViWorkS Lab Issuing CA", issuer=root)
+        _identity_files(pki, "issuing", issuing)
+        _write(pki / "ca.crt", root.cert_pem() + issuing.cert_pem())
+    else:
+        _identity_files(pki, "ca", root)
+        _write(pki / "root.crt", root.cert_pem())
+    issuer, chain = _issuer(pki)
+    _identity_files(pki, "server", certs.issue(issuer, AGENT_DOMAIN, server=True), chain)
+    _identity_files(pki, GATEWAY_ID, certs.issue(issuer, GATEWAY_ID, server=False), chain)
+    _identity_files(pki, SUITE_AGENT_ID, certs.issue(issuer, SUITE_AGENT_ID, server=False), chain)
 
 
 def ensure_material(state: StateDir, gateways: int = 1, variant: Variant = REFERENCE) -> Material:
     """Create what is missing; never regenerate what exists (keys and pins stay stable)."""
     state.root.mkdir(parents=True, exist_ok=True)
     state.root.chmod(0o700)
-    if not (state.pki / "ca.crt").exists():
-        ca = certs.new_ca("ViWorkS Lab Internal CA")
-        _identity_files(state, "ca", ca)
-        _identity_files(state, "server", certs.issue(ca, AGENT_DOMAIN, server=True))
-        _identity_files(state, GATEWAY_ID, certs.issue(ca, GATEWAY_ID, server=False))
-        _identity_files(state, SUITE_AGENT_ID, certs.issue(ca, SUITE_AGENT_ID, server=False))
+    pki = state.root / "pki-intermediate" if variant.pki == "intermediate" else state.pki
+    _ensure_pki(state.pki, intermediate=False)
+    _ensure_pki(pki, intermediate=variant.pki == "intermediate")
+    if not (state.pki / "command-signing.key").exists():
         signing = Ed25519PrivateKey.generate()
         _write(
             state.pki / "command-signing.key",
@@ -105,12 +141,11 @@ def ensure_material(state: StateDir, gateways: int = 1, variant: Variant = REFER
         )
     hosts = fleet(gateways)
     for gateway in hosts:  # each gateway host its own client identity (CN = its agent id)
-        if not (state.pki / f"{gateway.agent_id}.crt").exists():
-            ca = certs.Identity(certs.load_pem_certificates((state.pki / "ca.crt").read_bytes())[0],
-                                certs.load_private_key((state.pki / "ca.key").read_bytes()))
-            _identity_files(state, gateway.agent_id, certs.issue(ca, gateway.agent_id, server=False))
+        if not (pki / f"{gateway.agent_id}.crt").exists():
+            issuer, chain = _issuer(pki)
+            _identity_files(pki, gateway.agent_id, certs.issue(issuer, gateway.agent_id, server=False), chain)
     values = json.loads(state.lab_secrets.read_text())
-    material = Material(state, values["postgres_password"], values["redis_password"], values["jwt_secret"])
+    material = Material(state, values["postgres_password"], values["redis_password"], values["jwt_secret"], pki)
     _write_suite_files(material, hosts, variant)
     return material
 
@@ -123,9 +158,7 @@ def ensure_server_variant(state: StateDir, stem: str) -> None:
     """
     if (state.pki / f"{stem}.crt").exists():
         return
-    ca = certs.Identity(
-        certs.load_pem_certificates((state.pki / "ca.crt").read_bytes())[0], certs.load_private_key((state.pki / "ca.key").read_bytes())
-    )
+    ca, _ = _issuer(state.pki)
     if stem == "server-rekeyed":
         identity = certs.issue(ca, AGENT_DOMAIN, server=True)
     elif stem == "server-expired":
@@ -134,7 +167,7 @@ def ensure_server_variant(state: StateDir, stem: str) -> None:
         identity = certs.issue(ca, AGENT_DOMAIN, server=True, key=key, not_before=start, days=90)
     else:
         raise ValueError(f"no server certificate variant {stem!r}")
-    _identity_files(state, stem, identity)
+    _identity_files(state.pki, stem, identity)
 
 
 def _backup_pin(material: Material) -> str:
@@ -164,7 +197,7 @@ def _write_suite_files(material: Material, gateways: list[GatewayHost], variant:
         state.secrets_env,
         "# Secrets of the lab target (read by targets/lab.toml; environment variables take precedence).\n"
         f"VIWORKS_JWT_SECRET={material.jwt_secret}\n"
-        f"VIWORKS_AGENT_KEY_FILE={state.pki / (SUITE_AGENT_ID + '.key')}\n"
+        f"VIWORKS_AGENT_KEY_FILE={material.path(SUITE_AGENT_ID + '.key')}\n"
         f"VIWORKS_SNAPSHOT_KEY={_snapshot_key(material)}\n",
         0o600,
     )
@@ -185,7 +218,11 @@ def _write_suite_files(material: Material, gateways: list[GatewayHost], variant:
         f'inventory = "{inventory}"\n\n'
         "[edge]\n"
         f'spki_pins = "{target_pins(material, variant)}"\n'
-        f'ws_path = "{variant.ws_path}"\n\n'
+        f'ws_path = "{variant.ws_path}"\n'
+        # The root alone: the edge must serve its intermediates for the chain to verify.
+        f'ca_bundle = "{material.path("root.crt")}"\n\n'
+        "[probe]\n"
+        f'client_cert = "{material.path(SUITE_AGENT_ID + ".crt")}"\n\n'
         "[gateway]\n"
         f"agent_ids = [{', '.join(repr(gateway.agent_id).replace(chr(39), chr(34)) for gateway in gateways)}]\n",
     )

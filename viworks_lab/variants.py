@@ -23,6 +23,9 @@ class Variant:
     # The agent path, everywhere: the backend serves it, nginx routes its location, the gateway and the target name it.
     ws_path: str = "/ws/agent"
     ws_location: str = "/ws/"
+    # The TLS PKI: "single" (one internal CA issues everything) or "intermediate" (root -> issuing
+    # intermediate -> leaves; the edge serves the chain, certificate files carry it, bundles hold it).
+    pki: str = "single"
 
 
 REFERENCE = Variant("reference", "the lab as the contract draws it (the default)")
@@ -36,5 +39,8 @@ VARIANTS: dict[str, Variant] = {
                 "sha256/<backup>; the backup is a key the edge does not serve", pins="forms"),
         Variant("other-ws-path", "the agent path is /agent/ws everywhere (backend, nginx location /agent/, the gateway's URL, "
                 "the target's edge.ws_path)", ws_path="/agent/ws", ws_location="/agent/"),
+        Variant("intermediate-ca", "root -> issuing intermediate -> leaf for the edge (full chain served) and for client "
+                "certificates (their files carry the intermediate); the gateway's trust bundle and nginx's client CA hold the chain",
+                pki="intermediate"),
     )
 }

@@ -45,26 +45,30 @@ def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def new_ca(common_name: str, *, days: int = 3650, now: _dt.datetime | None = None) -> Identity:
+def new_ca(common_name: str, *, days: int = 3650, now: _dt.datetime | None = None, issuer: Identity | None = None) -> Identity:
+    """A CA: self-signed (a root), or an intermediate signed by ``issuer``."""
     key = new_key()
     now = now or _now()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer.certificate.subject if issuer else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _dt.timedelta(minutes=5))
         .not_valid_after(now + _dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # A root may sign an intermediate; an intermediate signs leaves only.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True)
         .add_extension(
             x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return Identity(certificate, key)
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.certificate.public_key()), critical=False)
+    return Identity(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
 
 
 def issue(
@@ -143,8 +147,21 @@ def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def chains_to(certificate: x509.Certificate, anchors: Iterable[x509.Certificate]) -> bool:
-    return any(issued_by(certificate, anchor) for anchor in anchors)
+def chains_to(certificate: x509.Certificate, anchors: Iterable[x509.Certificate],
+              intermediates: Iterable[x509.Certificate] = ()) -> bool:
+    """Whether a path of signatures leads from ``certificate`` to one of ``anchors``, through any of
+    ``intermediates`` (the CA certificates a certificate file carries after its leaf)."""
+    anchors, intermediates = list(anchors), list(intermediates)
+    pending, seen = [certificate], set()
+    while pending:
+        current = pending.pop()
+        if any(issued_by(current, anchor) for anchor in anchors):
+            return True
+        for index, candidate in enumerate(intermediates):
+            if index not in seen and issued_by(current, candidate):
+                seen.add(index)
+                pending.append(candidate)
+    return False
 
 
 def days_left(certificate: x509.Certificate, now: _dt.datetime | None = None) -> float:

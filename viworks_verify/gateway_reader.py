@@ -276,7 +276,7 @@ def _pem_section(host_id: str, env_file: str, key: str, path: str, parts: dict[s
     if not found:
         return Fact.failed(f"{host_id}: {path} holds no PEM certificate; expected one")
     pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in found]
-    return Fact(pems[0] if first_only else pems)
+    return Fact("".join(pems) if first_only else pems)  # a certificate file: its leaf, then any intermediates it carries
 
 
 def _key(host_id: str, env_file: str, path: str, parts: dict[str, str], read_secret_file: Callable[[str], bytes | None] | None) -> Fact:

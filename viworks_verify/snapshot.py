@@ -151,6 +151,10 @@ class GatewaySnapshot:
     def certificate(self) -> x509.Certificate:
         return certs.load_pem_certificates(self.client_certificate.value.encode())[0]
 
+    def certificate_intermediates(self) -> list[x509.Certificate]:
+        """The CA certificates the client certificate file carries after the leaf (sent with it in TLS)."""
+        return certs.load_pem_certificates(self.client_certificate.value.encode())[1:]
+
     def trust_anchors(self) -> list[x509.Certificate]:
         return [c for pem in self.trust_bundle.value or [] for c in certs.load_pem_certificates(pem.encode())]
 

@@ -54,6 +54,7 @@ class GatewayPki:
     certificate: Reading  # x509.Certificate
     ca: Reading  # list[x509.Certificate]
     key_spki: Reading  # bytes: the key's PUBLIC half only
+    intermediates: list  # x509.Certificate: the CA certificates the certificate file carries after its leaf
 
 
 @pytest.fixture(scope="session")
@@ -62,4 +63,5 @@ def gateway_pki(gateway_snapshot, fact_of) -> GatewayPki:
         fact_of(gateway_snapshot, "client_certificate").then(lambda _: Reading(gateway_snapshot.certificate())),
         fact_of(gateway_snapshot, "trust_bundle").then(lambda _: Reading(gateway_snapshot.trust_anchors())),
         fact_of(gateway_snapshot, "client_key_spki").then(lambda _: Reading(gateway_snapshot.key_spki())),
+        gateway_snapshot.certificate_intermediates() if gateway_snapshot.client_certificate.ok else [],
     )
