@@ -83,7 +83,7 @@ def _host(snapshot: dict[str, Any], kind: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- recorded faults
 
-JUDGED_CHECK_COUNT = 54  # every check that judges facts (tests_infra and the TLS edge's), on one gateway
+JUDGED_CHECK_COUNT = 55  # every check that judges facts (tests_infra and the TLS edge's), on one gateway
 
 
 def test_the_healthy_lab_passes_every_check(tmp_path):
@@ -318,6 +318,10 @@ def _agent_listens(host, _):
     host["listeners"]["value"].append({"proto": "tcp", "address": "0.0.0.0", "port": 8443, "processes": [["python3", pid]]})
 
 
+def _undeclared_listener(host, _):
+    host["listeners"]["value"].append({"proto": "tcp", "address": "0.0.0.0", "port": 5555, "processes": [["vpnserver", 4242]]})
+
+
 def _never_connected(host, _):
     host["journal"]["value"] = {"connected": None, "telling": "2026-01-01T00:00:00+0000 connect to wss://agent.lab.test/ws/agent failed: certificate verify failed",
                                 "trouble": True, "lines": 3}
@@ -371,7 +375,8 @@ CHANGES = {
     "server-key-missing": Change("backend", "test_nginx_server_certificate_and_key_exist", "found missing", _server_key_missing),
     "backend-clock": Change("backend", "test_backend_clock_matches_the_runner", "120.0 s ahead of the runner", _clock(120.0),
                             also=("test_gateway_and_backend_clocks_agree",)),
-    "agent-listens": Change("gateway", "test_host_listens_on_no_port_but_sshd", "8443/tcp on 0.0.0.0 by python3", _agent_listens),
+    "agent-listens": Change("gateway", "test_agent_listens_on_no_port", "8443/tcp on 0.0.0.0 by python3", _agent_listens),
+    "undeclared-listener": Change("gateway", "test_host_listens_only_where_declared", "5555/tcp on 0.0.0.0 by vpnserver", _undeclared_listener),
     "never-connected": Change("gateway", "test_agent_logged_a_connected_session_since_its_last_start", "certificate verify failed", _never_connected),
     "direct-ip-url": Change("gateway", "test_backend_url_is_wss_to_the_agent_domain", "expected wss://agent.lab.test/ws/agent",
                             _env("VIW_AGENT_BACKEND_URL", "ws://192.0.2.10:8081/ws/agent")),

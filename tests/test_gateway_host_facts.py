@@ -64,15 +64,29 @@ def test_ss_listeners_parse():
     assert listeners[0].processes == ()
 
 
-def test_only_unexpected_listeners_are_reported_and_named():
-    found = ss_listeners.unexpected(ss_listeners.parse(SS_OUTPUT), ("sshd",), ("127.0.0.11",))
+def test_only_undeclared_listeners_are_reported_and_named():
+    found = ss_listeners.undeclared(ss_listeners.parse(SS_OUTPUT), ("sshd:22/tcp",), ("127.0.0.11",))
     assert [l.port for l in found] == [53, 8099, 68]
     assert found[1].describe({117: "the agent"}) == "8099/tcp on 0.0.0.0 by python3 (pid 117, the agent)"
+    # A stock host declares its services by process and port (and protocol, where it matters).
+    stock = ("sshd:22/tcp", "systemd-resolve:53", "python3:8099/tcp", "dhclient")
+    assert ss_listeners.undeclared(ss_listeners.parse(SS_OUTPUT), stock, ("127.0.0.11",)) == []
+    assert [l.port for l in ss_listeners.undeclared(ss_listeners.parse(SS_OUTPUT), ("sshd:2222", *stock[1:]), ())] == [59044, 33773, 22, 22]
     # An engine address is ignored only when no host process owns the socket.
     owned = ss_listeners.parse('tcp LISTEN 0 5 127.0.0.11:8080 0.0.0.0:* users:(("python3",pid=9,fd=3))\n')
-    assert ss_listeners.unexpected(owned, ("sshd",), ("127.0.0.11",)) == owned
+    assert ss_listeners.undeclared(owned, ("sshd",), ("127.0.0.11",)) == owned
     unowned = ss_listeners.parse("tcp LISTEN 0 5 10.0.0.5:2049 0.0.0.0:*\n")
     assert unowned[0].describe() == "2049/tcp on 10.0.0.5 by no process visible on the host"
+
+
+def test_the_agents_own_listeners_are_found_by_its_pid():
+    assert [l.port for l in ss_listeners.owned_by(ss_listeners.parse(SS_OUTPUT), {117})] == [8099]
+
+
+@pytest.mark.parametrize("text", ["", ":22", "sshd:ssh", "sshd:22/sctp"])
+def test_a_malformed_declared_listener_is_refused(text):
+    with pytest.raises(ValueError, match="is not PROCESS"):
+        ss_listeners.Declared.parse(text)
 
 
 # --------------------------------------------------------------------------------------- journal

@@ -50,6 +50,8 @@ GATEWAY_HOST = BaseFlavour(
     (
         "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "procps", "iproute2", "openssl",
         "ca-certificates", "python3", "python3-websockets", "python3-jwt", "python3-cryptography",
+        # A stock gateway host's other services (the stock-gateway-host variant starts them; off otherwise).
+        "systemd-resolved", "chrony", "fwknop-server",
     ),
     "/sbin/init",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import dataclasses
 import hashlib
@@ -48,6 +49,23 @@ map $http_x_client_verify $viworks_forwarded_verify {
     default $http_x_client_verify;
 }
 """
+
+
+STOCK_SERVICES = ("systemd-resolved.service", "chrony.service", "fwknop-server.service", "vpnserver.service")
+
+
+def _stock_service_files(material: Material) -> dict[str, tuple[bytes, int]]:
+    """A stock gateway host's services, configured as the lab's container allows them to run."""
+    stock = FIXTURES / "gateway" / "stock"
+    knock_key = hashlib.sha256(("fwknop:" + material.jwt_secret).encode()).digest()
+    access = f"SOURCE ANY\nKEY_BASE64 {base64.b64encode(knock_key[:16]).decode()}\nHMAC_KEY_BASE64 {base64.b64encode(knock_key).decode()}\n"
+    return {
+        "/usr/local/vpnserver/vpnserver.py": ((stock / "vpnserver.py").read_bytes(), 0o644),
+        "/etc/systemd/system/vpnserver.service": ((stock / "vpnserver.service").read_bytes(), 0o644),
+        "/etc/systemd/system/chrony.service.d/lab.conf": ((stock / "chrony-in-a-container.conf").read_bytes(), 0o644),
+        "/etc/systemd/system/fwknop-server.service.d/lab.conf": ((stock / "fwknop-test-mode.conf").read_bytes(), 0o644),
+        "/etc/fwknop/access.conf": (access.encode(), 0o600),
+    }
 
 
 def _identity_values(from_client: bool) -> dict[str, str]:
@@ -220,7 +238,9 @@ class Lab:
             " && echo 'ops ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/ops && chmod 0440 /etc/sudoers.d/ops"
             " && printf 'PasswordAuthentication no\\nPermitRootLogin no\\n' > /etc/ssh/sshd_config.d/lab.conf"
             " && systemctl set-default multi-user.target"
-            " && systemctl mask getty@tty1.service console-getty.service systemd-logind.service\n"
+            " && systemctl mask getty@tty1.service console-getty.service systemd-logind.service"
+            # Installed for the stock-gateway-host variant, which starts them; the reference host runs none.
+            " && systemctl disable systemd-resolved.service chrony.service fwknop-server.service\n"
             'CMD ["/sbin/init"]\n',
             {},
         )
@@ -388,6 +408,9 @@ class Lab:
         }
         for script in sorted((FIXTURES / "gateway" / "scripts").glob("*.sh")):
             files[f"/opt/viworks/scripts/{script.name}"] = (script.read_bytes(), 0o755)
+        stock = self.variant.stock_gateway_services
+        if stock:
+            files.update(_stock_service_files(material))
         digest = _files_digest(files)
         deployed = container.exec_run(["cat", GATEWAY_FILES_MARK]).output.decode(errors="replace").strip()
         if deployed != digest or not _unit_active(container):
@@ -397,6 +420,11 @@ class Lab:
             topology.exec_checked(container, ["systemctl", "daemon-reload"], "systemctl daemon-reload")
             topology.exec_checked(container, ["systemctl", "enable", "viworks-gateway-agent.service"], "enable the gateway unit")
             topology.exec_checked(container, ["systemctl", "restart", "viworks-gateway-agent.service"], "start the gateway unit")
+            # The stock host's services run in the stock-gateway-host variant only.
+            if stock:  # run through a link named vpnserver: the host sees a process of that name, as it would the real one
+                topology.exec_checked(container, ["ln", "-sf", "/usr/bin/python3", "/usr/local/vpnserver/vpnserver"], "link vpnserver")
+            action = ["enable", "--now"] if stock else ["disable", "--now"]
+            topology.exec_checked(container, ["systemctl", *action, *STOCK_SERVICES], f"systemctl {' '.join(action)} the stock services")
             self.log(f"deployed the gateway agent to {gateway.container} ({build.size} bytes, sha256 {build.sha256[:12]})")
         key = topology.exec_checked(container, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], "read the ssh host key")
         algorithm, blob = key.split()[:2]

@@ -224,7 +224,8 @@ def _write_suite_files(material: Material, gateways: list[GatewayHost], variant:
         "[probe]\n"
         f'client_cert = "{material.path(SUITE_AGENT_ID + ".crt")}"\n\n'
         "[gateway]\n"
-        f"agent_ids = [{', '.join(repr(gateway.agent_id).replace(chr(39), chr(34)) for gateway in gateways)}]\n",
+        f"agent_ids = [{', '.join(repr(gateway.agent_id).replace(chr(39), chr(34)) for gateway in gateways)}]\n"
+        f"allowed_listeners = [{', '.join(chr(34) + listener + chr(34) for listener in variant.gateway_listeners)}]\n",
     )
     _write(
         state.ssh_config,

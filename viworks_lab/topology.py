@@ -22,7 +22,9 @@ from viworks_lab.layout import LOOPBACK, NETWORKS
 
 FINGERPRINT = "viworks.lab.fingerprint"
 SYSTEMD_OPTIONS = {
-    "cap_add": ["SYS_ADMIN"],
+    # SYS_ADMIN: systemd as PID 1. SYS_PTRACE: root may read every process's sockets, as on a real
+    # host (Docker withholds it; without it ss cannot name services that run as their own user).
+    "cap_add": ["SYS_ADMIN", "SYS_PTRACE"],
     "tmpfs": {"/run": "", "/run/lock": ""},
     "stop_signal": "SIGRTMIN+3",
 }
@@ -41,6 +43,8 @@ class ContainerSpec:
 
     def fingerprint(self) -> str:
         sha = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode())
+        if self.systemd:  # how a systemd host is run is part of what it is
+            sha.update(json.dumps(SYSTEMD_OPTIONS, sort_keys=True).encode())
         for source in sorted(self.mounts):
             sha.update(_content_digest(Path(source)).encode())
         return sha.hexdigest()[:16]

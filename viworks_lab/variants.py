@@ -26,6 +26,17 @@ class Variant:
     # The TLS PKI: "single" (one internal CA issues everything) or "intermediate" (root -> issuing
     # intermediate -> leaves; the edge serves the chain, certificate files carry it, bundles hold it).
     pki: str = "single"
+    # The gateway host's other services as a real one runs them (resolver, VPN server, fwknopd, chrony),
+    # and the listeners the target declares for them.
+    stock_gateway_services: bool = False
+
+    @property
+    def gateway_listeners(self) -> tuple[str, ...]:
+        """The listeners the target declares for its gateway hosts (gateway.allowed_listeners)."""
+        if not self.stock_gateway_services:
+            return ("sshd:22/tcp",)
+        return ("sshd:22/tcp", "systemd-resolve:53", "systemd-resolve:5355", "chronyd:323/udp", "fwknopd:62201/udp",
+                "vpnserver:443/tcp", "vpnserver:992/tcp", "vpnserver:5555/tcp", "vpnserver:1194/udp")
 
 
 REFERENCE = Variant("reference", "the lab as the contract draws it (the default)")
@@ -42,5 +53,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("intermediate-ca", "root -> issuing intermediate -> leaf for the edge (full chain served) and for client "
                 "certificates (their files carry the intermediate); the gateway's trust bundle and nginx's client CA hold the chain",
                 pki="intermediate"),
+        Variant("stock-gateway-host", "the gateway host runs what a real one does: systemd-resolved on 127.0.0.53:53, a VPN "
+                "server on TCP 443/992/5555 and UDP 1194, fwknopd, chrony; the target declares them", stock_gateway_services=True),
     )
 }

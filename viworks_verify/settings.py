@@ -101,11 +101,22 @@ class Gateway(_Section):
     connected_log_pattern: str = "session established"
     max_restarts: int = 3
     telemetry_max_age_s: float = 90.0
-    # Outbound only: the programs allowed to listen on a gateway host (by process name).
-    listen_allowed_processes: tuple[str, ...] = ("sshd",)
+    # The listeners a gateway host may have, PROCESS[:PORT[/tcp|udp]] ("sshd:22/tcp", "systemd-resolve:53",
+    # "vpnserver:1194/udp"); any other is a finding. The agent itself listens on nothing (outbound only).
+    allowed_listeners: tuple[str, ...] = ("sshd:22/tcp",)
     # Sockets a container engine, not the host, holds in the host's network namespace: ignored when no
     # host process owns them (the lab's gateway host is a container: Docker's DNS on 127.0.0.11).
     engine_listen_addresses: tuple[str, ...] = ()
+
+
+    @field_validator("allowed_listeners")
+    @classmethod
+    def _listeners_well_formed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from viworks_verify.ss_listeners import Declared
+
+        for text in value:
+            Declared.parse(text)  # a ValueError names the entry
+        return value
 
 
 class Release(_Section):

@@ -58,14 +58,42 @@ def _split_address(text: str) -> tuple[str, int | None]:
     return address, int(port)
 
 
-def unexpected(
-    listeners: list[Listener], allowed_processes: tuple[str, ...], engine_addresses: tuple[str, ...] = ()
-) -> list[Listener]:
-    """Listeners not owned only by allowed programs, nor an engine's own socket (no host process, engine address)."""
+@dataclasses.dataclass(frozen=True)
+class Declared:
+    """A listener a target declares for its hosts: ``sshd`` (any port), ``sshd:22`` (TCP or UDP), ``vpnserver:1194/udp``."""
+
+    process: str
+    port: int | None = None
+    proto: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "Declared":
+        process, _, where = text.strip().partition(":")
+        port, _, proto = where.partition("/")
+        if not process or (port and not port.isdigit()) or proto not in ("", "tcp", "udp"):
+            raise ValueError(f"{text!r} is not PROCESS[:PORT[/tcp|udp]]")
+        return cls(process, int(port) if port else None, proto or None)
+
+    def admits(self, listener: Listener, name: str) -> bool:
+        return name == self.process and self.port in (None, listener.port) and self.proto in (None, listener.proto)
+
+    def __str__(self) -> str:
+        return self.process + (f":{self.port}" if self.port is not None else "") + (f"/{self.proto}" if self.proto else "")
+
+
+def owned_by(listeners: list[Listener], pids: set[int]) -> list[Listener]:
+    """The listeners any of ``pids`` holds."""
+    return [listener for listener in listeners if any(pid in pids for _, pid in listener.processes)]
+
+
+def undeclared(listeners: list[Listener], declared: tuple[str, ...], engine_addresses: tuple[str, ...] = ()) -> list[Listener]:
+    """Listeners some process holds that no declaration admits; and sockets no host process holds,
+    unless at an address of the container engine's own (Docker's DNS in a host that is a container)."""
+    rules = [Declared.parse(text) for text in declared]
     found = []
     for listener in listeners:
         if listener.processes:
-            if all(name in allowed_processes for name in listener.names):
+            if all(any(rule.admits(listener, name) for rule in rules) for name in listener.names):
                 continue
         elif listener.address in engine_addresses:
             continue

@@ -1,4 +1,4 @@
-"""The gateway agent at run time: its process is the unit's program, and the host listens only for sshd."""
+"""The gateway agent at run time: its process is the unit's program and listens on nothing; the host listens only where declared."""
 
 from __future__ import annotations
 
@@ -30,14 +30,32 @@ def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway
 
 
 @pytest.mark.smoke
-def test_host_listens_on_no_port_but_sshd(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
+def test_agent_listens_on_no_port(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
+    """Outbound only: with inbound HTTP off, the agent process listens on nothing."""
     fact_of(gateway_snapshot, "listeners").require()
-    allowed = settings.gateway.listen_allowed_processes
-    found = ss_listeners.unexpected(gateway_snapshot.host_listeners(), allowed, settings.gateway.engine_listen_addresses)
-    labels = {_main_pid(gateway_unit): "the agent"}
+    pid = _main_pid(gateway_unit)
+    if settings.gateway.expect_inbound_http or pid == 0:
+        return  # inbound HTTP expected; or no agent process (test_agent_process_runs_the_unit_program says so)
+    found = ss_listeners.owned_by(gateway_snapshot.host_listeners(), {pid})
     if found:
         pytest.fail(
-            f"{gateway_host.id}: listening: {'; '.join(listener.describe(labels) for listener in found)}; "
-            f"expected no listener but {', '.join(allowed)} (outbound only)",
+            f"{gateway_host.id}: the agent listens: {'; '.join(listener.describe({pid: 'the agent'}) for listener in found)}; "
+            f"expected no listener (outbound only, inbound HTTP off)",
+            pytrace=False,
+        )
+
+
+@pytest.mark.smoke
+def test_host_listens_only_where_declared(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
+    """The host's other services (sshd, a resolver, a VPN server...) are the target's declared set."""
+    fact_of(gateway_snapshot, "listeners").require()
+    gateway = settings.gateway
+    agent = ss_listeners.owned_by(gateway_snapshot.host_listeners(), {_main_pid(gateway_unit)})  # test_agent_listens_on_no_port's
+    found = [listener for listener in ss_listeners.undeclared(gateway_snapshot.host_listeners(), gateway.allowed_listeners,
+                                                              gateway.engine_listen_addresses) if listener not in agent]
+    if found:
+        pytest.fail(
+            f"{gateway_host.id}: listening: {'; '.join(listener.describe() for listener in found)}; expected only the declared "
+            f"listeners ({', '.join(gateway.allowed_listeners)}; gateway.allowed_listeners in {settings.source})",
             pytrace=False,
         )
