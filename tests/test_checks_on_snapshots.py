@@ -474,6 +474,15 @@ def test_a_target_without_an_expected_release_fails_the_release_check_naming_the
     assert "no expected build to compare with: set [release] sha256" in verdicts.failed["test_backend_binary_is_the_expected_release[local://backend-lab]"]
 
 
+def test_a_target_without_the_connected_line_fails_the_session_check_naming_the_setting(tmp_path):
+    target = tmp_path / "no-pattern.toml"
+    target.write_text(TARGET.read_text().replace('connected_log_pattern = "session established"\n', ""))
+    verdicts = judge(SNAPSHOTS / "healthy.json", tmp_path, "--target", str(target))
+    case = "test_agent_logged_a_connected_session_since_its_last_start[ssh://gw-lab-01]"
+    assert set(verdicts.failed) == {case}, verdicts.failed
+    assert "set gateway.connected_log_pattern" in verdicts.failed[case]
+
+
 def test_a_runner_that_cannot_offer_an_old_protocol_fails_the_floor_naming_its_limit(tmp_path):
     snapshot = healthy()
     limit = "untested: this runner's OpenSSL (OpenSSL 3.5.0) cannot offer TLSv1 (NO_PROTOCOLS_AVAILABLE)"

@@ -92,7 +92,7 @@ class FakeHost:
 
 
 def read(host: FakeHost, hasher: SecretHasher | None = None) -> GatewaySnapshot:
-    return read_gateway("ssh://gw-test-01", "gw-test-01", host.run, Gateway(), hasher or SecretHasher(b"k" * 32))
+    return read_gateway("ssh://gw-test-01", "gw-test-01", host.run, Gateway(connected_log_pattern="session established"), hasher or SecretHasher(b"k" * 32))
 
 
 def test_a_gateway_is_read_in_one_round_trip_into_every_fact():

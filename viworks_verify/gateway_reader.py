@@ -32,6 +32,7 @@ from viworks_verify.systemd_unit import PROPERTIES, UnitProperties
 from viworks_verify.targets import connection_error
 
 JOURNAL_LINES = 20
+_NO_PATTERN = "^$"  # journal lines are never empty: matches nothing, when no connected-session line is configured
 
 # The identity files' sections, shared by both scripts: $cert, $ca, $key set, the paths to stat in "$@".
 _FILES_PART = r"""
@@ -151,7 +152,7 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
     try:
         before = time.time()
         first = _run(host_id, run, "sh -c %s sh %s %s %s %s" + " %s" * len(settings.scripts), HOST_SCRIPT,
-                     settings.unit, settings.env_file, settings.connected_log_pattern, settings.binary_path, *settings.scripts)
+                     settings.unit, settings.env_file, settings.connected_log_pattern or _NO_PATTERN, settings.binary_path, *settings.scripts)
         after = time.time()
     except _Unreachable as exc:
         snap.connection = Fact.failed(str(exc))
@@ -162,7 +163,7 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
     snap.unit = _unit(host_id, settings.unit, parts, first)
     snap.env = _env(host_id, settings.env_file, parts, hasher)
     snap.listeners = _listeners(host_id, parts)
-    snap.journal = _journal(host_id, settings.unit, parts)
+    snap.journal = _journal(host_id, settings.unit, parts, looked_for=settings.connected_log_pattern is not None)
     unit = UnitProperties(settings.unit, dict(snap.unit.value or {}))
     snap.process = _process(unit, parts.get("process", ""))
 
@@ -228,9 +229,9 @@ def _listeners(host_id: str, parts: dict[str, str]) -> Fact:
                  for l in ss_listeners.parse(parts.get("listeners", ""))])
 
 
-def _journal(host_id: str, unit: str, parts: dict[str, str]) -> Fact:
+def _journal(host_id: str, unit: str, parts: dict[str, str], looked_for: bool = True) -> Fact:
     if "journal-connected" not in parts:
-        return Fact({"connected": None, "telling": None, "lines": 0})
+        return Fact({"connected": None, "telling": None, "lines": 0, "looked_for": looked_for})
     connected = journal.parse_lines(parts["journal-connected"])
     last = journal.parse_lines(parts.get("journal-last", ""))
     telling = journal.most_telling(last)
@@ -239,6 +240,7 @@ def _journal(host_id: str, unit: str, parts: dict[str, str]) -> Fact:
         "telling": REDACTOR.redact(str(telling)) if telling else None,
         "trouble": bool(telling and journal.reports_trouble(telling)),
         "lines": len(last),
+        "looked_for": looked_for,  # False: no connected-session line was configured to look for
     })
 
 

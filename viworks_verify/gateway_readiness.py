@@ -30,6 +30,6 @@ def why_it_cannot_come_online(snapshot: GatewaySnapshot, unit_name: str) -> str 
         if state not in _RUNNING:
             return f"{snapshot.host}: {unit_name} is not running (ActiveState={state or '?'}, SubState={unit.get('SubState') or '?'})"
     logged = snapshot.journal.value if snapshot.journal.ok else None
-    if logged and not logged.get("connected") and logged.get("trouble"):
+    if logged and logged.get("looked_for", True) and not logged.get("connected") and logged.get("trouble"):
         return f"{snapshot.host}: the agent logged since its start that it cannot connect: {logged.get('telling', '')[:200]}"
     return None

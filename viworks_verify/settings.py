@@ -98,7 +98,9 @@ class Gateway(_Section):
     scripts: tuple[str, ...] = ("add_user.sh", "delete_user.sh", "add_vpn_user.sh", "delete_vpn_user.sh")
     expect_inbound_http: bool = False
     expect_exec_enabled: bool = True
-    connected_log_pattern: str = "session established"
+    # The line the agent logs once the backend welcomed it (a regex; the agent's own words, which the
+    # contract does not fix). Unset: the connected-session check fails asking for it.
+    connected_log_pattern: str | None = None
     max_restarts: int = 3
     telemetry_max_age_s: float = 90.0
     # The listeners a gateway host may have, PROCESS[:PORT[/tcp|udp]] ("sshd:22/tcp", "systemd-resolve:53",

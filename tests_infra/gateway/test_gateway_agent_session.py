@@ -20,6 +20,9 @@ def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gat
             f"expected a running unit that logged {pattern!r}",
             pytrace=False,
         )
+    if pattern is None:
+        pytest.fail(f"{gateway_host.id}: no connected-session line to look for: set gateway.connected_log_pattern (what the agent "
+                    f"logs once the backend welcomes it) in {settings.source}", pytrace=False)
     logged = fact_of(gateway_snapshot, "journal").require()
     if logged.get("connected"):
         return
