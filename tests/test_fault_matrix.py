@@ -64,6 +64,22 @@ EXPECTED = {
     "identity-header-passthrough": expect("test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent",
                                           "test_a_forged_identity_header_does_not_choose_the_agent_id", cause=("$http_x_client_cn", "welcomed")),
     "tls-floor-lowered": expect("test_protocols_below_tls_1_2_are_refused", cause=("negotiated TLSv1",)),
+    "client-cert-not-checked": expect("test_upgrade_without_a_client_certificate_is_refused",
+                                      "test_upgrade_with_a_certificate_from_another_ca_is_refused",
+                                      "test_nginx_ws_location_requires_a_verified_client_certificate", cause=("101", "optional_no_ca")),
+    "registry-empty": expect("test_synthetic_agent_is_welcomed_and_listed_online", "test_deployed_gateway_is_online",
+                             "test_synthetic_agent_goes_offline_when_its_session_closes", cause=("404", "not listed", "Online")),
+    "api-open": expect("test_api_refuses_a_request_without_a_token", cause=("200",)),
+    "hello-not-bound-to-cn": expect("test_a_hello_that_differs_from_the_certificate_cn_is_rejected", cause=("welcome",)),
+    "duplicate-sessions": expect("test_a_second_session_with_the_same_agent_id_is_rejected", cause=("welcome",)),
+    "health-slow": expect("test_health_answers_within_the_slo", cause=("ms",)),
+    "version-mismatch": expect("test_health_reports_the_expected_release", cause=("1.4.1-lab",)),
+    "http-serves-agent-path": expect("test_plain_ws_on_port_80_does_not_reach_the_backend_agent",
+                                     "test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent", cause=("HTTP 200", "X-Client-CN")),
+    "api-trusts-identity-headers": expect("test_the_api_decides_nothing_on_a_forged_identity_header",
+                                          "test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent",
+                                          cause=("HTTP 401", "$http_x_client_cn")),
+    "telemetry-placeholder": expect("test_deployed_gateway_telemetry_is_recent_and_real", cause=("not real readings",)),
 }
 ROWS: list[MatrixRow] = []
 HEALTHY_RUNS: list[SmokeRun] = []

@@ -34,6 +34,12 @@ class Knobs:
     agent_ports_published: bool = False  # 8080/8081 published on the host (on loopback: the machine's rule)
     identity_from_client: bool = False  # nginx forwards the client's identity headers on /ws/ instead of setting them
     old_tls_protocols: bool = False  # nginx also speaks TLS 1.0 and 1.1 (and the ciphers they need)
+    client_certificate_unchecked: bool = False  # nginx asks for no CA-verified certificate; the backend checks none either
+    http_serves_agent: bool = False  # port 80 proxies to the agent's API instead of redirecting to https
+    api_identity_from_client: bool = False  # location / passes the client's identity headers; the API takes them as login
+    # The backend agent's own defects (its [lab_faults] section).
+    backend_faults: tuple[tuple[str, object], ...] = ()
+    reported_version: str | None = None  # /health reports this instead of the deployed build's version
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +139,26 @@ FAULTS: dict[str, Fault] = {
               Knobs(identity_from_client=True)),
         Fault("tls-floor-lowered", "the edge also speaks TLS 1.0 and 1.1 (ssl_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3)",
               Knobs(old_tls_protocols=True)),
+        Fault("client-cert-not-checked", "no client certificate is checked: nginx's ssl_verify_client optional_no_ca with no "
+              "refusal, and a backend that takes any upgrade",
+              Knobs(client_certificate_unchecked=True, backend_faults=(("client_certificate_unchecked", True),))),
+        Fault("registry-empty", "the agent registry stays empty: the API lists no agent, though sessions are live",
+              Knobs(backend_faults=(("registry_hidden", True),)), wait_for=_GATEWAY_ONLY),
+        Fault("api-open", "the API answers /api/v1 without a token", Knobs(backend_faults=(("api_open", True),))),
+        Fault("hello-not-bound-to-cn", "the backend welcomes a hello whatever agent id it claims, not the certificate's CN",
+              Knobs(backend_faults=(("hello_unbound_to_cn", True),))),
+        Fault("duplicate-sessions", "the backend welcomes a second live session of the same agent id",
+              Knobs(backend_faults=(("duplicate_sessions", True),))),
+        Fault("health-slow", "/health answers after 300 ms (the SLO is 100 ms)", Knobs(backend_faults=(("health_delay_ms", 300),))),
+        Fault("version-mismatch", "/health reports version 1.4.1-lab while the deployed build is 1.4.2-lab",
+              Knobs(reported_version="1.4.1-lab")),
+        Fault("http-serves-agent-path", "port 80 proxies to the backend agent's API instead of redirecting to https",
+              Knobs(http_serves_agent=True)),
+        Fault("api-trusts-identity-headers", "location / passes the client's X-Client-CN and X-Client-Verify, and the API takes "
+              "them as authentication", Knobs(api_identity_from_client=True, backend_faults=(("api_trusts_identity_headers", True),))),
+        Fault("telemetry-placeholder", "the gateway agent sends placeholder telemetry (zeros, no disks) instead of readings",
+              action=_sequence(_in_gateway("sh", "-c", "echo VIW_LAB_PLACEHOLDER_TELEMETRY=true >> /opt/viworks/agent/.env"),
+                               _in_gateway("systemctl", "restart", UNIT)), redeploy_gateway=True),
         Fault("binary-drift", "the backend binary differs from the expected release build",
               action=_drift_binary, recreate=(BACKEND,)),
     )

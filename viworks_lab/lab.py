@@ -68,6 +68,23 @@ def _stock_service_files(material: Material) -> dict[str, tuple[bytes, int]]:
     }
 
 
+_REFUSE_UNVERIFIED = """if ($ssl_client_verify != SUCCESS) {
+            return 403;
+        }"""
+
+
+def _edge_values(knobs: Knobs) -> dict[str, str]:
+    """nginx as the reference lab writes it, or as a fault breaks it."""
+    unchecked = knobs.client_certificate_unchecked
+    return {
+        "HTTP_ROOT": "proxy_pass http://viworks-backend-agent-new:8080;" if knobs.http_serves_agent else "return 301 https://$host$request_uri;",
+        "VERIFY_CLIENT": "optional_no_ca" if unchecked else "optional",
+        "WS_CLIENT_CHECK": "# any client certificate, or none, goes through" if unchecked else _REFUSE_UNVERIFIED,
+        "API_IDENTITY_CN": "$http_x_client_cn" if knobs.api_identity_from_client else '""',
+        "API_IDENTITY_VERIFY": "$http_x_client_verify" if knobs.api_identity_from_client else '""',
+    }
+
+
 def _identity_values(from_client: bool) -> dict[str, str]:
     if from_client:
         return {"IDENTITY_MAPS": _PASSTHROUGH_MAPS, "IDENTITY_CN": "$viworks_forwarded_cn", "IDENTITY_VERIFY": "$viworks_forwarded_verify"}
@@ -254,7 +271,7 @@ class Lab:
         values = {
             "AGENT_DOMAIN": AGENT_DOMAIN,
             "WS_PORT": str(knobs.nginx_ws_port),
-            "VERSION": BACKEND_VERSION,
+            "VERSION": knobs.reported_version or BACKEND_VERSION,
             "POSTGRES_PASSWORD": material.postgres_password,
             "REDIS_PASSWORD": material.redis_password,
             "JWT_SECRET": material.rotated_jwt_secret if knobs.backend_jwt_secret_rotated else material.jwt_secret,
@@ -263,6 +280,9 @@ class Lab:
             **_identity_values(knobs.identity_from_client),
             "WS_PATH": self.variant.ws_path,
             "WS_LOCATION": self.variant.ws_location,
+            **_edge_values(knobs),
+            "LAB_FAULTS": "# The lab agent's fault switches (see viworks_lab/faults.py).\n[lab_faults]\n"
+                          + "".join(f"{key} = {json.dumps(value)}\n" for key, value in knobs.backend_faults),
             "TLS_PROTOCOLS": "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" if knobs.old_tls_protocols else "TLSv1.2 TLSv1.3",
             "TLS_CIPHERS": "DEFAULT:@SECLEVEL=0" if knobs.old_tls_protocols else "HIGH:!aNULL:!MD5",
         }

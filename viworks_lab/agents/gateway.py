@@ -147,6 +147,8 @@ class Config:
     agent_version: str
     inbound_http_bind: str
     inbound_http_port: int
+    # The lab's telemetry-placeholder fault: zeros instead of readings (what a half-finished agent sends).
+    placeholder_telemetry: bool = False
 
     @property
     def ping_timeout_s(self) -> float:
@@ -272,6 +274,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         agent_version=optional("VIW_AGENT_VERSION", DEFAULT_VERSION),
         inbound_http_bind=optional("VIW_AGENT_INBOUND_HTTP_BIND", "0.0.0.0"),
         inbound_http_port=http_port,
+        placeholder_telemetry=parse_bool("VIW_LAB_PLACEHOLDER_TELEMETRY", optional("VIW_LAB_PLACEHOLDER_TELEMETRY", "false")),
     )
 
 
@@ -495,6 +498,10 @@ class HostInfo:
         }
 
     async def telemetry_payload(self) -> dict[str, Any]:
+        if self.config.placeholder_telemetry:
+            return {"agent_id": self.config.agent_id, "site": self.config.site, "ts": protocol.rfc3339(), "uptime_s": 0,
+                    "cpu_pct": 0, "mem": {"total_mb": 0, "used_mb": 0}, "loadavg": [0, 0, 0], "disk": [], "services": {},
+                    "containers": [], "version": self.config.agent_version}
         cpu = await self.cpu.read()
         total_mb, used_mb = host_readings.memory_mb(host_readings.read_meminfo())
         services = await host_readings.service_states(self.watched_services())

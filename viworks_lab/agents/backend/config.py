@@ -37,6 +37,17 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "dispatch_enabled": True,
     },
     "telemetry": {"ttl_seconds": 600},
+    # The lab agent's switches for the fault matrix (each a real defect a check must catch); all off
+    # is the contract's behaviour. A production build has no such section.
+    "lab_faults": {
+        "client_certificate_unchecked": False,  # upgrade without nginx's verified-client header
+        "hello_unbound_to_cn": False,  # welcome a hello whatever the certificate CN says
+        "duplicate_sessions": False,  # welcome a second live session of the same agent id
+        "api_open": False,  # /api/v1 without a token
+        "api_trusts_identity_headers": False,  # /api/v1 takes the identity headers as authentication
+        "registry_hidden": False,  # the registry lists no agent ("the agent registry stayed empty")
+        "health_delay_ms": 0,  # /health answers this much later
+    },
     "logging": {"level": "info"},
 }
 

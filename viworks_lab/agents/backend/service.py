@@ -113,6 +113,7 @@ class BackendAgent:
         self.connection_timeout = float(management["connection_timeout"]) or None
         self.hello_timeout = float(management["hello_timeout"]) or 10.0
         self.ws_path: str = management["path"]
+        self.faults: Mapping[str, Any] = config.get("lab_faults", {})
         self.default_timeout: int = command["default_timeout"]
         self.max_timeout: int = command["max_timeout"]
         self.dispatch_enabled: bool = command["dispatch_enabled"]
@@ -280,7 +281,12 @@ class BackendAgent:
         @web.middleware
         async def api_middleware(request: Any, handler: Any) -> Any:
             try:
-                if request.path.startswith("/api/"):
+                if request.path.startswith("/api/") and self.faults.get("api_open"):
+                    request["claims"] = {"sub": "anonymous", "role": "admin"}
+                elif (request.path.startswith("/api/") and self.faults.get("api_trusts_identity_headers")
+                      and request.headers.get(self.verify_header) == "SUCCESS" and request.headers.get(self.cn_header)):
+                    request["claims"] = {"sub": request.headers[self.cn_header], "role": "operator"}
+                elif request.path.startswith("/api/"):
                     try:
                         request["claims"] = decode_bearer(request.headers.get("Authorization"), self.jwt_secret)
                     except ApiError as exc:
@@ -337,6 +343,8 @@ class BackendAgent:
         )
 
     async def handle_health(self, request: Any) -> Any:
+        if self.faults.get("health_delay_ms"):
+            await asyncio.sleep(self.faults["health_delay_ms"] / 1000)  # the lab's slow-health fault, not a wait
         (db_doc, counts), redis_doc = await asyncio.gather(self.db.probe(), self.cache.probe())
         online = sum(1 for s in self.sessions.values() if not s.closed)
         if counts is not None:
@@ -362,6 +370,8 @@ class BackendAgent:
 
     async def handle_list_agents(self, request: Any) -> Any:
         require_role(request["claims"], "viewer")
+        if self.faults.get("registry_hidden"):
+            return web.json_response({"agents": [], "total": 0})
         rows = await self.db.run(lambda c: c.fetch("SELECT * FROM agents ORDER BY agent_id"))
         agents = [agent_view(row, self._live(row["agent_id"])) for row in rows]
         known = {row["agent_id"] for row in rows}
@@ -372,6 +382,8 @@ class BackendAgent:
     async def handle_get_agent(self, request: Any) -> Any:
         require_role(request["claims"], "viewer")
         agent_id = request.match_info["agent_id"]
+        if self.faults.get("registry_hidden"):
+            raise ApiError(404, "not_found", f"agent {agent_id} not found")
         session = self._live(agent_id)
         try:
             row = await self.db.run(lambda c: c.fetchrow("SELECT * FROM agents WHERE agent_id = $1", agent_id))
@@ -599,7 +611,7 @@ class BackendAgent:
         remote = client_address(request)
         client_cn = request.headers.get(self.cn_header, "").strip()
         verified = request.headers.get(self.verify_header, "").strip()
-        if verified != "SUCCESS" or not client_cn:
+        if (verified != "SUCCESS" or not client_cn) and not self.faults.get("client_certificate_unchecked"):
             log.warning(
                 "agent websocket refused remote=%s: no verified client certificate (%s=%r, %s %s)",
                 remote,
@@ -662,7 +674,7 @@ class BackendAgent:
         except protocol.ProtocolError as exc:
             await self._reject(ws, "INVALID_HELLO", str(exc), client_cn=client_cn, correlation_id=correlation_id)
             return None
-        if agent_id != client_cn:
+        if agent_id != client_cn and not self.faults.get("hello_unbound_to_cn"):
             await self._reject(
                 ws,
                 "AGENT_ID_MISMATCH",
@@ -675,7 +687,7 @@ class BackendAgent:
             await self._reject(ws, "SERVER_SHUTTING_DOWN", "the backend is shutting down", client_cn=client_cn)
             return None
         existing = self._live(agent_id)
-        if existing is not None:
+        if existing is not None and not self.faults.get("duplicate_sessions"):
             await self._reject(
                 ws,
                 "DUPLICATE_SESSION",

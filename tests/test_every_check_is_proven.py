@@ -1,0 +1,53 @@
+"""Every smoke check can fail: a fault of the matrix is named for it, or a test of a recorded
+snapshot shows its failure message. A check no fault reaches is a check that cannot be trusted.
+
+Static (no lab): it reads the claims of the fault matrix and of the snapshot tests; those tests
+prove the claims when they run. The README's check -> proof table is the same join.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from tests.conftest import BIN, REPO
+from tests import test_checks_on_snapshots as snapshots
+from tests.test_fault_matrix import EXPECTED
+
+# Proven by a dedicated test of tests/test_checks_on_snapshots.py rather than by a CHANGES entry.
+PROVEN_BY_NAMED_SNAPSHOT_TESTS = {"test_protocols_below_tls_1_2_are_refused"}
+
+
+def smoke_checks() -> set[str]:
+    done = subprocess.run([str(BIN / "pytest"), "--co", "-q", "-m", "smoke", "-p", "no:cacheprovider", "--snapshot-in",
+                           str(snapshots.SNAPSHOTS / "healthy.json"), "--target", str(snapshots.TARGET)],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    live = subprocess.run([str(BIN / "pytest"), "--co", "-q", "-m", "smoke", "-p", "no:cacheprovider", "tests_e2e", "--target",
+                           str(snapshots.TARGET)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return {re.sub(r"\[.*\]$", "", line.split("::")[-1]) for line in (done.stdout + live.stdout).splitlines() if "::" in line}
+
+
+def proofs() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for fault, expected in EXPECTED.items():
+        for check in expected.checks:
+            found.setdefault(check, []).append(f"fault {fault}")
+    for fault, (_, checks) in snapshots.RECORDED.items():
+        for check in checks:
+            found.setdefault(check, []).append(f"recorded {fault}")
+    for fault, checks in snapshots.RECORDED_EDGE.items():
+        for check in checks:
+            found.setdefault(check, []).append(f"recorded {fault}")
+    for name, change in snapshots.CHANGES.items():
+        for check in (change.check, *change.also):
+            found.setdefault(check, []).append(f"snapshot change {name}")
+    for check in PROVEN_BY_NAMED_SNAPSHOT_TESTS:
+        found.setdefault(check, []).append("snapshot test")
+    return found
+
+
+def test_every_smoke_check_has_a_fault_or_a_recorded_snapshot_that_fails_it():
+    checks = smoke_checks()
+    assert len(checks) >= 70, sorted(checks)
+    unproven = sorted(check for check in checks if check not in proofs())
+    assert not unproven, f"smoke checks nothing proves can fail: {unproven}"
