@@ -33,11 +33,13 @@ def test_merge_config_fills_every_default() -> None:
         "enabled": True,
         "bind_address": "0.0.0.0",
         "port": 8081,
+        "path": "/ws/agent",
         "heartbeat_interval": 15,
         "connection_timeout": 45,
         "hello_timeout": 10,
     }
     assert merged["command"]["dispatch_enabled"] is True
+    assert not any(merged["lab_faults"].values())  # the contract's behaviour unless a fault says otherwise
     assert merged["telemetry"]["ttl_seconds"] == 600
 
 

@@ -52,6 +52,10 @@ map $http_x_client_verify $viworks_forwarded_verify {
 
 
 STOCK_SERVICES = ("systemd-resolved.service", "chrony.service", "fwknop-server.service", "vpnserver.service")
+_STOP_STOCK_SERVICES = (
+    "systemctl disable --now systemd-resolved.service chrony.service fwknop-server.service"
+    " && if [ -e /etc/systemd/system/vpnserver.service ]; then systemctl disable --now vpnserver.service; fi"
+)
 
 
 def _stock_service_files(material: Material) -> dict[str, tuple[bytes, int]]:
@@ -443,8 +447,10 @@ class Lab:
             # The stock host's services run in the stock-gateway-host variant only.
             if stock:  # run through a link named vpnserver: the host sees a process of that name, as it would the real one
                 topology.exec_checked(container, ["ln", "-sf", "/usr/bin/python3", "/usr/local/vpnserver/vpnserver"], "link vpnserver")
-            action = ["enable", "--now"] if stock else ["disable", "--now"]
-            topology.exec_checked(container, ["systemctl", *action, *STOCK_SERVICES], f"systemctl {' '.join(action)} the stock services")
+            if stock:
+                topology.exec_checked(container, ["systemctl", "enable", "--now", *STOCK_SERVICES], "start the stock services")
+            else:  # back from the stock-gateway-host variant, or never in it: none of them runs
+                topology.exec_checked(container, ["sh", "-c", _STOP_STOCK_SERVICES], "stop the stock services")
             self.log(f"deployed the gateway agent to {gateway.container} ({build.size} bytes, sha256 {build.sha256[:12]})")
         key = topology.exec_checked(container, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], "read the ssh host key")
         algorithm, blob = key.split()[:2]
