@@ -83,7 +83,7 @@ def _host(snapshot: dict[str, Any], kind: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- recorded faults
 
-JUDGED_CHECK_COUNT = 55  # every check that judges facts (tests_infra and the TLS edge's), on one gateway
+JUDGED_CHECK_COUNT = 56  # every check that judges facts (tests_infra and the TLS edge's), on one gateway
 
 
 def test_the_healthy_lab_passes_every_check(tmp_path):
@@ -318,6 +318,22 @@ def _agent_listens(host, _):
     host["listeners"]["value"].append({"proto": "tcp", "address": "0.0.0.0", "port": 8443, "processes": [["python3", pid]]})
 
 
+_TOML_PATH = "/opt/viworks/agent/agent.toml"
+_TOML_SECTIONS = {section: {} for section in ("agent", "security", "scripts", "monitoring", "containers")}
+
+
+def _toml_placeholder_pin(host, _):
+    # agent.toml's placeholder pin, and no .env pin to override it: the agent pins nothing real.
+    host["agent_toml"] = {"value": {"path": _TOML_PATH, "present": True,
+                                    "values": {**_TOML_SECTIONS, "outbound": {"backend_spki_pin": "sha256/" + "A" * 43 + "="}}}}
+    del host["env"]["value"]["VIW_AGENT_BACKEND_SPKI_PIN"]
+
+
+def _toml_section_missing(host, _):
+    sections = {key: value for key, value in _TOML_SECTIONS.items() if key != "monitoring"}
+    host["agent_toml"] = {"value": {"path": _TOML_PATH, "present": True, "values": {**sections, "outbound": {}}}}
+
+
 def _undeclared_listener(host, _):
     host["listeners"]["value"].append({"proto": "tcp", "address": "0.0.0.0", "port": 5555, "processes": [["vpnserver", 4242]]})
 
@@ -376,6 +392,10 @@ CHANGES = {
     "backend-clock": Change("backend", "test_backend_clock_matches_the_runner", "120.0 s ahead of the runner", _clock(120.0),
                             also=("test_gateway_and_backend_clocks_agree",)),
     "agent-listens": Change("gateway", "test_agent_listens_on_no_port", "8443/tcp on 0.0.0.0 by python3", _agent_listens),
+    "toml-placeholder-pin": Change("gateway", "test_backend_pin_is_well_formed",
+                                   "/opt/viworks/agent/agent.toml [outbound] backend_spki_pin: VIW_AGENT_BACKEND_SPKI_PIN", _toml_placeholder_pin,
+                                   also=("test_gateway_pin_matches_the_served_certificate",)),
+    "toml-section-missing": Change("gateway", "test_agent_toml_has_every_section", "sections monitoring missing", _toml_section_missing),
     "undeclared-listener": Change("gateway", "test_host_listens_only_where_declared", "5555/tcp on 0.0.0.0 by vpnserver", _undeclared_listener),
     "never-connected": Change("gateway", "test_agent_logged_a_connected_session_since_its_last_start", "certificate verify failed", _never_connected),
     "direct-ip-url": Change("gateway", "test_backend_url_is_wss_to_the_agent_domain", "expected wss://agent.lab.test/ws/agent",

@@ -30,7 +30,7 @@ def _named(certificates) -> str:
 @pytest.mark.smoke
 @pytest.mark.tls
 @pytest.mark.gateway
-def test_gateway_pin_matches_the_served_certificate(gateway_host, edge_snapshot, fact_of, gateway_env, settings):
+def test_gateway_pin_matches_the_served_certificate(gateway_host, edge_snapshot, fact_of, gateway_env, config_source, settings):
     configured_text = gateway_env.get(SPKI_PIN, "")
     try:
         configured = parse_pins(configured_text)
@@ -41,7 +41,7 @@ def test_gateway_pin_matches_the_served_certificate(gateway_host, edge_snapshot,
     match = matching_pin(configured, leaf)
     if match is None:
         pytest.fail(
-            f"{gateway_host.id}: {SPKI_PIN} in {settings.gateway.env_file} is {', '.join(p.value for p in configured)}; "
+            f"{gateway_host.id}: {SPKI_PIN} in {config_source(SPKI_PIN)} is {', '.join(p.value for p in configured)}; "
             f"{edge_snapshot.domain} serves a certificate with pin {spki_pin(leaf)}; expected the gateway to pin the served key "
             "(update the pin, or the certificate nginx serves)",
             pytrace=False,

@@ -19,6 +19,7 @@ from viworks_verify.tokens import mint_token
 from viworks_lab import images, topology
 from viworks_lab.engine import LabError, docker_client
 from viworks_lab.layout import (
+    BACKEND_HOST,
     AGENT_DOMAIN, BACKEND_VERSION, FIXTURES, LOOPBACK, MAX_GATEWAYS, PORTS, GatewayHost, StateDir,
     default_state, fleet, gateway_by_id, render,
 )
@@ -51,6 +52,12 @@ map $http_x_client_verify $viworks_forwarded_verify {
 """
 
 
+_DOCKER_GROUP_FOR_OPS = (
+    'gid=$(stat -c %g /var/run/docker.sock)'
+    ' && { getent group "$gid" >/dev/null || groupadd -g "$gid" docker-engine; }'
+    ' && usermod -aG "$(getent group "$gid" | cut -d: -f1)" ops'
+    ' && chown -R ops:ops /home/ops/.ssh && chmod 0700 /home/ops/.ssh'
+)
 STOCK_SERVICES = ("systemd-resolved.service", "chrony.service", "fwknop-server.service", "vpnserver.service")
 _STOP_STOCK_SERVICES = (
     "systemctl disable --now systemd-resolved.service chrony.service fwknop-server.service"
@@ -217,6 +224,8 @@ class Lab:
         for spec in specs:
             _, changed[spec.name] = topology.ensure_container(self.client, spec)
         self._remove_extra_gateways({spec.name for spec in specs})
+        if self.variant.backend_over_ssh:
+            self._deploy_backend_host()
         if changed[BACKEND] and not changed[NGINX]:
             # nginx resolved the backend's address when it started; a new backend container has a new one.
             self.client.containers.get(NGINX).restart(timeout=5)
@@ -344,6 +353,14 @@ class Lab:
                 },
             ),
             *(
+                [topology.ContainerSpec(
+                    # A VM of its own in production; here a systemd host with sshd and the lab's engine's socket.
+                    BACKEND_HOST, roles["gateway-host"], {"viworks-public": ()},
+                    ports={"22/tcp": PORTS["backend_ssh"]}, hostname="backend-lab", systemd=True,
+                    mounts={"/var/run/docker.sock": "/var/run/docker.sock:rw"},
+                )] if self.variant.backend_over_ssh else []
+            ),
+            *(
                 topology.ContainerSpec(
                     gateway.container, roles["gateway-host"], {"viworks-public": ()},
                     ports={"22/tcp": gateway.ssh_port}, hostname=gateway.agent_id, systemd=True,
@@ -352,10 +369,26 @@ class Lab:
             ),
         ]
 
+    def _deploy_backend_host(self) -> None:
+        """The backend host of the backend-over-ssh variant: the ops user may use the engine's socket
+        (the docker group of production, by the socket's group id), and logs in with the lab's key."""
+        container = self.client.containers.get(BACKEND_HOST)
+        self._wait(
+            lambda: topology.exec_checked(container, ["systemctl", "is-system-running"], "systemd").strip(),
+            lambda state: state in ("running", "degraded"),
+            f"systemd in {BACKEND_HOST}",
+        )
+        topology.put_files(container, {"/home/ops/.ssh/authorized_keys": ((self.state.ssh / "id_ed25519.pub").read_bytes(), 0o600)})
+        topology.exec_checked(container, ["sh", "-c", _DOCKER_GROUP_FOR_OPS], "give ops the engine's socket")
+        key = topology.exec_checked(container, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], "read the ssh host key")
+        algorithm, blob = key.split()[:2]
+        self._backend_known_host = f"[{LOOPBACK}]:{PORTS['backend_ssh']} {algorithm} {blob}\n"
+
     def _remove_extra_gateways(self, wanted: set[str]) -> None:
-        """Gateway hosts beyond the fleet's count (after ``up --gateways`` with fewer) are removed."""
+        """Gateway hosts beyond the fleet's count (after ``up --gateways`` with fewer), and a backend
+        host no variant asks for, are removed."""
         for container in topology.lab_containers(self.client):
-            if container.name.startswith("viworks-gw-lab-") and container.name not in wanted:
+            if (container.name.startswith("viworks-gw-lab-") or container.name == BACKEND_HOST) and container.name not in wanted:
                 container.remove(force=True)
                 self.log(f"removed {container.name} (the fleet is {self.gateway_count})")
 
@@ -403,7 +436,7 @@ class Lab:
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.gateways)) as pool:
             lines = list(pool.map(lambda gateway: self._deploy_gateway(material, build, gateway), self.gateways))
         known_hosts = self.state.ssh / "known_hosts"
-        text = "".join(lines)
+        text = "".join(lines) + (getattr(self, "_backend_known_host", "") if self.variant.backend_over_ssh else "")
         if not known_hosts.exists() or known_hosts.read_text() != text:
             known_hosts.write_text(text)
 
@@ -415,14 +448,16 @@ class Lab:
             lambda state: state in ("running", "degraded"),
             f"systemd in {gateway.container}",
         )
-        env_text = render(
-            (FIXTURES / "gateway" / "agent.env.template").read_text(),
-            {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": gateway.agent_id, "SPKI_PINS": gateway_pins(material, self.variant), "SITE": gateway.site,
-             "WS_PATH": self.variant.ws_path},
-        )
+        values = {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": gateway.agent_id, "SPKI_PINS": gateway_pins(material, self.variant),
+                  "SITE": gateway.site, "WS_PATH": self.variant.ws_path}
+        toml = self.variant.gateway_config == "toml"
+        templates = FIXTURES / "gateway" / ("toml" if toml else "")
+        env_text = render((templates / "agent.env.template").read_text(), values)
         files = {
             "/opt/viworks/viworks-gateway-agent": (build.data, 0o755),
             "/opt/viworks/agent/.env": (env_text.encode(), 0o600),
+            **({"/opt/viworks/agent/agent.toml": (render((templates / "agent.toml.template").read_text(), values).encode(), 0o644)}
+               if toml else {}),
             "/opt/viworks/agent/certs/client.crt": (material.read(f"{gateway.agent_id}.crt"), 0o644),
             "/opt/viworks/agent/certs/client.key": (material.read(f"{gateway.agent_id}.key"), 0o600),
             "/opt/viworks/agent/certs/ca.crt": (material.read("ca.crt"), 0o644),
@@ -439,6 +474,8 @@ class Lab:
         deployed = container.exec_run(["cat", GATEWAY_FILES_MARK]).output.decode(errors="replace").strip()
         if deployed != digest or not _unit_active(container):
             topology.put_files(container, {**files, GATEWAY_FILES_MARK: (digest.encode(), 0o644)})
+            if not toml:  # back from the toml-gateway-config variant: the .env alone again
+                topology.exec_checked(container, ["rm", "-f", "/opt/viworks/agent/agent.toml"], "remove agent.toml")
             topology.exec_checked(container, ["chown", "-R", "ops:ops", "/home/ops/.ssh"], "chown ~ops/.ssh")
             topology.exec_checked(container, ["chmod", "0700", "/home/ops/.ssh"], "chmod ~ops/.ssh")
             topology.exec_checked(container, ["systemctl", "daemon-reload"], "systemctl daemon-reload")

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from viworks_verify import certs
 from viworks_verify.pins import spki_pin
-from viworks_lab.layout import AGENT_DOMAIN, GATEWAY_ID, LOOPBACK, REPO_ROOT, SUITE_AGENT_ID, GatewayHost, StateDir, fleet
+from viworks_lab.layout import AGENT_DOMAIN, GATEWAY_ID, LOOPBACK, PORTS, REPO_ROOT, SUITE_AGENT_ID, GatewayHost, StateDir, fleet
 from viworks_lab.variants import REFERENCE, Variant
 
 
@@ -201,14 +201,15 @@ def _write_suite_files(material: Material, gateways: list[GatewayHost], variant:
         f"VIWORKS_SNAPSHOT_KEY={_snapshot_key(material)}\n",
         0o600,
     )
-    # One gateway: the repository's hosts.ini. A fleet: an inventory of its own, beside this file.
-    if len(gateways) == 1:
+    # One gateway: the repository's hosts.ini. A fleet, or a backend host over SSH: an inventory of its own.
+    if len(gateways) == 1 and not variant.backend_over_ssh:
         inventory = str(REPO_ROOT / "hosts.ini")
     else:
+        backend = "backend-lab ansible_become=true" if variant.backend_over_ssh else "backend-lab ansible_connection=local"
         _write(
             state.fleet_inventory,
-            f"# Written by `viworks-lab up --gateways {len(gateways)}`: the lab's fleet.\n\n"
-            "[backend]\nbackend-lab ansible_connection=local\n\n[gateway]\n"
+            f"# Written by `viworks-lab up --gateways {len(gateways)} --variant {variant.name}`: the lab's hosts.\n\n"
+            f"[backend]\n{backend}\n\n[gateway]\n"
             + "".join(f"{gateway.agent_id} ansible_become=true\n" for gateway in gateways),
         )
         inventory = str(state.fleet_inventory)
@@ -227,12 +228,15 @@ def _write_suite_files(material: Material, gateways: list[GatewayHost], variant:
         f"agent_ids = [{', '.join(repr(gateway.agent_id).replace(chr(39), chr(34)) for gateway in gateways)}]\n"
         f"allowed_listeners = [{', '.join(chr(34) + listener + chr(34) for listener in variant.gateway_listeners)}]\n",
     )
+    ssh_hosts = [(gateway.agent_id, gateway.ssh_port) for gateway in gateways]
+    if variant.backend_over_ssh:
+        ssh_hosts.append(("backend-lab", PORTS["backend_ssh"]))
     _write(
         state.ssh_config,
         "".join(
-            f"Host {gateway.agent_id}\n"
+            f"Host {name}\n"
             f"    HostName {LOOPBACK}\n"
-            f"    Port {gateway.ssh_port}\n"
+            f"    Port {port}\n"
             "    User ops\n"
             f"    IdentityFile {state.ssh / 'id_ed25519'}\n"
             "    IdentitiesOnly yes\n"
@@ -240,7 +244,7 @@ def _write_suite_files(material: Material, gateways: list[GatewayHost], variant:
             "    StrictHostKeyChecking yes\n"
             "    ConnectTimeout 5\n"
             "    ServerAliveInterval 10\n\n"
-            for gateway in gateways
+            for name, port in ssh_hosts
         ),
     )
 

@@ -26,7 +26,7 @@ _SHARED = (
 )
 AGENT_SOURCES = {
     "backend": (*_SHARED, *(f"viworks_lab/agents/backend/{module}.py" for module in ("__init__", "config", "api_model", "store", "service"))),
-    "gateway": (*_SHARED, "viworks_lab/agents/host_readings.py", "viworks_lab/agents/gateway.py"),
+    "gateway": (*_SHARED, "viworks_verify/gateway_config.py", "viworks_lab/agents/host_readings.py", "viworks_lab/agents/gateway.py"),
 }
 
 

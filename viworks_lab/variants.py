@@ -29,6 +29,12 @@ class Variant:
     # The gateway host's other services as a real one runs them (resolver, VPN server, fwknopd, chrony),
     # and the listeners the target declares for them.
     stock_gateway_services: bool = False
+    # How the gateway agent is configured: "env" (the .env alone, the reference form) or "toml"
+    # (agent.toml in its WorkingDirectory, the .env overriding [outbound]).
+    gateway_config: str = "env"
+    # The backend host reached as production reaches it: over SSH (a host with sshd whose Docker
+    # engine is the lab's), rather than as the local engine.
+    backend_over_ssh: bool = False
 
     @property
     def gateway_listeners(self) -> tuple[str, ...]:
@@ -55,5 +61,10 @@ VARIANTS: dict[str, Variant] = {
                 pki="intermediate"),
         Variant("stock-gateway-host", "the gateway host runs what a real one does: systemd-resolved on 127.0.0.53:53, a VPN "
                 "server on TCP 443/992/5555 and UDP 1194, fwknopd, chrony; the target declares them", stock_gateway_services=True),
+        Variant("toml-gateway-config", "the gateway agent reads agent.toml (every section; a placeholder pin in [outbound]) and "
+                "a short .env overriding the URL, the id and the pin; the paths, site and features come from agent.toml",
+                gateway_config="toml"),
+        Variant("backend-over-ssh", "the backend host is reached over SSH as production reaches it (ansible_host, ansible_user, "
+                "become), its Docker engine through its socket forwarded over that connection", backend_over_ssh=True),
     )
 }

@@ -31,7 +31,7 @@ def parse_env(text: str) -> dict[str, str]:
 
 def is_secret_name(key: str) -> bool:
     """Whether a variable's value must never be shown (by its name)."""
-    upper = key.upper()
+    upper = "_" + key.upper()  # "key_path" (agent.toml) as "VIW_AGENT_KEY_PATH" (.env)
     if upper.endswith(_NOT_SECRET):
         return False
     return any(marker in upper for marker in SECRET_MARKERS)

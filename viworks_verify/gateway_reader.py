@@ -14,7 +14,9 @@ Sans-I/O where it matters: the scripts and the parsing of their sections are pla
 from __future__ import annotations
 
 import base64
+import posixpath
 import time
+import tomllib
 from typing import Any, Callable
 
 from cryptography.hazmat.primitives import serialization
@@ -23,6 +25,7 @@ from viworks_verify import certs, clock, journal, public_keys, ss_listeners
 from viworks_verify.envfile import is_secret_name, parse_env
 from viworks_verify.file_stat import FORMAT as STAT_FORMAT
 from viworks_verify.file_stat import FileTable
+from viworks_verify.gateway_config import effective
 from viworks_verify.gateway_env import CERT_PATH, KEY_PATH, SCRIPTS_ROOT, TRUST_BUNDLE, required_paths
 from viworks_verify.processes import ProcessFacts
 from viworks_verify.redaction import REDACTOR
@@ -63,7 +66,7 @@ unit=$1 envf=$2 pattern=$3 binary=$4; shift 4
 printf '@@ clock\n'; date -u +%s.%N
 show=$(systemctl show "$unit" --no-pager --property=PROPERTIES 2>&1); rc=$?
 printf '@@ unit\n%s\n@@ unit-rc %s\n' "$show" "$rc"
-inv= pid= prog= nl='
+inv= pid= prog= wd= nl='
 ' paths=
 while IFS= read -r line; do
   case $line in
@@ -71,11 +74,14 @@ while IFS= read -r line; do
     MainPID=*) pid=${line#*=} ;;
     ExecStart=*path=*) prog=${line#*path=}; prog=${prog%%[ ;]*} ;;
     EnvironmentFiles=/*) line=${line#*=}; paths=$paths${line%% (ignore_errors=*}$nl ;;
+    WorkingDirectory=*) wd=${line#*=}; wd=${wd#[-!]} ;;
   esac
 done <<EOF
 $show
 EOF
 printf '@@ env\n'; cat -- "$envf" 2>/dev/null; printf '\n@@ env-rc %s\n' "$?"
+printf '@@ agent-toml\n'; [ -n "$wd" ] && [ -e "${wd%/}/agent.toml" ] && cat -- "${wd%/}/agent.toml" 2>&1
+printf '\n@@ agent-toml-rc %s\n' "$?"
 { IFS= read -r cert; IFS= read -r ca; IFS= read -r key; IFS= read -r root; } <<EOF
 $(awk 'ENV_PATHS_AWK' "$envf" 2>/dev/null)
 EOF
@@ -166,8 +172,12 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
     snap.journal = _journal(host_id, settings.unit, parts, looked_for=settings.connected_log_pattern is not None)
     unit = UnitProperties(settings.unit, dict(snap.unit.value or {}))
     snap.process = _process(unit, parts.get("process", ""))
+    toml_path = posixpath.join(unit.get("WorkingDirectory").lstrip("-!") or settings.working_directory, "agent.toml")
+    snap.agent_toml = _agent_toml(host_id, toml_path, parts, hasher)
 
-    env_values = parse_env(parts.get("env", "")) if snap.env.ok else {}
+    # The files the agent will open are named by its effective configuration (.env over agent.toml).
+    toml_values = snap.agent_toml.value.get("values") if snap.agent_toml.ok and snap.agent_toml.value else None
+    env_values = effective(parse_env(parts.get("env", "")) if snap.env.ok else {}, settings.env_file, toml_values, toml_path).values
     cert, ca, key = (env_values.get(k, "").strip() for k in (CERT_PATH, TRUST_BUNDLE, KEY_PATH))
     table = FileTable.parse(parts.get("stat", ""), parts.get("stat", ""))
     read_by_script = dict(line.split("=", 1) for line in parts.get("paths", "").splitlines() if "=" in line)
@@ -211,6 +221,22 @@ def _unit(host_id: str, unit: str, parts: dict[str, str], result: Any) -> Fact:
     if parts.get("unit-rc", "1") != "0":
         return Fact.failed(f"{host_id}: systemctl show {unit} failed: {(result.stderr or parts.get('unit', '')).strip()[:200]}")
     return Fact(UnitProperties.parse(unit, parts.get("unit", "")).values)
+
+
+def _agent_toml(host_id: str, path: str, parts: dict[str, str], hasher: SecretHasher) -> Fact:
+    """agent.toml as parsed (secret-named values as their keyed hash); absent is a fact, not a problem."""
+    if parts.get("agent-toml-rc", "1") != "0":
+        return Fact({"path": path, "present": False, "values": None})
+    try:
+        values = tomllib.loads(parts.get("agent-toml", ""))
+    except tomllib.TOMLDecodeError as exc:
+        return Fact.failed(f"{host_id}: {path}: expected valid TOML; found: {exc}")
+
+    def masked(table: dict[str, Any]) -> dict[str, Any]:
+        return {key: masked(value) if isinstance(value, dict) else hasher(str(value)) if is_secret_name(key) else value
+                for key, value in table.items()}
+
+    return Fact({"path": path, "present": True, "values": masked(values)})
 
 
 def _env(host_id: str, env_file: str, parts: dict[str, str], hasher: SecretHasher) -> Fact:

@@ -117,6 +117,23 @@ class Inventory:
             become=str(variables.get("ansible_become", "false")).lower() in ("1", "true", "yes"),
         )
 
+    def ssh_forward_command(self, host: InventoryHost, local_socket: Path, remote_socket: str) -> list[str]:
+        """Add to the host's shared SSH connection (the one testinfra opened) a forwarding of
+        ``remote_socket`` on the host to ``local_socket`` here: ssh's own options, as testinfra's."""
+        command = ["ssh"]
+        if self.ssh_config:
+            command += ["-F", str(self.ssh_config)]
+        if host.user:
+            command += ["-o", f"User={host.user}"]
+        if host.port:
+            command += ["-o", f"Port={host.port}"]
+        if host.identity_file:
+            command += ["-i", str(host.identity_file)]
+        command += ["-o", f"ConnectTimeout={self.timeout_s}", "-o", "StreamLocalBindUnlink=yes", "-o", "ExitOnForwardFailure=yes"]
+        if self.control_dir:
+            command += ["-o", f"ControlPath={self.control_dir / '%C'}"]
+        return [*command, "-O", "forward", "-L", f"{local_socket}:{remote_socket}", host.address if host.address else host.name]
+
     def testinfra_host(self, host: InventoryHost) -> testinfra.host.Host:
         """The testinfra host for an inventory host (cached by testinfra: one per run)."""
         if host.connection == "local":

@@ -80,7 +80,10 @@ class Backend(_Section):
     config_path: str = "/app/config/backend-agent.toml"
     database_host: str = "viworks-postgres"
     redis_host: str = "viworks-redis"
-    docker_url: str | None = None  # None: the local engine for a local host, ssh://user@host otherwise
+    # None: the local engine for a local host; for an SSH host, its engine's socket forwarded over the
+    # host's own SSH connection (the inventory's user, port, key and ssh config). Or any Docker URL.
+    docker_url: str | None = None
+    docker_socket: str = "/var/run/docker.sock"  # the engine's socket on an SSH backend host
     max_restarts: int = 3
     restart_window_s: float = 30.0  # a container restarted less than this ago must stay up this long
     ws_min_read_timeout_s: float = 300.0  # nginx proxy_read_timeout on the agent WebSocket path, at least

@@ -25,6 +25,7 @@ from viworks_verify import certs
 from viworks_verify.container_files import FileFacts
 from viworks_verify.containers import ContainerFacts
 from viworks_verify.file_stat import FileStat, FileTable
+from viworks_verify.gateway_config import EffectiveConfig, effective
 from viworks_verify.listeners import ListenerSnapshot, Process, TcpSocket
 from viworks_verify.nginx_config import Directive, NginxConfig
 from viworks_verify.processes import ProcessFacts
@@ -115,6 +116,7 @@ class GatewaySnapshot:
     connection: Fact = Fact()  # a problem: unreachable, nothing else could be read
     unit: Fact = Fact()  # systemctl show: {property: value}
     env: Fact = Fact()  # the .env: {key: value}, secret values as their keyed hash
+    agent_toml: Fact = Fact()  # agent.toml in the WorkingDirectory: {"path", "present", "values"} (secrets hashed)
     clock_skew: Fact = Fact()  # {"seconds", "uncertainty"} against the runner
     listeners: Fact = Fact()  # ss -tulpn: [{"proto", "address", "port", "processes": [[name, pid]]}]
     journal: Fact = Fact()  # {"connected": line or None, "telling": line or None} since the unit's last start
@@ -132,6 +134,11 @@ class GatewaySnapshot:
         return _facts_from_json(cls, data)
 
     # Typed views for the checks --------------------------------------------------------------
+
+    def effective_config(self, env_file: str) -> EffectiveConfig:
+        """The agent's settings as it reads them: the .env over agent.toml's [outbound], each with its file."""
+        toml = self.agent_toml.value if self.agent_toml.ok and self.agent_toml.value else {}
+        return effective(self.env.value or {}, env_file, toml.get("values"), toml.get("path"))
 
     def unit_properties(self, unit: str) -> UnitProperties:
         return UnitProperties(unit, dict(self.unit.value or {}))

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from testinfra.host import Host as TestinfraHost
@@ -30,6 +34,7 @@ class TargetHost:
     inventory_host: InventoryHost
     inventory: Inventory
     docker_url: str | None = None
+    docker_socket: str = "/var/run/docker.sock"
     _failure: str | None = None
     _checked: bool = False
 
@@ -67,16 +72,30 @@ class TargetHost:
         host = self.inventory_host
         url = self.docker_url
         if url is None and host.connection == "ssh":
-            url = f"ssh://{host.user + '@' if host.user else ''}{host.address}{':' + str(host.port) if host.port else ''}"
+            url = f"unix://{self._forward_docker_socket()}"
         if url is None:
             return docker.from_env(timeout=10)
         return docker.DockerClient(base_url=url, use_ssh_client=url.startswith("ssh://"), timeout=10)
+
+    def _forward_docker_socket(self) -> Path:
+        """The host's Docker socket, forwarded here over its shared SSH connection (the one every
+        other read of this host uses: the inventory's user, port, key and ssh config apply)."""
+        inventory, host = self.inventory, self.inventory_host
+        directory = inventory.control_dir or Path(tempfile.gettempdir())
+        local = directory / f"docker-{hashlib.sha256(self.id.encode()).hexdigest()[:12]}.sock"
+        command = inventory.ssh_forward_command(host, local, self.docker_socket)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=inventory.timeout_s + 5)
+        if done.returncode != 0 and not local.exists():
+            said = " ".join((done.stderr or done.stdout).split())[:300]
+            raise HostUnreachable(f"{self.id}: its Docker engine ({self.docker_socket}) cannot be reached over ssh: {said or f'exit {done.returncode}'}")
+        return local
 
 
 def target_hosts(settings: "Settings", inventory: Inventory) -> dict[str, TargetHost]:
     """Every host of the inventory (name -> host); a backend host's Docker engine as the settings say."""
     return {
-        host.name: TargetHost(host, inventory, docker_url=settings.backend.docker_url if host.group == "backend" else None)
+        host.name: TargetHost(host, inventory, docker_url=settings.backend.docker_url if host.group == "backend" else None,
+                              docker_socket=settings.backend.docker_socket)
         for host in inventory.hosts
     }
 

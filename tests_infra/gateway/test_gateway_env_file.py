@@ -1,9 +1,10 @@
-"""The gateway agent's .env: every key, the backend reached through the TLS edge, a real pin, the features."""
+"""The gateway agent's configuration as it reads it (.env over agent.toml): every key, the backend through the edge, a real pin, the features."""
 
 from __future__ import annotations
 
 import pytest
 
+from viworks_verify.gateway_config import SECTIONS, missing_sections
 from viworks_verify.gateway_env import (
     BACKEND_URL, FEATURE_EXEC, FEATURE_INBOUND_HTTP, SPKI_PIN, backend_url_problems, expected_backend_url, flag_problem,
     key_problems, pin_problem, shown,
@@ -13,21 +14,23 @@ pytestmark = [pytest.mark.infra, pytest.mark.gateway]
 
 
 @pytest.mark.smoke
-def test_env_has_every_required_key(gateway_host, gateway_env, settings):
+def test_env_has_every_required_key(gateway_host, gateway_env, gateway_snapshot, settings):
     problems = key_problems(gateway_env, settings.gateway.required_env_keys)
     if problems:
-        pytest.fail(f"{gateway_host.id}: {settings.gateway.env_file}: {', '.join(problems)}; expected every required key set", pytrace=False)
+        toml = gateway_snapshot.agent_toml.value or {}
+        where = settings.gateway.env_file + (f" (nor {toml['path']} [outbound])" if toml.get("present") else "")
+        pytest.fail(f"{gateway_host.id}: {where}: {', '.join(problems)}; expected every required key set", pytrace=False)
 
 
 @pytest.mark.smoke
 @pytest.mark.tls
-def test_backend_url_is_wss_to_the_agent_domain(gateway_host, gateway_env, settings):
+def test_backend_url_is_wss_to_the_agent_domain(gateway_host, gateway_env, config_source, settings):
     edge = settings.edge
     url = gateway_env.get(BACKEND_URL)
     problems = backend_url_problems(url, edge.domain, edge.ws_path, edge.https_port)
     if problems:
         pytest.fail(
-            f"{gateway_host.id}: {settings.gateway.env_file}: {BACKEND_URL}={shown(BACKEND_URL, url)} has {'; '.join(problems)}; "
+            f"{gateway_host.id}: {config_source(BACKEND_URL)}: {BACKEND_URL}={shown(BACKEND_URL, url)} has {'; '.join(problems)}; "
             f"expected {expected_backend_url(edge.domain, edge.ws_path, edge.https_port)}",
             pytrace=False,
         )
@@ -35,31 +38,43 @@ def test_backend_url_is_wss_to_the_agent_domain(gateway_host, gateway_env, setti
 
 @pytest.mark.smoke
 @pytest.mark.tls
-def test_backend_pin_is_well_formed(gateway_host, gateway_env, settings):
+def test_backend_pin_is_well_formed(gateway_host, gateway_env, config_source, settings):
     problem = pin_problem(gateway_env.get(SPKI_PIN))
     if problem is not None:
         pytest.fail(
-            f"{gateway_host.id}: {settings.gateway.env_file}: {SPKI_PIN}: {problem}; "
+            f"{gateway_host.id}: {config_source(SPKI_PIN)}: {SPKI_PIN}: {problem}; "
             "expected the base64 SHA-256 pin of the backend certificate's key (bare or sha256/, backup after a comma)",
             pytrace=False,
         )
 
 
 @pytest.mark.smoke
-def test_inbound_http_is_as_expected(gateway_host, gateway_env, settings):
+def test_inbound_http_is_as_expected(gateway_host, gateway_env, config_source, settings):
     expected = settings.gateway.expect_inbound_http
     problem = flag_problem(gateway_env, FEATURE_INBOUND_HTTP, expected)
     if problem is not None:
         pytest.fail(
-            f"{gateway_host.id}: {settings.gateway.env_file}: {problem}; "
+            f"{gateway_host.id}: {config_source(FEATURE_INBOUND_HTTP)}: {problem}; "
             f"expected {FEATURE_INBOUND_HTTP}={str(expected).lower()}{'' if expected else ' (outbound only)'}",
             pytrace=False,
         )
 
 
 @pytest.mark.smoke
-def test_exec_is_as_expected(gateway_host, gateway_env, settings):
+def test_exec_is_as_expected(gateway_host, gateway_env, config_source, settings):
     expected = settings.gateway.expect_exec_enabled
     problem = flag_problem(gateway_env, FEATURE_EXEC, expected)
     if problem is not None:
-        pytest.fail(f"{gateway_host.id}: {settings.gateway.env_file}: {problem}; expected {FEATURE_EXEC}={str(expected).lower()}", pytrace=False)
+        pytest.fail(f"{gateway_host.id}: {config_source(FEATURE_EXEC)}: {problem}; expected {FEATURE_EXEC}={str(expected).lower()}", pytrace=False)
+
+
+@pytest.mark.smoke
+def test_agent_toml_has_every_section(gateway_host, gateway_snapshot, fact_of):
+    """An agent.toml, where there is one, has every section (the production agent refuses to start otherwise)."""
+    toml = fact_of(gateway_snapshot, "agent_toml").require() or {}
+    if not toml.get("present"):
+        return  # the .env alone is the contract's reference form
+    missing = missing_sections(toml.get("values") or {})
+    if missing:
+        pytest.fail(f"{gateway_host.id}: {toml['path']}: sections {', '.join(missing)} missing; expected every section "
+                    f"({', '.join(SECTIONS)})", pytrace=False)

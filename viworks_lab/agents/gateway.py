@@ -67,6 +67,7 @@ import ssl
 import stat
 import sys
 import time
+import tomllib
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -75,7 +76,7 @@ import websockets
 import websockets.exceptions
 
 from viworks_lab.agents import host_readings
-from viworks_verify import commands, pins, protocol
+from viworks_verify import commands, gateway_config, pins, protocol
 
 log = logging.getLogger("viworks-gateway-agent")
 
@@ -1041,12 +1042,33 @@ def process_start_time() -> float:
         return time.time()
 
 
+def toml_settings(path: Path) -> dict[str, str]:
+    """``agent.toml``'s [outbound] keys as the VIW_AGENT_* variables they stand for (absent file: none).
+
+    As the production agent reads it: every section is required when the file exists, and the
+    environment (the unit's EnvironmentFile) overrides [outbound] one key at a time.
+    """
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(str(path), f"cannot be read as TOML: {exc}") from None
+    missing = gateway_config.missing_sections(data)
+    if missing:
+        raise ConfigError(str(path), f"sections {', '.join(missing)} missing")
+    outbound = data["outbound"]
+    return {variable: str(outbound[key]).lower() if isinstance(outbound[key], bool) else str(outbound[key])
+            for variable, key in gateway_config.OUTBOUND_KEYS.items() if key in outbound}
+
+
 def run(environ: Mapping[str, str] | None = None) -> int:
     """Run the agent until SIGTERM; the process exit code."""
     environ = os.environ if environ is None else environ
     start_time = process_start_time()
     setup_logging()
     try:
+        environ = {**toml_settings(Path.cwd() / "agent.toml"), **environ}
         config = load_config(environ)
     except ConfigError as exc:
         log.error("%s", exc)
