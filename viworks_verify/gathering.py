@@ -102,6 +102,9 @@ class Gathering:
             client = host.docker
         except HostUnreachable as exc:
             return BackendSnapshot(host=host.id, name=host.name, gathered_at=time.time(), connection=Fact.failed(str(exc)))
+        except Exception as exc:  # noqa: BLE001 - the engine did not answer (the SDK asks its version at once)
+            problem = f"{host.id}: its Docker engine does not answer: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            return BackendSnapshot(host=host.id, name=host.name, gathered_at=time.time(), connection=Fact.failed(problem))
         return read_backend(host.id, host.name, client, self.settings.backend, self.settings.edge, self.hasher)
 
 

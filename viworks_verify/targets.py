@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -83,12 +84,34 @@ class TargetHost:
         inventory, host = self.inventory, self.inventory_host
         directory = inventory.control_dir or Path(tempfile.gettempdir())
         local = directory / f"docker-{hashlib.sha256(self.id.encode()).hexdigest()[:12]}.sock"
-        command = inventory.ssh_forward_command(host, local, self.docker_socket)
-        done = subprocess.run(command, capture_output=True, text=True, timeout=inventory.timeout_s + 5)
-        if done.returncode != 0 and not local.exists():
+        if _answers(local):  # forwarded by an earlier run over the same shared connection
+            return local
+        # A socket left by a connection that is gone: cancel its forwarding (if the master still has
+        # it) and forward afresh over this run's connection.
+        forward = inventory.ssh_forward_command(host, local, self.docker_socket)
+        subprocess.run([*forward[:-4], "-O", "cancel", *forward[-3:]], capture_output=True, timeout=inventory.timeout_s + 5)
+        local.unlink(missing_ok=True)
+        done = subprocess.run(forward, capture_output=True, text=True, timeout=inventory.timeout_s + 5)
+        if done.returncode != 0 or not _answers(local):
             said = " ".join((done.stderr or done.stdout).split())[:300]
-            raise HostUnreachable(f"{self.id}: its Docker engine ({self.docker_socket}) cannot be reached over ssh: {said or f'exit {done.returncode}'}")
+            raise HostUnreachable(f"{self.id}: its Docker engine ({self.docker_socket}) cannot be reached over ssh: "
+                                  f"{said or f'exit {done.returncode}, and nothing answers at the forwarded socket'}")
         return local
+
+
+def _answers(path: Path) -> bool:
+    """Whether something accepts connections at a Unix socket."""
+    if not path.exists():
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
 
 
 def target_hosts(settings: "Settings", inventory: Inventory) -> dict[str, TargetHost]:
