@@ -112,12 +112,7 @@ def open_session(
             ping_timeout=30,
         )
 
-    try:
-        connection = _LoopThread.run(upgrade(), timeout + 1)
-    except InvalidStatus as exc:
-        body = exc.response.body.decode(errors="replace") if exc.response.body else ""
-        raise UpgradeRefused(exc.response.status_code, body[:200]) from None
-    return Session(connection, timeout)
+    return _session(upgrade(), timeout)
 
 
 def open_plain_session(url: str, *, headers: dict[str, str] | None = None, timeout_s: float) -> Session:
@@ -129,8 +124,13 @@ def open_plain_session(url: str, *, headers: dict[str, str] | None = None, timeo
     async def upgrade() -> ClientConnection:
         return await connect(url, additional_headers=headers, open_timeout=timeout_s, close_timeout=1, ping_interval=None)
 
+    return _session(upgrade(), timeout_s)
+
+
+def _session(upgrade: Coroutine[Any, Any, ClientConnection], timeout_s: float) -> Session:
+    """Run the upgrade on the probe's loop; an HTTP answer that is not 101 is UpgradeRefused."""
     try:
-        connection = _LoopThread.run(upgrade(), timeout_s + 1)
+        connection = _LoopThread.run(upgrade, timeout_s + 1)
     except InvalidStatus as exc:
         body = exc.response.body.decode(errors="replace") if exc.response.body else ""
         raise UpgradeRefused(exc.response.status_code, body[:200]) from None
