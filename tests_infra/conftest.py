@@ -56,16 +56,22 @@ def nginx_tls_files(backend_snapshot, fact_of, agent_server) -> Reading:
 
 
 @pytest.fixture(scope="session")
-def gateway_env_reading(gateway_snapshot, fact_of, settings) -> Reading:
-    """The agent's effective configuration by VIW_AGENT_* name: the .env over agent.toml's [outbound]
-    (secret values only as their keyed hash). The .env must be readable; agent.toml may be absent."""
-    return fact_of(gateway_snapshot, "env").then(lambda _: Reading(gateway_snapshot.effective_config(settings.gateway.env_file).values))
+def gateway_config_reading(gateway_snapshot, fact_of, settings) -> Reading:
+    """The agent's effective configuration (EffectiveConfig): the .env over agent.toml's [outbound],
+    each value with its file. The .env must be readable; agent.toml may be absent."""
+    return fact_of(gateway_snapshot, "env").then(lambda _: Reading(gateway_snapshot.effective_config(settings.gateway.env_file)))
 
 
 @pytest.fixture(scope="session")
-def config_source(gateway_snapshot, settings):
+def gateway_env_reading(gateway_config_reading) -> Reading:
+    """The effective configuration's values by VIW_AGENT_* name (secret values only as their keyed hash)."""
+    return gateway_config_reading.then(lambda config: Reading(config.values))
+
+
+@pytest.fixture(scope="session")
+def config_source(gateway_config_reading, settings):
     """``config_source(key)``: the file (and section, for agent.toml) the agent's value of ``key`` comes from."""
-    config = gateway_snapshot.effective_config(settings.gateway.env_file) if gateway_snapshot.env.ok else None
+    config = gateway_config_reading.value
     return lambda key: config.source(key, settings.gateway.env_file) if config else settings.gateway.env_file
 
 

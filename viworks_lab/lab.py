@@ -224,12 +224,11 @@ class Lab:
         for spec in specs:
             _, changed[spec.name] = topology.ensure_container(self.client, spec)
         self._remove_extra_gateways({spec.name for spec in specs})
-        if self.variant.backend_over_ssh:
-            self._deploy_backend_host()
+        backend_known_host = self._deploy_backend_host() if self.variant.backend_over_ssh else ""
         if changed[BACKEND] and not changed[NGINX]:
             # nginx resolved the backend's address when it started; a new backend container has a new one.
             self.client.containers.get(NGINX).restart(timeout=5)
-        self._deploy_gateways(material, gateway_build)
+        self._deploy_gateways(material, gateway_build, backend_known_host)
         timings["containers_s"] = time.monotonic() - started - timings["images_s"]
         ready_started = time.monotonic()
         self._wait_for(material, wait_for)
@@ -369,9 +368,10 @@ class Lab:
             ),
         ]
 
-    def _deploy_backend_host(self) -> None:
+    def _deploy_backend_host(self) -> str:
         """The backend host of the backend-over-ssh variant: the ops user may use the engine's socket
-        (the docker group of production, by the socket's group id), and logs in with the lab's key."""
+        (the docker group of production, by the socket's group id), and logs in with the lab's key.
+        Returns its known_hosts line."""
         container = self.client.containers.get(BACKEND_HOST)
         self._wait(
             lambda: topology.exec_checked(container, ["systemctl", "is-system-running"], "systemd").strip(),
@@ -382,7 +382,7 @@ class Lab:
         topology.exec_checked(container, ["sh", "-c", _DOCKER_GROUP_FOR_OPS], "give ops the engine's socket")
         key = topology.exec_checked(container, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], "read the ssh host key")
         algorithm, blob = key.split()[:2]
-        self._backend_known_host = f"[{LOOPBACK}]:{PORTS['backend_ssh']} {algorithm} {blob}\n"
+        return f"[{LOOPBACK}]:{PORTS['backend_ssh']} {algorithm} {blob}\n"
 
     def _remove_extra_gateways(self, wanted: set[str]) -> None:
         """Gateway hosts beyond the fleet's count (after ``up --gateways`` with fewer), and a backend
@@ -431,12 +431,12 @@ class Lab:
             raise LabError(f"lab not up: {exc}") from exc
 
     # ---- the gateway host -------------------------------------------------------------------
-    def _deploy_gateways(self, material: Material, build: Build) -> None:
+    def _deploy_gateways(self, material: Material, build: Build, other_known_hosts: str = "") -> None:
         """Deploy to every gateway host at once (each waits for its own systemd); record their ssh host keys."""
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.gateways)) as pool:
             lines = list(pool.map(lambda gateway: self._deploy_gateway(material, build, gateway), self.gateways))
         known_hosts = self.state.ssh / "known_hosts"
-        text = "".join(lines) + (getattr(self, "_backend_known_host", "") if self.variant.backend_over_ssh else "")
+        text = "".join(lines) + other_known_hosts
         if not known_hosts.exists() or known_hosts.read_text() != text:
             known_hosts.write_text(text)
 
