@@ -7,6 +7,7 @@ prove the claims when they run. The README's check -> proof table is the same jo
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -19,12 +20,25 @@ PROVEN_BY_NAMED_SNAPSHOT_TESTS = {"test_protocols_below_tls_1_2_are_refused"}
 
 
 def smoke_checks() -> set[str]:
-    done = subprocess.run([str(BIN / "pytest"), "--co", "-q", "-m", "smoke", "-p", "no:cacheprovider", "--snapshot-in",
+    return collected_checks("smoke")
+
+
+def collected_checks(markers: str) -> set[str]:
+    """The checks a run with ``-m markers`` collects: the judged ones (on the recorded snapshot) and the live ones."""
+    done = subprocess.run([str(BIN / "pytest"), "--co", "-q", "-m", markers, "-p", "no:cacheprovider", "--snapshot-in",
                            str(snapshots.SNAPSHOTS / "healthy.json"), "--target", str(snapshots.TARGET)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
-    live = subprocess.run([str(BIN / "pytest"), "--co", "-q", "-m", "smoke", "-p", "no:cacheprovider", "tests_e2e", "--target",
-                           str(snapshots.TARGET)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    live = subprocess.run([str(BIN / "pytest"), "--co", "-q", "-m", markers, "-p", "no:cacheprovider", "tests_e2e", "--target",
+                           str(snapshots.TARGET)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "VIWORKS_JWT_SECRET": "collection-only", "VIWORKS_AGENT_KEY_FILE": __file__})
     return {re.sub(r"\[.*\]$", "", line.split("::")[-1]) for line in (done.stdout + live.stdout).splitlines() if "::" in line}
+
+
+def test_every_check_has_an_area_in_the_reports_grid():
+    """The report's host-by-area grid places a check by its ``area`` marker: a check without one would be lost in "other"."""
+    assert len(collected_checks("area")) >= 75
+    unplaced = collected_checks("not area")
+    assert not unplaced, f"checks without an area marker: {sorted(unplaced)}"
 
 
 def proofs() -> dict[str, list[str]]:

@@ -51,3 +51,16 @@ def test_reports_are_uploaded_always_and_attached_to_tagged_releases():
 def test_a_failed_gate_is_followed_by_the_rollback():
     rollback = _workflow()["jobs"]["rollback"]
     assert rollback["needs"] == "smoke-gate" and rollback["if"] == "failure()"
+
+
+def test_the_last_green_snapshot_is_the_next_gates_baseline():
+    gate = _workflow()["jobs"]["smoke-gate"]
+    names = [step.get("name") for step in gate["steps"]]
+    fetch, run, keep = (_step(gate, name) for name in (
+        "Fetch the last green snapshot", "Run the smoke gate", "Keep this snapshot as the next gate's baseline"))
+    assert names.index(fetch["name"]) < names.index(run["name"]) < names.index(keep["name"])
+    assert "--status success" in fetch["run"] and "--name last-green-snapshot --dir baseline" in fetch["run"]
+    assert "--snapshot-out=reports/snapshot.json" in run["run"] and "--baseline=baseline/snapshot.json" in run["run"]
+    assert run["env"]["VIWORKS_SNAPSHOT_KEY"] == "${{ secrets.VIWORKS_SNAPSHOT_KEY }}"  # secrets compare across runs
+    assert keep["if"] == "success()" and keep["with"] == {"name": "last-green-snapshot", "path": "reports/snapshot.json", "retention-days": 90}
+    assert _workflow()["permissions"]["actions"] == "read"

@@ -12,10 +12,11 @@ from viworks_verify import certs
 from viworks_verify.probe_agent import UpgradeRefused, open_session, upgrade_status
 from viworks_verify.protocol import websocket_accept
 
-pytestmark = [pytest.mark.e2e, pytest.mark.tls]
+pytestmark = [pytest.mark.e2e, pytest.mark.tls, pytest.mark.area("tls")]
 
 
 @pytest.mark.smoke
+@pytest.mark.area("session")
 def test_agent_path_upgrades_with_a_client_certificate(verified_edge, probe_identity, recorder):
     edge = verified_edge
     cert, key = probe_identity
@@ -35,6 +36,7 @@ def test_agent_path_upgrades_with_a_client_certificate(verified_edge, probe_iden
 
 
 @pytest.mark.smoke
+@pytest.mark.area("nginx")
 def test_agent_path_is_not_a_plain_page(verified_edge, probe_identity):
     """The real outage: nginx sent the agent path to the API port, which answered 200 JSON."""
     edge = verified_edge
@@ -78,6 +80,7 @@ def test_upgrade_with_a_certificate_from_another_ca_is_refused(verified_edge, se
 
 
 @pytest.mark.smoke
+@pytest.mark.area("network")
 def test_plain_ws_on_port_80_does_not_reach_the_backend_agent(edge):
     """The real outage: a gateway bypassing TLS with ws://. Port 80 may redirect or not exist."""
     url = f"http://{edge.address}:{edge.edge.http_port}{edge.edge.ws_path}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.backend]
+pytestmark = [pytest.mark.e2e, pytest.mark.backend, pytest.mark.area("containers")]
 
 
 @pytest.mark.smoke
@@ -24,6 +24,7 @@ def test_health_reports_every_service_healthy(anonymous_api, recorder):
 
 
 @pytest.mark.smoke
+@pytest.mark.area("round-trip")
 def test_health_answers_within_the_slo(anonymous_api, recorder):
     host = anonymous_api.endpoint.edge.domain
     slo = anonymous_api.endpoint.edge.health_slo_ms
@@ -35,6 +36,7 @@ def test_health_answers_within_the_slo(anonymous_api, recorder):
 
 
 @pytest.mark.smoke
+@pytest.mark.area("files")
 def test_health_reports_the_expected_release(anonymous_api, settings):
     host = anonymous_api.endpoint.edge.domain
     expected = settings.release.version
@@ -46,6 +48,7 @@ def test_health_reports_the_expected_release(anonymous_api, settings):
 
 
 @pytest.mark.smoke
+@pytest.mark.area("identity")
 def test_api_refuses_a_request_without_a_token(anonymous_api):
     host = anonymous_api.endpoint.edge.domain
     status = anonymous_api.agents(auth=False).status
@@ -53,6 +56,7 @@ def test_api_refuses_a_request_without_a_token(anonymous_api):
 
 
 @pytest.mark.smoke
+@pytest.mark.area("identity")
 def test_api_accepts_the_suite_token(api_with_token):
     """The real outage: every call answered 401, whatever the token."""
     host = api_with_token.endpoint.edge.domain

@@ -10,7 +10,7 @@ import pytest
 from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.protocol import parse_rfc3339, telemetry_problems
 
-pytestmark = [pytest.mark.e2e, pytest.mark.gateway]
+pytestmark = [pytest.mark.e2e, pytest.mark.gateway, pytest.mark.area("session")]
 
 HEALTH_READINGS = ("cpu_usage_percent", "memory_usage_percent", "disk_usage_percent", "load_average", "uptime_seconds")
 
@@ -47,6 +47,7 @@ def test_deployed_gateway_telemetry_is_recent_and_real(api, settings, online_gat
 
 
 @pytest.mark.smoke
+@pytest.mark.area("round-trip")
 def test_system_health_command_round_trips_to_the_gateway(system_health_round_trips, settings, online_gateway, recorder):
     """The real outage: commands accepted (201) and never delivered."""
     deployed_agent_id = online_gateway

@@ -12,7 +12,7 @@ from viworks_verify import protocol
 from viworks_verify.exposure import forged_identity, probe_api_port, probe_ws_port
 from viworks_verify.probe_agent import UpgradeRefused, start_probe
 
-pytestmark = [pytest.mark.e2e, pytest.mark.backend]
+pytestmark = [pytest.mark.e2e, pytest.mark.backend, pytest.mark.area("network")]
 
 DIRECT_TIMEOUT_S = 2.0  # a port that does not answer in this long is not reachable, as far as a client can tell
 
@@ -51,6 +51,7 @@ def test_backend_agent_ports_are_not_reachable_around_the_edge(public_address, s
 
 @pytest.mark.smoke
 @pytest.mark.tls
+@pytest.mark.area("identity")
 def test_a_forged_identity_header_does_not_choose_the_agent_id(verified_edge, settings, probe_identity, forged_agent_id, request):
     """With a good certificate plus a forged identity header, the hello as the forged id is refused."""
     cert, key = probe_identity
@@ -70,6 +71,7 @@ def test_a_forged_identity_header_does_not_choose_the_agent_id(verified_edge, se
 
 
 @pytest.mark.smoke
+@pytest.mark.area("identity")
 def test_the_api_decides_nothing_on_a_forged_identity_header(anonymous_api, settings, forged_agent_id):
     """On ``location /`` the identity headers carry no authority: without a token, forged headers still get 401."""
     forged = forged_identity(settings.backend.identity_headers, forged_agent_id)

@@ -13,7 +13,7 @@ from viworks_verify.commands import CommandGate, CommandRejected, read_claims
 from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.probe_agent import start_probe
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.area("session")]
 
 
 @pytest.mark.smoke
@@ -54,6 +54,7 @@ def test_a_second_session_with_the_same_agent_id_is_rejected(probe_sessions, ver
 
 
 @pytest.mark.smoke
+@pytest.mark.area("identity")
 def test_a_hello_that_differs_from_the_certificate_cn_is_rejected(probe_sessions, verified_edge, settings, probe_identity, api):
     cert, key = probe_identity
     impostor = settings.probe.agent_id + "-impostor"
@@ -73,6 +74,7 @@ def test_a_hello_that_differs_from_the_certificate_cn_is_rejected(probe_sessions
 
 
 @pytest.mark.smoke
+@pytest.mark.area("round-trip")
 def test_a_command_reaches_the_synthetic_agent_signed_and_its_result_is_recorded(probe_sessions, api, settings, recorder):
     agent_id = settings.probe.agent_id
     key_path = settings.probe.command_signing_key

@@ -14,7 +14,7 @@ import pytest
 from viworks_verify import certs
 from viworks_verify.pins import matching_pin, parse_pins, spki_pin
 
-pytestmark = [pytest.mark.e2e, pytest.mark.tls]
+pytestmark = [pytest.mark.e2e, pytest.mark.tls, pytest.mark.area("tls")]
 
 
 def _leaf(edge_snapshot, fact_of, recorder):

@@ -10,7 +10,7 @@ from viworks_verify import certs, clock
 from viworks_verify.gateway_env import CERT_PATH, SPKI_PIN
 from viworks_verify.pins import PinFormatError, matching_pin, parse_pins, spki_pin
 
-pytestmark = [pytest.mark.infra]
+pytestmark = [pytest.mark.infra, pytest.mark.area("tls")]
 
 
 # ------------------------------------------------------------------------------ gateway facts
@@ -114,12 +114,14 @@ def _check_against_runner(host, skew: clock.Skew, limit: float) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.gateway
+@pytest.mark.area("session")
 def test_gateway_clock_matches_the_runner(gateway_host, gateway_snapshot, clock_skews, settings):
     _check_against_runner(gateway_host, clock_skews(gateway_snapshot), settings.timing.clock_skew_max_s)
 
 
 @pytest.mark.smoke
 @pytest.mark.backend
+@pytest.mark.area("session")
 def test_backend_clock_matches_the_runner(backend_host, backend_snapshot, clock_skews, settings):
     _check_against_runner(backend_host, clock_skews(backend_snapshot), settings.timing.clock_skew_max_s)
 
@@ -127,6 +129,7 @@ def test_backend_clock_matches_the_runner(backend_host, backend_snapshot, clock_
 @pytest.mark.smoke
 @pytest.mark.gateway
 @pytest.mark.backend
+@pytest.mark.area("session")
 def test_gateway_and_backend_clocks_agree(gateway_host, backend_host, gateway_snapshot, backend_snapshot, clock_skews, settings, recorder):
     between = clock_skews(gateway_snapshot).against(clock_skews(backend_snapshot))
     recorder.figure("clock skew gateway vs backend", abs(between.seconds), " s", host=f"{gateway_host.id} {backend_host.id}")

@@ -24,6 +24,8 @@ from viworks_verify.targets import HostUnreachable, TargetHost
 
 
 class SnapshotSource(Protocol):
+    secret_key_id: str  # names the key of the secret hashes in its snapshots
+
     def snapshot(self, host_id: str) -> Snapshot: ...
 
     def run_snapshot(self) -> RunSnapshot: ...
@@ -36,6 +38,7 @@ class Gathering:
         self.settings = settings
         self.hasher = hasher
         self.child = child
+        self.secret_key_id = hasher.key_id
         self.read_here: list[str] = []  # why hosts the child did not deliver were read in this process
         self.started = time.time()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="viworks-gather")
@@ -59,7 +62,7 @@ class Gathering:
 
     def run_snapshot(self) -> RunSnapshot:
         hosts = [future.result() for future in self._futures.values()]
-        return RunSnapshot(self.settings.name, self.started, hosts)
+        return RunSnapshot(self.settings.name, self.started, hosts, self.secret_key_id)
 
     def as_read(self) -> Iterator[Snapshot]:
         """Every snapshot started so far, each as soon as it is read."""
@@ -113,6 +116,7 @@ class Replay:
 
     def __init__(self, recorded: RunSnapshot) -> None:
         self.recorded = recorded
+        self.secret_key_id = recorded.secret_key_id
 
     def snapshot(self, host_id: str) -> Snapshot:
         found = self.recorded.by_host(host_id)

@@ -33,6 +33,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="save the snapshots this run gathered (every host and the edge; no secret values) as JSON")
     group.addoption("--snapshot-in", default=None, metavar="PATH",
                     help="judge a recorded snapshot instead of the live target: no host is contacted, live checks are deselected")
+    group.addoption("--baseline", default=None, metavar="PATH",
+                    help="a snapshot to compare this run with (the last green deploy's): the report and the JSON summary say what drifted")
+    group.addoption("--fail-on-drift", default=None, metavar="PATHS",
+                    help="comma-separated drift paths that fail the gate (binary,networks,unit.Restart); default: the target's [drift] fail_on")
+    group.addoption("--waivers", default=None, metavar="PATH",
+                    help="waivers file (default: the target's waivers key, else waivers.toml beside the target's settings)")
 
 
 def runs_checks(rootpath: Path, paths: list[str]) -> bool:

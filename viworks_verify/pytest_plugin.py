@@ -27,6 +27,7 @@ import pytest
 from _pytest._code.code import ExceptionChainRepr, ReprEntryNative, ReprFileLocation, ReprTraceback
 from pytest_html import extras as html_extras
 
+from viworks_verify.drift import Drift, DriftItem, diff_runs, host_drift, selected
 from viworks_verify.edge import EdgeEndpoint
 from viworks_verify.gateway_readiness import serves_agent
 from viworks_verify.gathering import Gathering, Replay, SnapshotSource
@@ -35,11 +36,13 @@ from viworks_verify.inventory import Inventory, InventoryError
 from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.recorder import Recorder
 from viworks_verify.redaction import REDACTOR
+from viworks_verify.report_top import banner_html, drift_html, grid_html, waivers_html
 from viworks_verify.run_report import CheckOutcome, evidence_html, html_summary, run_facts, summary_document
 from viworks_verify.secrets import MissingSecret, Secrets
 from viworks_verify.settings import Settings, SettingsError, load_settings
 from viworks_verify.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
 from viworks_verify.targets import TargetHost, target_hosts
+from viworks_verify.waivers import WaiverError, WaiverLedger, load_waivers
 
 if TYPE_CHECKING:
     from viworks_verify.api import BackendApi
@@ -85,6 +88,8 @@ _SOURCE = pytest.StashKey[SnapshotSource]()
 _REPLAY = pytest.StashKey[RunSnapshot]()
 _READINGS = pytest.StashKey[dict[tuple[str, str], Reading]]()
 _ROUND_TRIPS = pytest.StashKey["concurrent.futures.Future"]()
+_BASELINE = pytest.StashKey[RunSnapshot]()
+_WAIVERS = pytest.StashKey[WaiverLedger]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,7 +102,7 @@ EXIT_NOT_READY = 6  # the target's edge never answered within --ready-timeout: n
 _NEEDS_SECRETS = {"api_token": "api_token", "probe_identity": "agent_key_file"}
 # Fixtures of live interactions: a replayed run deselects the checks that use them.
 _LIVE_FIXTURES = {"edge", "verified_edge", "public_address", "api", "api_with_token", "anonymous_api", "api_token", "probe_identity", "deployed_agent_id"}
-_SNAPSHOT_FIXTURES = ("backend_host", "gateway_host", "edge_snapshot")
+_SNAPSHOT_FIXTURES = ("backend_host", "gateway_host", "edge_snapshot", "drift_host")
 
 
 def _usage_error(message: str) -> None:
@@ -118,15 +123,50 @@ def _settings(config: pytest.Config) -> Settings:
 
 def _replay(config: pytest.Config) -> RunSnapshot | None:
     """The recorded snapshot of ``--snapshot-in`` (None on a live run); a bad file is a usage error."""
-    path = config.getoption("--snapshot-in")
+    return _snapshot_option(config, "--snapshot-in", _REPLAY)
+
+
+def _baseline(config: pytest.Config) -> RunSnapshot | None:
+    """The snapshot of ``--baseline`` (None when not given); a bad file is a usage error."""
+    return _snapshot_option(config, "--baseline", _BASELINE)
+
+
+def _snapshot_option(config: pytest.Config, option: str, key: pytest.StashKey[RunSnapshot]) -> RunSnapshot | None:
+    path = config.getoption(option)
     if not path:
         return None
-    if _REPLAY not in config.stash:
+    if key not in config.stash:
         try:
-            config.stash[_REPLAY] = RunSnapshot.load(Path(path))
+            config.stash[key] = RunSnapshot.load(Path(path))
         except SnapshotFormatError as exc:
-            _usage_error(str(exc))
-    return config.stash[_REPLAY]
+            _usage_error(f"{option} {exc}")
+    return config.stash[key]
+
+
+def _fail_on_drift(config: pytest.Config) -> list[str]:
+    """The drift paths that fail the gate: ``--fail-on-drift``, else the target's ``[drift] fail_on``."""
+    given = config.getoption("--fail-on-drift")
+    if given is not None:
+        if not config.getoption("--baseline"):
+            _usage_error("--fail-on-drift needs --baseline: the snapshot the drift is measured from")
+        return [p.strip() for p in given.split(",") if p.strip()]
+    return list(_settings(config).drift.fail_on)
+
+
+def _waiver_ledger(config: pytest.Config) -> WaiverLedger:
+    """The target's waivers (none when it has no waivers file); a malformed file is a usage error."""
+    if _WAIVERS not in config.stash:
+        settings = _settings(config)
+        given = config.getoption("--waivers")
+        path = Path(given) if given else settings.waivers or settings.source.parent / "waivers.toml"
+        waivers = []
+        if given or settings.waivers or path.exists():
+            try:
+                waivers = load_waivers(path, settings.name)
+            except WaiverError as exc:
+                _usage_error(str(exc))
+        config.stash[_WAIVERS] = WaiverLedger(waivers, dt.date.today())
+    return config.stash[_WAIVERS]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +263,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """Validate the target before collecting: a bad one is one line and exit 4, not a collection error per module."""
     if _runs_checks(session.config):
         _settings(session.config)
+        _baseline(session.config)
+        _fail_on_drift(session.config)
+        _waiver_ledger(session.config)
         if _replay(session.config) is None:
             _inventory(session.config)  # a broken inventory is one usage error, before collection
             if not session.config.option.collectonly and not _distributes(session.config):
@@ -238,6 +281,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Settle usage before anything runs: the selected checks' secrets must be there (exit 4 if not)."""
+    if _baseline(config) is None or not _fail_on_drift(config):
+        # The drift gate is a check only when there is a baseline and drift that fails it.
+        drift_checks = [item for item in items if "drift_host" in getattr(item, "fixturenames", ())]
+        if drift_checks:
+            config.hook.pytest_deselected(items=drift_checks)
+            items[:] = [item for item in items if item not in drift_checks]
     if _replay(config) is not None:
         # Behaviour (a round trip, an upgrade) is not in a snapshot: only the judgements of facts run.
         live = [item for item in items if _LIVE_FIXTURES & set(getattr(item, "fixturenames", ()))]
@@ -263,7 +312,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if session.config.option.collectonly or not session.items or _distributes(session.config):
         return
     uses = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    saving = bool(session.config.getoption("--snapshot-out"))
+    saving = bool(session.config.getoption("--snapshot-out") or session.config.getoption("--baseline"))
     source = _source(session.config) if uses & set(_SNAPSHOT_FIXTURES) or saving else None  # reading every host starts now
     wants_edge = "edge_snapshot" in uses or saving
     if _replay(session.config) is not None or not any(item.get_closest_marker("e2e") for item in session.items):
@@ -297,6 +346,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture in metafunc.fixturenames:
             hosts = _group_hosts(metafunc.config, group)
             metafunc.parametrize(fixture, [name for name, _ in hosts], ids=[host_id for _, host_id in hosts], indirect=True, scope="session")
+    if "drift_host" in metafunc.fixturenames:
+        hosts = [host_id for group in ("backend", "gateway") for _, host_id in _group_hosts(metafunc.config, group)]
+        hosts.append(f"https://{_settings(metafunc.config).edge.domain}")
+        metafunc.parametrize("drift_host", hosts, ids=hosts, scope="session")
     if "public_address" in metafunc.fixturenames:
         settings = _settings(metafunc.config)
         addresses = list(settings.backend.public_addresses) or [settings.edge.connect_address or settings.edge.domain]
@@ -350,7 +403,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     Done before any fixture runs, so no cached fixture error repeats the failure for every check.
     """
     item.config.stash[_RECORDER].current_check = item.nodeid
-    item.user_properties.append(("host", host_of(item.nodeid)))
+    item.user_properties += [("host", host_of(item.nodeid)), ("area", _area_of(item)), ("row", _row_of(item))]
     for host_id in _host_ids(item):
         snapshot = _source(item.config).snapshot(host_id)
         _reading(item.config, snapshot, "connection").require()
@@ -416,6 +469,22 @@ def gateway_snapshot_of(pytestconfig: pytest.Config) -> Callable[[str], Snapshot
 def edge_snapshot(request: pytest.FixtureRequest) -> Snapshot:
     """What the gather phase read of the TLS edge; a check that needs it fails (once) when it could not be read."""
     return _source(request.config).snapshot(f"https://{request.param}")
+
+
+@pytest.fixture(scope="session")
+def gated_drift(pytestconfig: pytest.Config) -> Callable[[str], tuple[list[DriftItem], str]]:
+    """``gated_drift(host_id)``: the host's drift since the baseline that fails the gate, and the baseline's name."""
+    baseline = _baseline(pytestconfig)
+    settings = _settings(pytestconfig)
+    patterns = _fail_on_drift(pytestconfig)
+
+    def of_host(host_id: str) -> tuple[list[DriftItem], str]:
+        source = _source(pytestconfig)
+        items = [item for item in host_drift(baseline, source.snapshot(host_id), source.secret_key_id) if not item.volatile]
+        ignored = selected(items, settings.drift.ignore)
+        return [item for item in selected(items, patterns) if item not in ignored], pytestconfig.getoption("--baseline")
+
+    return of_host
 
 
 @pytest.fixture(scope="session")
@@ -527,6 +596,54 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.extras = [*getattr(report, "extras", []), *(html_extras.html(evidence_html(e)) for e in evidence)]
         for item_evidence in evidence:  # JUnit and the terminal get it too, as a report section
             report.sections.append((f"evidence: {item_evidence.label}", REDACTOR.redact(item_evidence.text)))
+    _apply_waivers(item, report)
+
+
+def _apply_waivers(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A failure a waiver covers is shown as waived (pytest's xfail: it does not fail the run); past the
+    waiver's expiry it stays a failure that says so. A pass under a waiver makes the waiver stale."""
+    if _WAIVERS not in item.config.stash or report.when not in ("setup", "call"):
+        return
+    ledger = item.config.stash[_WAIVERS]
+    check = getattr(item, "originalname", item.name)
+    if report.passed and report.when == "call":
+        ledger.record_pass(check, host_of(item.nodeid))
+    if not report.failed:
+        return
+    waiver, holds = ledger.for_failure(check, host_of(item.nodeid))
+    if waiver is None:
+        return
+    if holds:
+        report.outcome = "skipped"
+        report.wasxfail = f"waived until {waiver.expires.isoformat()}: {waiver.justification}"
+        return
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        crash.message += f" [waiver expired on {waiver.expires.isoformat()}: {waiver.justification}]"
+    report.sections.append(("waiver", f"expired on {waiver.expires.isoformat()}: {waiver.describe()}"))
+
+
+def _area_of(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("area")
+    return str(marker.args[0]) if marker and marker.args else ""
+
+
+def _row_of(item: pytest.Item) -> str:
+    """The host a check counts for in the report grid: its host; a gateway agent's checks count for its
+    gateway host; exposure probes for the backend host; the rest for the edge."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    config = item.config
+    if "gateway_host" in params or "backend_host" in params:
+        return _host_ids(item)[0] if _host_ids(item) else host_of(item.nodeid)
+    if "drift_host" in params:
+        return params["drift_host"]
+    if "deployed_agent_id" in params:
+        hosts = _group_hosts(config, "gateway")
+        return next((host_id for name, host_id in hosts if name == params["deployed_agent_id"]), f"agent://{params['deployed_agent_id']}")
+    if "public_address" in params:
+        backends = _group_hosts(config, "backend")
+        return backends[0][1] if backends else host_of(item.nodeid)
+    return f"https://{_settings(config).edge.domain}"
 
 
 def _verdict(item: pytest.Item, message: str) -> ExceptionChainRepr:
@@ -575,6 +692,8 @@ class _RunReports:
         self.config = config
         self.outcomes: list[CheckOutcome] = []
         self.started = dt.datetime.now(dt.timezone.utc)
+        self._drift: dict | None = None
+        self._drift_done = False
 
     def facts(self) -> dict[str, str]:
         target = self.config.stash[_SETTINGS].name if _SETTINGS in self.config.stash else self.config.getoption("--target")
@@ -584,19 +703,62 @@ class _RunReports:
         if report.when != "call" and report.outcome == "passed":
             return
         verdict = "error" if report.when != "call" and report.failed else report.outcome
-        message = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr or "")
+        if hasattr(report, "wasxfail"):
+            verdict = "waived"
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = report.longrepr[2] if isinstance(report.longrepr, tuple) else crash.message if crash is not None else str(report.longrepr or "")
         name = re.sub(r"\[.*\]$", "", report.nodeid.split("::")[-1])
-        self.outcomes.append(CheckOutcome(name, host_of(report.nodeid), verdict, _first_line(message)))
+        properties = dict(report.user_properties)
+        self.outcomes.append(CheckOutcome(name, host_of(report.nodeid), verdict, _first_line(message),
+                                          str(properties.get("area", "")), str(properties.get("row", ""))))
+
+    def drift(self) -> dict | None:
+        """The drift since ``--baseline`` over every host of the run (None without a baseline), once."""
+        if not self._drift_done:
+            self._drift_done = True
+            baseline = self.config.stash.get(_BASELINE, None)
+            source = self.config.stash.get(_SOURCE, None)
+            if baseline is not None and source is not None:
+                drift = diff_runs(baseline, source.run_snapshot())
+                ignored = selected(drift.items, _settings(self.config).drift.ignore)
+                drift.items = [item for item in drift.items if item not in ignored]
+                self._drift = drift.to_json()
+        return self._drift
+
+    def waivers(self) -> list[dict]:
+        ledger = self.config.stash.get(_WAIVERS, None)
+        return ledger.report() if ledger is not None else []
+
+    def rows(self) -> list[tuple[str, str]]:
+        """The report grid's rows in reading order: backend hosts, the edge, each gateway (and any other host a check named)."""
+        if _SETTINGS not in self.config.stash:
+            return []
+        rows = [(host_id, f"{host_id} (backend host)") for _, host_id in _group_hosts(self.config, "backend")]
+        edge = f"https://{_settings(self.config).edge.domain}"
+        rows.append((edge, f"{edge} (edge)"))
+        rows += [(host_id, host_id) for _, host_id in _group_hosts(self.config, "gateway")]
+        known = {row for row, _ in rows}
+        rows += [(row, row) for row in dict.fromkeys(o.row for o in self.outcomes) if row and row not in known]
+        return rows
+
+    def release_observed(self) -> str:
+        facts = self.config.stash[_RECORDER].facts
+        parts = [f"version {facts['backend version (observed)']}" if facts.get("backend version (observed)") else ""]
+        if facts.get("backend binary sha256 (observed)"):
+            parts.append(f"binary sha256 {facts['backend binary sha256 (observed)'][:12]}…, {facts.get('backend binary size (observed)', '')}")
+        return "; ".join(p for p in parts if p)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         out = self.config.getoption("--snapshot-out")
         if out and _SOURCE in self.config.stash:
             self.config.stash[_SOURCE].run_snapshot().save(Path(out))
+        self.drift()  # while the source still answers (the HTML report asks for it later)
         if _SOURCE in self.config.stash:
             self.config.stash[_SOURCE].close()
         path = self.config.getoption("--json-summary")
         if path:
-            document = summary_document(self.facts(), self.outcomes, self.config.stash[_RECORDER], int(exitstatus))
+            document = summary_document(self.facts(), self.outcomes, self.config.stash[_RECORDER], int(exitstatus),
+                                        self.drift(), self.waivers())
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(json.dumps(document, indent=2) + "\n")
 
@@ -606,6 +768,13 @@ class _RunReports:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
+        target = self.facts()["target"]
+        prefix.append(banner_html(target, self.release_observed(), self.outcomes, self.rows(), self.drift(), self.waivers()))
+        prefix.append(grid_html(self.outcomes, self.rows()))
+        if self.drift() is not None:
+            prefix.append(drift_html(self.drift()))
+        if self.waivers():
+            prefix.append(waivers_html(self.waivers()))
         prefix.extend(html_summary(self.facts(), self.config.stash[_RECORDER]))
 
     @pytest.hookimpl(optionalhook=True)
@@ -638,3 +807,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("viworks gathering")
         for reason in source.read_here:
             terminalreporter.write_line(f"read in the pytest process instead: {reason}")
+    reports = config.pluginmanager.get_plugin("viworks-run-reports")
+    drift = reports.drift() if reports is not None else None
+    if drift is not None:
+        terminalreporter.section("viworks drift since the baseline")
+        terminalreporter.write_line(drift["summary"])
+        for line in [*drift["notes"], *(item["line"] for item in drift["items"])]:
+            terminalreporter.write_line(REDACTOR.redact(line))
+    waivers = reports.waivers() if reports is not None else []
+    if waivers:
+        terminalreporter.section("viworks waivers")
+        for waiver in waivers:
+            terminalreporter.write_line(waiver["line"])

@@ -25,8 +25,10 @@ from viworks_verify.redaction import REDACTOR
 class CheckOutcome:
     check: str  # the test function
     host: str  # the host id it is about
-    outcome: str  # passed, failed, skipped, error
+    outcome: str  # passed, failed, skipped, error, waived
     message: str
+    area: str = ""  # the check's area marker (the report grid's column)
+    row: str = ""  # the host id of the report grid's row it counts in (a gateway's for its agent's checks)
 
 
 def suite_commit(repo: Path) -> str:
@@ -47,15 +49,20 @@ def run_facts(target: str, repo: Path, started: dt.datetime) -> dict[str, str]:
     }
 
 
-def summary_document(facts: dict[str, str], outcomes: list[CheckOutcome], recorder: Recorder, exit_code: int) -> dict[str, Any]:
+def summary_document(facts: dict[str, str], outcomes: list[CheckOutcome], recorder: Recorder, exit_code: int,
+                     drift: dict[str, Any] | None = None, waivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
     document = {
+        "verdict": "NO-GO" if any(o.outcome in ("failed", "error") for o in outcomes) or exit_code not in (0, 5) else "GO",
         "facts": {**facts, **recorder.facts},
         "exit_code": exit_code,
         "counts": counts,
         "failures": [dataclasses.asdict(o) for o in outcomes if o.outcome in ("failed", "error")],
+        "waived": [dataclasses.asdict(o) for o in outcomes if o.outcome == "waived"],
+        "waivers": waivers or [],
+        "drift": drift,
         "figures": recorder.summary(),
     }
     return json.loads(REDACTOR.redact(json.dumps(document)))

@@ -149,6 +149,15 @@ class Timing(_Section):
     connect_timeout_s: float = 5.0
 
 
+class Drift(_Section):
+    """Gating on drift since a baseline snapshot (``--baseline``): which drifted facts fail the gate."""
+
+    # Drift paths (or parts of them) that fail the gate: "binary", "networks", "unit.Restart", "gw-*.config".
+    fail_on: tuple[str, ...] = ()
+    # Drift paths left out of the report and the gate (known, accepted differences).
+    ignore: tuple[str, ...] = ()
+
+
 class Settings(_Section):
     name: str
     source: Path
@@ -164,10 +173,13 @@ class Settings(_Section):
     release: Release = Field(default_factory=Release)
     probe: Probe = Field(default_factory=Probe)
     timing: Timing = Field(default_factory=Timing)
+    drift: Drift = Field(default_factory=Drift)
+    # Known failures accepted until a date (see viworks_verify.waivers); None: waivers.toml beside this file, if any.
+    waivers: Path | None = None
 
 
 _PATH_KEYS = {
-    (): ("inventory", "ssh_config", "secrets_file", "release_manifest"),
+    (): ("inventory", "ssh_config", "secrets_file", "release_manifest", "waivers"),
     ("edge",): ("ca_bundle",),
     ("probe",): ("client_cert", "command_signing_key"),
 }

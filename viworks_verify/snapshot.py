@@ -74,6 +74,11 @@ class SecretHasher:
     def __call__(self, value: str) -> str:
         return "hmac-sha256:" + hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()[:32]
 
+    @property
+    def key_id(self) -> str:
+        """Names the key without revealing it: two snapshots' secret hashes compare only when their key ids match."""
+        return hmac.new(self.key, b"viworks-snapshot-key-id", hashlib.sha256).hexdigest()[:16]
+
 
 def _facts_to_json(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -323,6 +328,7 @@ class RunSnapshot:
     target: str
     taken_at: float
     hosts: list = dataclasses.field(default_factory=list)  # [Snapshot]
+    secret_key_id: str = ""  # SecretHasher.key_id of the hashes in it ("": not recorded)
 
     def of_kind(self, kind: str) -> list[Snapshot]:
         return [h for h in self.hosts if h.kind == kind]
@@ -331,7 +337,8 @@ class RunSnapshot:
         return next((h for h in self.hosts if h.host == host_id), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "target": self.target, "taken_at": self.taken_at, "hosts": [h.to_json() for h in self.hosts]}
+        return {"format": FORMAT, "target": self.target, "taken_at": self.taken_at, "secret_key_id": self.secret_key_id,
+                "hosts": [h.to_json() for h in self.hosts]}
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,8 +349,13 @@ class RunSnapshot:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise SnapshotFormatError(f"{source}: not a {FORMAT} snapshot (format: {found!r})")
-        hosts = [host_snapshot_from_json(item, source) for item in data.get("hosts", [])]
-        return cls(str(data.get("target", "")), float(data.get("taken_at", 0.0)), hosts)
+        try:
+            hosts = [host_snapshot_from_json(item, source) for item in data.get("hosts", [])]
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, SnapshotFormatError):
+                raise
+            raise SnapshotFormatError(f"{source}: a host entry is not a snapshot ({type(exc).__name__}: {str(exc)[:120]})") from None
+        return cls(str(data.get("target", "")), float(data.get("taken_at", 0.0)), hosts, str(data.get("secret_key_id") or ""))
 
     @classmethod
     def load(cls, path: Path) -> "RunSnapshot":

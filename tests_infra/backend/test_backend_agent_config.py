@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.infra, pytest.mark.backend]
+pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("files")]
 
 
 @pytest.mark.smoke

@@ -6,7 +6,7 @@ import pytest
 
 from viworks_verify.release import names_a_build, release_mismatch
 
-pytestmark = [pytest.mark.infra, pytest.mark.backend]
+pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("files")]
 
 
 @pytest.mark.smoke

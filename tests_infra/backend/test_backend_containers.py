@@ -8,7 +8,7 @@ import pytest
 
 from viworks_verify.containers import publishing_problems, restart_problem
 
-pytestmark = [pytest.mark.infra, pytest.mark.backend]
+pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("containers")]
 
 
 def _expected_containers(settings):
@@ -60,6 +60,7 @@ def test_containers_are_not_restarting_repeatedly(backend_host, backend_snapshot
 
 
 @pytest.mark.smoke
+@pytest.mark.area("network")
 def test_backend_agent_is_on_every_expected_network(backend_host, backend_snapshot, settings, recorder):
     name = settings.backend.agent_container
     facts = _require_container(backend_snapshot, name)
@@ -73,6 +74,7 @@ def test_backend_agent_is_on_every_expected_network(backend_host, backend_snapsh
 
 
 @pytest.mark.smoke
+@pytest.mark.area("network")
 def test_backend_agent_postgres_and_redis_publish_no_port(backend_host, backend_snapshot, settings):
     """Exposure: the edge is the only way in. Whoever reaches 8080/8081 directly bypasses TLS, the
     client-certificate check and the identity binding; the database and cache are internal only."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.infra, pytest.mark.backend]
+pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("network")]
 
 
 def _assert_served_by_backend_agent(host, settings, snapshot, port: int, role: str) -> None:

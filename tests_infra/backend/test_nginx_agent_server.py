@@ -9,7 +9,7 @@ import pytest
 
 from viworks_verify.nginx_config import ca_bundle_problem, identity_header_problem
 
-pytestmark = [pytest.mark.infra, pytest.mark.backend]
+pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("nginx")]
 
 API_PATH = "/api/v1/agents"  # a request the API answers: the location nginx picks for it is the API's
 
@@ -108,6 +108,7 @@ def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, age
 
 @pytest.mark.smoke
 @pytest.mark.tls
+@pytest.mark.area("identity")
 def test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent(backend_host, nginx_config, settings, recorder):
     """The agent trusts the identity headers nginx passes: on every route to it (any server, any
     port), nginx must set them itself, or a client chooses its own agent id."""
@@ -128,6 +129,7 @@ def test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent(
 
 @pytest.mark.smoke
 @pytest.mark.tls
+@pytest.mark.area("tls")
 def test_nginx_ws_location_requires_a_verified_client_certificate(backend_host, agent_server, settings, recorder):
     server = agent_server.require()
     _location(backend_host, settings, server, settings.edge.ws_path, recorder)
@@ -140,6 +142,7 @@ def test_nginx_ws_location_requires_a_verified_client_certificate(backend_host, 
 
 @pytest.mark.smoke
 @pytest.mark.tls
+@pytest.mark.area("tls")
 def test_nginx_client_ca_is_a_ca_certificate(backend_host, agent_server, nginx_tls_files, settings):
     server = agent_server.require()
     where = _where(backend_host, settings, server)
@@ -154,6 +157,7 @@ def test_nginx_client_ca_is_a_ca_certificate(backend_host, agent_server, nginx_t
 
 @pytest.mark.smoke
 @pytest.mark.tls
+@pytest.mark.area("tls")
 def test_nginx_server_certificate_and_key_exist(backend_host, agent_server, nginx_tls_files, settings):
     server = agent_server.require()
     where = _where(backend_host, settings, server)

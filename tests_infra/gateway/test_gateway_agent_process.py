@@ -6,7 +6,7 @@ import pytest
 
 from viworks_verify import ss_listeners
 
-pytestmark = [pytest.mark.infra, pytest.mark.gateway]
+pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("network")]
 
 
 def _main_pid(gateway_unit) -> int:
@@ -15,6 +15,7 @@ def _main_pid(gateway_unit) -> int:
 
 
 @pytest.mark.smoke
+@pytest.mark.area("unit")
 def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway_snapshot, fact_of):
     pid, program = _main_pid(gateway_unit), gateway_unit.exec_start_path
     if pid == 0 or program is None:

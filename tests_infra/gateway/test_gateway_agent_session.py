@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.infra, pytest.mark.gateway]
+pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("session")]
 
 
 @pytest.mark.smoke

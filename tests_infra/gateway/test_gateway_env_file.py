@@ -10,7 +10,7 @@ from viworks_verify.gateway_env import (
     key_problems, pin_problem, shown,
 )
 
-pytestmark = [pytest.mark.infra, pytest.mark.gateway]
+pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("files")]
 
 
 @pytest.mark.smoke

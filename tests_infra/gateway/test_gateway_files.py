@@ -8,7 +8,7 @@ import pytest
 
 from viworks_verify.gateway_env import SCRIPTS_ROOT
 
-pytestmark = [pytest.mark.infra, pytest.mark.gateway]
+pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("files")]
 
 
 @pytest.mark.smoke

@@ -15,7 +15,7 @@ from viworks_verify import certs
 from viworks_verify.gateway_env import AGENT_ID, CERT_PATH, KEY_PATH, TRUST_BUNDLE
 from viworks_verify.public_keys import certificate_spki, spki_digest
 
-pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.tls]
+pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.tls, pytest.mark.area("identity")]
 
 KEY_MODES = (0o600, 0o400)
 FILES = (("certificate", CERT_PATH, "certificate"), ("key", KEY_PATH, "key_spki"), ("CA", TRUST_BUNDLE, "ca"))

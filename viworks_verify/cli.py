@@ -1,0 +1,133 @@
+"""``viworks-verify``: save a deployment's snapshot, and say what changed between two of them.
+
+    viworks-verify snapshot --target production -o prod.json
+    viworks-verify diff dev.json prod.json [--html diff.html] [--all] [--ignore PATTERN]
+
+``snapshot`` gathers every host of the target and the TLS edge, as the smoke gate does, and writes
+them as one JSON file (no secret values: a keyed hash, keyed by ``VIWORKS_SNAPSHOT_KEY``, stands
+for each). ``diff`` compares two such files host by host (``viworks_verify.drift``). Exit codes:
+0 written / identical, 1 drift, 4 usage error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from viworks_verify.drift import Drift, DriftItem, diff_runs
+from viworks_verify.drift import selected as drift_selected
+from viworks_verify.gathering import Gathering
+from viworks_verify.inventory import Inventory, InventoryError
+from viworks_verify.redaction import REDACTOR
+from viworks_verify.secrets import SNAPSHOT_KEY, Secrets
+from viworks_verify.settings import SettingsError, load_settings
+from viworks_verify.snapshot import RunSnapshot, SecretHasher, SnapshotFormatError
+from viworks_verify.targets import target_hosts
+
+EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 4
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse's own exit code is 2; ours for usage is 4
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="viworks-verify", description="Snapshots of a ViWorkS deployment, and the drift between two.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    snap = commands.add_parser("snapshot", help="gather every host of a target and write the snapshot as JSON")
+    snap.add_argument("--target", required=True, help="target name (targets/<name>.toml) or settings file")
+    snap.add_argument("--targets-dir", type=Path, default=Path("targets"))
+    snap.add_argument("-o", "--output", required=True, type=Path)
+    diff = commands.add_parser("diff", help="what changed from snapshot A to snapshot B (exit 1 on drift)")
+    diff.add_argument("before", type=Path)
+    diff.add_argument("after", type=Path)
+    diff.add_argument("--html", type=Path, help="also write the drift as an HTML page")
+    diff.add_argument("--all", action="store_true", help="list volatile differences too (PIDs, start times, addresses, clocks)")
+    diff.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
+                      help="leave out drift whose path matches (e.g. certificates, gw-lab-01.unit.Restart); repeatable, comma-separated")
+    args = parser.parse_args(argv)
+    return snapshot_command(args) if args.command == "snapshot" else diff_command(args)
+
+
+def snapshot_command(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.target, args.targets_dir)
+        hosts = target_hosts(settings, Inventory.of_target(settings))
+    except (SettingsError, InventoryError) as exc:
+        print(f"viworks-verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    key = Secrets.load(settings.secrets_file).snapshot_key()
+    if key is None:
+        print(f"viworks-verify: {SNAPSHOT_KEY} is not set: secret values are hashed with a one-off key, "
+              "so this snapshot's secrets compare with no other snapshot's", file=sys.stderr)
+    started = time.monotonic()
+    gathering = Gathering(settings, SecretHasher(key))
+    try:
+        gathering.start_hosts(hosts.values())
+        gathering.start_edge()
+        run = gathering.run_snapshot()
+    finally:
+        gathering.close()
+    run.save(args.output)
+    for host in run.hosts:
+        if not host.connection.ok:
+            print(f"viworks-verify: {REDACTOR.redact(host.connection.problem)}", file=sys.stderr)
+    print(f"wrote {args.output}: {len(run.hosts)} hosts of target {settings.name} in {time.monotonic() - started:.1f} s")
+    return EXIT_OK
+
+
+def diff_command(args: argparse.Namespace) -> int:
+    try:
+        before, after = RunSnapshot.load(args.before), RunSnapshot.load(args.after)
+    except SnapshotFormatError as exc:
+        print(f"viworks-verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    drift = diff_runs(before, after)
+    ignored = [p.strip() for text in args.ignore for p in text.split(",") if p.strip()]
+    left_out = drift_selected(drift.items, ignored)
+    shown = [item for item in drift.items if (args.all or not item.volatile) and item not in left_out]
+    significant = [item for item in shown if not item.volatile]
+    print(_headline(drift, significant, args))
+    for note in drift.notes:
+        print(f"note: {note}")
+    for item in shown:
+        print(("(volatile) " if item.volatile else "") + REDACTOR.redact(item.line()))
+    if args.html:
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        args.html.write_text(drift_html(drift, shown, str(args.before), str(args.after)))
+    return EXIT_DRIFT if significant else EXIT_OK
+
+
+def _headline(drift: Drift, significant: list[DriftItem], args: argparse.Namespace) -> str:
+    if not significant:
+        return f"{args.before} -> {args.after}: {drift.summary() if not drift.significant() else 'no drift outside the ignored paths'}"
+    hosts = sorted({item.host for item in significant})
+    return f"{args.before} -> {args.after}: {len(significant)} facts drifted on {', '.join(hosts)}"
+
+
+def drift_html(drift: Drift, shown: list[DriftItem], before: str, after: str) -> str:
+    """A self-contained page: the summary, then one row per drifted fact."""
+    rows = "".join(
+        f"<tr class='{html.escape(item.change)}{' volatile' if item.volatile else ''}'><td><code>{html.escape(item.path)}</code></td>"
+        f"<td>{html.escape(item.change)}</td><td>{html.escape(REDACTOR.redact(item.to_json()['before']))}</td>"
+        f"<td>{html.escape(REDACTOR.redact(item.to_json()['after']))}</td></tr>"
+        for item in shown
+    )
+    notes = "".join(f"<p class='note'>{html.escape(note)}</p>" for note in drift.notes)
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ViWorkS drift</title><style>"
+        "body{font-family:sans-serif;margin:2em} td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}"
+        ".changed td:nth-child(2){color:#b35c00}.added td:nth-child(2){color:#1a7f37}.removed td:nth-child(2){color:#cf222e}"
+        ".volatile{color:#888}</style></head><body>"
+        f"<h1>Drift: {html.escape(before)} &rarr; {html.escape(after)}</h1><p><strong>{html.escape(drift.summary())}</strong></p>{notes}"
+        f"<table><tr><th>fact</th><th>change</th><th>before</th><th>after</th></tr>{rows}</table></body></html>\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
