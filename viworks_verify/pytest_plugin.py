@@ -643,6 +643,8 @@ def _row_of(item: pytest.Item) -> str:
     if "public_address" in params:
         backends = _group_hosts(config, "backend")
         return backends[0][1] if backends else host_of(item.nodeid)
+    if _SETTINGS not in config.stash:
+        return ""  # not a check of a target (the project's own tests)
     return f"https://{_settings(config).edge.domain}"
 
 
