@@ -24,9 +24,9 @@ def run_lab(*args: str, timeout_s: float = 1800) -> subprocess.CompletedProcess:
 def lab():
     """The reference lab with one gateway host, up (a no-op when it already is); yields how long ``up`` took.
 
-    Whatever an earlier ``up --gateways N --variant V`` left: the tests' expectations are of that lab."""
+    Whatever an earlier ``up --gateways N --variant V`` or ``--release`` left: the tests' expectations are of that lab."""
     started = time.monotonic()
-    done = run_lab("up", "--gateways", "1", "--variant", "reference")
+    done = run_lab("up", "--gateways", "1", "--variant", "reference", "--reference-agents")
     assert done.returncode == 0, f"viworks-lab up failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
     return {"up_s": time.monotonic() - started, "stderr": done.stderr}
 

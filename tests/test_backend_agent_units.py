@@ -68,12 +68,34 @@ def test_merge_config_rejects_wrong_kinds(data: dict) -> None:
         backend.merge_config(data)
 
 
+REQUIRED_TOML = """[server]
+port = 18080
+[database]
+url = "postgresql://viworks@db:5432/viworks_agent"
+[redis]
+url = "redis://redis:6379/0"
+[security]
+jwt_secret = "s"
+[agent_management]
+port = 8081
+path = "/ws/agent"
+[command]
+signing_key_path = "/app/config/command-signing.key"
+"""
+
+
 def test_load_config_reads_toml(tmp_path) -> None:
     path = tmp_path / "backend-agent.toml"
-    path.write_text('[server]\nport = 18080\n[command]\ndispatch_enabled = false\n')
+    path.write_text(REQUIRED_TOML + "dispatch_enabled = false\n")
     merged = backend.load_config(str(path))
-    assert merged["server"]["port"] == 18080
-    assert merged["command"]["dispatch_enabled"] is False
+    assert merged["server"]["port"] == 18080 and merged["command"]["dispatch_enabled"] is False
+
+
+def test_a_config_without_a_required_key_is_refused_like_productions(tmp_path) -> None:
+    path = tmp_path / "backend-agent.toml"
+    path.write_text(REQUIRED_TOML.replace('jwt_secret = "s"\n', "").replace('path = "/ws/agent"\n', ""))
+    with pytest.raises(backend.ConfigError, match=r"required key\(s\) missing: \[security\] jwt_secret, \[agent_management\] path"):
+        backend.load_config(str(path))
 
 
 def test_load_config_missing_or_invalid(tmp_path) -> None:

@@ -58,6 +58,7 @@ EXPECTED = {
     "dispatch-broken": expect("test_system_health_command_round_trips_to_the_gateway",
                               "test_a_command_reaches_the_synthetic_agent_signed_and_its_result_is_recorded", cause=("Pending", "no COMMAND")),
     "db-down": expect("test_containers_are_running", "test_health_reports_every_service_healthy", cause=("viworks-postgres", "database")),
+    "database-missing": expect("test_health_reports_every_service_healthy", cause=("InvalidCatalogName", "does not exist")),
     "binary-drift": expect("test_backend_binary_is_the_expected_release", cause=("sha256",)),
     "agent-ports-exposed": expect("test_backend_agent_postgres_and_redis_publish_no_port",
                                   "test_backend_agent_ports_are_not_reachable_around_the_edge", cause=("8080/tcp", "8081/tcp")),

@@ -40,6 +40,7 @@ class Knobs:
     # The backend agent's own defects (its [lab_faults] section).
     backend_faults: tuple[tuple[str, object], ...] = ()
     reported_version: str | None = None  # /health reports this instead of the deployed build's version
+    database_created: bool = True  # Postgres has the database the backend's config names (a deploy step of its own)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +82,15 @@ def _disconnect_public(lab: "Lab") -> None:
 
 def _stop_postgres(lab: "Lab") -> None:
     lab.client.containers.get(POSTGRES).stop(timeout=10)
+
+
+def _wait_for_postgres_to_answer(lab: "Lab") -> None:
+    """The re-created Postgres answers (without the database): the backend then reports what is really wrong."""
+    from viworks_verify.polling import poll_until
+
+    postgres = lab.client.containers.get(POSTGRES)
+    poll_until(lambda: postgres.exec_run(["pg_isready", "-h", "127.0.0.1", "-q"]).exit_code, lambda code: code == 0,
+               what="Postgres accepting connections", timeout_s=lab.ready_timeout_s)
 
 
 def _drift_binary(lab: "Lab") -> None:
@@ -159,6 +169,8 @@ FAULTS: dict[str, Fault] = {
         Fault("telemetry-placeholder", "the gateway agent sends placeholder telemetry (zeros, no disks) instead of readings",
               action=_sequence(_in_gateway("sh", "-c", "echo VIW_LAB_PLACEHOLDER_TELEMETRY=true >> /opt/viworks/agent/.env"),
                                _in_gateway("systemctl", "restart", UNIT)), redeploy_gateway=True),
+        Fault("database-missing", "Postgres runs, but the database the backend's config names was never created",
+              Knobs(database_created=False), action=_wait_for_postgres_to_answer, recreate=(POSTGRES,), wait_for=()),
         Fault("binary-drift", "the backend binary differs from the expected release build",
               action=_drift_binary, recreate=(BACKEND,)),
     )

@@ -7,6 +7,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import re
 import ssl
 import time
 from typing import Callable
@@ -26,6 +27,10 @@ from viworks_lab.layout import (
 from viworks_lab.faults import FAULTS, Fault, Knobs
 from viworks_lab.variants import REFERENCE, VARIANTS, Variant
 from viworks_lab.material import Material, ensure_material, ensure_server_variant, gateway_pins
+from viworks_lab.candidate import (
+    BackendSecrets, Candidate, GatewayValues, database_name, fill_backend_config, fill_gateway_env, fill_gateway_toml,
+    forget_candidate, load_candidate, take_candidate,
+)
 from viworks_lab.release import Build, build_agent, write_manifest
 
 BACKEND = "viworks-backend-agent-new"
@@ -34,7 +39,16 @@ POSTGRES = "viworks-postgres"
 REDIS = "viworks-redis"
 GATEWAY_FILES_MARK = "/var/lib/viworks-lab/deployed.sha256"
 ALL_READY = ("backend", "edge", "gateway")
+BACKEND_BINARY = "/app/viworks-backend-agent"
+GATEWAY_BINARY = "/opt/viworks/viworks-gateway-agent"
+GATEWAY_UNIT = "viworks-gateway-agent.service"
+SETTLED_S = 2  # a candidate's process counts as started once it has run this long (or, the backend, answered /health)
+_VERSION = re.compile(r"\b\d+\.\d+(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?\b")
 Log = Callable[[str], None]
+
+
+class CandidateDidNotStart(LabError):
+    """The lab is up, but a candidate's agent did not start: the message holds its last log lines."""
 
 
 # The identity-header-passthrough fault, as it is written in real configurations: "prefer the
@@ -137,17 +151,35 @@ class Lab:
         return REFERENCE
 
     @property
+    def candidate(self) -> Candidate | None:
+        """The release candidate the lab rehearses instead of the reference agents (``up --release``)."""
+        return load_candidate(self.state.root)
+
+    @property
     def fault_gateway(self) -> GatewayHost:
         """The gateway host the active fault is injected into (gw-lab-01 unless ``break --host`` said)."""
         host = json.loads(self.state.fault.read_text()).get("host") if self.state.fault.exists() else None
         return gateway_by_id(host, self.gateway_count) if host else self.gateways[0]
 
     # ---- up, break, heal ----------------------------------------------------------------------
+    def rehearse(self, release_dir, files: dict, lab_secrets: bool, version: str | None = None,
+                 gateways: int | None = None, variant: str | None = None) -> dict[str, float]:
+        """Deploy a release candidate (``up --release``) and check that its agents start."""
+        candidate = take_candidate(self.state.root, release_dir, files, lab_secrets, version)
+        self.log(f"rehearsing a candidate: {candidate.describe()}")
+        return self.up(gateways=gateways, variant=variant)
+
+    def use_reference_agents(self) -> bool:
+        """Forget the candidate (``up --reference-agents``); whether there was one."""
+        return forget_candidate(self.state.root)
+
     def up(self, gateways: int | None = None, variant: str | None = None) -> dict[str, float]:
         """Build what is missing, start what is not running, wait until every gateway is Online.
 
         ``gateways``: run that many gateway hosts from now on (gw-lab-01..NN); None keeps the count.
         With a fault in (``break``), the lab keeps it and waits only for what the fault leaves working.
+        With a candidate (``rehearse``), it waits until the candidate's agents have started, not for
+        them to work: that is the gate's to judge (``CandidateDidNotStart`` when one does not start).
         """
         if gateways is not None:
             if not 1 <= gateways <= MAX_GATEWAYS:
@@ -211,13 +243,16 @@ class Lab:
         timings: dict[str, float] = {}
         started = time.monotonic()
         material = ensure_material(self.state, self.gateway_count, self.variant)
-        backend_build, gateway_build = build_agent("backend"), build_agent("gateway")
-        write_manifest(self.state.release, BACKEND_VERSION, [backend_build, gateway_build])
+        candidate = self.candidate
+        backend_build = _candidate_build(candidate, "backend") or build_agent("backend")
+        gateway_build = _candidate_build(candidate, "gateway") or build_agent("gateway")
+        if candidate is None:
+            write_manifest(self.state.release, BACKEND_VERSION, [backend_build, gateway_build])
         bases = images.ensure_bases(self.client, self.log)
         roles = self._role_images(bases, backend_build)
         timings["images_s"] = time.monotonic() - started
 
-        self._render(material, knobs)
+        self._render(material, knobs, candidate)
         topology.ensure_networks(self.client)
         changed = {}
         specs = self._specs(roles, knobs)
@@ -228,10 +263,18 @@ class Lab:
         if changed[BACKEND] and not changed[NGINX]:
             # nginx resolved the backend's address when it started; a new backend container has a new one.
             self.client.containers.get(NGINX).restart(timeout=5)
-        self._deploy_gateways(material, gateway_build, backend_known_host)
+        self._deploy_gateways(material, gateway_build, backend_known_host, candidate)
         timings["containers_s"] = time.monotonic() - started - timings["images_s"]
         ready_started = time.monotonic()
-        self._wait_for(material, wait_for)
+        if candidate is not None:
+            # The expected release follows the candidate: the gate's binary check passes for it and nothing else.
+            write_manifest(self.state.release, None, [
+                dataclasses.replace(backend_build, version=self._binary_version(roles["backend-agent"]) or candidate.version),
+                dataclasses.replace(gateway_build, version=self._gateway_binary_version()),
+            ])
+            self._wait_candidate_started(candidate)
+        else:
+            self._wait_for(material, wait_for)
         timings["ready_s"] = time.monotonic() - ready_started
         timings["total_s"] = time.monotonic() - started
         return timings
@@ -275,7 +318,7 @@ class Lab:
         )
         return {role.name: images.ensure_role(self.client, role, bases, self.log) for role in (backend, services, gateway_host)}
 
-    def _render(self, material: Material, knobs: Knobs) -> None:
+    def _render(self, material: Material, knobs: Knobs, candidate: Candidate | None) -> None:
         rendered = self.state.rendered
         served = knobs.served_identity
         if served != "server":
@@ -307,17 +350,28 @@ class Lab:
             "nginx/tls/server.crt": (material.read(f"{served}.crt").decode(), 0o644),
             "nginx/tls/server.key": (material.read(f"{served}.key").decode(), 0o600),
             "nginx/tls/client-ca.crt": (material.read("ca.crt").decode(), 0o644),
-            "backend/backend-agent.toml": (render((FIXTURES / "backend" / "backend-agent.toml.template").read_text(), values), 0o600),
+            "backend/backend-agent.toml": (self._backend_config(material, values, candidate), 0o600),
             "backend/command-signing.key": (material.read_signing("command-signing.key").decode(), 0o600),
             "redis/redis.conf": (render((FIXTURES / "redis" / "redis.conf.template").read_text(), values), 0o600),
             "postgres/postgres-password": (material.postgres_password, 0o600),
         }
+        # Postgres creates the database the deployed config names (none with the database-missing fault).
+        files["postgres/database-name"] = (_database_to_create(files["backend/backend-agent.toml"][0]) if knobs.database_created else "", 0o644)
         for relative, (text, mode) in files.items():
             path = rendered / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             if not path.exists() or path.read_text() != text:
                 path.write_text(text)
             path.chmod(mode)
+
+    def _backend_config(self, material: Material, values: dict[str, str], candidate: Candidate | None) -> str:
+        """The reference config, or the candidate's as given (its lab-owned values filled when asked)."""
+        given = candidate.text("backend_config") if candidate is not None else None
+        if given is None:
+            return render((FIXTURES / "backend" / "backend-agent.toml.template").read_text(), values)
+        if not candidate.lab_secrets:
+            return given
+        return fill_backend_config(given, BackendSecrets(material.postgres_password, material.redis_password, material.jwt_secret))
 
     def _specs(self, roles: dict[str, str], knobs: Knobs) -> list[topology.ContainerSpec]:
         rendered = self.state.rendered
@@ -431,16 +485,16 @@ class Lab:
             raise LabError(f"lab not up: {exc}") from exc
 
     # ---- the gateway host -------------------------------------------------------------------
-    def _deploy_gateways(self, material: Material, build: Build, other_known_hosts: str = "") -> None:
+    def _deploy_gateways(self, material: Material, build: Build, other_known_hosts: str = "", candidate: Candidate | None = None) -> None:
         """Deploy to every gateway host at once (each waits for its own systemd); record their ssh host keys."""
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.gateways)) as pool:
-            lines = list(pool.map(lambda gateway: self._deploy_gateway(material, build, gateway), self.gateways))
+            lines = list(pool.map(lambda gateway: self._deploy_gateway(material, build, gateway, candidate), self.gateways))
         known_hosts = self.state.ssh / "known_hosts"
         text = "".join(lines) + other_known_hosts
         if not known_hosts.exists() or known_hosts.read_text() != text:
             known_hosts.write_text(text)
 
-    def _deploy_gateway(self, material: Material, build: Build, gateway: GatewayHost) -> str:
+    def _deploy_gateway(self, material: Material, build: Build, gateway: GatewayHost, candidate: Candidate | None = None) -> str:
         """Install the gateway agent the way a deploy would: binary, .env, certs, scripts, unit. Returns its known_hosts line."""
         container = self.client.containers.get(gateway.container)
         self._wait(
@@ -450,14 +504,12 @@ class Lab:
         )
         values = {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": gateway.agent_id, "SPKI_PINS": gateway_pins(material, self.variant),
                   "SITE": gateway.site, "WS_PATH": self.variant.ws_path}
-        toml = self.variant.gateway_config == "toml"
-        templates = FIXTURES / "gateway" / ("toml" if toml else "")
-        env_text = render((templates / "agent.env.template").read_text(), values)
+        toml_text, env_text = self._gateway_config(material, gateway, values, candidate)
+        toml = toml_text is not None
         files = {
-            "/opt/viworks/viworks-gateway-agent": (build.data, 0o755),
+            GATEWAY_BINARY: (build.data, 0o755),
             "/opt/viworks/agent/.env": (env_text.encode(), 0o600),
-            **({"/opt/viworks/agent/agent.toml": (render((templates / "agent.toml.template").read_text(), values).encode(), 0o644)}
-               if toml else {}),
+            **({"/opt/viworks/agent/agent.toml": (toml_text.encode(), 0o644)} if toml else {}),
             "/opt/viworks/agent/certs/client.crt": (material.read(f"{gateway.agent_id}.crt"), 0o644),
             "/opt/viworks/agent/certs/client.key": (material.read(f"{gateway.agent_id}.key"), 0o600),
             "/opt/viworks/agent/certs/ca.crt": (material.read("ca.crt"), 0o644),
@@ -492,6 +544,101 @@ class Lab:
         key = topology.exec_checked(container, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], "read the ssh host key")
         algorithm, blob = key.split()[:2]
         return f"[{LOOPBACK}]:{gateway.ssh_port} {algorithm} {blob}\n"
+
+    def _gateway_config(self, material: Material, gateway: GatewayHost, values: dict[str, str],
+                        candidate: Candidate | None) -> tuple[str | None, str]:
+        """(agent.toml or None, .env) for a gateway host: the variant's, or the candidate's as given
+        (the lab's own values filled when asked). A candidate that brings one file gets the other from the reference."""
+        toml = self.variant.gateway_config == "toml"
+        templates = FIXTURES / "gateway" / ("toml" if toml else "")
+        toml_text = render((templates / "agent.toml.template").read_text(), values) if toml else None
+        env_text = render((templates / "agent.env.template").read_text(), values)
+        if candidate is None:
+            return toml_text, env_text
+        owned = GatewayValues(AGENT_DOMAIN, gateway.agent_id, gateway.site, gateway_pins(material, self.variant))
+        given_toml, given_env = candidate.text("gateway_config"), candidate.text("gateway_env")
+        if given_toml is not None:
+            toml_text = fill_gateway_toml(given_toml, owned) if candidate.lab_secrets else given_toml
+        if given_env is not None:
+            env_text = fill_gateway_env(given_env, owned) if candidate.lab_secrets else given_env
+        return toml_text, env_text
+
+    # ---- a candidate's start ------------------------------------------------------------------
+    def _binary_version(self, image: str) -> str | None:
+        """What the backend binary says its version is (``--version``), in a throwaway container with no network."""
+        container = self.client.containers.run(image, [BACKEND_BINARY, "--version"], detach=True, network_disabled=True)
+        try:
+            outcome = container.wait(timeout=20)
+            output = container.logs(stdout=True, stderr=False).decode(errors="replace")
+        except Exception:  # noqa: BLE001 - a binary that hangs on --version has no version to give
+            return None
+        finally:
+            container.remove(force=True)
+        return _version_in(output) if outcome.get("StatusCode") == 0 else None
+
+    def _gateway_binary_version(self) -> str | None:
+        container = self.client.containers.get(self.gateways[0].container)
+        done = container.exec_run(["timeout", "20", GATEWAY_BINARY, "--version"], demux=True)
+        return _version_in((done.output[0] or b"").decode(errors="replace")) if done.exit_code == 0 else None
+
+    def _wait_candidate_started(self, candidate: Candidate) -> None:
+        """Each agent the candidate replaced is up: the backend answers /health (any status), a gateway's
+        unit runs its program for a few seconds. Ends at once on proof it did not start: the container
+        exited or restarted, the unit failed or restarted. Its last log lines say why."""
+        problems = []
+        if {"backend_binary", "backend_config"} & candidate.files.keys():
+            problems += self._backend_started()
+        if {"gateway_binary", "gateway_config", "gateway_env"} & candidate.files.keys():
+            problems += [problem for gateway in self.gateways for problem in self._gateway_started(gateway)]
+        if problems:
+            raise CandidateDidNotStart("the candidate did not start:\n" + "\n".join(problems))
+        self.log("the candidate's agents started: run the gate (pytest -m smoke) to judge them")
+
+    def _backend_started(self) -> list[str]:
+        def observe() -> tuple[str, int]:
+            container = self.client.containers.get(BACKEND)
+            state, restarts = container.attrs["State"]["Status"], container.attrs["RestartCount"]
+            if state == "running" and restarts == 0:
+                try:
+                    return f"answered HTTP {httpx.get(f'{self._backend_api()}/health', timeout=2).status_code}", restarts
+                except (httpx.HTTPError, LabError):
+                    return "running", restarts
+            return state, restarts
+
+        try:
+            seen, _ = poll_until(observe, lambda seen: seen[0].startswith("answered") or seen[0] != "running" or seen[1] > 0,
+                                 what="the candidate backend agent", timeout_s=self.ready_timeout_s).value
+        except NotReady as exc:
+            seen = f"never answered /health ({exc.last})"
+        if seen.startswith("answered"):
+            return []
+        logs = self.client.containers.get(BACKEND).logs(tail=12).decode(errors="replace").rstrip()
+        return [f"{BACKEND}: {seen}; its last log lines:\n" + _indent(logs)]
+
+    def _gateway_started(self, gateway: GatewayHost) -> list[str]:
+        container = self.client.containers.get(gateway.container)
+        show = ["systemctl", "show", GATEWAY_UNIT, "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts", "-p", "MainPID"]
+
+        def observe() -> dict[str, str]:
+            properties = dict(line.split("=", 1) for line in topology.exec_checked(container, show, "systemctl show").splitlines() if "=" in line)
+            pid = properties.get("MainPID", "0")
+            running_s = container.exec_run(["ps", "-o", "etimes=", "-p", pid]).output.decode().strip() if pid != "0" else ""
+            properties["running_s"] = running_s if running_s.isdigit() else "0"
+            return properties
+
+        def settled(seen: dict[str, str]) -> bool:
+            failed = seen.get("NRestarts", "0") != "0" or seen.get("ActiveState") not in ("active", "activating")
+            return failed or int(seen["running_s"]) >= SETTLED_S
+
+        try:
+            seen = poll_until(observe, settled, what=f"the candidate gateway agent on {gateway.container}", timeout_s=self.ready_timeout_s).value
+        except NotReady as exc:
+            seen = exc.last or {}
+        if seen.get("ActiveState") == "active" and seen.get("NRestarts", "0") == "0" and int(seen.get("running_s", "0")) >= SETTLED_S:
+            return []
+        journal = container.exec_run(["journalctl", "-u", GATEWAY_UNIT, "-n", "12", "--no-pager", "-o", "cat"]).output.decode(errors="replace").rstrip()
+        state = f"ActiveState={seen.get('ActiveState')} SubState={seen.get('SubState')} NRestarts={seen.get('NRestarts')}"
+        return [f"{gateway.container}: {GATEWAY_UNIT} {state}; its last log lines:\n" + _indent(journal)]
 
     def _wait_gateway_online(self, material: Material, agent_id: str) -> None:
         token = mint_token(material.jwt_secret, subject="viworks-lab", role="viewer", ttl_s=self.ready_timeout_s + 60)
@@ -528,6 +675,28 @@ class Lab:
                 "ports": " ".join(ports),
             })
         return rows
+
+
+def _candidate_build(candidate: Candidate | None, agent: str) -> Build | None:
+    data = candidate.data(f"{agent}_binary") if candidate is not None else None
+    return Build(agent, data) if data is not None else None
+
+
+def _database_to_create(config_text: str) -> str:
+    """The database Postgres must have for the backend's config (as a deploy would create it)."""
+    name = database_name(config_text) or ""
+    if name and not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", name):
+        raise LabError(f"the backend config's [database] url names {name!r}: the lab creates databases named [A-Za-z0-9_-] only")
+    return name
+
+
+def _version_in(output: str) -> str | None:
+    found = _VERSION.search(output)
+    return found.group(0) if found else None
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in (text or "(nothing logged)").splitlines())
 
 
 def _files_digest(files: dict[str, tuple[bytes, int]]) -> str:

@@ -34,6 +34,7 @@ AGENT_SOURCES = {
 class Build:
     agent: str
     data: bytes
+    version: str | None = None  # what the binary says it is (``--version``), when known
 
     @property
     def sha256(self) -> str:
@@ -61,7 +62,8 @@ def build_agent(agent: str, build_note: str | None = None) -> Build:
     return Build(agent, buffer.getvalue())
 
 
-def write_manifest(path: Path, version: str, builds: list[Build]) -> None:
-    """The release manifest a deploy pipeline would publish: what it built, by sha256 and size."""
-    manifest = {build.agent: {"version": version, "sha256": build.sha256, "size": build.size} for build in builds}
+def write_manifest(path: Path, version: str | None, builds: list[Build]) -> None:
+    """The release manifest a deploy pipeline would publish: what it built, by sha256 and size (and the
+    version each build says it is, else ``version``)."""
+    manifest = {build.agent: {"version": build.version or version, "sha256": build.sha256, "size": build.size} for build in builds}
     path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1108,7 +1108,10 @@ def run(environ: Mapping[str, str] | None = None) -> int:
 
 
 def main() -> None:
-    """The zipapp's entry point: runs the agent and exits the process with its code."""
+    """The zipapp's entry point: runs the agent and exits the process with its code (``--version``: prints it)."""
+    if sys.argv[1:] == ["--version"]:
+        print(f"viworks-gateway-agent {DEFAULT_VERSION}")
+        sys.exit(0)
     sys.exit(run())
 
 

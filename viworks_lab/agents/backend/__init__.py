@@ -73,6 +73,7 @@ async def serve(config: Mapping[str, Mapping[str, Any]]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="viworks-backend-agent", description="ViWorkS backend agent (lab reference)")
     parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help=f"TOML configuration (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--version", action="version", version=f"viworks-backend-agent {DEFAULT_CONFIG['server']['version']}")
     options = parser.parse_args(argv)
     try:
         config = load_config(options.config)

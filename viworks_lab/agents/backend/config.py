@@ -59,6 +59,18 @@ class ConfigError(ValueError):
     """The configuration file is missing, unreadable or has a value of the wrong kind."""
 
 
+# What a deployment must say itself, as production's agent requires: a config without one of these
+# refuses to start (a default would hide a deploy that lost its database, Redis or JWT secret).
+REQUIRED_KEYS = {
+    "server": ("port",),
+    "database": ("url",),
+    "redis": ("url",),
+    "security": ("jwt_secret",),
+    "agent_management": ("port", "path"),
+    "command": ("signing_key_path",),
+}
+
+
 def merge_config(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The file's sections over :data:`DEFAULT_CONFIG`, with types checked (ConfigError when wrong)."""
     merged: dict[str, dict[str, Any]] = {}
@@ -103,6 +115,10 @@ def load_config(path: str) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
+    missing = [f"[{section}] {key}" for section, keys in REQUIRED_KEYS.items() for key in keys
+               if not isinstance(data.get(section), Mapping) or key not in data[section]]
+    if missing:
+        raise ConfigError(f"config {path}: required key(s) missing: {', '.join(missing)}")
     return merge_config(data)
 
 
