@@ -14,14 +14,20 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# On a fresh machine the virtualenv (network, unpacking) and the lab's base images (mmdebstrap, CPU)
+# are the two long poles: the images start building, with the system Python, while pip installs.
+PREBUILD := $(PYTHON) -m viworks_lab.base_images & prebuild=$$!; $(MAKE) --no-print-directory venv; venv=$$?; wait $$prebuild; exit $$venv
+
 ## The smoke gate against the lab: brings the lab up (cached), runs `pytest -m smoke`, writes reports/.
-smoke: venv
+smoke:
+	@$(PREBUILD)
 	$(LAB) up
 	mkdir -p reports
 	$(PYTEST) -m smoke --target lab --tb=short --html=reports/report.html --self-contained-html --junitxml=reports/junit.xml --json-summary=reports/summary.json
 
 ## The project's own tests: helpers, the lab (up, integration, idempotence, down), the suite end to end.
-test: venv
+test:
+	@$(PREBUILD)
 	$(PYTEST) tests
 
 lab-up: venv

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import docker
 
+from viworks_lab.errors import LabError
 from viworks_verify.polling import NotReady, poll_until
 
-
-class LabError(Exception):
-    """A lab operation that cannot go on; the message says what and what to do."""
+__all__ = ["LabError", "docker_client"]
 
 
 def docker_client(timeout_s: int = 120) -> docker.DockerClient:

@@ -316,7 +316,10 @@ class Lab:
             'CMD ["/sbin/init"]\n',
             {},
         )
-        return {role.name: images.ensure_role(self.client, role, bases, self.log) for role in (backend, services, gateway_host)}
+        roles = (backend, services, gateway_host)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(roles)) as pool:  # a cold start builds all three
+            tags = list(pool.map(lambda role: images.ensure_role(self.client, role, bases, self.log), roles))
+        return {role.name: tag for role, tag in zip(roles, tags)}
 
     def _render(self, material: Material, knobs: Knobs, candidate: Candidate | None) -> None:
         rendered = self.state.rendered
