@@ -33,8 +33,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def wait_command(api: BackendApi, correlation_id: str) -> dict:
-    return poll_until(lambda: api.command(correlation_id).json(), lambda c: c["status"] not in ("Pending", "Executing"),
-                      what=correlation_id, timeout_s=30, interval_s=0.01, max_interval_s=0.05).value
+    return api.wait_for_command(correlation_id, 30, interval_s=0.01, max_interval_s=0.05)
 
 
 def main() -> None:

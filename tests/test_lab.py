@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import REPO, run_lab, run_suite
 from viworks_verify.api import BackendApi
 from viworks_verify.edge import EdgeEndpoint
-from viworks_verify.polling import poll_until
 from viworks_verify.probe_agent import open_session, upgrade_status
 from viworks_verify.settings import load_settings
 from viworks_verify.tokens import mint_token
@@ -74,11 +73,7 @@ def test_system_health_command_round_trips_through_the_gateway(lab, lab_secrets)
         submitted = api.submit_command("get_system_health", {}, ["gw-lab-01"], timeout_s=30)
         assert submitted.status == 201, submitted.response.text
         correlation_id = submitted.json()["correlation_id"]
-        command = poll_until(
-            lambda: api.command(correlation_id).json(),
-            lambda seen: seen["status"] not in ("Pending", "Executing"),
-            what=f"command {correlation_id}", timeout_s=30, interval_s=0.05,
-        ).value
+        command = api.wait_for_command(correlation_id, 30)
     assert command["status"] == "Completed", command
     result = command["result"]
     assert result["status"] == "SUCCESS" and result["error_code"] == "NONE"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.polling import NotReady
 from viworks_verify.protocol import parse_rfc3339, telemetry_problems
 
 pytestmark = [pytest.mark.e2e, pytest.mark.gateway, pytest.mark.area("session")]
@@ -85,11 +85,10 @@ def test_unknown_verb_is_refused(api, settings, online_gateway):
     assert submitted.status == 201, f"agent://{deployed_agent_id}: expected 400 for the unknown verb format_disk; found {submitted.status}"
     correlation_id = submitted.json()["correlation_id"]
     try:
-        done = poll_until(lambda: api.command(correlation_id).json(), lambda c: c.get("status") not in ("Pending", "Executing"),
-                          what=f"command {correlation_id}", timeout_s=settings.timing.ready_timeout_s)
+        command = api.wait_for_command(correlation_id, settings.timing.ready_timeout_s)
     except NotReady:
         pytest.fail(f"agent://{deployed_agent_id}: unknown verb format_disk accepted (201) and never refused", pytrace=False)
-    result = done.value.get("result") or {}
+    result = command.get("result") or {}
     assert (result.get("status"), result.get("error_code")) == ("DENIED", "UNKNOWN_VERB"), (
         f"agent://{deployed_agent_id}: expected unknown verb format_disk DENIED with UNKNOWN_VERB; found {result.get('status')} {result.get('error_code')}"
     )

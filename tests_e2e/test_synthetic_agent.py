@@ -106,12 +106,10 @@ def test_a_command_reaches_the_synthetic_agent_signed_and_its_result_is_recorded
                                          status="SUCCESS", rc=0, duration_ms=1, stdout=readings)
         probe.send(protocol.make_frame(protocol.RESULT, result, correlation_id=correlation_id))
         try:
-            done = poll_until(lambda: api.command(correlation_id).json(), lambda c: c.get("status") not in ("Pending", "Executing"),
-                              what=f"command {correlation_id}", timeout_s=timeout, interval_s=0.02, max_interval_s=0.2)
+            command = api.wait_for_command(correlation_id, timeout, interval_s=0.02, max_interval_s=0.2)
         except NotReady as exc:
             pytest.fail(f"agent://{agent_id}: RESULT sent but command {correlation_id} still {exc.last.get('status') if isinstance(exc.last, dict) else exc.last}", pytrace=False)
         recorder.figure("command round-trip (synthetic agent)", (time.perf_counter() - started) * 1000, " ms", host=agent_id)
-    command = done.value
     assert command["status"] == "Completed", f"agent://{agent_id}: expected Completed after a SUCCESS RESULT; found {command['status']}"
     recorded = command.get("result") or {}
     assert recorded.get("stdout") == readings and recorded.get("corr_id") == correlation_id, (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from viworks_verify import backend_facts
-from viworks_verify.pytest_plugin import Reading
+from viworks_verify.reading import Reading
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,24 @@ fault touched by hand are re-created from their cached images, and the gateway i
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
+
+import docker
 
 from viworks_lab import topology
+from viworks_lab.layout import BACKEND, NGINX, POSTGRES, GatewayHost
 
-if TYPE_CHECKING:
-    from viworks_lab.lab import Lab
 
-BACKEND = "viworks-backend-agent-new"
-NGINX = "viworks-nginx"
-POSTGRES = "viworks-postgres"
+class FaultTarget(Protocol):
+    """What a fault's action needs of the lab (``viworks_lab.lab.Lab`` is one): no import of it, no cycle."""
+
+    client: docker.DockerClient
+    ready_timeout_s: float
+
+    @property
+    def fault_gateway(self) -> GatewayHost: ...
+
+
 UNIT = "viworks-gateway-agent.service"
 
 
@@ -48,43 +56,43 @@ class Fault:
     name: str
     description: str
     knobs: Knobs = Knobs()
-    action: Callable[["Lab"], None] | None = None
+    action: Callable[[FaultTarget], None] | None = None
     recreate: tuple[str, ...] = ()  # containers changed by hand: re-created from their image on heal
     redeploy_gateway: bool = False
     # What must still work once the fault is in, so a run sees this fault and nothing else:
     wait_for: tuple[str, ...] = ("backend", "edge", "gateway")
 
 
-def _gateway(lab: "Lab"):
+def _gateway(lab: FaultTarget):
     """The gateway host the fault is injected into (``break --host``; gw-lab-01 by default)."""
     return lab.client.containers.get(lab.fault_gateway.container)
 
 
-def _in_gateway(*command: str) -> Callable[["Lab"], None]:
-    def act(lab: "Lab") -> None:
+def _in_gateway(*command: str) -> Callable[[FaultTarget], None]:
+    def act(lab: FaultTarget) -> None:
         topology.exec_checked(_gateway(lab), list(command), " ".join(command))
 
     return act
 
 
-def _sequence(*actions: Callable[["Lab"], None]) -> Callable[["Lab"], None]:
-    def act(lab: "Lab") -> None:
+def _sequence(*actions: Callable[[FaultTarget], None]) -> Callable[[FaultTarget], None]:
+    def act(lab: FaultTarget) -> None:
         for action in actions:
             action(lab)
 
     return act
 
 
-def _disconnect_public(lab: "Lab") -> None:
+def _disconnect_public(lab: FaultTarget) -> None:
     lab.client.networks.get("viworks-public").disconnect(BACKEND)
     lab.client.containers.get(NGINX).restart(timeout=5)  # as a redeploy would: nginx re-resolves the backend
 
 
-def _stop_postgres(lab: "Lab") -> None:
+def _stop_postgres(lab: FaultTarget) -> None:
     lab.client.containers.get(POSTGRES).stop(timeout=10)
 
 
-def _wait_for_postgres_to_answer(lab: "Lab") -> None:
+def _wait_for_postgres_to_answer(lab: FaultTarget) -> None:
     """The re-created Postgres answers (without the database): the backend then reports what is really wrong."""
     from viworks_verify.polling import poll_until
 
@@ -93,7 +101,7 @@ def _wait_for_postgres_to_answer(lab: "Lab") -> None:
                what="Postgres accepting connections", timeout_s=lab.ready_timeout_s)
 
 
-def _drift_binary(lab: "Lab") -> None:
+def _drift_binary(lab: FaultTarget) -> None:
     from viworks_lab.release import build_agent
 
     drifted = build_agent("backend", build_note="built from a working tree nobody can name")

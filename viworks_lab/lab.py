@@ -20,7 +20,7 @@ from viworks_verify.tokens import mint_token
 from viworks_lab import images, topology
 from viworks_lab.engine import LabError, docker_client
 from viworks_lab.layout import (
-    BACKEND_HOST,
+    BACKEND, BACKEND_HOST, NGINX, POSTGRES, REDIS,
     AGENT_DOMAIN, BACKEND_VERSION, FIXTURES, LOOPBACK, MAX_GATEWAYS, PORTS, GatewayHost, StateDir,
     default_state, fleet, gateway_by_id, render,
 )
@@ -33,10 +33,6 @@ from viworks_lab.candidate import (
 )
 from viworks_lab.release import Build, build_agent, write_manifest
 
-BACKEND = "viworks-backend-agent-new"
-NGINX = "viworks-nginx"
-POSTGRES = "viworks-postgres"
-REDIS = "viworks-redis"
 GATEWAY_FILES_MARK = "/var/lib/viworks-lab/deployed.sha256"
 ALL_READY = ("backend", "edge", "gateway")
 BACKEND_BINARY = "/app/viworks-backend-agent"

@@ -19,6 +19,11 @@ NETWORKS = ("viworks-internal", "viworks-public")
 LOOPBACK = "127.0.0.1"
 # Published ports on the loopback interface: the contract's, plus sshd of the gateway host.
 PORTS = {"http": 80, "https": 443, "api": 8080, "ws": 8081, "backend_ssh": 2221, "gateway_ssh": 2222}
+# The containers, named as the contract names them.
+BACKEND = "viworks-backend-agent-new"
+NGINX = "viworks-nginx"
+POSTGRES = "viworks-postgres"
+REDIS = "viworks-redis"
 BACKEND_HOST = "viworks-backend-host"  # the backend-over-ssh variant's backend host: sshd, and the lab's Docker engine
 MAX_GATEWAYS = 16  # a fleet of gateway hosts: gw-lab-01..NN, ssh on 2222..2222+N-1
 

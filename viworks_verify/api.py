@@ -9,6 +9,9 @@ from typing import Any
 import httpx
 
 from viworks_verify.edge import EdgeEndpoint
+from viworks_verify.polling import poll_until
+
+UNSETTLED = ("Pending", "Executing")  # a command's statuses before its RESULT (or its timeout) settles it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,3 +93,13 @@ class BackendApi:
 
     def command(self, correlation_id: str) -> Timed:
         return self.request("GET", f"/api/v1/commands/{correlation_id}")
+
+    def wait_for_command(self, correlation_id: str, timeout_s: float, *, interval_s: float = 0.05,
+                         max_interval_s: float = 0.25) -> dict[str, Any]:
+        """The command once it has settled (no longer Pending or Executing): its JSON.
+
+        ``NotReady`` at the deadline, its ``last`` the command as last seen (or the error that read it).
+        """
+        return poll_until(lambda: self.command(correlation_id).json(), lambda command: command.get("status") not in UNSETTLED,
+                          what=f"command {correlation_id}", timeout_s=timeout_s, interval_s=interval_s,
+                          max_interval_s=max_interval_s).value

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from viworks_verify.pins import spki_pin
+from viworks_verify.pins import spki_der, spki_pin
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
@@ -117,10 +117,7 @@ def common_name(certificate: x509.Certificate) -> str | None:
 
 
 def key_matches(certificate: x509.Certificate, key: PrivateKey) -> bool:
-    def spki(public_key) -> bytes:
-        return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-    return spki(certificate.public_key()) == spki(key.public_key())
+    return spki_der(certificate.public_key()) == spki_der(key.public_key())
 
 
 def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -11,6 +11,7 @@ import socket
 import ssl
 from pathlib import Path
 
+from viworks_verify.gateway_env import expected_backend_url
 from viworks_verify.settings import Edge
 
 
@@ -28,8 +29,7 @@ class EdgeEndpoint:
 
     def wss_url(self, path: str | None = None) -> str:
         """The URL as an agent writes it (the domain), whatever address the socket goes to."""
-        port = "" if self.edge.https_port == 443 else f":{self.edge.https_port}"
-        return f"wss://{self.edge.domain}{port}{path or self.edge.ws_path}"
+        return expected_backend_url(self.edge.domain, path or self.edge.ws_path, self.edge.https_port)
 
     @property
     def request_extensions(self) -> dict[str, str]:

@@ -55,6 +55,7 @@ def key_problems(env: Mapping[str, str], required: tuple[str, ...] | list[str]) 
 
 
 def expected_backend_url(domain: str, ws_path: str, https_port: int = 443) -> str:
+    """The agent WebSocket URL as an agent writes it: ``wss://`` the agent domain (the port only when not 443) and path."""
     port = "" if https_port == 443 else f":{https_port}"
     return f"wss://{domain}{port}{ws_path}"
 

@@ -33,14 +33,21 @@ class Pin:
         return "sha256/-prefixed" if self.prefixed else "bare"
 
 
+def spki_der(public_key) -> bytes:
+    """A public key's DER SubjectPublicKeyInfo: what a pin hashes, and how two keys compare."""
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def spki_digest(spki: bytes) -> str:
+    """The bare pin (base64 SHA-256) of a DER SubjectPublicKeyInfo: also a safe way to name a key in a message."""
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
 def spki_pin(certificate: x509.Certificate | bytes) -> str:
     """The bare pin of a certificate (a cryptography object, DER or PEM bytes)."""
     if isinstance(certificate, bytes):
         certificate = load_certificate(certificate)
-    spki = certificate.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+    return spki_digest(spki_der(certificate.public_key()))
 
 
 def load_certificate(data: bytes) -> x509.Certificate:

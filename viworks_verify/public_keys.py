@@ -8,24 +8,22 @@ an exception or a return value.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from viworks_verify.pins import spki_der, spki_digest
+
+__all__ = ["certificate_spki", "spki_digest", "spki_from_private_pem", "spki_from_public_pem"]
+
 COMMAND_NOT_FOUND = 127  # the shell's exit status when openssl is not installed
-
-
-def _spki(public_key) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def spki_from_public_pem(text: str | bytes) -> bytes:
     """DER SubjectPublicKeyInfo from ``openssl pkey -pubout`` output; ValueError when it is not one."""
     data = text.encode() if isinstance(text, str) else text
     try:
-        return _spki(serialization.load_pem_public_key(data))
+        return spki_der(serialization.load_pem_public_key(data))
     except (ValueError, TypeError):
         raise ValueError("not a PEM public key") from None
 
@@ -38,13 +36,8 @@ def spki_from_private_pem(data: bytes) -> bytes:
         raise ValueError("not an unencrypted PEM private key") from None
     except Exception:  # noqa: BLE001 - an unsupported algorithm: say so, show nothing of the key
         raise ValueError("a private key of an unsupported kind") from None
-    return _spki(key.public_key())
+    return spki_der(key.public_key())
 
 
 def certificate_spki(certificate: x509.Certificate) -> bytes:
-    return _spki(certificate.public_key())
-
-
-def spki_digest(spki: bytes) -> str:
-    """The SPKI pin form (base64 SHA-256) of a public key: a safe way to name it in a message."""
-    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+    return spki_der(certificate.public_key())

@@ -21,10 +21,9 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
-from _pytest._code.code import ExceptionChainRepr, ReprEntryNative, ReprFileLocation, ReprTraceback
 from pytest_html import extras as html_extras
 
 from viworks_verify.drift import Drift, DriftItem, diff_runs, host_drift, selected
@@ -34,6 +33,7 @@ from viworks_verify.gathering import Gathering, Replay, SnapshotSource
 from viworks_verify.pytest_early import GATHER_CHILD, runs_checks
 from viworks_verify.inventory import Inventory, InventoryError
 from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.reading import Reading, Unreadable
 from viworks_verify.recorder import Recorder
 from viworks_verify.redaction import REDACTOR
 from viworks_verify.report_top import banner_html, drift_html, grid_html, waivers_html
@@ -47,37 +47,6 @@ from viworks_verify.waivers import WaiverError, WaiverLedger, load_waivers
 if TYPE_CHECKING:
     from viworks_verify.api import BackendApi
 
-T = TypeVar("T")
-
-
-@dataclasses.dataclass
-class Reading(Generic[T]):
-    """A fact read from a target, or the one-line problem (host id first) that kept it from being read.
-
-    Facts are read once per run by session fixtures that never fail themselves: the first check that
-    ``require()``s a missing fact fails with the problem and later ones skip with it, so one root
-    cause is one failure whichever subset of checks runs.
-    """
-
-    value: T | None = None
-    problem: str | None = None
-    _reported: bool = dataclasses.field(default=False, repr=False)
-
-    def require(self) -> T:
-        if self.problem is not None:
-            if self._reported:
-                pytest.skip(f"already reported: {self.problem}")
-            self._reported = True
-            pytest.fail(self.problem, pytrace=False)
-        return self.value  # type: ignore[return-value]
-
-    def mark_reported(self) -> None:
-        """A check has already reported this problem in its own words: the ones that need the fact skip."""
-        self._reported = True
-
-    def then(self, derive: Callable[[T], "Reading"]) -> "Reading":
-        """``derive(value)`` as a new Reading; a problem passes on as the same object (reported once)."""
-        return self if self.problem is not None else derive(self.value)  # type: ignore[arg-type]
 
 
 _SETTINGS = pytest.StashKey[Settings]()
@@ -89,6 +58,7 @@ _REPLAY = pytest.StashKey[RunSnapshot]()
 _READINGS = pytest.StashKey[dict[tuple[str, str], Reading]]()
 _ROUND_TRIPS = pytest.StashKey["concurrent.futures.Future"]()
 _BASELINE = pytest.StashKey[RunSnapshot]()
+_HOST = pytest.StashKey[str]()  # the host a check is about (set from its parameters before it runs)
 _WAIVERS = pytest.StashKey[WaiverLedger]()
 
 
@@ -403,10 +373,34 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     Done before any fixture runs, so no cached fixture error repeats the failure for every check.
     """
     item.config.stash[_RECORDER].current_check = item.nodeid
-    item.user_properties += [("host", host_of(item.nodeid)), ("area", _area_of(item)), ("row", _row_of(item))]
+    item.stash[_HOST] = _host_of(item)
+    item.user_properties += [("host", item.stash[_HOST]), ("area", _area_of(item)), ("row", _row_of(item))]
     for host_id in _host_ids(item):
         snapshot = _source(item.config).snapshot(host_id)
         _reading(item.config, snapshot, "connection").require()
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_setup")
+def pytest_runtest_setup_reports_unreadable_facts(item: pytest.Item):
+    try:
+        return (yield)
+    except Unreadable as exc:
+        _report_unreadable(exc)
+
+
+@pytest.hookimpl(wrapper=True, specname="pytest_runtest_call")
+def pytest_runtest_call_reports_unreadable_facts(item: pytest.Item):
+    try:
+        return (yield)
+    except Unreadable as exc:
+        _report_unreadable(exc)
+
+
+def _report_unreadable(exc: Unreadable) -> None:
+    """The first check that needed the fact fails with its problem; every later one skips naming it."""
+    if exc.first:
+        pytest.fail(exc.problem, pytrace=False)
+    pytest.skip(f"already reported: {exc.problem}")
 
 
 def _reading(config: pytest.Config, snapshot: Snapshot, field: str) -> Reading:
@@ -567,10 +561,22 @@ def anonymous_api(verified_edge: EdgeEndpoint) -> Iterator["BackendApi"]:
         yield client
 
 
-def host_of(nodeid: str) -> str:
-    """The host a check is about: its test id's parameter (``ssh://gw-lab-01``)."""
-    match = re.search(r"\[([^\]]*)\]$", nodeid)
-    return match.group(1).split("-TLS")[0] if match else ""
+def _host_of(item: pytest.Item) -> str:
+    """The host a check is about, from its parameters (its first host when it pairs two): the id its
+    test id shows (``ssh://gw-lab-01``, ``agent://gw-lab-01``, ``tcp://203.0.113.7``, ``https://agent.example.com``)."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if _host_ids(item):
+        return _host_ids(item)[0]
+    if "drift_host" in params:
+        return params["drift_host"]
+    if "deployed_agent_id" in params:
+        return f"agent://{params['deployed_agent_id']}"
+    if "public_address" in params:
+        return f"tcp://{params['public_address']}"
+    for fixture in ("edge", "edge_snapshot"):
+        if fixture in params:
+            return f"https://{params[fixture]}"
+    return ""
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -607,10 +613,10 @@ def _apply_waivers(item: pytest.Item, report: pytest.TestReport) -> None:
     ledger = item.config.stash[_WAIVERS]
     check = getattr(item, "originalname", item.name)
     if report.passed and report.when == "call":
-        ledger.record_pass(check, host_of(item.nodeid))
+        ledger.record_pass(check, item.stash.get(_HOST, ""))
     if not report.failed:
         return
-    waiver, holds = ledger.for_failure(check, host_of(item.nodeid))
+    waiver, holds = ledger.for_failure(check, item.stash.get(_HOST, ""))
     if waiver is None:
         return
     if holds:
@@ -634,7 +640,7 @@ def _row_of(item: pytest.Item) -> str:
     params = getattr(getattr(item, "callspec", None), "params", {})
     config = item.config
     if "gateway_host" in params or "backend_host" in params:
-        return _host_ids(item)[0] if _host_ids(item) else host_of(item.nodeid)
+        return _host_ids(item)[0]
     if "drift_host" in params:
         return params["drift_host"]
     if "deployed_agent_id" in params:
@@ -642,18 +648,39 @@ def _row_of(item: pytest.Item) -> str:
         return next((host_id for name, host_id in hosts if name == params["deployed_agent_id"]), f"agent://{params['deployed_agent_id']}")
     if "public_address" in params:
         backends = _group_hosts(config, "backend")
-        return backends[0][1] if backends else host_of(item.nodeid)
+        return backends[0][1] if backends else f"tcp://{params['public_address']}"
     if _SETTINGS not in config.stash:
         return ""  # not a check of a target (the project's own tests)
     return f"https://{_settings(config).edge.domain}"
 
 
-def _verdict(item: pytest.Item, message: str) -> ExceptionChainRepr:
-    """A failure that is just its message, shaped as pytest's own (so the terminal's short summary,
-    JUnit's message attribute and pytest-xdist all carry it)."""
-    path, line, _ = item.location
-    crash = ReprFileLocation(str(item.path), (line or 0) + 1, message)
-    return ExceptionChainRepr([(ReprTraceback([ReprEntryNative([message + "\n"])], None, "native"), crash, None)])
+@dataclasses.dataclass
+class CheckVerdict:
+    """A failure that is just the check's one-line verdict.
+
+    It has what pytest's reports read of a failure (``toterminal`` for the terminal and the HTML
+    report, ``reprcrash.message`` for the short summary line and JUnit's message attribute) without
+    pytest's private representation classes. Across pytest-xdist it travels as its text.
+    """
+
+    message: str
+    path: str
+    lineno: int
+
+    @property
+    def reprcrash(self) -> "CheckVerdict":
+        return self
+
+    def toterminal(self, out) -> None:
+        out.line(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _verdict(item: pytest.Item, message: str) -> CheckVerdict:
+    _, line, _ = item.location
+    return CheckVerdict(message, str(item.path), (line or 0) + 1)
 
 
 def _redact_longrepr(report: pytest.TestReport) -> None:
@@ -664,6 +691,9 @@ def _redact_longrepr(report: pytest.TestReport) -> None:
     """
     longrepr = report.longrepr
     if longrepr is None:
+        return
+    if isinstance(longrepr, CheckVerdict):
+        longrepr.message = REDACTOR.redact(longrepr.message)
         return
     if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
         path, line, reason = longrepr
@@ -711,7 +741,7 @@ class _RunReports:
         message = report.longrepr[2] if isinstance(report.longrepr, tuple) else crash.message if crash is not None else str(report.longrepr or "")
         name = re.sub(r"\[.*\]$", "", report.nodeid.split("::")[-1])
         properties = dict(report.user_properties)
-        self.outcomes.append(CheckOutcome(name, host_of(report.nodeid), verdict, _first_line(message),
+        self.outcomes.append(CheckOutcome(name, str(properties.get("host", "")), verdict, _first_line(message),
                                           str(properties.get("area", "")), str(properties.get("row", ""))))
 
     def drift(self) -> dict | None:
@@ -785,7 +815,7 @@ class _RunReports:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_row(self, report: pytest.TestReport, cells: list[str]) -> None:
-        cells.insert(2, f"<td>{html.escape(host_of(report.nodeid))}</td>")
+        cells.insert(2, f"<td>{html.escape(str(dict(report.user_properties).get('host', '')))}</td>")
 
 
 def _first_line(message: str) -> str:

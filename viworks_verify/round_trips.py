@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import time
 from typing import Any
 
 from viworks_verify.api import BackendApi
-from viworks_verify.polling import NotReady, Ready, poll_until
+from viworks_verify.polling import NotReady, Ready
 
 VERB = "get_system_health"  # read-only: the smoke gate sends nothing else to a real gateway
-SETTLED = ("Pending", "Executing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +24,7 @@ class RoundTrip:
 
     agent_id: str
     submitted: Any  # the POST's Timed answer
-    settled: Ready | NotReady | None  # None: not accepted (no 201)
+    settled: Ready | NotReady | None  # None: not accepted (no 201); Ready's value: the settled command
 
 
 def round_trip(api: BackendApi, agent_id: str, timeout_s: float) -> RoundTrip:
@@ -32,11 +32,10 @@ def round_trip(api: BackendApi, agent_id: str, timeout_s: float) -> RoundTrip:
     if submitted.status != 201:
         return RoundTrip(agent_id, submitted, None)
     correlation_id = submitted.json()["correlation_id"]
+    started = time.monotonic()
     try:
-        settled: Ready | NotReady = poll_until(
-            lambda: api.command(correlation_id).json(), lambda command: command.get("status") not in SETTLED,
-            what=f"command {correlation_id}", timeout_s=timeout_s, interval_s=0.05, max_interval_s=0.25,
-        )
+        command = api.wait_for_command(correlation_id, timeout_s)
+        settled: Ready | NotReady = Ready(command, time.monotonic() - started, 0)
     except NotReady as exc:
         settled = exc
     return RoundTrip(agent_id, submitted, settled)

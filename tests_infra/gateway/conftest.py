@@ -8,7 +8,7 @@ import pytest
 
 from viworks_verify.file_stat import FileTable
 from viworks_verify.gateway_env import required_paths
-from viworks_verify.pytest_plugin import Reading
+from viworks_verify.reading import Reading
 from viworks_verify.systemd_unit import UnitProperties
 
 

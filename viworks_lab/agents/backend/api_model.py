@@ -14,7 +14,7 @@ from viworks_verify import commands, protocol
 
 
 if TYPE_CHECKING:
-    from viworks_lab.agents.backend.service import AgentSession
+    from viworks_lab.agents.backend.sessions import AgentSession
 
 log = logging.getLogger("viworks.backend")
 

@@ -1,0 +1,128 @@
+"""The three rooms and their one-way doors (../shared/DESIGN.md), read from the source's imports.
+
+- the helpers (``viworks_verify``) import neither the checks nor the lab, and pytest only in their plugin modules;
+- the checks (``tests_infra``, ``tests_e2e``) import the helpers, never the lab;
+- the lab (``viworks_lab``) imports the helpers only, never the checks or the plugin;
+- no import cycle anywhere in the helpers or the lab (typing-only imports count: a cycle is a
+  misplaced concept whether or not it breaks at run time).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import REPO
+
+PACKAGES = ("viworks_verify", "viworks_lab")
+CHECKS = ("tests_infra", "tests_e2e")
+PLUGIN_MODULES = {"viworks_verify.pytest_plugin", "viworks_verify.pytest_early"}
+
+
+def _module_name(path: Path) -> str:
+    name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+    return name.removesuffix(".__init__")
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module name an import statement in the file names (absolute; relative ones resolved)."""
+    found: set[str] = set()
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _sources(*roots: str) -> dict[str, Path]:
+    return {_module_name(path): path for root in roots for path in sorted((REPO / root).rglob("*.py"))}
+
+
+def _offending(sources: dict[str, Path], forbidden: tuple[str, ...], allowed: set[str] = frozenset()) -> list[str]:
+    return sorted(f"{name} imports {target}" for name, path in sources.items() if name not in allowed
+                  for target in _imports(path) if target.split(".")[0] in forbidden or target in forbidden)
+
+
+def test_the_helpers_import_neither_the_checks_nor_the_lab():
+    assert not _offending(_sources("viworks_verify"), ("viworks_lab", "tests", *CHECKS))
+
+
+def test_only_the_helpers_plugin_modules_import_pytest():
+    assert not _offending(_sources("viworks_verify"), ("pytest", "_pytest"), allowed=PLUGIN_MODULES)
+
+
+def test_no_module_imports_pytests_private_api():
+    assert not _offending(_sources(*PACKAGES, *CHECKS), ("_pytest",))
+
+
+def test_the_checks_never_import_the_lab():
+    assert not _offending(_sources(*CHECKS), ("viworks_lab",))
+
+
+def test_the_lab_imports_the_helpers_only():
+    lab = _sources("viworks_lab")
+    assert not _offending(lab, ("tests", *CHECKS, "pytest", *PLUGIN_MODULES))
+
+
+def test_no_import_cycle_in_the_helpers_or_the_lab():
+    sources = _sources(*PACKAGES)
+    graph = {name: {target for target in _imports(path) if target in sources and target != name} for name, path in sources.items()}
+    cycles = _cycles(graph)
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for start in graph:
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    """The rule above cannot pass vacuously."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
