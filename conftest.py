@@ -1,3 +1,3 @@
 """Root conftest: the suite's plugin (options, target settings, host fixtures, figures, redaction)."""
 
-pytest_plugins = ["viworks_verify.pytest_plugin"]
+pytest_plugins = ["viworks_verify.plugin"]

@@ -25,8 +25,10 @@ _SHARED = (
     "viworks_lab/agents/__init__.py",
 )
 AGENT_SOURCES = {
-    "backend": (*_SHARED, *(f"viworks_lab/agents/backend/{module}.py" for module in ("__init__", "config", "sessions", "api_model", "store", "service"))),
-    "gateway": (*_SHARED, "viworks_verify/gateway_config.py", "viworks_lab/agents/host_readings.py", "viworks_lab/agents/gateway.py"),
+    "backend": (*_SHARED, *(f"viworks_lab/agents/backend/{module}.py" for module in ("__init__", "config", "sessions", "api_model", "store", "responses", "http_api", "pipeline", "agent_ws", "service"))),
+    "gateway": (*_SHARED, "viworks_verify/gateway_config.py", "viworks_lab/agents/host_readings.py",
+                *(f"viworks_lab/agents/gateway/{module}.py"
+                  for module in ("__init__", "config", "files", "readings", "redaction", "executor", "session", "main"))),
 }
 
 

@@ -14,7 +14,7 @@ import fnmatch
 from typing import Any, Iterable
 
 from viworks_verify.container_files import human_size
-from viworks_verify.canonical import SECRET_PREFIX, Facts, Observed, canonical_facts, split_path
+from viworks_verify.canonical import SECRET_PREFIX, Facts, canonical_facts, split_path
 from viworks_verify.snapshot import RunSnapshot, Snapshot
 
 CHANGED, ADDED, REMOVED = "changed", "added", "removed"

@@ -3,7 +3,7 @@
 Registered through the ``pytest11`` entry point, so pytest loads it before any conftest: its
 options are known that early, and when the run is going to judge a live target it starts the
 gathering child (``gather_child``) at once, while pytest is still loading the suite. Imports
-nothing heavy for the same reason. The rest of the plugin is ``viworks_verify.pytest_plugin``.
+nothing heavy for the same reason. The rest of the plugin is the package ``viworks_verify.plugin``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,11 @@ come from ``viworks_verify.protocol`` and ``viworks_verify.commands``: one truth
 Public entry points:
   * :func:`main` -- command line (``--config PATH``), returns 0 after a clean SIGTERM/SIGINT shutdown.
   * :func:`serve` -- the coroutine ``main`` runs: start both servers, wait for a signal, stop.
-  * :class:`BackendAgent` -- the servers, the agent registry and the command pipeline.
+  * :class:`BackendAgent` -- the servers, the agent registry and the command pipeline, wired in
+    ``service`` from its parts: ``http_api`` (the API's handlers), ``pipeline`` (commands from accepted
+    to settled), ``agent_ws`` (agent sessions from upgrade to close), over ``sessions`` (a live
+    session), ``store`` (Postgres and Redis), ``api_model`` (pure: tokens, requests, views) and
+    ``responses`` (what the handlers share).
   * :func:`load_config` / :func:`merge_config` / :data:`DEFAULT_CONFIG` -- the TOML configuration.
   * Pure helpers (no I/O, unit-tested): :func:`redact_url`, :func:`log_level`, :func:`decode_bearer`,
     :func:`require_role`, :func:`parse_command_request`, :func:`aggregate_status`, :func:`command_view`.

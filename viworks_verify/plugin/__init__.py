@@ -1,0 +1,26 @@
+"""The suite's pytest plugin, one concern per module, registered through ``pytest_plugins``.
+
+With ``viworks_verify.pytest_early`` (the options, and the gathering child it starts before this
+package loads), the only modules of the helpers that import pytest. At session start the run takes
+every host's snapshot from the gathering (``viworks_verify.gathering``; the child's, or read here),
+or loads a recorded one (``--snapshot-in``), and as soon as the edge answers it sends the command
+round trips in the background. Checks get everything from fixtures: ``settings``, ``secrets``,
+``edge``, ``api``, ``recorder``, per-host ``backend_host`` / ``gateway_host`` (parametrized from the
+inventory or the snapshot, test ids naming the host) with their ``backend_snapshot`` /
+``gateway_snapshot``, ``edge_snapshot``, and ``fact_of(snapshot, field)``: a fact as a ``Reading``
+shared by the whole run.
+
+- ``state``: what the run knows of its target (stash keys, settings, inventory, snapshot source,
+  baseline, waivers, each check's host), usage errors and exit codes;
+- ``run``: the lifecycle hooks (validate, gather, settle the selection, wait for the edge once);
+- ``hosts``: host parametrization, the host and snapshot fixtures, unreadable facts reported once;
+- ``fixtures``: the live fixtures (edge, API, the synthetic agent's identity, round trips);
+- ``reporting``: verdicts, redaction, waivers, the JSON summary, the HTML report, the terminal.
+"""
+
+pytest_plugins = [
+    "viworks_verify.plugin.run",
+    "viworks_verify.plugin.hosts",
+    "viworks_verify.plugin.fixtures",
+    "viworks_verify.plugin.reporting",
+]

@@ -1,0 +1,126 @@
+"""The run's lifecycle: the target validated before collection, gathering started, the selected checks
+settled (secrets, replay, drift gate), the edge waited for once (exit 6), the round trips sent early."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+
+import pytest
+
+from viworks_verify.edge import EdgeEndpoint
+from viworks_verify.gathering import Gathering
+from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.recorder import Recorder
+from viworks_verify.secrets import MissingSecret, Secrets
+from viworks_verify.plugin.reporting import _RunReports
+from viworks_verify.plugin.state import EXIT_NOT_READY, _LIVE_FIXTURES, _NEEDS_SECRETS, _RECORDER, _ROUND_TRIPS, _SNAPSHOT_FIXTURES, _baseline, _deployed_agent_ids, _distributes, _fail_on_drift, _inventory, _replay, _runs_checks, _settings, _source, _usage_error, _waiver_ledger
+
+
+
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_RECORDER] = Recorder()
+    config.pluginmanager.register(_RunReports(config), "viworks-run-reports")
+
+def _start_round_trips(config: pytest.Config, edge: EdgeEndpoint) -> None:
+    """Send the command round trip to every Online gateway now, in the background: it runs while
+    the host checks are judged, and the round-trip checks find it done (or still waiting for it)."""
+    from viworks_verify.api import BackendApi
+    from viworks_verify.round_trips import round_trips
+
+    settings = _settings(config)
+    try:
+        token = Secrets.load(settings.secrets_file).api_token(role="admin")
+    except MissingSecret:
+        return  # the checks that need the token say so
+
+    def send() -> dict:
+        with BackendApi(edge, token) as api:
+            return round_trips(api, _deployed_agent_ids(config), settings.timing.ready_timeout_s)
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="viworks-round-trips")
+    config.stash[_ROUND_TRIPS] = pool.submit(send)
+    pool.shutdown(wait=False)
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Validate the target before collecting: a bad one is one line and exit 4, not a collection error per module."""
+    if _runs_checks(session.config):
+        _settings(session.config)
+        _baseline(session.config)
+        _fail_on_drift(session.config)
+        _waiver_ledger(session.config)
+        if _replay(session.config) is None:
+            _inventory(session.config)  # a broken inventory is one usage error, before collection
+            if not session.config.option.collectonly and not _distributes(session.config):
+                _source(session.config)  # gathering starts now: the hosts are read while pytest collects
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Everything imported so far lives for the whole run: keep it out of every later garbage
+    # collection (pytest collects five times at the end, and a gate should not pay for its imports).
+    gc.freeze()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Settle usage before anything runs: the selected checks' secrets must be there (exit 4 if not)."""
+    if _baseline(config) is None or not _fail_on_drift(config):
+        # The drift gate is a check only when there is a baseline and drift that fails it.
+        drift_checks = [item for item in items if "drift_host" in getattr(item, "fixturenames", ())]
+        if drift_checks:
+            config.hook.pytest_deselected(items=drift_checks)
+            items[:] = [item for item in items if item not in drift_checks]
+    if _replay(config) is not None:
+        # Behaviour (a round trip, an upgrade) is not in a snapshot: only the judgements of facts run.
+        live = [item for item in items if _LIVE_FIXTURES & set(getattr(item, "fixturenames", ()))]
+        if live:
+            config.hook.pytest_deselected(items=live)
+            items[:] = [item for item in items if item not in live]
+        return
+    needed = {name for item in items for name in _NEEDS_SECRETS if name in getattr(item, "fixturenames", ())}
+    if not needed:
+        return
+    settings = _settings(config)
+    secrets = Secrets.load(settings.secrets_file)
+    try:
+        for name in sorted(needed):
+            getattr(secrets, _NEEDS_SECRETS[name])()
+    except MissingSecret as exc:
+        _usage_error(f"target {settings.name}: {exc}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Start gathering every host; wait, once, for the edge to answer at all (exit 6 if it never does)."""
+    if session.config.option.collectonly or not session.items or _distributes(session.config):
+        return
+    uses = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    saving = bool(session.config.getoption("--snapshot-out") or session.config.getoption("--baseline"))
+    source = _source(session.config) if uses & set(_SNAPSHOT_FIXTURES) or saving else None  # reading every host starts now
+    wants_edge = "edge_snapshot" in uses or saving
+    if _replay(session.config) is not None or not any(item.get_closest_marker("e2e") for item in session.items):
+        if wants_edge and isinstance(source, Gathering):
+            source.start_edge()
+        return
+    settings = _settings(session.config)
+    edge = EdgeEndpoint(settings.edge, timeout_s=settings.timing.connect_timeout_s)
+    timeout = settings.timing.ready_timeout_s
+    try:
+        ready = poll_until(edge.answers, lambda answered: answered, what=f"https://{settings.edge.domain}", timeout_s=timeout)
+    except NotReady as exc:
+        last = exc.last
+    else:
+        session.config.stash[_RECORDER].figure("edge readiness", ready.elapsed_s * 1000, " ms", host=settings.edge.domain)
+        if wants_edge and isinstance(source, Gathering):
+            source.start_edge()
+        if "system_health_round_trips" in uses:
+            _start_round_trips(session.config, edge)
+        return
+    pytest.exit(
+        f"target {settings.name} never became ready: https://{settings.edge.domain} "
+        f"({edge.address}:{settings.edge.https_port}) did not answer within {timeout:.0f} s; last: {last}",
+        returncode=EXIT_NOT_READY,
+    )
