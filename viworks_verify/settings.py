@@ -210,17 +210,22 @@ def load_settings(target: str, targets_dir: Path, ready_timeout_s: float | None 
     return _with_manifest(settings)
 
 
+def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """A TOML file's tables; ``error`` with one line naming the file when it is missing or not TOML."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+
+
 def _read_with_includes(path: Path, seen: tuple[Path, ...], hint: str = "") -> dict[str, Any]:
     """The file's settings over those of the files it includes; a missing include is an error, never
     an empty file (a target that silently lost its pins or inventory would pass by omission)."""
     if path in seen:
         raise SettingsError(f"{path}: include loop")
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SettingsError(f"settings file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, "settings file", SettingsError)
     _resolve_paths(data, path.parent)
     hint = data.get("missing_file_hint", hint)
     merged: dict[str, Any] = {}

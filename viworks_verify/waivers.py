@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import tomllib
 from pathlib import Path
 from typing import Any
+
+from viworks_verify.settings import read_toml
 
 APPLIED, EXPIRED, STALE, UNMATCHED = "applied", "expired", "stale", "unmatched"
 
@@ -53,12 +54,7 @@ class Waiver:
 
 def load_waivers(path: Path, target: str) -> list[Waiver]:
     """The waivers of ``path`` that apply to ``target``; a malformed one is a ``WaiverError``."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise WaiverError(f"waivers file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise WaiverError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, "waivers file", WaiverError)
     unknown = set(data) - {"waiver"}
     if unknown:
         raise WaiverError(f"{path}: unknown table(s) {', '.join(sorted(unknown))}: waivers are [[waiver]] entries")

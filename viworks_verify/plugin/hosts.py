@@ -3,7 +3,8 @@ snapshot fixtures, a fact as a Reading shared by the run (an unreadable one fail
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import pytest
 
@@ -72,25 +73,25 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True, specname="pytest_runtest_setup")
 def pytest_runtest_setup_reports_unreadable_facts(item: pytest.Item):
-    try:
+    with _unreadable_reported_once():  # a fixture that required the fact
         return (yield)
-    except Unreadable as exc:
-        _report_unreadable(exc)
 
 
 @pytest.hookimpl(wrapper=True, specname="pytest_runtest_call")
 def pytest_runtest_call_reports_unreadable_facts(item: pytest.Item):
-    try:
+    with _unreadable_reported_once():  # the check itself required it
         return (yield)
+
+
+@contextlib.contextmanager
+def _unreadable_reported_once() -> Iterator[None]:
+    """The first check that needed an unreadable fact fails with its problem; every later one skips naming it."""
+    try:
+        yield
     except Unreadable as exc:
-        _report_unreadable(exc)
-
-
-def _report_unreadable(exc: Unreadable) -> None:
-    """The first check that needed the fact fails with its problem; every later one skips naming it."""
-    if exc.first:
-        pytest.fail(exc.problem, pytrace=False)
-    pytest.skip(f"already reported: {exc.problem}")
+        if exc.first:
+            pytest.fail(exc.problem, pytrace=False)
+        pytest.skip(f"already reported: {exc.problem}")
 
 @pytest.fixture(scope="session")
 def fact_of(pytestconfig: pytest.Config) -> Callable[[Snapshot, str], Reading]:
