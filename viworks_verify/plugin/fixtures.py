@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from viworks_verify.api import BackendApi
 
 
-
-
 @pytest.fixture(scope="session")
 def started_round_trips(pytestconfig: pytest.Config) -> dict:
     """The round trips sent at session start (agent id -> RoundTrip); empty when none were started."""

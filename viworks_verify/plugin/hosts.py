@@ -16,9 +16,6 @@ from viworks_verify.targets import TargetHost
 from viworks_verify.plugin.state import RecordedHost, _HOST, _HOSTS, _RECORDER, _SOURCE, _area_of, _baseline, _deployed_agent_ids, _fail_on_drift, _group_hosts, _host_ids, _host_of, _inventory, _reading, _replay, _row_of, _settings, _source
 
 
-
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Give every check the host it is about, in its test id (``[ssh://gw-lab-01]``)."""
     for fixture, group in (("backend_host", "backend"), ("gateway_host", "gateway")):

@@ -22,9 +22,6 @@ from viworks_verify.run_report import CheckOutcome, evidence_html, html_summary,
 from viworks_verify.plugin.state import _BASELINE, _HOST, _RECORDER, _SETTINGS, _SOURCE, _WAIVERS, _group_hosts, _settings
 
 
-
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield

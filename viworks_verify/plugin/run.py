@@ -17,9 +17,6 @@ from viworks_verify.plugin.reporting import _RunReports
 from viworks_verify.plugin.state import EXIT_NOT_READY, _LIVE_FIXTURES, _NEEDS_SECRETS, _RECORDER, _ROUND_TRIPS, _SNAPSHOT_FIXTURES, _baseline, _deployed_agent_ids, _distributes, _fail_on_drift, _inventory, _replay, _runs_checks, _settings, _source, _usage_error, _waiver_ledger
 
 
-
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RECORDER] = Recorder()
     config.pluginmanager.register(_RunReports(config), "viworks-run-reports")

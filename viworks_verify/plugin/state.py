@@ -21,9 +21,6 @@ from viworks_verify.targets import TargetHost, target_hosts
 from viworks_verify.waivers import WaiverError, WaiverLedger, load_waivers
 
 
-
-
-
 _SETTINGS = pytest.StashKey[Settings]()
 _INVENTORY = pytest.StashKey[Inventory]()
 _RECORDER = pytest.StashKey[Recorder]()

@@ -27,7 +27,6 @@ log = logging.getLogger("viworks.backend")
 LAST_SEEN_WRITE_INTERVAL_S = 5.0
 
 
-
 class AgentWebSocket:
     """Agent sessions from upgrade to close; ``BackendAgent`` holds the state they use."""
 

@@ -23,8 +23,6 @@ from viworks_lab.agents.backend.store import CacheUnavailable, DatabaseError
 log = logging.getLogger("viworks.backend")
 
 
-
-
 class HttpApi:
     """The API's handlers; ``BackendAgent`` holds the state they use."""
 

@@ -16,8 +16,6 @@ from viworks_lab.agents.backend.store import DatabaseError
 log = logging.getLogger("viworks.backend")
 
 
-
-
 class CommandPipeline:
     """Commands from accepted to settled; ``BackendAgent`` holds the state they use."""
 

@@ -7,7 +7,6 @@ import logging
 from typing import Any, Mapping
 
 
-
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
     from aiohttp import web
 except ImportError:  # pragma: no cover - only the pure helpers are usable without them
@@ -15,8 +14,6 @@ except ImportError:  # pragma: no cover - only the pure helpers are usable witho
 
 
 log = logging.getLogger("viworks.backend")
-
-
 
 
 def utc_now() -> _dt.datetime:

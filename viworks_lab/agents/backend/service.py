@@ -9,7 +9,6 @@ import time
 from typing import Any, Mapping
 
 
-
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
     from aiohttp import web
 except ImportError:  # pragma: no cover - only the pure helpers are usable without them
@@ -27,8 +26,6 @@ from viworks_lab.agents.backend.pipeline import CommandPipeline
 from viworks_lab.agents.backend.responses import json_error
 
 log = logging.getLogger("viworks.backend")
-
-
 
 
 class BackendAgent(HttpApi, CommandPipeline, AgentWebSocket):
