@@ -75,9 +75,6 @@ class Drift:
     def volatile(self) -> list[DriftItem]:
         return [item for item in self.items if item.volatile]
 
-    def of_host(self, label: str) -> list[DriftItem]:
-        return [item for item in self.significant() if item.host == label]
-
     def summary(self) -> str:
         significant = self.significant()
         if not significant:
