@@ -30,7 +30,7 @@ def test_one_exec_reports_stat_hash_and_content(tmp_path):
     assert facts[str(binary)].sha256 == hashlib.sha256(binary.read_bytes()).hexdigest()
     assert facts[str(binary)].size == binary.stat().st_size and facts[str(binary)].content is None
     assert facts[str(config)].content == config.read_bytes() and not facts[str(config)].executable
-    assert facts[str(key)].mode_text == "0600" and facts[str(key)].content is None and facts[str(key)].sha256 is None
+    assert facts[str(key)].octal == "0600" and facts[str(key)].content is None and facts[str(key)].sha256 is None
     assert not facts[str(tmp_path / "missing")].exists
     assert facts[str(tmp_path)].kind == "directory" and facts[str(tmp_path)].content is None
 

@@ -175,7 +175,7 @@ def test_fail_on_drift_fails_exactly_one_check_naming_the_host_and_both_builds(t
     drift_failures = {case: message for case, message in verdicts.failed.items() if case.startswith("test_no_gated_drift")}
     assert drift_failures == {
         "test_no_gated_drift_since_the_baseline[local://backend-lab]":
-            f"local://backend-lab: drifted since the baseline {SNAPSHOTS / 'healthy.json'}: backend-lab.binary: "
+            f"local://backend-lab: gated facts since the baseline {SNAPSHOTS / 'healthy.json'}: expected no drift; found backend-lab.binary: "
             "29.8 KB (30534 bytes) sha256 bcc39742abea… -> 30.0 KB (30672 bytes) sha256 12f1bf053ff0…",
     }, verdicts.output
     assert {"test_no_gated_drift_since_the_baseline[ssh://gw-lab-01]", "test_no_gated_drift_since_the_baseline[https://agent.lab.test]"} <= verdicts.passed

@@ -7,9 +7,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from viworks_verify import certs, clock, journal, public_keys, ss_listeners
-from viworks_verify.file_stat import FileTable
+from viworks_verify.file_stat import parse_stat
 from viworks_verify.pins import spki_pin
-from viworks_verify.processes import ProcessFacts
+from viworks_verify.processes import ProcessFacts, runs_program
 
 # ------------------------------------------------------------------------------------------ stat
 
@@ -26,7 +26,7 @@ def test_stat_output_and_errors_parse():
         "stat: cannot statx \"/tmp/it's\": Permission denied\n"
         "stat: cannot statx 'it'\\''s': No such file or directory\n"
     )
-    table = FileTable.parse(stdout, stderr)
+    table = parse_stat(stdout, stderr)
     key = table.get("/opt/viworks/agent/certs/client.key")
     assert (key.mode, key.octal, key.uid, key.is_file, key.executable) == (0o600, "0600", 0, True, False)
     binary = table.get("/opt/viworks/viworks-gateway-agent")
@@ -182,3 +182,13 @@ def test_an_unusable_key_says_so_without_its_content():
     assert "TUlJ" not in str(raised.value) and raised.value.__cause__ is None and raised.value.__suppress_context__
     with pytest.raises(ValueError):
         public_keys.spki_from_public_pem("not a key")
+
+
+def test_one_rule_says_whether_a_process_runs_a_program():
+    """The gateway's MainPID and the backend's port owners are judged by the same rule."""
+    program = {"/opt/viworks/viworks-gateway-agent"}
+    assert runs_program(["/usr/bin/python3", "/opt/viworks/viworks-gateway-agent"], program)  # a script, via its interpreter
+    assert runs_program(["viworks-gateway-agent", "--flag"], program)  # started through PATH
+    assert runs_program(["bash"], program, exe="/opt/viworks/viworks-gateway-agent")  # renamed argv, same binary
+    assert not runs_program(["/tmp/viworks-gateway-agent"], program)  # the same name elsewhere is another program
+    assert not runs_program(["sha256sum", "-b", "/opt/viworks/viworks-gateway-agent"], program)  # mentioned, not run

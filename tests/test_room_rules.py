@@ -126,3 +126,16 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_cycle_finder_finds_a_cycle():
     """The rule above cannot pass vacuously."""
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_checks_fail_one_way_through_the_verdict_helper():
+    """No ``assert`` and no ``pytest.fail`` in the checks: every failure is ``verdict.fail(host, subject,
+    expected=, found=, evidence=)``, so every verdict reads the same way."""
+    other_ways = []
+    for name, path in _sources(*CHECKS).items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assert):
+                other_ways.append(f"{name}:{node.lineno} assert")
+            elif isinstance(node, ast.Call) and ast.unparse(node.func) == "pytest.fail":
+                other_ways.append(f"{name}:{node.lineno} pytest.fail")
+    assert not other_ways

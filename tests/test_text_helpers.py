@@ -39,3 +39,18 @@ def test_debian_sources_are_read_from_both_formats(tmp_path):
         "deb http://mirror.test/debian bookworm main",
         "deb http://mirror.test/debian-security bookworm-security main",
     ]
+
+
+def test_a_verdict_is_one_line_host_first_expected_then_found():
+    from viworks_verify.verdict import CheckFailed, fail, verdict_line
+
+    assert verdict_line("ssh://gw-1", "viworks-gateway-agent.service", expected="Restart=always", found="Restart=no",
+                        evidence="systemctl cat viworks-gateway-agent") == (
+        "ssh://gw-1: viworks-gateway-agent.service: expected Restart=always; found Restart=no (systemctl cat viworks-gateway-agent)")
+    assert verdict_line("agent://gw-1", expected="Online", found="Offline\nsince 10:00") == "agent://gw-1: expected Online; found Offline since 10:00"
+    try:
+        fail("local://backend", expected="a", found="b")
+    except CheckFailed as exc:
+        assert isinstance(exc, AssertionError) and str(exc) == "local://backend: expected a; found b"
+    else:
+        raise AssertionError("fail() returned")

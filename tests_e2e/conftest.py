@@ -14,6 +14,7 @@ from viworks_verify.gateway_readiness import why_it_cannot_come_online
 from viworks_verify.polling import NotReady, Ready, poll_until
 from viworks_verify.round_trips import RoundTrip, round_trips
 from viworks_verify.probe_agent import ProbeSession, UpgradeRefused, open_session, start_probe
+from viworks_verify.verdict import fail
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def probe_sessions(verified_edge, settings, probe_identity, api, recorder):
         recorder.figure("wss upgrade (synthetic agent)", upgrade_ms, " ms", host=edge.edge.domain)
         if not answer.is_type(protocol.WELCOME):
             connection.close()
-            pytest.fail(f"{edge.wss_url()}: expected welcome for hello as {agent_id}; found {answer.type} {answer.payload}", pytrace=False)
+            fail(edge.wss_url(), expected=f"welcome for hello as {agent_id}", found=f"{answer.type} {answer.payload}")
         probe = ProbeSession(connection, agent_id, answer, upgrade_ms)
         try:
             yield probe
@@ -46,11 +47,12 @@ def probe_sessions(verified_edge, settings, probe_identity, api, recorder):
             try:
                 poll_until(lambda: api.agent_info(agent_id)["status"], lambda s: s != "Online", what=f"{agent_id} Offline", timeout_s=timeout)
             except NotReady as exc:
-                pytest.fail(f"agent://{agent_id}: expected Offline after its session closed; found {exc.last} after {timeout:.0f} s", pytrace=False)
+                fail(f"agent://{agent_id}", expected="Offline after its session closed", found=f"{exc.last} after {timeout:.0f} s")
 
     yield session
     forgotten = api.forget_agent(agent_id)
-    assert forgotten.status in (204, 404), f"agent://{agent_id}: cleanup DELETE answered HTTP {forgotten.status}"
+    if forgotten.status not in (204, 404):
+        fail(f"agent://{agent_id}", "cleanup DELETE", expected="HTTP 204 or 404", found=f"HTTP {forgotten.status}")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 from viworks_verify import certs
 from viworks_verify.probe_agent import UpgradeRefused, open_session, upgrade_status
 from viworks_verify.protocol import websocket_accept
+from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tls, pytest.mark.area("tls")]
 
@@ -25,14 +26,16 @@ def test_agent_path_upgrades_with_a_client_certificate(verified_edge, probe_iden
     try:
         session = open_session(edge, client_cert=cert, client_key=key)
     except UpgradeRefused as exc:
-        pytest.fail(f"{url}: expected HTTP 101 with the suite's client certificate; found HTTP {exc.status} {exc.body!r}", pytrace=False)
+        fail(url, expected="HTTP 101 with the suite's client certificate", found=f"HTTP {exc.status} {exc.body!r}")
     recorder.figure("wss upgrade (mTLS through the edge)", (time.perf_counter() - started) * 1000, " ms", host=edge.edge.domain)
     with session:
         status = session.response.status_code
         accept = session.response.headers.get("Sec-WebSocket-Accept")
         expected = websocket_accept(session.request.headers["Sec-WebSocket-Key"])
-    assert status == 101, f"{url}: expected HTTP 101 Switching Protocols; found {status}"
-    assert accept == expected, f"{url}: expected Sec-WebSocket-Accept {expected}; found {accept}"
+    if status != 101:
+        fail(url, expected="HTTP 101 Switching Protocols", found=f"{status}")
+    if accept != expected:
+        fail(url, expected=f"Sec-WebSocket-Accept {expected}", found=f"{accept}")
 
 
 @pytest.mark.smoke
@@ -44,10 +47,9 @@ def test_agent_path_is_not_a_plain_page(verified_edge, probe_identity):
     context = edge.tls_context(client_cert=cert, client_key=key)
     with httpx.Client(verify=context, timeout=edge.timeout_s) as http:
         response = http.get(edge.https_url(edge.edge.ws_path), headers=edge.host_header, extensions=edge.request_extensions)
-    assert response.status_code != 200, (
-        f"{edge.wss_url()}: expected a refusal of a plain GET (400/426, the path only upgrades); "
-        f"found HTTP 200 {response.headers.get('content-type', '')} {response.text[:80]!r}"
-    )
+    if response.status_code == 200:
+        fail(edge.wss_url(), expected="a refusal of a plain GET (400/426, the path only upgrades)",
+             found=f"HTTP 200 {response.headers.get('content-type', '')} {response.text[:80]!r}")
 
 
 def _refused(edge, cert, key) -> int | None:
@@ -64,8 +66,10 @@ def _refused(edge, cert, key) -> int | None:
 @pytest.mark.smoke
 def test_upgrade_without_a_client_certificate_is_refused(verified_edge):
     status = _refused(verified_edge, None, None)
-    assert status != 101, f"{verified_edge.wss_url()}: expected the upgrade to be refused without a client certificate; found HTTP 101"
-    assert status in (None, 400, 401, 403, 495, 496), f"{verified_edge.wss_url()}: no client certificate: expected a refusal (403); found HTTP {status}"
+    if status == 101:
+        fail(verified_edge.wss_url(), expected="the upgrade to be refused without a client certificate", found="HTTP 101")
+    if status not in (None, 400, 401, 403, 495, 496):
+        fail(verified_edge.wss_url(), "no client certificate", expected="a refusal (403)", found=f"HTTP {status}")
 
 
 @pytest.mark.smoke
@@ -75,8 +79,10 @@ def test_upgrade_with_a_certificate_from_another_ca_is_refused(verified_edge, se
     (tmp_path / "impostor.crt").write_bytes(impostor.cert_pem())
     (tmp_path / "impostor.key").write_bytes(impostor.key_pem())
     status = _refused(verified_edge, tmp_path / "impostor.crt", tmp_path / "impostor.key")
-    assert status != 101, f"{verified_edge.wss_url()}: expected a client certificate from another CA to be refused; found HTTP 101"
-    assert status in (None, 400, 401, 403, 495), f"{verified_edge.wss_url()}: foreign client certificate: expected a refusal; found HTTP {status}"
+    if status == 101:
+        fail(verified_edge.wss_url(), expected="a client certificate from another CA to be refused", found="HTTP 101")
+    if status not in (None, 400, 401, 403, 495):
+        fail(verified_edge.wss_url(), "foreign client certificate", expected="a refusal", found=f"HTTP {status}")
 
 
 @pytest.mark.smoke
@@ -90,7 +96,8 @@ def test_plain_ws_on_port_80_does_not_reach_the_backend_agent(edge):
         response = httpx.get(url, headers=headers, timeout=edge.timeout_s)
     except httpx.TransportError:
         return  # nothing listens on port 80
-    assert response.status_code != 101, f"ws://{edge.edge.domain}{edge.edge.ws_path}: expected no upgrade over plain HTTP; found HTTP 101"
-    assert response.status_code in (301, 302, 307, 308, 400, 403, 404, 426), (
-        f"ws://{edge.edge.domain}{edge.edge.ws_path}: expected a redirect to https or a refusal; found HTTP {response.status_code}"
-    )
+    plain_url = f"ws://{edge.edge.domain}{edge.edge.ws_path}"
+    if response.status_code == 101:
+        fail(plain_url, expected="no upgrade over plain HTTP", found="HTTP 101")
+    if response.status_code not in (301, 302, 307, 308, 400, 403, 404, 426):
+        fail(plain_url, expected="a redirect to https or a refusal", found=f"HTTP {response.status_code}")

@@ -9,6 +9,7 @@ import pytest
 
 from viworks_verify.polling import NotReady
 from viworks_verify.protocol import parse_rfc3339, telemetry_problems
+from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.gateway, pytest.mark.area("session")]
 
@@ -23,27 +24,27 @@ def test_deployed_gateway_is_online(gateway_readiness, settings, deployed_agent_
         if snapshot is not None:
             fact_of(snapshot, "connection").require()  # an unreachable host is one failure, reported once
         last = gateway_readiness.last if isinstance(gateway_readiness.last, dict) else {"status": gateway_readiness.last}
-        found = f"found {last.get('status')}, last_seen {last.get('last_seen') or 'never'}"
+        found = f"{last.get('status')}, last_seen {last.get('last_seen') or 'never'}"
         if gateway_readiness.proof:  # the wait ended early: the host's facts prove it will not come
-            pytest.fail(f"agent://{deployed_agent_id}: expected Online in the backend registry; {found}; not waited for: "
-                        f"{gateway_readiness.proof}", pytrace=False)
-        pytest.fail(
-            f"agent://{deployed_agent_id}: expected Online in the backend registry within {settings.timing.ready_timeout_s:.0f} s; {found}",
-            pytrace=False,
-        )
+            fail(f"agent://{deployed_agent_id}", expected="Online in the backend registry", found=found,
+                 evidence=f"not waited for: {gateway_readiness.proof}")
+        fail(f"agent://{deployed_agent_id}", expected=f"Online in the backend registry within {settings.timing.ready_timeout_s:.0f} s", found=found)
 
 
 @pytest.mark.smoke
 def test_deployed_gateway_telemetry_is_recent_and_real(api, settings, online_gateway):
     deployed_agent_id = online_gateway
     timed = api.agent_telemetry(deployed_agent_id)
-    assert timed.status == 200, f"agent://{deployed_agent_id}: expected its latest telemetry; found HTTP {timed.status}"
+    if timed.status != 200:
+        fail(f"agent://{deployed_agent_id}", expected="its latest telemetry", found=f"HTTP {timed.status}")
     telemetry = timed.json()
     problems = telemetry_problems(telemetry)
-    assert not problems, f"agent://{deployed_agent_id}: telemetry is not real readings: {'; '.join(problems)}"
+    if problems:
+        fail(f"agent://{deployed_agent_id}", "telemetry", expected="real readings", found=f"not real readings: {'; '.join(problems)}")
     age = (dt.datetime.now(dt.timezone.utc) - parse_rfc3339(telemetry["ts"])).total_seconds()
     limit = settings.gateway.telemetry_max_age_s
-    assert age <= limit, f"agent://{deployed_agent_id}: expected telemetry younger than {limit:.0f} s; found {age:.0f} s old"
+    if not age <= limit:
+        fail(f"agent://{deployed_agent_id}", expected=f"telemetry younger than {limit:.0f} s", found=f"{age:.0f} s old")
 
 
 @pytest.mark.smoke
@@ -53,27 +54,29 @@ def test_system_health_command_round_trips_to_the_gateway(system_health_round_tr
     deployed_agent_id = online_gateway
     sent = system_health_round_trips.get(deployed_agent_id)
     if sent is None:
-        pytest.fail(f"agent://{deployed_agent_id}: expected get_system_health sent to it; it was not Online when the round trips were sent", pytrace=False)
+        fail(f"agent://{deployed_agent_id}", expected="get_system_health sent to it", found="none sent: it was not Online when the round trips were sent")
     submitted = sent.submitted
-    assert submitted.status == 201, f"agent://{deployed_agent_id}: expected 201 for get_system_health; found {submitted.status} {submitted.response.text[:120]!r}"
+    if submitted.status != 201:
+        fail(f"agent://{deployed_agent_id}", expected="201 for get_system_health", found=f"{submitted.status} {submitted.response.text[:120]!r}")
     correlation_id = submitted.json()["correlation_id"]
     timeout = settings.timing.ready_timeout_s
     if isinstance(sent.settled, NotReady):
         status = sent.settled.last.get("status") if isinstance(sent.settled.last, dict) else sent.settled.last
-        pytest.fail(f"agent://{deployed_agent_id}: get_system_health {correlation_id} not done after {timeout:.0f} s; last status {status}", pytrace=False)
+        fail(f"agent://{deployed_agent_id}", f"get_system_health {correlation_id}", expected=f"done within {timeout:.0f} s", found=f"last status {status}")
     done = sent.settled
     recorder.figure("command round-trip (gateway)", (done.elapsed_s + submitted.elapsed_ms / 1000) * 1000, " ms", host=deployed_agent_id)
     command = done.value
     result = command.get("result") or {}
-    assert command["status"] == "Completed" and result.get("status") == "SUCCESS", (
-        f"agent://{deployed_agent_id}: expected get_system_health Completed/SUCCESS; found {command['status']}/"
-        f"{result.get('status')} error_code {result.get('error_code')}"
-    )
+    if not (command["status"] == "Completed" and result.get("status") == "SUCCESS"):
+        fail(f"agent://{deployed_agent_id}", expected="get_system_health Completed/SUCCESS",
+             found=f"{command['status']}/{result.get('status')} error_code {result.get('error_code')}")
     readings = json.loads(result["stdout"])
     missing = [name for name in HEALTH_READINGS if name not in readings]
-    assert not missing, f"agent://{deployed_agent_id}: get_system_health result lacks {missing}"
+    if missing:
+        fail(f"agent://{deployed_agent_id}", "get_system_health result", expected=f"readings {', '.join(HEALTH_READINGS)}", found=f"missing {missing}")
     zero = [name for name in ("memory_usage_percent", "disk_usage_percent", "uptime_seconds") if not readings[name] > 0]
-    assert not zero, f"agent://{deployed_agent_id}: expected real, non-zero readings; found zero {zero} in {readings}"
+    if zero:
+        fail(f"agent://{deployed_agent_id}", expected="real, non-zero readings", found=f"zero {zero} in {readings}")
 
 
 def test_unknown_verb_is_refused(api, settings, online_gateway):
@@ -82,13 +85,15 @@ def test_unknown_verb_is_refused(api, settings, online_gateway):
     submitted = api.submit_command("format_disk", {}, [deployed_agent_id])
     if submitted.status == 400:
         return
-    assert submitted.status == 201, f"agent://{deployed_agent_id}: expected 400 for the unknown verb format_disk; found {submitted.status}"
+    if submitted.status != 201:
+        fail(f"agent://{deployed_agent_id}", expected="400 for the unknown verb format_disk", found=f"{submitted.status}")
     correlation_id = submitted.json()["correlation_id"]
     try:
         command = api.wait_for_command(correlation_id, settings.timing.ready_timeout_s)
     except NotReady:
-        pytest.fail(f"agent://{deployed_agent_id}: unknown verb format_disk accepted (201) and never refused", pytrace=False)
+        fail(f"agent://{deployed_agent_id}", "unknown verb format_disk", expected="a refusal (400, or DENIED with UNKNOWN_VERB)",
+             found="accepted (201) and never refused")
     result = command.get("result") or {}
-    assert (result.get("status"), result.get("error_code")) == ("DENIED", "UNKNOWN_VERB"), (
-        f"agent://{deployed_agent_id}: expected unknown verb format_disk DENIED with UNKNOWN_VERB; found {result.get('status')} {result.get('error_code')}"
-    )
+    if (result.get("status"), result.get("error_code")) != ("DENIED", "UNKNOWN_VERB"):
+        fail(f"agent://{deployed_agent_id}", expected="unknown verb format_disk DENIED with UNKNOWN_VERB",
+             found=f"{result.get('status')} {result.get('error_code')}")

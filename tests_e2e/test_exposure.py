@@ -11,6 +11,7 @@ import pytest
 from viworks_verify import protocol
 from viworks_verify.exposure import forged_identity, probe_api_port, probe_ws_port
 from viworks_verify.probe_agent import UpgradeRefused, start_probe
+from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backend, pytest.mark.area("network")]
 
@@ -43,10 +44,9 @@ def test_backend_agent_ports_are_not_reachable_around_the_edge(public_address, s
     if any(answer.welcomed for answer in answers):
         _forget(request, forged_agent_id)
     reached = [answer for answer in answers if answer.reached]
-    assert not reached, (
-        f"tcp://{public_address}: expected the backend agent's ports unreachable from outside (only nginx, over the Docker "
-        f"networks); found " + "; ".join(f"{answer.port}/tcp {answer.what}" for answer in reached)
-    )
+    if reached:
+        fail(f"tcp://{public_address}", expected="the backend agent's ports unreachable from outside (only nginx, over the Docker networks)",
+             found="; ".join(f"{answer.port}/tcp {answer.what}" for answer in reached))
 
 
 @pytest.mark.smoke
@@ -63,11 +63,11 @@ def test_a_forged_identity_header_does_not_choose_the_agent_id(verified_edge, se
     session.close()
     if answer.is_type(protocol.WELCOME):
         _forget(request, forged_agent_id)
-    assert not answer.is_type(protocol.WELCOME), (
-        f"{verified_edge.wss_url()}: with the certificate of {settings.probe.agent_id} and forged headers "
-        f"({', '.join(f'{k}: {v}' for k, v in forged.items())}), a hello as {forged_agent_id} was welcomed; expected it refused: "
-        f"nginx must set {settings.backend.identity_headers[0]} from the verified certificate, not pass the client's"
-    )
+        fail(verified_edge.wss_url(),
+             f"a hello as {forged_agent_id} with the certificate of {settings.probe.agent_id} and forged headers "
+             f"({', '.join(f'{k}: {v}' for k, v in forged.items())})",
+             expected="a refusal", found="welcomed",
+             evidence=f"nginx must set {settings.backend.identity_headers[0]} from the verified certificate, not pass the client's")
 
 
 @pytest.mark.smoke
@@ -76,7 +76,6 @@ def test_the_api_decides_nothing_on_a_forged_identity_header(anonymous_api, sett
     """On ``location /`` the identity headers carry no authority: without a token, forged headers still get 401."""
     forged = forged_identity(settings.backend.identity_headers, forged_agent_id)
     status = anonymous_api.request("GET", "/api/v1/agents", auth=False, headers=forged).status
-    assert status == 401, (
-        f"{anonymous_api.endpoint.edge.domain}/api/v1/agents without a token, with forged "
-        f"{', '.join(forged)}: expected HTTP 401; found {status}"
-    )
+    if status != 401:
+        fail(f"{anonymous_api.endpoint.edge.domain}/api/v1/agents", f"without a token, with forged {', '.join(forged)}",
+             expected="HTTP 401", found=f"{status}")

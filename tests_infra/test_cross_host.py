@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import hashes
 from viworks_verify import certs, clock
 from viworks_verify.gateway_env import CERT_PATH, SPKI_PIN
 from viworks_verify.pins import PinFormatError, matching_pin, parse_pins, spki_pin
+from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.area("tls")]
 
@@ -40,12 +41,9 @@ def test_gateway_pin_matches_the_served_certificate(gateway_host, edge_snapshot,
     leaf = edge_snapshot.leaf()
     match = matching_pin(configured, leaf)
     if match is None:
-        pytest.fail(
-            f"{gateway_host.id}: {SPKI_PIN} in {config_source(SPKI_PIN)} is {', '.join(p.value for p in configured)}; "
-            f"{edge_snapshot.domain} serves a certificate with pin {spki_pin(leaf)}; expected the gateway to pin the served key "
-            "(update the pin, or the certificate nginx serves)",
-            pytrace=False,
-        )
+        fail(gateway_host.id, f"{SPKI_PIN} in {config_source(SPKI_PIN)}",
+             expected=f"the gateway to pin the served key ({edge_snapshot.domain} serves a certificate with pin {spki_pin(leaf)})",
+             found=", ".join(p.value for p in configured), evidence="update the pin, or the certificate nginx serves")
 
 
 @pytest.mark.smoke
@@ -66,11 +64,8 @@ def test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_wit
     nginx = settings.backend.nginx_container
     client_ca_path = server.client_ca_path
     if not client_ca_path:
-        pytest.fail(
-            f"{backend_host.id}: {nginx}: server {settings.edge.domain} has no ssl_client_certificate; "
-            "expected the internal CA that issued the gateway's certificate",
-            pytrace=False,
-        )
+        fail(backend_host.id, f"{nginx}: server {settings.edge.domain}",
+             expected="ssl_client_certificate naming the internal CA that issued the gateway's certificate", found="no ssl_client_certificate")
     ca_file = nginx_tls_files.require().get(client_ca_path)
     if ca_file is None or ca_file.content is None:
         pytest.skip(f"{backend_host.id}: {nginx}: {client_ca_path} cannot be read; the nginx checks report it")
@@ -81,12 +76,11 @@ def test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_wit
 
     # Signatures, not bytes or names: the same CA in another layout, order or bundle is the same CA.
     if not certs.chains_to(certificate, nginx_cas, intermediates):
-        pytest.fail(
-            f"{gateway_host.id}: {path} is issued by {certificate.issuer.rfc4514_string()}"
-            f"{' (with ' + _named(intermediates) + ')' if intermediates else ''}; {backend_host.id}: {nginx} verifies clients with "
-            f"{client_ca_path}: {_named(nginx_cas)}; expected the gateway's certificate to chain to one of them (nginx refuses it)",
-            pytrace=False,
-        )
+        fail(gateway_host.id, path,
+             expected=f"the gateway's certificate to chain to one of them, the CAs {backend_host.id}: {nginx} verifies clients with "
+                      f"({client_ca_path}: {_named(nginx_cas)})",
+             found=f"it issued by {certificate.issuer.rfc4514_string()}{' (with ' + _named(intermediates) + ')' if intermediates else ''}",
+             evidence="nginx refuses it")
 
 
 # -------------------------------------------------------------------------------------- clocks
@@ -109,7 +103,7 @@ def clock_skews(recorder, fact_of):
 
 def _check_against_runner(host, skew: clock.Skew, limit: float) -> None:
     if skew.exceeds(limit):
-        pytest.fail(f"{host.id}: clock {skew.describe()}; expected within {limit:.0f} s (check NTP on the host)", pytrace=False)
+        fail(host.id, "clock", expected=f"within {limit:.0f} s of the runner", found=skew.describe(), evidence="check NTP on the host")
 
 
 @pytest.mark.smoke
@@ -135,7 +129,5 @@ def test_gateway_and_backend_clocks_agree(gateway_host, backend_host, gateway_sn
     recorder.figure("clock skew gateway vs backend", abs(between.seconds), " s", host=f"{gateway_host.id} {backend_host.id}")
     limit = settings.timing.clock_skew_max_s
     if between.exceeds(limit):
-        pytest.fail(
-            f"{gateway_host.id}: clock {between.describe(backend_host.id)}; expected within {limit:.0f} s (check NTP on both hosts)",
-            pytrace=False,
-        )
+        fail(gateway_host.id, "clock", expected=f"within {limit:.0f} s of {backend_host.id}", found=between.describe(backend_host.id),
+             evidence="check NTP on both hosts")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from viworks_verify.verdict import fail
+
 pytestmark = [pytest.mark.infra, pytest.mark.area("drift")]
 
 
@@ -15,4 +17,5 @@ pytestmark = [pytest.mark.infra, pytest.mark.area("drift")]
 def test_no_gated_drift_since_the_baseline(drift_host, gated_drift):
     items, baseline = gated_drift(drift_host)
     if items:
-        pytest.fail(f"{drift_host}: drifted since the baseline {baseline}: " + "; ".join(item.line() for item in items), pytrace=False)
+        fail(drift_host, f"gated facts since the baseline {baseline}", expected="no drift",
+             found="; ".join(item.line() for item in items))

@@ -6,6 +6,7 @@ which is what the suite's "deployed binary matches the expected release" check r
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import io
@@ -16,20 +17,53 @@ from pathlib import Path
 from viworks_lab.layout import REPO_ROOT
 
 SHEBANG = b"#!/usr/bin/python3\n"
-_SHARED = (
-    "viworks_verify/__init__.py",
-    "viworks_verify/protocol.py",
-    "viworks_verify/commands.py",
-    "viworks_verify/pins.py",
-    "viworks_lab/__init__.py",
-    "viworks_lab/agents/__init__.py",
-)
-AGENT_SOURCES = {
-    "backend": (*_SHARED, *(f"viworks_lab/agents/backend/{module}.py" for module in ("__init__", "config", "sessions", "api_model", "store", "responses", "http_api", "pipeline", "agent_ws", "service"))),
-    "gateway": (*_SHARED, "viworks_verify/gateway_config.py", "viworks_lab/agents/host_readings.py",
-                *(f"viworks_lab/agents/gateway/{module}.py"
-                  for module in ("__init__", "config", "files", "readings", "redaction", "executor", "session", "main"))),
-}
+OWN_PACKAGES = ("viworks_verify", "viworks_lab")
+
+
+def agent_sources(agent: str) -> tuple[str, ...]:
+    """The repository files the ``agent`` zipapp needs: its package and, transitively, every module of
+    ours it imports (with their packages' ``__init__``), found from the import statements, so moving
+    a helper cannot leave the binary without it."""
+    wanted = [f"viworks_lab.agents.{agent}." + path.stem for path in sorted((REPO_ROOT / "viworks_lab/agents" / agent).glob("*.py"))]
+    found: set[str] = set()
+    while wanted:
+        module = wanted.pop().removesuffix(".__init__")
+        path = _module_file(module)
+        if path is None or path in found:
+            continue
+        found.add(path)
+        parts = module.split(".")
+        wanted += [".".join(parts[:depth]) for depth in range(1, len(parts))]  # the packages around it
+        wanted += _imports_of(REPO_ROOT / path, module, path.endswith("__init__.py"))
+    return tuple(sorted(found))
+
+
+def _module_file(module: str) -> str | None:
+    if module.split(".")[0] not in OWN_PACKAGES:
+        return None
+    base = module.replace(".", "/")
+    for candidate in (f"{base}.py", f"{base}/__init__.py"):
+        if (REPO_ROOT / candidate).is_file():
+            return candidate
+    return None
+
+
+def _imports_of(path: Path, module: str, is_package: bool) -> list[str]:
+    package = module if is_package else module.rpartition(".")[0]
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names += [base] + [f"{base}.{alias.name}" for alias in node.names]  # ``from pkg import module``
+    return names
+
+
+AGENT_SOURCES = {agent: agent_sources(agent) for agent in ("backend", "gateway")}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from viworks_verify.container_files import FileFacts
+from viworks_verify.file_facts import FileFacts
 from viworks_verify.nginx_config import NginxConfig, Server
 from viworks_verify.settings import Backend, Settings
 from viworks_verify.snapshot import BackendSnapshot, file_facts_from_json

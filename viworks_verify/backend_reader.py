@@ -20,7 +20,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from viworks_verify.backend_config import BackendConfigError, parse_backend_config
-from viworks_verify.container_files import FileFacts, file_facts_command, parse_file_facts
+from viworks_verify.container_files import file_facts_command, parse_file_facts
+from viworks_verify.file_facts import FileFacts
 from viworks_verify.containers import ContainerFacts, parse_docker_time, restart_problem, watch_settling
 from viworks_verify.listeners import SNAPSHOT_SCRIPT, SnapshotError, parse_snapshot
 from viworks_verify.nginx_config import NginxConfigError, parse_nginx_dump, nginx_test_failure
@@ -167,7 +168,7 @@ def _config(where: str, file: FileFacts, hasher: SecretHasher) -> Fact:
     if not file.exists:
         return Fact.failed(f"{where}: expected the backend agent's TOML configuration; found no such file")
     if file.content is None:
-        return Fact.failed(f"{where}: expected a readable TOML file; found a {file.kind}, mode {file.mode_text}, owner {file.owner}, unreadable")
+        return Fact.failed(f"{where}: expected a readable TOML file; found a {file.kind}, mode {file.octal}, owner {file.owner}, unreadable")
     try:
         config = parse_backend_config(file.content.decode(errors="replace"))
     except BackendConfigError as exc:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from typing import Iterable
+
+from viworks_verify.file_facts import MISSING, FileFacts
 
 # Arguments: "--stat", "--hash" or "--content" switch what is reported for the paths after them.
 _SCRIPT = r"""
@@ -36,31 +37,6 @@ done
 """
 
 
-@dataclasses.dataclass(frozen=True)
-class FileFacts:
-    path: str
-    kind: str  # "regular file", "directory", "symbolic link" target kind (stat -L), or "missing"
-    mode: int | None = None
-    size: int | None = None
-    owner: str | None = None
-    executable: bool = False  # by the exec user
-    readable: bool = False
-    sha256: str | None = None
-    content: bytes | None = dataclasses.field(default=None, repr=False)
-
-    @property
-    def exists(self) -> bool:
-        return self.kind != "missing"
-
-    @property
-    def is_file(self) -> bool:
-        return self.kind in ("regular file", "regular empty file")
-
-    @property
-    def mode_text(self) -> str:
-        return f"{self.mode:04o}" if self.mode is not None else "?"
-
-
 def file_facts_command(stat: Iterable[str] = (), hash: Iterable[str] = (), content: Iterable[str] = ()) -> list[str]:
     """argv for one exec reporting ``stat`` paths, ``hash`` paths with their sha256, ``content`` paths with content."""
     return ["sh", "-c", _SCRIPT, "sh", "--stat", *stat, "--hash", *hash, "--content", *content]
@@ -71,7 +47,7 @@ def parse_file_facts(text: str) -> dict[str, FileFacts]:
     current: dict | None = None
     for line in text.splitlines():
         if line.startswith("@@ "):
-            current = facts.setdefault(line[3:], {"path": line[3:], "kind": "missing"})
+            current = facts.setdefault(line[3:], {"path": line[3:], "kind": MISSING, "runnable": False, "readable": False})
             continue
         if current is None:
             continue
@@ -83,9 +59,11 @@ def parse_file_facts(text: str) -> dict[str, FileFacts]:
         elif key == "size":
             current["size"] = int(value)
         elif key == "owner":
-            current["owner"] = value
-        elif key in ("executable", "readable"):
-            current[key] = value == "yes"
+            current["user"], _, current["group"] = value.partition(":")
+        elif key == "executable":
+            current["runnable"] = value == "yes"
+        elif key == "readable":
+            current["readable"] = value == "yes"
         elif key == "sha256" and value:
             current["sha256"] = value.lower()
         elif key == "content":

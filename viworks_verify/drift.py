@@ -69,6 +69,11 @@ class Drift:
     facts_compared: int
     notes: list[str] = dataclasses.field(default_factory=list)  # e.g. secrets not comparable
 
+    def of_host(self, host: str) -> list[DriftItem]:
+        """The items of the pairs whose newer side is ``host`` (a target host id)."""
+        labels = {pair.label for pair in self.pairs if pair.after is not None and pair.after.host == host}
+        return [item for item in self.items if item.host in labels]
+
     def significant(self) -> list[DriftItem]:
         return [item for item in self.items if not item.volatile]
 
@@ -158,27 +163,6 @@ def diff_runs(before: RunSnapshot, after: RunSnapshot) -> Drift:
         items += host_items
         compared += count
     return Drift(items, pairs, compared, notes)
-
-
-def counterpart(baseline: RunSnapshot, current: Snapshot) -> Snapshot | None:
-    """The baseline's host that ``current`` is compared with: same role; for a gateway, same name, or the
-    baseline's only gateway."""
-    same_kind = baseline.of_kind(current.kind)
-    if current.kind != "gateway":
-        return same_kind[0] if same_kind else None
-    by_name = next((host for host in same_kind if host.name == current.name), None)
-    return by_name or (same_kind[0] if len(same_kind) == 1 else None)
-
-
-def host_drift(baseline: RunSnapshot, current: Snapshot, current_key_id: str = "") -> list[DriftItem]:
-    """One host's drift since the baseline (volatile items included, marked)."""
-    label = _label(current)
-    old = counterpart(baseline, current)
-    if old is None:
-        return [DriftItem(f"{label}.host", ADDED, None, f"{current.kind} host {current.host} (not in the baseline)")]
-    compare_secrets = not (baseline.secret_key_id and current_key_id and baseline.secret_key_id != current_key_id)
-    items, _ = diff_facts(label, canonical_facts(old), canonical_facts(current), compare_secrets)
-    return items
 
 
 # ------------------------------------------------------------------------------------ patterns

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from viworks_verify import certs, clock, journal, public_keys, ss_listeners
 from viworks_verify.envfile import is_secret_name, parse_env
 from viworks_verify.file_stat import FORMAT as STAT_FORMAT
-from viworks_verify.file_stat import FileTable
+from viworks_verify.file_facts import FileTable, stat_json
+from viworks_verify.file_stat import parse_stat
 from viworks_verify.gateway_config import effective
 from viworks_verify.gateway_env import CERT_PATH, KEY_PATH, SCRIPTS_ROOT, TRUST_BUNDLE, required_paths
 from viworks_verify.processes import ProcessFacts
@@ -179,7 +180,7 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
     toml_values = snap.agent_toml.value.get("values") if snap.agent_toml.ok and snap.agent_toml.value else None
     env_values = effective(parse_env(parts.get("env", "")) if snap.env.ok else {}, settings.env_file, toml_values, toml_path).values
     cert, ca, key = (env_values.get(k, "").strip() for k in (CERT_PATH, TRUST_BUNDLE, KEY_PATH))
-    table = FileTable.parse(parts.get("stat", ""), parts.get("stat", ""))
+    table = parse_stat(parts.get("stat", ""), parts.get("stat", ""))
     read_by_script = dict(line.split("=", 1) for line in parts.get("paths", "").splitlines() if "=" in line)
     missed = [p for p in _required_files(settings, unit, env_values) if p not in table.stats and p not in table.errors]
     if missed or (read_by_script.get("certificate"), read_by_script.get("trust"), read_by_script.get("key")) != (cert, ca, key):
@@ -191,10 +192,10 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
             snap.gather_ms = round((time.time() - started) * 1000, 1)
             return snap
         again = sections(second.stdout)
-        more = FileTable.parse(again.get("stat", ""), again.get("stat", ""))
+        more = parse_stat(again.get("stat", ""), again.get("stat", ""))
         table = FileTable({**table.stats, **more.stats}, {**table.errors, **more.errors})
         parts.update({k: v for k, v in again.items() if k != "stat"})
-    snap.files = Fact({"stats": {p: _stat_json(s) for p, s in table.stats.items()}, "errors": table.errors})
+    snap.files = Fact({"stats": {p: stat_json(s) for p, s in table.stats.items()}, "errors": table.errors})
     snap.client_certificate = _pem_section(host_id, settings.env_file, CERT_PATH, cert, parts, "certificate", first_only=True)
     snap.trust_bundle = _pem_section(host_id, settings.env_file, TRUST_BUNDLE, ca, parts, "trust", first_only=False)
     snap.client_key_spki = _key(host_id, settings.env_file, key, parts, read_secret_file)
@@ -286,9 +287,6 @@ def _required_files(settings: Gateway, unit: UnitProperties, env: dict[str, str]
     paths += list(required_paths(env, settings.scripts).values())
     return list(dict.fromkeys(paths))
 
-
-def _stat_json(stat: Any) -> dict[str, Any]:
-    return {"path": stat.path, "mode": stat.mode, "uid": stat.uid, "user": stat.user, "gid": stat.gid, "group": stat.group, "kind": stat.kind}
 
 
 def _pem_section(host_id: str, env_file: str, key: str, path: str, parts: dict[str, str], name: str, first_only: bool) -> Fact:

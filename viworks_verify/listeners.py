@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 import re
+
+from viworks_verify.processes import runs_program
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -91,16 +92,8 @@ class Process:
         return f"pid {self.pid} ({command})"
 
     def runs(self, binary_path: str) -> bool:
-        """True when this process is ``binary_path``: run directly, or by an interpreter (``python3 <binary>``).
-
-        Only the program and its first argument count, so an unrelated process that merely
-        mentions the path further on (``cat /app/viworks-backend-agent``) is not taken for it.
-        """
-        name = os.path.basename(binary_path)
-        for arg in self.argv[:2]:
-            if arg == binary_path or (os.path.basename(arg) == name and not arg.startswith("-")):
-                return True
-        return False
+        """True when this process is ``binary_path`` (``processes.runs_program``: run directly or by an interpreter)."""
+        return runs_program(self.argv, {binary_path})
 
 
 @dataclasses.dataclass(frozen=True)

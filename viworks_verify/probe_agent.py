@@ -3,8 +3,8 @@
 Checks are synchronous and hold a session open while they call the API, so sessions run on
 websockets' asyncio client in one private event-loop thread, behind a small blocking API. (The
 threaded client reads and writes one TLS socket from two threads; with TLS 1.3 session tickets
-that intermittently loses the handshake response.) Frames are built and parsed by ``protocol``;
-this module only moves them.
+that intermittently loses the handshake response.) Frames are built by ``protocol`` and what each
+received frame means is ``session_protocol.AgentProtocol``'s to say; this module only moves them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from websockets.exceptions import InvalidStatus
 from viworks_verify import protocol
 from viworks_verify.commands import VERB_ARGS
 from viworks_verify.edge import EdgeEndpoint
+from viworks_verify.session_protocol import AgentProtocol, Malformed
 
 T = TypeVar("T")
 
@@ -63,6 +64,7 @@ class Session:
         self._timeout_s = timeout_s
         self.response = connection.response
         self.request = connection.request
+        self.wire = AgentProtocol()  # the session protocol's agent end: what may be sent and received when
 
     def send(self, text: str) -> None:
         _LoopThread.run(self._connection.send(text), self._timeout_s)
@@ -170,15 +172,36 @@ def hello_payload(agent_id: str, site: str = "suite") -> dict[str, Any]:
     }
 
 
-def receive_frame(session: Session, timeout_s: float) -> protocol.Frame:
-    """The next frame (TimeoutError when none arrives in time)."""
-    return protocol.Frame.parse(session.recv(timeout_s))
-
-
 def say_hello(session: Session, agent_id: str, timeout_s: float) -> protocol.Frame:
-    """Send hello and return the backend's answer (``welcome`` or ``error``)."""
-    session.send(protocol.make_frame(protocol.HELLO, hello_payload(agent_id)).to_json())
-    return receive_frame(session, timeout_s)
+    """Send hello and return the backend's answer: ``welcome``, ``error``, or whatever frame came instead.
+
+    The session's protocol state (``session.wire``) is then the session protocol's agent end.
+    """
+    wire = AgentProtocol()
+    wire.send_hello(hello_payload(agent_id))
+    session.wire = wire
+    for data in wire.data_to_send():
+        session.send(data)
+    return _next_frame(session, timeout_s, "an answer to hello")
+
+
+def _next_frame(session: Session, timeout_s: float, what: str, frame_type: str | None = None) -> protocol.Frame:
+    """The next frame the session protocol accepts (of ``frame_type`` when given), before the deadline.
+
+    TimeoutError when none arrives in time; ProtocolError for a message that is not a frame.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"no {what} within {timeout_s:.0f} s")
+        session.wire.receive(session.recv(remaining))
+        for event in session.wire.events_received():
+            if isinstance(event, Malformed):
+                raise protocol.ProtocolError(event.problem)
+            frame = getattr(event, "frame", None)
+            if frame is not None and (frame_type is None or frame.is_type(frame_type)):
+                return frame
 
 
 class ProbeSession:
@@ -191,18 +214,13 @@ class ProbeSession:
         self.upgrade_ms = upgrade_ms
 
     def send(self, frame: protocol.Frame) -> None:
-        self.session.send(frame.to_json())
+        self.session.wire.send(frame)
+        for data in self.session.wire.data_to_send():
+            self.session.send(data)
 
     def next_frame(self, timeout_s: float, frame_type: str | None = None) -> protocol.Frame:
         """The next frame (of ``frame_type`` when given, others skipped) before the deadline."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no {frame_type or 'frame'} within {timeout_s:.0f} s")
-            frame = receive_frame(self.session, remaining)
-            if frame_type is None or frame.is_type(frame_type):
-                return frame
+        return _next_frame(self.session, timeout_s, frame_type or "frame", frame_type)
 
     def close(self) -> None:
         self.session.close()

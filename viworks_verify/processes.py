@@ -1,13 +1,35 @@
-"""Whether a PID is alive and runs a given program, from /proc (read on the host by the gateway reader's script).
+"""Whether a process runs a given program (the one rule), and a PID's facts from /proc (read on the
+host by the gateway reader's script).
 
-Sans-I/O: ``ProcessFacts.parse`` reads what the script printed (``program=``, ``exe=``, ``state=``, ``argv:``). A program
-can be a binary (``/proc/PID/exe`` is the program) or a script with a ``#!`` line (``exe`` is the
-interpreter and the program is ``argv[1]``, as the kernel starts it).
+A program can be a binary (``/proc/PID/exe`` is the program) or a script with a ``#!`` line (``exe``
+is the interpreter and the program is ``argv[1]``, as the kernel starts it). Sans-I/O:
+``ProcessFacts.parse`` reads what the script printed (``program=``, ``exe=``, ``state=``, ``argv:``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+from typing import Collection, Sequence
+
+
+def runs_program(argv: Sequence[str], program_paths: Collection[str], exe: str | None = None) -> bool:
+    """Whether a process is the program at one of ``program_paths``.
+
+    It is when its executable (``exe``, when known) is one of them, or its program or first argument
+    (where an interpreter names its script) is: by that path, or by the same file name given without
+    a directory or relative to one (``viworks-agent``, ``./viworks-agent``: started from its directory or
+    ``PATH``). Only those two arguments count, so a process that merely mentions the path further on
+    (``sha256sum x /app/agent``) is not taken for it; an absolute path elsewhere is another program.
+    """
+    if exe is not None and exe in program_paths:
+        return True
+    names = {os.path.basename(path) for path in program_paths}
+    for arg in argv[:2]:
+        if arg in program_paths or (not arg.startswith(("/", "-")) and os.path.basename(arg) in names):
+            return True
+    return False
+
 
 @dataclasses.dataclass(frozen=True)
 class ProcessFacts:
@@ -48,8 +70,7 @@ class ProcessFacts:
     @property
     def runs_program(self) -> bool:
         """The process is the program: its binary, or the script its interpreter was started with."""
-        candidates = {self.program, self.program_resolved}
-        return self.exe_path in candidates or any(arg in candidates for arg in self.argv[:2])
+        return runs_program(self.argv, {self.program, self.program_resolved}, self.exe_path)
 
     def describe(self) -> str:
         if self.exe is None:

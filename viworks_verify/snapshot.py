@@ -22,9 +22,8 @@ from typing import Any, Generic, TypeVar
 from cryptography import x509
 
 from viworks_verify import certs
-from viworks_verify.container_files import FileFacts
+from viworks_verify.file_facts import FileFacts, FileTable, container_json, from_container_json, from_stat_json
 from viworks_verify.containers import ContainerFacts
-from viworks_verify.file_stat import FileStat, FileTable
 from viworks_verify.gateway_config import EffectiveConfig, effective
 from viworks_verify.listeners import ListenerSnapshot, Process, TcpSocket
 from viworks_verify.nginx_config import Directive, NginxConfig
@@ -150,7 +149,7 @@ class GatewaySnapshot:
 
     def file_table(self) -> FileTable:
         data = self.files.value or {}
-        return FileTable({path: FileStat(**stat) for path, stat in data.get("stats", {}).items()}, dict(data.get("errors", {})))
+        return FileTable({path: from_stat_json(stat) for path, stat in data.get("stats", {}).items()}, dict(data.get("errors", {})))
 
     def host_listeners(self) -> list[HostListener]:
         return [HostListener(l["proto"], l["address"], int(l["port"]), tuple((n, int(p)) for n, p in l["processes"])) for l in self.listeners.value or []]
@@ -249,21 +248,11 @@ class BackendSnapshot:
 
 
 def file_facts_to_json(facts: dict[str, FileFacts]) -> dict[str, Any]:
-    out = {}
-    for path, f in facts.items():
-        item = dataclasses.asdict(f)
-        item["content"] = f.content.decode(errors="replace") if f.content is not None else None
-        out[path] = item
-    return out
+    return {path: container_json(f) for path, f in facts.items()}
 
 
 def file_facts_from_json(data: dict[str, Any]) -> dict[str, FileFacts]:
-    out = {}
-    for path, item in data.items():
-        item = dict(item)
-        item["content"] = item["content"].encode() if item.get("content") is not None else None
-        out[path] = FileFacts(**item)
-    return out
+    return {path: from_container_json(item) for path, item in data.items()}
 
 
 def directive_to_json(d: Directive) -> dict[str, Any]:

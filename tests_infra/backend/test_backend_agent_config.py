@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from viworks_verify.verdict import fail
+
 pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("files")]
 
 
@@ -20,21 +22,24 @@ def test_backend_config_ports_match_contract(backend_host, backend_config, setti
     backend = settings.backend
     config = backend_config.require()
     wrong = [
-        f"[{section}].port = {found!r} (expected {expected})"
+        (section, found, expected)
         for section, found, expected in (("server", config.server_port, backend.api_port), ("agent_management", config.ws_port, backend.ws_port))
         if found != expected
     ]
-    assert not wrong, f"{backend_host.id}: {backend.agent_container}: {backend.config_path}: {'; '.join(wrong)}"
+    if wrong:
+        fail(backend_host.id, f"{backend.agent_container}: {backend.config_path}",
+             expected=", ".join(f"[{section}].port = {expected}" for section, _, expected in wrong),
+             found=", ".join(f"[{section}].port = {found!r}" for section, found, _ in wrong))
 
 
 @pytest.mark.smoke
 def test_backend_config_points_at_expected_database_and_redis(backend_host, backend_config, settings):
     backend = settings.backend
     config = backend_config.require()
-    wrong = []
+    expected_urls, found_urls = [], []
     for section, url, expected in (("database", config.database, backend.database_host), ("redis", config.redis, backend.redis_host)):
-        if url is None:
-            wrong.append(f"[{section}].url missing (expected a URL to host {expected})")
-        elif url.host != expected:
-            wrong.append(f"[{section}].url is {url.redacted} (expected host {expected})")
-    assert not wrong, f"{backend_host.id}: {backend.agent_container}: {backend.config_path}: {'; '.join(wrong)}"
+        if url is None or url.host != expected:
+            expected_urls.append(f"host {expected} in [{section}].url")
+            found_urls.append(f"[{section}].url missing" if url is None else f"[{section}].url {url.redacted}")
+    if found_urls:
+        fail(backend_host.id, f"{backend.agent_container}: {backend.config_path}", expected=", ".join(expected_urls), found=", ".join(found_urls))

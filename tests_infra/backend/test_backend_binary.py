@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.release import names_a_build, release_mismatch
+from viworks_verify.container_files import human_size
+from viworks_verify.release import describe_expected, names_a_build, release_mismatch
+from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("files")]
 
@@ -12,10 +14,9 @@ pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("files")]
 @pytest.mark.smoke
 def test_backend_binary_is_present_and_executable(backend_host, backend_binary, settings):
     binary = backend_binary.require()
-    assert binary.executable, (
-        f"{backend_host.id}: {settings.backend.agent_container}: {binary.path}: expected an executable file; "
-        f"found mode {binary.mode_text}, owner {binary.owner}, not executable by the container's user"
-    )
+    if not binary.executable:
+        fail(backend_host.id, f"{settings.backend.agent_container}: {binary.path}", expected="an executable file",
+             found=f"mode {binary.octal}, owner {binary.owner}, not executable by the container's user")
 
 
 @pytest.mark.smoke
@@ -24,8 +25,11 @@ def test_backend_binary_is_the_expected_release(backend_host, backend_binary, se
     recorder.fact("backend binary sha256 (observed)", binary.sha256)
     recorder.fact("backend binary size (observed)", f"{binary.size} bytes")
     if not names_a_build(settings.release):
-        pytest.fail(f"{backend_host.id}: {settings.backend.binary_path}: no expected build to compare with: set [release] sha256 "
-                    f"(or size, or size_min and size_max) or release_manifest in {settings.source}", pytrace=False)
+        fail(backend_host.id, settings.backend.binary_path, expected="the target to name the build to expect",
+             found=f"no expected build to compare with: set [release] sha256 (or size, or size_min and size_max) or release_manifest "
+                   f"in {settings.source}")
     recorder.attach("expected release", settings.release.model_dump(exclude_none=True))
-    mismatch = release_mismatch(binary.size, binary.sha256, settings.release)
-    assert mismatch is None, f"{backend_host.id}: {settings.backend.agent_container}: {binary.path} is not the expected build: {mismatch}"
+    if release_mismatch(binary.size, binary.sha256, settings.release) is not None:
+        fail(backend_host.id, f"{settings.backend.agent_container}: {binary.path} is not the expected build",
+             expected=describe_expected(settings.release),
+             found=f"{human_size(binary.size)}, sha256 {binary.sha256[:12] + '…' if binary.sha256 else 'unknown'}")

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from viworks_verify.containers import publishing_problems, restart_problem
+from viworks_verify.verdict import CheckFailed, fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("containers")]
 
@@ -20,7 +21,9 @@ def _require_container(snapshot, name):
     container = snapshot.container(name)
     if container is None:
         fact = snapshot.containers.get(name)
-        pytest.fail(fact.problem if fact is not None else f"{snapshot.host}: expected container {name}; not read", pytrace=False)
+        if fact is not None:
+            raise CheckFailed(fact.problem)  # the reading's own verdict, host first
+        fail(snapshot.host, expected=f"container {name}", found="not read")
     return container
 
 
@@ -36,7 +39,8 @@ def test_containers_are_running(backend_host, backend_snapshot, settings):
             problems.append(f"{name} is {facts.status}{exited} (docker logs {name})")
         elif facts.health == "unhealthy":
             problems.append(f"{name} is running but its healthcheck says unhealthy")
-    assert not problems, f"{backend_host.id}: expected every container running; found {'; '.join(problems)}"
+    if problems:
+        fail(backend_host.id, expected="every container running", found="; ".join(problems))
 
 
 @pytest.mark.smoke
@@ -53,10 +57,9 @@ def test_containers_are_not_restarting_repeatedly(backend_host, backend_snapshot
         problem = restart_problem(facts, read_at, backend.max_restarts, backend.restart_window_s)
         if problem:
             problems.append(problem)
-    assert not problems, (
-        f"{backend_host.id}: expected at most {backend.max_restarts} restarts and every container up "
-        f"{backend.restart_window_s:.0f} s since its last restart; found {'; '.join(problems)}"
-    )
+    if problems:
+        fail(backend_host.id, expected=f"at most {backend.max_restarts} restarts and every container up "
+                                       f"{backend.restart_window_s:.0f} s since its last restart", found="; ".join(problems))
 
 
 @pytest.mark.smoke
@@ -67,10 +70,10 @@ def test_backend_agent_is_on_every_expected_network(backend_host, backend_snapsh
     attached = facts.attrs.get("NetworkSettings", {}).get("Networks") or {}
     recorder.attach(f"{name} networks", {network: {"ip": info.get("IPAddress"), "aliases": info.get("Aliases")} for network, info in attached.items()})
     missing = [network for network in settings.backend.networks if network not in facts.networks]
-    assert not missing, (
-        f"{backend_host.id}: {name}: expected on [{', '.join(settings.backend.networks)}]; found on [{', '.join(facts.networks)}] "
-        f"(missing {', '.join(missing)}: docker network connect {missing[0]} {name})"
-    )
+    if missing:
+        fail(backend_host.id, name, expected=f"on [{', '.join(settings.backend.networks)}]",
+             found=f"on [{', '.join(facts.networks)}], missing {', '.join(missing)}",
+             evidence="; ".join(f"docker network connect {network} {name}" for network in missing))
 
 
 @pytest.mark.smoke
@@ -85,8 +88,8 @@ def test_backend_agent_postgres_and_redis_publish_no_port(backend_host, backend_
         if facts is not None:  # a missing container: test_containers_are_running says so
             problems += publishing_problems(facts, backend.allow_loopback_publishing)
     allowed = "; the target allows loopback only" if backend.allow_loopback_publishing else ""
-    assert not problems, (
-        f"{backend_host.id}: expected {backend.agent_container}, {backend.postgres_container} and {backend.redis_container} "
-        f"published on no host address (nginx reaches them over the Docker networks{allowed}); found {'; '.join(problems)} "
-        f"(remove the ports: mapping)"
-    )
+    if problems:
+        fail(backend_host.id,
+             expected=f"{backend.agent_container}, {backend.postgres_container} and {backend.redis_container} published on no host "
+                      f"address (nginx reaches them over the Docker networks{allowed})",
+             found="; ".join(problems), evidence="remove the ports: mapping")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from viworks_verify import ss_listeners
+from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("network")]
 
@@ -19,15 +20,12 @@ def _main_pid(gateway_unit) -> int:
 def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway_snapshot, fact_of):
     pid, program = _main_pid(gateway_unit), gateway_unit.exec_start_path
     if pid == 0 or program is None:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit}: MainPID={pid}, ExecStart={program or '<none>'} "
-            f"(ActiveState={gateway_unit.get('ActiveState') or '?'}); expected a running agent process",
-            pytrace=False,
-        )
+        fail(gateway_host.id, gateway_unit.unit, expected="a running agent process",
+             found=f"MainPID={pid}, ExecStart={program or '<none>'} (ActiveState={gateway_unit.get('ActiveState') or '?'})")
     fact_of(gateway_snapshot, "process").require()
     facts = gateway_snapshot.process_facts()
     if not facts.alive or not facts.runs_program:
-        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: MainPID {facts.describe()}; expected a live process running {program}", pytrace=False)
+        fail(gateway_host.id, gateway_unit.unit, expected=f"a live process running {program}", found=f"MainPID {facts.describe()}")
 
 
 @pytest.mark.smoke
@@ -39,11 +37,8 @@ def test_agent_listens_on_no_port(gateway_host, gateway_unit, gateway_snapshot, 
         return  # inbound HTTP expected; or no agent process (test_agent_process_runs_the_unit_program says so)
     found = ss_listeners.owned_by(gateway_snapshot.host_listeners(), {pid})
     if found:
-        pytest.fail(
-            f"{gateway_host.id}: the agent listens: {'; '.join(listener.describe({pid: 'the agent'}) for listener in found)}; "
-            f"expected no listener (outbound only, inbound HTTP off)",
-            pytrace=False,
-        )
+        fail(gateway_host.id, "the agent", expected="no listener (outbound only, inbound HTTP off)",
+             found=f"it listens: {'; '.join(listener.describe({pid: 'the agent'}) for listener in found)}")
 
 
 @pytest.mark.smoke
@@ -55,8 +50,5 @@ def test_host_listens_only_where_declared(gateway_host, gateway_unit, gateway_sn
     found = [listener for listener in ss_listeners.undeclared(gateway_snapshot.host_listeners(), gateway.allowed_listeners,
                                                               gateway.engine_listen_addresses) if listener not in agent]
     if found:
-        pytest.fail(
-            f"{gateway_host.id}: listening: {'; '.join(listener.describe() for listener in found)}; expected only the declared "
-            f"listeners ({', '.join(gateway.allowed_listeners)}; gateway.allowed_listeners in {settings.source})",
-            pytrace=False,
-        )
+        fail(gateway_host.id, expected=f"only the declared listeners ({', '.join(gateway.allowed_listeners)})",
+             found=f"listening: {'; '.join(listener.describe() for listener in found)}", evidence=f"gateway.allowed_listeners in {settings.source}")

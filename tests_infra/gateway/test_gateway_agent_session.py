@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from viworks_verify.verdict import fail
+
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("session")]
 
 
@@ -15,21 +17,17 @@ def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gat
     active = gateway_unit.get("ActiveState")
     if active != "active" or not invocation:
         # An inactive unit keeps its last InvocationID: a session it once had is not a session now.
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit} is not running (ActiveState={active or '?'}, InvocationID={invocation or '<none>'}); "
-            f"expected a running unit that logged {pattern!r}",
-            pytrace=False,
-        )
+        fail(gateway_host.id, gateway_unit.unit, expected=f"a running unit that logged {pattern!r}",
+             found=f"it is not running (ActiveState={active or '?'}, InvocationID={invocation or '<none>'})")
     if pattern is None:
-        pytest.fail(f"{gateway_host.id}: no connected-session line to look for: set gateway.connected_log_pattern (what the agent "
-                    f"logs once the backend welcomes it) in {settings.source}", pytrace=False)
+        fail(gateway_host.id, gateway_unit.unit,
+             expected="a connected-session line to look for (what the agent logs once the backend welcomes it)",
+             found="none", evidence=f"set gateway.connected_log_pattern in {settings.source}")
     logged = fact_of(gateway_snapshot, "journal").require()
     if logged.get("connected"):
         return
     telling = logged.get("telling")
     seen = f"it logged: {telling[:240]}" if telling else "nothing logged (empty journal)"
-    pytest.fail(
-        f"{gateway_host.id}: {gateway_unit.unit}: no {pattern!r} in the journal since it started ({started}, invocation {invocation}); "
-        f"{seen}; expected the agent connected to the backend",
-        pytrace=False,
-    )
+    fail(gateway_host.id, gateway_unit.unit,
+         expected=f"the agent connected to the backend: {pattern!r} in the journal since it started ({started}, invocation {invocation})",
+         found=f"no {pattern!r}; {seen}")

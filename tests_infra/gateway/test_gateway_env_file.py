@@ -9,6 +9,7 @@ from viworks_verify.gateway_env import (
     BACKEND_URL, FEATURE_EXEC, FEATURE_INBOUND_HTTP, SPKI_PIN, backend_url_problems, expected_backend_url, flag_problem,
     key_problems, pin_problem, shown,
 )
+from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("files")]
 
@@ -19,7 +20,7 @@ def test_env_has_every_required_key(gateway_host, gateway_env, gateway_snapshot,
     if problems:
         toml = gateway_snapshot.agent_toml.value or {}
         where = settings.gateway.env_file + (f" (nor {toml['path']} [outbound])" if toml.get("present") else "")
-        pytest.fail(f"{gateway_host.id}: {where}: {', '.join(problems)}; expected every required key set", pytrace=False)
+        fail(gateway_host.id, where, expected="every required key set", found=", ".join(problems))
 
 
 @pytest.mark.smoke
@@ -29,11 +30,8 @@ def test_backend_url_is_wss_to_the_agent_domain(gateway_host, gateway_env, confi
     url = gateway_env.get(BACKEND_URL)
     problems = backend_url_problems(url, edge.domain, edge.ws_path, edge.https_port)
     if problems:
-        pytest.fail(
-            f"{gateway_host.id}: {config_source(BACKEND_URL)}: {BACKEND_URL}={shown(BACKEND_URL, url)} has {'; '.join(problems)}; "
-            f"expected {expected_backend_url(edge.domain, edge.ws_path, edge.https_port)}",
-            pytrace=False,
-        )
+        fail(gateway_host.id, f"{config_source(BACKEND_URL)}: {BACKEND_URL}",
+             expected=expected_backend_url(edge.domain, edge.ws_path, edge.https_port), found=shown(BACKEND_URL, url), evidence="; ".join(problems))
 
 
 @pytest.mark.smoke
@@ -41,11 +39,8 @@ def test_backend_url_is_wss_to_the_agent_domain(gateway_host, gateway_env, confi
 def test_backend_pin_is_well_formed(gateway_host, gateway_env, config_source, settings):
     problem = pin_problem(gateway_env.get(SPKI_PIN))
     if problem is not None:
-        pytest.fail(
-            f"{gateway_host.id}: {config_source(SPKI_PIN)}: {SPKI_PIN}: {problem}; "
-            "expected the base64 SHA-256 pin of the backend certificate's key (bare or sha256/, backup after a comma)",
-            pytrace=False,
-        )
+        fail(gateway_host.id, f"{config_source(SPKI_PIN)}: {SPKI_PIN}",
+             expected="the base64 SHA-256 pin of the backend certificate's key (bare or sha256/, backup after a comma)", found=problem)
 
 
 @pytest.mark.smoke
@@ -53,11 +48,8 @@ def test_inbound_http_is_as_expected(gateway_host, gateway_env, config_source, s
     expected = settings.gateway.expect_inbound_http
     problem = flag_problem(gateway_env, FEATURE_INBOUND_HTTP, expected)
     if problem is not None:
-        pytest.fail(
-            f"{gateway_host.id}: {config_source(FEATURE_INBOUND_HTTP)}: {problem}; "
-            f"expected {FEATURE_INBOUND_HTTP}={str(expected).lower()}{'' if expected else ' (outbound only)'}",
-            pytrace=False,
-        )
+        fail(gateway_host.id, config_source(FEATURE_INBOUND_HTTP),
+             expected=f"{FEATURE_INBOUND_HTTP}={str(expected).lower()}{'' if expected else ' (outbound only)'}", found=problem)
 
 
 @pytest.mark.smoke
@@ -65,7 +57,7 @@ def test_exec_is_as_expected(gateway_host, gateway_env, config_source, settings)
     expected = settings.gateway.expect_exec_enabled
     problem = flag_problem(gateway_env, FEATURE_EXEC, expected)
     if problem is not None:
-        pytest.fail(f"{gateway_host.id}: {config_source(FEATURE_EXEC)}: {problem}; expected {FEATURE_EXEC}={str(expected).lower()}", pytrace=False)
+        fail(gateway_host.id, config_source(FEATURE_EXEC), expected=f"{FEATURE_EXEC}={str(expected).lower()}", found=problem)
 
 
 @pytest.mark.smoke
@@ -76,5 +68,4 @@ def test_agent_toml_has_every_section(gateway_host, gateway_snapshot, fact_of):
         return  # the .env alone is the contract's reference form
     missing = missing_sections(toml.get("values") or {})
     if missing:
-        pytest.fail(f"{gateway_host.id}: {toml['path']}: sections {', '.join(missing)} missing; expected every section "
-                    f"({', '.join(SECTIONS)})", pytrace=False)
+        fail(gateway_host.id, toml["path"], expected=f"every section ({', '.join(SECTIONS)})", found=f"sections {', '.join(missing)} missing")

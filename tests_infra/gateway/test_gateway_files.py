@@ -7,6 +7,7 @@ import posixpath
 import pytest
 
 from viworks_verify.gateway_env import SCRIPTS_ROOT
+from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("files")]
 
@@ -16,22 +17,18 @@ def test_no_required_file_is_world_writable(gateway_host, gateway_required_files
     roles: dict[str, list[str]] = {}
     for role, path in gateway_required_files.items():
         roles.setdefault(path, []).append(role)
-    problems = [
-        f"{path} ({', '.join(roles[path])}) mode {facts.octal}"
-        for path in roles
-        if (facts := gateway_files.get(path)) is not None and facts.world_writable
-    ]  # a missing file is the finding of the check that needs it
-    if problems:
-        pytest.fail(
-            f"{gateway_host.id}: world-writable: {'; '.join(problems)}; expected no required file writable by others (chmod o-w)",
-            pytrace=False,
-        )
+    writable = [path for path in roles if (facts := gateway_files.get(path)) is not None and facts.world_writable]
+    # a missing file is the finding of the check that needs it
+    if writable:
+        fail(gateway_host.id, expected="no required file writable by others",
+             found="world-writable: " + "; ".join(f"{path} ({', '.join(roles[path])}) mode {gateway_files.get(path).octal}" for path in writable),
+             evidence=f"chmod o-w {' '.join(writable)}")
 
 
 def _scripts(gateway_env, settings, gateway_host) -> dict[str, str]:
     root = gateway_env.get(SCRIPTS_ROOT)
     if not root:
-        pytest.fail(f"{gateway_host.id}: {settings.gateway.env_file}: {SCRIPTS_ROOT} not set; expected the scripts directory", pytrace=False)
+        fail(gateway_host.id, settings.gateway.env_file, expected=f"{SCRIPTS_ROOT} set to the scripts directory", found=f"{SCRIPTS_ROOT} not set")
     return {name: posixpath.join(root, name) for name in settings.gateway.scripts}
 
 
@@ -45,7 +42,7 @@ def test_scripts_are_present_and_executable(gateway_host, gateway_env, gateway_f
         elif not facts.executable:
             problems.append(f"{path} is a {facts.kind} mode {facts.octal}, not executable")
     if problems:
-        pytest.fail(f"{gateway_host.id}: {'; '.join(problems)}; expected every script of {SCRIPTS_ROOT} present and executable", pytrace=False)
+        fail(gateway_host.id, expected=f"every script of {SCRIPTS_ROOT} present and executable", found="; ".join(problems))
 
 
 @pytest.mark.smoke
@@ -60,4 +57,4 @@ def test_scripts_are_root_owned_and_not_group_or_world_writable(gateway_host, ga
         if facts.group_writable or facts.world_writable:
             problems.append(f"{path} mode {facts.octal}")
     if problems:
-        pytest.fail(f"{gateway_host.id}: {'; '.join(problems)}; expected scripts owned by root and writable by root only", pytrace=False)
+        fail(gateway_host.id, expected="scripts owned by root and writable by root only", found="; ".join(problems))

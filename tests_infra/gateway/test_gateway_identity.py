@@ -14,6 +14,7 @@ import pytest
 from viworks_verify import certs
 from viworks_verify.gateway_env import AGENT_ID, CERT_PATH, KEY_PATH, TRUST_BUNDLE
 from viworks_verify.public_keys import certificate_spki, spki_digest
+from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.tls, pytest.mark.area("identity")]
 
@@ -36,7 +37,7 @@ def test_client_certificate_key_and_ca_are_present(gateway_host, gateway_env, ga
             continue
         getattr(gateway_pki, part).mark_reported()  # said here: the checks of its content skip
     if problems:
-        pytest.fail(f"{gateway_host.id}: {'; '.join(problems)}; expected the client certificate, key and CA as files", pytrace=False)
+        fail(gateway_host.id, expected="the client certificate, key and CA as files", found="; ".join(problems))
 
 
 @pytest.mark.smoke
@@ -45,9 +46,9 @@ def test_client_key_is_readable_by_its_owner_only(gateway_host, gateway_env, gat
     facts = gateway_files.get(path) if path else None
     if facts is None:
         gateway_pki.key_spki.require()  # no key file: fails with why, or skips when already reported
-        pytest.fail(f"{gateway_host.id}: client key {path} {gateway_files.absence(path)}; expected it present", pytrace=False)
+        fail(gateway_host.id, f"client key {path}", expected="it present", found=f"it {gateway_files.absence(path)}")
     if facts.mode not in KEY_MODES:
-        pytest.fail(f"{gateway_host.id}: {path} mode {facts.octal}; expected {' or '.join(format(m, '04o') for m in KEY_MODES)}", pytrace=False)
+        fail(gateway_host.id, path, expected=f"mode {' or '.join(format(m, '04o') for m in KEY_MODES)}", found=f"mode {facts.octal}")
 
 
 @pytest.mark.smoke
@@ -59,11 +60,9 @@ def test_client_certificate_is_not_near_expiry(gateway_host, gateway_snapshot, g
     fail_days, warn_days = settings.edge.cert_fail_days, settings.edge.cert_warn_days
     not_after = f"{certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
     if remaining <= fail_days:
-        pytest.fail(
-            f"{gateway_host.id}: client certificate {'expired' if remaining <= 0 else f'expires in {remaining:.1f} days'} "
-            f"(not after {not_after}); expected valid for more than {fail_days} days: renew it",
-            pytrace=False,
-        )
+        fail(gateway_host.id, expected=f"the client certificate to be valid for more than {fail_days} days",
+             found=f"client certificate {'expired' if remaining <= 0 else f'expires in {remaining:.1f} days'} (not after {not_after})",
+             evidence="renew it")
     if remaining <= warn_days:
         # Inside the warning window: reported in the summary, not a failure.
         warnings.warn(f"{gateway_host.id}: client certificate expires in {remaining:.1f} days ({not_after}; warning at {warn_days})")
@@ -76,11 +75,9 @@ def test_client_certificate_chains_to_the_ca(gateway_host, gateway_pki, gateway_
     recorder.attach("client certificate", certs.describe(certificate))
     recorder.attach("trust bundle", [certs.describe(ca) for ca in anchors])
     if not certs.chains_to(certificate, anchors, gateway_pki.intermediates):
-        pytest.fail(
-            f"{gateway_host.id}: client certificate issued by {certificate.issuer.rfc4514_string()} is not signed by the CA in "
-            f"{gateway_env.get(TRUST_BUNDLE)} ({'; '.join(ca.subject.rfc4514_string() for ca in anchors)}); expected a certificate the CA issued",
-            pytrace=False,
-        )
+        fail(gateway_host.id, "client certificate",
+             expected=f"a certificate the CA in {gateway_env.get(TRUST_BUNDLE)} issued ({'; '.join(ca.subject.rfc4514_string() for ca in anchors)})",
+             found=f"one issued by {certificate.issuer.rfc4514_string()}, which is not signed by the CA")
 
 
 @pytest.mark.smoke
@@ -89,11 +86,9 @@ def test_client_certificate_matches_the_key(gateway_host, gateway_pki, gateway_e
     key_spki = gateway_pki.key_spki.require()
     cert_spki = certificate_spki(certificate)
     if cert_spki != key_spki:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_env.get(KEY_PATH)} is the key of public key {spki_digest(key_spki)}, "
-            f"the certificate {gateway_env.get(CERT_PATH)} is of {spki_digest(cert_spki)}; expected the certificate's own key",
-            pytrace=False,
-        )
+        fail(gateway_host.id, gateway_env.get(KEY_PATH),
+             expected=f"the certificate's own key (the certificate {gateway_env.get(CERT_PATH)} is of public key {spki_digest(cert_spki)})",
+             found=f"the key of public key {spki_digest(key_spki)}")
 
 
 @pytest.mark.smoke
@@ -103,8 +98,6 @@ def test_client_certificate_cn_is_the_agent_id(gateway_host, gateway_pki, gatewa
     agent_id = gateway_env.get(AGENT_ID)
     cn = certs.common_name(certificate)
     if not agent_id or cn != agent_id:
-        pytest.fail(
-            f"{gateway_host.id}: client certificate CN={cn or '<none>'}, {AGENT_ID}={agent_id or '<not set>'} in "
-            f"{settings.gateway.env_file}; expected them equal (the backend rejects a hello whose agent_id is not the CN)",
-            pytrace=False,
-        )
+        fail(gateway_host.id, "client certificate", expected=f"its CN equal to {AGENT_ID}",
+             found=f"CN={cn or '<none>'}, {AGENT_ID}={agent_id or '<not set>'} in {settings.gateway.env_file}",
+             evidence="the backend rejects a hello whose agent_id is not the CN")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from viworks_verify.verdict import fail
+
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("unit")]
 
 
@@ -14,21 +16,15 @@ def test_unit_is_loaded_enabled_and_active(gateway_host, gateway_unit):
     expected = {"LoadState": "loaded", "UnitFileState": "enabled", "ActiveState": "active", "SubState": "running"}
     wrong = {key: value for key, value in states.items() if value != expected[key]}
     if wrong:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit}: expected "
-            + ", ".join(f"{k}={expected[k]}" for k in wrong) + "; found " + ", ".join(f"{k}={v or '?'}" for k, v in wrong.items()),
-            pytrace=False,
-        )
+        fail(gateway_host.id, gateway_unit.unit, expected=", ".join(f"{k}={expected[k]}" for k in wrong),
+             found=", ".join(f"{k}={v or '?'}" for k, v in wrong.items()))
 
 
 @pytest.mark.smoke
 def test_unit_is_not_crash_looping(gateway_host, gateway_unit, settings):
     limit = settings.gateway.max_restarts
     if gateway_unit.n_restarts > limit:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit}: expected at most {limit} restarts; found NRestarts={gateway_unit.n_restarts}",
-            pytrace=False,
-        )
+        fail(gateway_host.id, gateway_unit.unit, expected=f"at most {limit} restarts", found=f"NRestarts={gateway_unit.n_restarts}")
 
 
 RESTART_POLICIES = ("always", "on-failure")
@@ -38,41 +34,29 @@ RESTART_POLICIES = ("always", "on-failure")
 def test_unit_restarts_the_agent_when_it_exits(gateway_host, gateway_unit):
     restart = gateway_unit.get("Restart")
     if restart not in RESTART_POLICIES:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit}: expected Restart={' or '.join(RESTART_POLICIES)}; found Restart={restart or '<unset>'}",
-            pytrace=False,
-        )
+        fail(gateway_host.id, gateway_unit.unit, expected=f"Restart={' or '.join(RESTART_POLICIES)}", found=f"Restart={restart or '<unset>'}")
 
 
 @pytest.mark.smoke
 def test_unit_program_exists_and_is_executable(gateway_host, gateway_unit, gateway_files):
     program = gateway_unit.exec_start_path
     if program is None:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit}: expected an ExecStart program; found none (LoadState={gateway_unit.get('LoadState') or '?'})",
-            pytrace=False,
-        )
+        fail(gateway_host.id, gateway_unit.unit, expected="an ExecStart program", found="none",
+             evidence=f"LoadState={gateway_unit.get('LoadState') or '?'}")
     facts = gateway_files.get(program)
     if facts is None:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} {gateway_files.absence(program)}; expected the deployed agent binary there",
-            pytrace=False,
-        )
+        fail(gateway_host.id, f"{gateway_unit.unit}: ExecStart={program}", expected="the deployed agent binary there",
+             found=f"{program} {gateway_files.absence(program)}")
     if not facts.executable:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit}: ExecStart={program} is a {facts.kind} mode {facts.octal}; expected an executable file",
-            pytrace=False,
-        )
+        fail(gateway_host.id, f"{gateway_unit.unit}: ExecStart={program}", expected="an executable file", found=f"a {facts.kind} mode {facts.octal}")
 
 
 @pytest.mark.smoke
 def test_unit_environment_file_exists(gateway_host, gateway_unit, gateway_files):
     paths = gateway_unit.environment_files
     if not paths:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit}: expected an EnvironmentFile; found none (LoadState={gateway_unit.get('LoadState') or '?'})",
-            pytrace=False,
-        )
+        fail(gateway_host.id, gateway_unit.unit, expected="an EnvironmentFile", found="none",
+             evidence=f"LoadState={gateway_unit.get('LoadState') or '?'}")
     problems = []
     for path in paths:
         facts = gateway_files.get(path)
@@ -81,7 +65,7 @@ def test_unit_environment_file_exists(gateway_host, gateway_unit, gateway_files)
         elif not facts.is_file:
             problems.append(f"{path} is a {facts.kind}")
     if problems:
-        pytest.fail(f"{gateway_host.id}: {gateway_unit.unit}: EnvironmentFile {'; '.join(problems)}; expected a regular file", pytrace=False)
+        fail(gateway_host.id, f"{gateway_unit.unit}: EnvironmentFile", expected="a regular file", found="; ".join(problems))
 
 
 @pytest.mark.smoke
@@ -100,8 +84,5 @@ def test_unit_uses_the_expected_program_env_file_and_directory(gateway_host, gat
     if found["WorkingDirectory"] != expected.working_directory:
         wrong["WorkingDirectory"] = expected.working_directory
     if wrong:
-        pytest.fail(
-            f"{gateway_host.id}: {gateway_unit.unit}: expected " + ", ".join(f"{k}={v}" for k, v in wrong.items())
-            + " (the paths the suite checks); found " + ", ".join(f"{k}={found[k]}" for k in wrong),
-            pytrace=False,
-        )
+        fail(gateway_host.id, gateway_unit.unit, expected=", ".join(f"{k}={v}" for k, v in wrong.items()) + " (the paths the suite checks)",
+             found=", ".join(f"{k}={found[k]}" for k in wrong))

@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from viworks_verify.drift import DriftItem, host_drift, selected
+from viworks_verify.drift import Drift, DriftItem, diff_runs, selected
 from viworks_verify.gateway_readiness import serves_agent
 from viworks_verify.reading import Reading, Unreadable
 from viworks_verify.snapshot import Snapshot
@@ -149,9 +149,12 @@ def gated_drift(pytestconfig: pytest.Config) -> Callable[[str], tuple[list[Drift
     settings = _settings(pytestconfig)
     patterns = _fail_on_drift(pytestconfig)
 
+    drift: list[Drift] = []  # the whole run's, compared once, when the first host asks
+
     def of_host(host_id: str) -> tuple[list[DriftItem], str]:
-        source = _source(pytestconfig)
-        items = [item for item in host_drift(baseline, source.snapshot(host_id), source.secret_key_id) if not item.volatile]
+        if not drift:
+            drift.append(diff_runs(baseline, _source(pytestconfig).run_snapshot()))
+        items = [item for item in drift[0].of_host(host_id) if not item.volatile]
         ignored = selected(items, settings.drift.ignore)
         return [item for item in selected(items, patterns) if item not in ignored], pytestconfig.getoption("--baseline")
 

@@ -18,6 +18,7 @@ from viworks_verify.drift import diff_runs, selected
 from viworks_verify.gathering import Gathering
 from viworks_verify.redaction import REDACTOR
 from viworks_verify.report_top import banner_html, drift_html, grid_html, waivers_html
+from viworks_verify.verdict import CheckFailed
 from viworks_verify.run_report import CheckOutcome, evidence_html, html_summary, run_facts, summary_document
 from viworks_verify.plugin.state import _BASELINE, _HOST, _RECORDER, _SETTINGS, _SOURCE, _WAIVERS, _group_hosts, _settings
 
@@ -26,9 +27,11 @@ from viworks_verify.plugin.state import _BASELINE, _HOST, _RECORDER, _SETTINGS, 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception) \
-            and not call.excinfo.value.pytrace:
+    if report.failed and call.excinfo is not None and call.excinfo.errisinstance(CheckFailed):
         # A check's own one-line verdict is the whole story: not the exception it was handling.
+        report.longrepr = _verdict(item, str(call.excinfo.value))
+    elif report.failed and call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception) \
+            and not call.excinfo.value.pytrace:
         report.longrepr = _verdict(item, call.excinfo.value.msg)
     elif report.failed and call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
         crash = getattr(report.longrepr, "reprcrash", None)

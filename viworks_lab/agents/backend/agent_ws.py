@@ -6,10 +6,10 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any, Mapping
+from typing import Any
 
 
-from viworks_verify import protocol
+from viworks_verify import protocol, session_protocol
 
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
     from aiohttp import WSMsgType, web
@@ -70,72 +70,62 @@ class AgentWebSocket:
                     pass
         return ws
 
-    async def _reject(self, ws: Any, code: str, message: str, *, client_cn: str, correlation_id: str | None = None) -> None:
+    async def _reject(self, ws: Any, wire: session_protocol.BackendProtocol, code: str, message: str, *, client_cn: str) -> None:
+        """Refuse the hello (or its absence) with the contract's error frame, then close (1008)."""
         log.warning("agent session rejected client_cn=%s code=%s: %s", client_cn, code, message)
+        if wire.state is not session_protocol.State.CLOSED:
+            wire.reject(code, message)
         try:
-            await ws.send_str(protocol.error_frame(code, message, correlation_id).to_json())
+            for data in wire.data_to_send():
+                await ws.send_str(data)
             await asyncio.wait_for(ws.close(code=1008, message=code.encode()), SHUTDOWN_STEP_TIMEOUT_S)
         except Exception:
             pass
 
     async def _handshake(self, ws: Any, client_cn: str, remote: str) -> AgentSession | None:
+        wire = session_protocol.BackendProtocol()
         try:
             msg = await ws.receive(timeout=self.hello_timeout)
         except asyncio.TimeoutError:
-            await self._reject(ws, "HELLO_TIMEOUT", f"no hello within {self.hello_timeout:g}s", client_cn=client_cn)
+            await self._reject(ws, wire, "HELLO_TIMEOUT", f"no hello within {self.hello_timeout:g}s", client_cn=client_cn)
             return None
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             log.info("agent connection closed before hello client_cn=%s remote=%s", client_cn, remote)
             return None
-        correlation_id = None
-        try:
-            frame = protocol.Frame.parse(msg.data)
-            correlation_id = frame.correlation_id
-            if not frame.is_type(protocol.HELLO):
-                raise protocol.ProtocolError(f"first frame must be hello, got {frame.type!r}")
-            agent_id = protocol.validate_hello(frame.payload)
-        except protocol.ProtocolError as exc:
-            await self._reject(ws, "INVALID_HELLO", str(exc), client_cn=client_cn, correlation_id=correlation_id)
+        wire.receive(msg.data)
+        event = wire.events_received()[0]
+        if isinstance(event, session_protocol.Rejected):
+            await self._reject(ws, wire, event.code, event.message, client_cn=client_cn)
             return None
+        agent_id = event.agent_id
         if agent_id != client_cn and not self.faults.get("hello_unbound_to_cn"):
-            await self._reject(
-                ws,
-                "AGENT_ID_MISMATCH",
-                f"hello agent_id {agent_id!r} does not match the client certificate CN {client_cn!r}",
-                client_cn=client_cn,
-                correlation_id=correlation_id,
-            )
+            await self._reject(ws, wire, "AGENT_ID_MISMATCH",
+                               f"hello agent_id {agent_id!r} does not match the client certificate CN {client_cn!r}", client_cn=client_cn)
             return None
         if self._stopping:
-            await self._reject(ws, "SERVER_SHUTTING_DOWN", "the backend is shutting down", client_cn=client_cn)
+            await self._reject(ws, wire, "SERVER_SHUTTING_DOWN", "the backend is shutting down", client_cn=client_cn)
             return None
         existing = self._live(agent_id)
         if existing is not None and not self.faults.get("duplicate_sessions"):
-            await self._reject(
-                ws,
-                "DUPLICATE_SESSION",
-                f"agent {agent_id} already has a live session {existing.session_id}",
-                client_cn=client_cn,
-                correlation_id=correlation_id,
-            )
+            await self._reject(ws, wire, "DUPLICATE_SESSION", f"agent {agent_id} already has a live session {existing.session_id}",
+                               client_cn=client_cn)
             return None
         now = utc_now()
         session = AgentSession(
             agent_id=agent_id,
             session_id=str(uuid.uuid4()),
             ws=ws,
+            wire=wire,
             client_cn=client_cn,
             remote_addr=remote,
-            hello=dict(frame.payload),
+            hello=event.hello,
             connected_at=now,
             last_seen=now,
         )
         self.sessions[agent_id] = session  # registered before any await: a racing duplicate is refused
         await self._upsert_agent(session)
-        welcome = protocol.make_frame(
-            protocol.WELCOME, {"agent_id": agent_id, "session_id": session.session_id}, correlation_id=correlation_id
-        )
-        if not await session.send(welcome):
+        wire.accept(session.session_id)
+        if not await session.flush():
             session.close_reason = "closed before welcome"
             return session
         log.info(
@@ -254,86 +244,31 @@ class AgentWebSocket:
                 return f"websocket error: {msg.data}"
 
     async def _handle_frame(self, session: AgentSession, data: str | bytes) -> None:
-        try:
-            frame = protocol.Frame.parse(data)
-        except protocol.ProtocolError as exc:
-            log.info("malformed frame from agent_id=%s: %s", session.agent_id, exc)
-            await session.send(protocol.error_frame(exc.code, str(exc)))
-            return
-        if frame.is_type(protocol.TELEMETRY):
-            await self._on_telemetry(session, frame)
-        elif frame.is_type(protocol.RESULT):
-            await self._on_result(session, frame)
-        elif frame.is_type(protocol.ERROR):
-            payload = frame.payload if isinstance(frame.payload, Mapping) else {}
-            log.warning(
-                "agent_id=%s reported error code=%s message=%s correlation_id=%s",
-                session.agent_id,
-                str(payload.get("code"))[:64],
-                str(payload.get("message"))[:300],
-                frame.correlation_id,
-            )
-        elif frame.is_type(protocol.HELLO):
-            await session.send(
-                protocol.error_frame("UNEXPECTED_FRAME", "hello was already received on this session", frame.correlation_id)
-            )
-        elif frame.is_type(protocol.WELCOME) or frame.is_type(protocol.COMMAND):
-            await session.send(
-                protocol.error_frame("UNEXPECTED_FRAME", f"{frame.type} frames are sent by the backend, not to it", frame.correlation_id)
-            )
-        else:
-            log.info("unknown frame type %r from agent_id=%s", frame.type[:64], session.agent_id)
-            await session.send(
-                protocol.error_frame("UNKNOWN_TYPE", f"unknown frame type {frame.type[:64]!r}", frame.correlation_id)
-            )
+        session.wire.receive(data)
+        for event in session.wire.events_received():
+            if isinstance(event, session_protocol.TelemetryReceived):
+                await self._on_telemetry(session, event)
+            elif isinstance(event, session_protocol.ResultReceived):
+                await self._on_result(session, event)
+            elif isinstance(event, session_protocol.ErrorReceived):
+                log.warning("agent_id=%s reported error code=%s message=%s correlation_id=%s",
+                            session.agent_id, event.code[:64], event.message[:300], event.correlation_id)
+            elif isinstance(event, session_protocol.Answered):
+                log.info("frame from agent_id=%s answered %s: %s", session.agent_id, event.code, event.message[:500])
+        await session.flush()
 
-    async def _on_telemetry(self, session: AgentSession, frame: protocol.Frame) -> None:
-        payload = frame.payload
-        if not isinstance(payload, Mapping):
-            await session.send(protocol.error_frame("INVALID_PAYLOAD", "telemetry payload must be a JSON object"))
-            return
-        if "agent_id" in payload and payload["agent_id"] != session.agent_id:
-            await session.send(
-                protocol.error_frame(
-                    "AGENT_ID_MISMATCH", f"telemetry agent_id {payload['agent_id']!r} is not this session's {session.agent_id!r}"
-                )
-            )
-            return
-        problems = protocol.telemetry_problems(payload)
-        if problems:
-            log.warning("telemetry from agent_id=%s breaks the contract: %s", session.agent_id, "; ".join(problems)[:500])
-            await session.send(protocol.error_frame("INVALID_TELEMETRY", "; ".join(problems)[:1000]))
+    async def _on_telemetry(self, session: AgentSession, event: session_protocol.TelemetryReceived) -> None:
         try:
-            await self.cache.store(session.agent_id, payload, protocol.rfc3339(session.last_seen))
+            await self.cache.store(session.agent_id, event.payload, protocol.rfc3339(session.last_seen))
         except CacheUnavailable as exc:
             log.warning("telemetry from agent_id=%s not stored: redis unavailable (%s)", session.agent_id, exc)
             return
         log.debug("telemetry stored agent_id=%s", session.agent_id)
 
-    async def _on_result(self, session: AgentSession, frame: protocol.Frame) -> None:
-        payload = frame.payload
-        problems = protocol.result_problems(payload)
-        if not problems and not isinstance(payload["corr_id"], str):
-            problems = ["corr_id is not a string"]
-        if problems:
-            log.info("invalid RESULT from agent_id=%s: %s", session.agent_id, "; ".join(problems))
-            await session.send(protocol.error_frame("INVALID_RESULT", "; ".join(problems)[:1000], frame.correlation_id))
-            return
-        corr_id = payload["corr_id"]
-        if frame.correlation_id is not None and frame.correlation_id != corr_id:
-            await session.send(
-                protocol.error_frame("INVALID_RESULT", "frame correlation_id differs from the payload's corr_id", corr_id)
-            )
-            return
-        if payload["agent_id"] != session.agent_id:
-            await session.send(
-                protocol.error_frame(
-                    "AGENT_ID_MISMATCH", f"RESULT agent_id {payload['agent_id']!r} is not this session's {session.agent_id!r}", corr_id
-                )
-            )
-            return
+    async def _on_result(self, session: AgentSession, event: session_protocol.ResultReceived) -> None:
+        corr_id = event.corr_id
         try:
-            outcome = await self.record_result(session.agent_id, payload)
+            outcome = await self.record_result(session.agent_id, event.payload)
         except DatabaseError as exc:
             log.warning("RESULT %s from agent_id=%s not stored: %s", corr_id, session.agent_id, exc)
             await session.send(protocol.error_frame("BACKEND_UNAVAILABLE", "result not stored: database unavailable", corr_id))

@@ -7,6 +7,7 @@ import tomllib
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
+from viworks_lab.agents.log_levels import LOG_LEVELS
 
 log = logging.getLogger("viworks.backend")
 
@@ -148,16 +149,7 @@ def url_password(url: str) -> str | None:
 def log_level(text: Any) -> int:
     """A logging level from ``info``, ``debug``, ``warn``... (also RUST_LOG style ``info,foo=debug``)."""
     word = str(text or "info").split(",")[0].split("=")[-1].strip().lower()
-    return {
-        "trace": logging.DEBUG,
-        "debug": logging.DEBUG,
-        "info": logging.INFO,
-        "warn": logging.WARNING,
-        "warning": logging.WARNING,
-        "error": logging.ERROR,
-        "critical": logging.CRITICAL,
-        "off": logging.CRITICAL,
-    }.get(word, logging.INFO)
+    return LOG_LEVELS.get(word, logging.INFO)
 
 
 def brief_error(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from viworks_lab.agents.backend.config import brief_error
-from viworks_verify import protocol
+from viworks_verify import protocol, session_protocol
 
 log = logging.getLogger("viworks.backend")
 
@@ -21,6 +21,7 @@ class AgentSession:
     agent_id: str
     session_id: str
     ws: Any
+    wire: session_protocol.BackendProtocol  # the session's state on the wire, and what it has to send
     client_cn: str
     remote_addr: str
     hello: dict[str, Any]
@@ -44,11 +45,18 @@ class AgentSession:
         }
 
     async def send(self, frame: protocol.Frame) -> bool:
+        """Send a frame (and anything the protocol queued before it); False when the socket is gone."""
+        self.wire.send(frame)
+        return await self.flush()
+
+    async def flush(self) -> bool:
+        """Send what the session protocol has queued, in order; False when the socket is gone."""
         if self.ws.closed:
             return False
         try:
             async with self.send_lock:
-                await self.ws.send_str(frame.to_json())
+                for data in self.wire.data_to_send():
+                    await self.ws.send_str(data)
             return True
         except (ConnectionError, RuntimeError, OSError) as exc:
             log.debug("send to agent_id=%s failed: %s", self.agent_id, brief_error(exc))

@@ -8,7 +8,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Mapping
 
-
+from viworks_lab.agents.log_levels import LOG_LEVELS
 from viworks_verify import pins
 
 log = logging.getLogger("viworks-gateway-agent")
@@ -34,15 +34,6 @@ STDOUT_LIMIT = 256 * 1024
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 30.0
 
-LOG_LEVELS = {
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
-    "off": logging.CRITICAL + 10,
-}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import websockets
 import websockets.exceptions
 
-from viworks_verify import commands, pins, protocol
+from viworks_verify import commands, pins, protocol, session_protocol
 from viworks_lab.agents.gateway.config import CLOSE_TIMEOUT_S, Config, OPEN_TIMEOUT_S, WELCOME_TIMEOUT_S
 from viworks_lab.agents.gateway.executor import CommandExecutor
 from viworks_lab.agents.gateway.files import build_tls_context, file_problems, required_paths
@@ -34,6 +34,10 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class SessionGone(Exception):
+    """The session a frame was meant for has ended."""
+
+
 class GatewayAgent:
     def __init__(self, config: Config, signing_key: Any, start_time: float) -> None:
         self.config = config
@@ -48,6 +52,8 @@ class GatewayAgent:
         self._hup = asyncio.Event()
         self._command_tasks: set[asyncio.Task] = set()
         self._send_lock = asyncio.Lock()
+        self._protocol = session_protocol.AgentProtocol()
+        self._session_ws: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -186,9 +192,18 @@ class GatewayAgent:
             except Exception:  # noqa: BLE001
                 pass
 
-    async def _send(self, ws: Any, frame: protocol.Frame) -> None:
+    async def _flush(self, ws: Any) -> None:
+        """Send what the session protocol has queued, in order (one writer at a time)."""
         async with self._send_lock:
-            await ws.send(frame.to_json())
+            for data in self._protocol.data_to_send():
+                await ws.send(data)
+
+    async def _send(self, ws: Any, frame: protocol.Frame) -> None:
+        """Send in the session of ``ws``; SessionGone when that session has ended (a later one may be open)."""
+        if ws is not self._session_ws or self._protocol.state is not session_protocol.State.OPEN:
+            raise SessionGone()
+        self._protocol.send(frame)
+        await self._flush(ws)
 
     async def _await_welcome(self, ws: Any) -> str | None:
         """The session_id of the welcome, or None after an error frame / timeout."""
@@ -202,23 +217,23 @@ class GatewayAgent:
                 message = await asyncio.wait_for(ws.recv(), remaining)
             except asyncio.TimeoutError:
                 continue
-            try:
-                frame = protocol.Frame.parse(message)
-            except protocol.ProtocolError as exc:
-                log.warning("malformed frame ignored while waiting for welcome: %s", exc)
-                continue
-            if frame.is_type(protocol.WELCOME):
-                payload = frame.payload if isinstance(frame.payload, dict) else {}
-                return str(payload.get("session_id") or "")
-            if frame.is_type(protocol.ERROR):
-                payload = frame.payload if isinstance(frame.payload, dict) else {}
-                log.error("backend rejected hello: %s %s", payload.get("code", "?"), payload.get("message", ""))
-                return None
-            log.warning("ignoring %s frame received before welcome", frame.type)
+            self._protocol.receive(message)
+            for event in self._protocol.events_received():
+                if isinstance(event, session_protocol.Welcomed):
+                    return event.session_id
+                if isinstance(event, session_protocol.Rejected):
+                    log.error("backend rejected hello: %s %s", event.code, event.message)
+                    return None
+                if isinstance(event, session_protocol.Malformed):
+                    log.warning("malformed frame ignored while waiting for welcome: %s", event.problem)
+                elif isinstance(event, session_protocol.Unexpected):
+                    log.warning("ignoring %s", event.reason)
 
     async def _session(self, ws: Any) -> bool:
-        hello = self.host.hello_payload()
-        await self._send(ws, protocol.make_frame(protocol.HELLO, hello))
+        self._protocol = session_protocol.AgentProtocol()
+        self._session_ws = ws
+        self._protocol.send_hello(self.host.hello_payload())
+        await self._flush(ws)
         log.info("hello sent agent_id=%s site=%s version=%s", self.config.agent_id, self.config.site, self.config.agent_version)
         session_id = await self._await_welcome(ws)
         if session_id is None:
@@ -240,31 +255,25 @@ class GatewayAgent:
         return True
 
     def _on_message(self, ws: Any, message: Any) -> None:
-        try:
-            frame = protocol.Frame.parse(message)
-        except protocol.ProtocolError as exc:
-            log.warning("malformed frame ignored: %s", exc)
-            return
-        if frame.is_type(protocol.COMMAND):
-            task = asyncio.create_task(self._handle_command(ws, frame))
-            self._command_tasks.add(task)
-            task.add_done_callback(self._command_tasks.discard)
-        elif frame.is_type(protocol.ERROR):
-            payload = frame.payload if isinstance(frame.payload, dict) else {}
-            log.warning(
-                "backend error frame: %s %s (correlation_id=%s); session kept",
-                payload.get("code", "?"), payload.get("message", ""), frame.correlation_id or "-",
-            )
-        elif frame.is_type(protocol.WELCOME):
-            log.debug("duplicate welcome ignored")
-        else:
-            log.debug("ignoring %s frame", frame.type)
+        self._protocol.receive(message)
+        for event in self._protocol.events_received():
+            if isinstance(event, session_protocol.CommandReceived):
+                task = asyncio.create_task(self._handle_command(ws, event.frame))
+                self._command_tasks.add(task)
+                task.add_done_callback(self._command_tasks.discard)
+            elif isinstance(event, session_protocol.ErrorReceived):
+                log.warning("backend error frame: %s %s (correlation_id=%s); session kept",
+                            event.code, event.message, event.correlation_id or "-")
+            elif isinstance(event, session_protocol.Malformed):
+                log.warning("malformed frame ignored: %s", event.problem)
+            elif isinstance(event, session_protocol.Unexpected):
+                log.debug("ignored: %s", event.reason)
 
     async def _handle_command(self, ws: Any, frame: protocol.Frame) -> None:
         result = await self.executor.process(frame.payload, frame.correlation_id)
         try:
             await self._send(ws, protocol.make_frame(protocol.RESULT, result, correlation_id=result["corr_id"] or frame.correlation_id))
-        except websockets.exceptions.ConnectionClosed:
+        except (websockets.exceptions.ConnectionClosed, SessionGone):
             log.warning("RESULT corr_id=%s not delivered: the session closed (cached for a resend)", result["corr_id"])
 
     async def _telemetry_loop(self, ws: Any) -> None:
@@ -276,7 +285,7 @@ class GatewayAgent:
             else:
                 try:
                     await self._send(ws, protocol.make_frame(protocol.TELEMETRY, payload))
-                except websockets.exceptions.ConnectionClosed:
+                except (websockets.exceptions.ConnectionClosed, SessionGone):
                     return
                 log.debug("telemetry sent cpu_pct=%s mem_used_mb=%s", payload["cpu_pct"], payload["mem"]["used_mb"])
             await asyncio.sleep(self.config.telemetry_interval_s)
