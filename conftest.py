@@ -1,3 +1,5 @@
 """Root conftest: the suite's plugin (options, target settings, host fixtures, figures, redaction)."""
 
-pytest_plugins = ["viworks_verify.plugin"]
+from viworks_verify.plugin import PLUGIN_MODULES
+
+pytest_plugins = PLUGIN_MODULES

@@ -2,7 +2,7 @@
 
 import pytest
 
-from viworks_verify.backend_config import BackendConfigError, ServiceUrl, parse_backend_config
+from viworks_verify.backend.config import BackendConfigError, ServiceUrl, parse_backend_config
 
 CONFIG = """
 [server]

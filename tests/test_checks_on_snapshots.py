@@ -26,7 +26,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import REPO, run_suite
-from viworks_verify import certs
+from viworks_verify.pki import certs
 
 SNAPSHOTS = REPO / "fixtures" / "snapshots"
 TARGET = SNAPSHOTS / "target.toml"

@@ -3,8 +3,8 @@
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from viworks_verify import commands
-from viworks_verify.commands import CommandGate, CommandRejected
+from viworks_verify.wire import commands
+from viworks_verify.wire.commands import CommandGate, CommandRejected
 
 NOW = 1_800_000_000.0
 KEY = Ed25519PrivateKey.generate()

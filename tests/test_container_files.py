@@ -4,10 +4,10 @@ import datetime as dt
 import hashlib
 import subprocess
 
-from viworks_verify.container_files import file_facts_command, human_size, parse_file_facts
-from viworks_verify.containers import ContainerFacts, parse_docker_time, restart_problem, watch_settling
-from viworks_verify.release import names_a_build, release_mismatch
-from viworks_verify.settings import Release
+from viworks_verify.backend.container_files import file_facts_command, human_size, parse_file_facts
+from viworks_verify.backend.containers import ContainerFacts, parse_docker_time, restart_problem, watch_settling
+from viworks_verify.target.release import names_a_build, release_mismatch
+from viworks_verify.target.settings import Release
 
 
 def run_locally(argv):

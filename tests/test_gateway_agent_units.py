@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from viworks_lab.agents import gateway
-from viworks_verify import commands, protocol
+from viworks_verify.wire import commands, protocol
 from viworks_verify.polling import NotReady, poll_until
 
 PIN = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="

@@ -1,6 +1,6 @@
 """The gateway agent's effective configuration: the .env over agent.toml's [outbound], each value with its file."""
 
-from viworks_verify.gateway_config import SECTIONS, effective, missing_sections
+from viworks_verify.gateway.config import SECTIONS, effective, missing_sections
 
 ENV_FILE, TOML_FILE = "/opt/viworks/agent/.env", "/opt/viworks/agent/agent.toml"
 TOML = {

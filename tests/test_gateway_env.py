@@ -7,9 +7,9 @@ import hashlib
 
 import pytest
 
-from viworks_verify import gateway_env as ge
-from viworks_verify.envfile import parse_env
-from viworks_verify.settings import REQUIRED_ENV_KEYS
+from viworks_verify.gateway import env as ge
+from viworks_verify.gateway.envfile import parse_env
+from viworks_verify.target.settings import REQUIRED_ENV_KEYS
 
 DOMAIN, WS_PATH = "agent.example.com", "/ws/agent"
 REAL_PIN = base64.b64encode(hashlib.sha256(b"a real SubjectPublicKeyInfo").digest()).decode()

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Iterator
 
-from viworks_verify.gather_child import RUN_KEY_ENV, GatherChild
+from viworks_verify.gather.child import RUN_KEY_ENV, GatherChild
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import BIN, REPO, run_lab, run_suite
 
-from viworks_verify.report_top import AREAS
+from viworks_verify.report.top import AREAS
 
 pytestmark = pytest.mark.lab
 

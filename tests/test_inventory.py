@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from viworks_verify.inventory import Inventory
+from viworks_verify.target.inventory import Inventory
 
 
 def test_a_backend_hosts_engine_socket_is_forwarded_over_its_own_shared_ssh_connection(tmp_path):

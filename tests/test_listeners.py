@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from viworks_verify.listeners import SNAPSHOT_COMMAND, SnapshotError, parse_proc_net_tcp, parse_snapshot
+from viworks_verify.backend.listeners import SNAPSHOT_COMMAND, SnapshotError, parse_proc_net_tcp, parse_snapshot
 
 HEADER = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
 TCP = HEADER + (

@@ -2,8 +2,10 @@
 
 import pytest
 
-from viworks_verify.certs import issue, new_ca
-from viworks_verify.nginx_config import NginxConfigError, ca_bundle_problem, nginx_test_failure, parse_nginx_dump, parse_time, split_dump
+from viworks_verify.pki.certs import issue, new_ca
+from viworks_verify.backend.nginx_config import NginxConfigError, parse_time
+from viworks_verify.backend.nginx_dump import nginx_test_failure, parse_nginx_dump, split_dump
+from viworks_verify.pki.certs import ca_bundle_problem
 
 MAIN = """\
 user www-data;
@@ -225,7 +227,7 @@ http {
 
 
 def identity_problems(ws_headers: str = "", api_headers: str = "") -> dict[str, list[str]]:
-    from viworks_verify.nginx_config import identity_header_problem
+    from viworks_verify.backend.nginx_identity import identity_header_problem
 
     main = IDENTITY_HTTP.replace("WS_HEADERS", ws_headers).replace("API_HEADERS", api_headers)
     config = parse_nginx_dump(f"# configuration file /etc/nginx/nginx.conf:\n{main}\n")

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from viworks_verify import certs
-from viworks_verify.pins import PinFormatError, matching_pin, parse_pin, parse_pins, spki_pin
+from viworks_verify.pki import certs
+from viworks_verify.pki.pins import PinFormatError, matching_pin, parse_pin, parse_pins, spki_pin
 
 CA = certs.new_ca("Test CA")
 LEAF = certs.issue(CA, "agent.example.com", server=True)

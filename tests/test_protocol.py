@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from viworks_verify import protocol
+from viworks_verify.wire import protocol
 
 
 def test_frame_round_trips_through_json():

@@ -16,7 +16,7 @@ from tests.conftest import REPO
 
 PACKAGES = ("viworks_verify", "viworks_lab")
 CHECKS = ("tests_infra", "tests_e2e")
-PLUGIN_MODULES = {"viworks_verify.pytest_early", *(f"viworks_verify.plugin.{m}" for m in ("run", "hosts", "fixtures", "reporting", "state"))}
+PLUGIN_MODULES = {"viworks_verify.plugin.early", *(f"viworks_verify.plugin.{m}" for m in ("run", "hosts", "fixtures", "reporting", "state"))}
 
 
 def _module_name(path: Path) -> str:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from viworks_verify import protocol
-from viworks_verify.probe_agent import hello_payload
-from viworks_verify.session_protocol import (
+from viworks_verify.wire import protocol
+from viworks_verify.wire.probe_agent import hello_payload
+from viworks_verify.wire.session_protocol import (
     AgentProtocol, Answered, BackendProtocol, CommandReceived, ErrorReceived, HelloReceived, Malformed, Rejected,
     ResultReceived, State, TelemetryReceived, Unexpected, Welcomed,
 )

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from viworks_verify.settings import SettingsError, load_settings
+from viworks_verify.target.settings import SettingsError, load_settings
 
 PIN = "sha256/" + "A" * 43 + "="
 

@@ -1,6 +1,6 @@
 """Reading a unit's properties from ``systemctl show``."""
 
-from viworks_verify.systemd_unit import UnitProperties
+from viworks_verify.gateway.systemd_unit import UnitProperties
 
 SHOW = """LoadState=loaded
 ActiveState=active

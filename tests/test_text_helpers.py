@@ -1,8 +1,8 @@
 """Environment files, redaction of secrets, and reading the Debian mirror from apt sources."""
 
 from viworks_lab.apt_sources import debian_source_lines
-from viworks_verify.envfile import is_secret_name, parse_env
-from viworks_verify.redaction import Redactor
+from viworks_verify.gateway.envfile import is_secret_name, parse_env
+from viworks_verify.report.redaction import Redactor
 
 
 def test_env_files_parse_like_systemd_reads_them():

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from viworks_verify.polling import NotReady
-from viworks_verify.protocol import parse_rfc3339, telemetry_problems
+from viworks_verify.wire.protocol import parse_rfc3339, telemetry_problems
 from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.gateway, pytest.mark.area("session")]
@@ -86,7 +86,7 @@ def test_unknown_verb_is_refused(api, settings, online_gateway):
     if submitted.status == 400:
         return
     if submitted.status != 201:
-        fail(f"agent://{deployed_agent_id}", expected="400 for the unknown verb format_disk", found=f"{submitted.status}")
+        fail(f"agent://{deployed_agent_id}", expected="400 for the unknown verb format_disk", found=f"HTTP {submitted.status}")
     correlation_id = submitted.json()["correlation_id"]
     try:
         command = api.wait_for_command(correlation_id, settings.timing.ready_timeout_s)

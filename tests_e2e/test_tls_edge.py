@@ -11,8 +11,8 @@ import warnings
 
 import pytest
 
-from viworks_verify import certs
-from viworks_verify.pins import matching_pin, parse_pins, spki_pin
+from viworks_verify.pki import certs
+from viworks_verify.pki.pins import matching_pin, parse_pins, spki_pin
 from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tls, pytest.mark.area("tls")]

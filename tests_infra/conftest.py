@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify import backend_facts
-from viworks_verify.reading import Reading
+from viworks_verify.backend import facts as backend_facts
+from viworks_verify.gather.reading import Reading
 
 
 @pytest.fixture(scope="session")

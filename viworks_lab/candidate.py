@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from viworks_lab.engine import LabError
-from viworks_verify.gateway_config import OUTBOUND_KEYS
+from viworks_verify.gateway.config import OUTBOUND_KEYS
 
 FILES = {
     "backend_binary": "viworks-backend-agent",

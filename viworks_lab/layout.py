@@ -25,6 +25,9 @@ NGINX = "viworks-nginx"
 POSTGRES = "viworks-postgres"
 REDIS = "viworks-redis"
 BACKEND_HOST = "viworks-backend-host"  # the backend-over-ssh variant's backend host: sshd, and the lab's Docker engine
+BACKEND_BINARY = "/app/viworks-backend-agent"  # where the image puts it
+GATEWAY_BINARY = "/opt/viworks/viworks-gateway-agent"
+GATEWAY_UNIT = "viworks-gateway-agent.service"
 MAX_GATEWAYS = 16  # a fleet of gateway hosts: gw-lab-01..NN, ssh on 2222..2222+N-1
 
 

@@ -5,7 +5,7 @@
 
 ``snapshot`` gathers every host of the target and the TLS edge, as the smoke gate does, and writes
 them as one JSON file (no secret values: a keyed hash, keyed by ``VIWORKS_SNAPSHOT_KEY``, stands
-for each). ``diff`` compares two such files host by host (``viworks_verify.drift``). Exit codes:
+for each). ``diff`` compares two such files host by host (``viworks_verify.report.drift``). Exit codes:
 0 written / identical, 1 drift, 4 usage error (one line on stderr).
 """
 
@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from viworks_verify.drift import Drift, DriftItem, diff_runs
-from viworks_verify.drift import selected as drift_selected
-from viworks_verify.gathering import Gathering
-from viworks_verify.inventory import Inventory, InventoryError
-from viworks_verify.redaction import REDACTOR
-from viworks_verify.secrets import SNAPSHOT_KEY, Secrets
-from viworks_verify.settings import SettingsError, load_settings
-from viworks_verify.snapshot import RunSnapshot, SecretHasher, SnapshotFormatError
-from viworks_verify.targets import target_hosts
+from viworks_verify.report.drift import Drift, DriftItem, diff_runs
+from viworks_verify.report.drift import selected as drift_selected
+from viworks_verify.gather.gathering import Gathering
+from viworks_verify.target.inventory import Inventory, InventoryError
+from viworks_verify.report.redaction import REDACTOR
+from viworks_verify.target.secrets import SNAPSHOT_KEY, Secrets
+from viworks_verify.target.settings import SettingsError, load_settings
+from viworks_verify.gather.snapshot import RunSnapshot, SecretHasher, SnapshotFormatError
+from viworks_verify.target.connections import target_hosts
 
 EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 4
 

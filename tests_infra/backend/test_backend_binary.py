@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.container_files import human_size
-from viworks_verify.release import describe_expected, names_a_build, release_mismatch
+from viworks_verify.backend.container_files import human_size
+from viworks_verify.target.release import describe_expected, names_a_build, release_mismatch
 from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("files")]

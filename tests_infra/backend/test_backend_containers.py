@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from viworks_verify.containers import publishing_problems, restart_problem
+from viworks_verify.backend.containers import publishing_problems, restart_problem
 from viworks_verify.verdict import CheckFailed, fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("containers")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify import ss_listeners
+from viworks_verify.gateway import ss_listeners
 from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("network")]

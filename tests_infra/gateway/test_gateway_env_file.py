@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.gateway_config import SECTIONS, missing_sections
-from viworks_verify.gateway_env import (
+from viworks_verify.gateway.config import SECTIONS, missing_sections
+from viworks_verify.gateway.env import (
     BACKEND_URL, FEATURE_EXEC, FEATURE_INBOUND_HTTP, SPKI_PIN, backend_url_problems, expected_backend_url, flag_problem,
     key_problems, pin_problem, shown,
 )

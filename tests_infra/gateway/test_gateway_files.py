@@ -6,7 +6,7 @@ import posixpath
 
 import pytest
 
-from viworks_verify.gateway_env import SCRIPTS_ROOT
+from viworks_verify.gateway.env import SCRIPTS_ROOT
 from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("files")]

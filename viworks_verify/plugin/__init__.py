@@ -1,8 +1,8 @@
 """The suite's pytest plugin, one concern per module, registered through ``pytest_plugins``.
 
-With ``viworks_verify.pytest_early`` (the options, and the gathering child it starts before this
-package loads), the only modules of the helpers that import pytest. At session start the run takes
-every host's snapshot from the gathering (``viworks_verify.gathering``; the child's, or read here),
+With ``early`` (the options, and the gathering child it starts: loaded by its entry point, before
+the suite's conftest), the only modules of the helpers that import pytest. At session start the run takes
+every host's snapshot from the gathering (``viworks_verify.gather.gathering``; the child's, or read here),
 or loads a recorded one (``--snapshot-in``), and as soon as the edge answers it sends the command
 round trips in the background. Checks get everything from fixtures: ``settings``, ``secrets``,
 ``edge``, ``api``, ``recorder``, per-host ``backend_host`` / ``gateway_host`` (parametrized from the
@@ -18,9 +18,12 @@ shared by the whole run.
 - ``reporting``: verdicts, redaction, waivers, the JSON summary, the HTML report, the terminal.
 """
 
-pytest_plugins = [
-    "viworks_verify.plugin.run",
+# Registered by the root conftest (``pytest_plugins = PLUGIN_MODULES``), each before a module that
+# imports it (``run`` imports ``reporting``): pytest can only rewrite the asserts of a module it
+# imports itself, and warns on every run otherwise. The early module comes first, by its entry point.
+PLUGIN_MODULES = [
+    "viworks_verify.plugin.reporting",
     "viworks_verify.plugin.hosts",
     "viworks_verify.plugin.fixtures",
-    "viworks_verify.plugin.reporting",
+    "viworks_verify.plugin.run",
 ]

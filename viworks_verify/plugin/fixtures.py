@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
-from viworks_verify.edge import EdgeEndpoint
-from viworks_verify.recorder import Recorder
-from viworks_verify.secrets import MissingSecret, Secrets
-from viworks_verify.settings import Settings
+from viworks_verify.edge.endpoint import EdgeEndpoint
+from viworks_verify.report.recorder import Recorder
+from viworks_verify.target.secrets import MissingSecret, Secrets
+from viworks_verify.target.settings import Settings
 from viworks_verify.plugin.state import _RECORDER, _ROUND_TRIPS, _settings
 
 if TYPE_CHECKING:
-    from viworks_verify.api import BackendApi
+    from viworks_verify.backend.api import BackendApi
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +85,7 @@ def verified_edge(edge: EdgeEndpoint) -> EdgeEndpoint:
 @pytest.fixture(scope="session")
 def api_with_token(verified_edge: EdgeEndpoint, api_token: str) -> Iterator["BackendApi"]:
     """The API with the suite's token, whether or not the target accepts it (for the check that it does)."""
-    from viworks_verify.api import BackendApi
+    from viworks_verify.backend.api import BackendApi
 
     with BackendApi(verified_edge, api_token) as client:
         yield client
@@ -103,7 +103,7 @@ def api(api_with_token: "BackendApi") -> "BackendApi":
 
 @pytest.fixture(scope="session")
 def anonymous_api(verified_edge: EdgeEndpoint) -> Iterator["BackendApi"]:
-    from viworks_verify.api import BackendApi
+    from viworks_verify.backend.api import BackendApi
 
     with BackendApi(verified_edge) as client:
         yield client

@@ -14,12 +14,12 @@ from typing import Iterator
 import pytest
 from pytest_html import extras as html_extras
 
-from viworks_verify.drift import diff_runs, selected
-from viworks_verify.gathering import Gathering
-from viworks_verify.redaction import REDACTOR
-from viworks_verify.report_top import banner_html, drift_html, grid_html, waivers_html
+from viworks_verify.report.drift import diff_runs, selected
+from viworks_verify.gather.gathering import Gathering
+from viworks_verify.report.redaction import REDACTOR
+from viworks_verify.report.top import banner_html, drift_html, grid_html, waivers_html
 from viworks_verify.verdict import CheckFailed
-from viworks_verify.run_report import CheckOutcome, evidence_html, html_summary, run_facts, summary_document
+from viworks_verify.report.summary import CheckOutcome, evidence_html, html_summary, run_facts, summary_document
 from viworks_verify.plugin.state import _BASELINE, _HOST, _RECORDER, _SETTINGS, _SOURCE, _WAIVERS, _group_hosts, _settings
 
 

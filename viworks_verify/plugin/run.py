@@ -8,11 +8,11 @@ import gc
 
 import pytest
 
-from viworks_verify.edge import EdgeEndpoint
-from viworks_verify.gathering import Gathering
+from viworks_verify.edge.endpoint import EdgeEndpoint
+from viworks_verify.gather.gathering import Gathering
 from viworks_verify.polling import NotReady, poll_until
-from viworks_verify.recorder import Recorder
-from viworks_verify.secrets import MissingSecret, Secrets
+from viworks_verify.report.recorder import Recorder
+from viworks_verify.target.secrets import MissingSecret, Secrets
 from viworks_verify.plugin.reporting import _RunReports
 from viworks_verify.plugin.state import EXIT_NOT_READY, _LIVE_FIXTURES, _NEEDS_SECRETS, _RECORDER, _ROUND_TRIPS, _SNAPSHOT_FIXTURES, _baseline, _deployed_agent_ids, _distributes, _fail_on_drift, _inventory, _replay, _runs_checks, _settings, _source, _usage_error, _waiver_ledger
 
@@ -24,8 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def _start_round_trips(config: pytest.Config, edge: EdgeEndpoint) -> None:
     """Send the command round trip to every Online gateway now, in the background: it runs while
     the host checks are judged, and the round-trip checks find it done (or still waiting for it)."""
-    from viworks_verify.api import BackendApi
-    from viworks_verify.round_trips import round_trips
+    from viworks_verify.backend.api import BackendApi
+    from viworks_verify.wire.round_trips import round_trips
 
     settings = _settings(config)
     try:

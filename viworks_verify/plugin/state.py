@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from viworks_verify.gathering import Gathering, Replay, SnapshotSource
-from viworks_verify.pytest_early import GATHER_CHILD, runs_checks
-from viworks_verify.inventory import Inventory, InventoryError
-from viworks_verify.reading import Reading
-from viworks_verify.recorder import Recorder
-from viworks_verify.secrets import Secrets
-from viworks_verify.settings import Settings, SettingsError, load_settings
-from viworks_verify.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
-from viworks_verify.targets import TargetHost, target_hosts
-from viworks_verify.waivers import WaiverError, WaiverLedger, load_waivers
+from viworks_verify.gather.gathering import Gathering, Replay, SnapshotSource
+from viworks_verify.plugin.early import GATHER_CHILD, runs_checks
+from viworks_verify.target.inventory import Inventory, InventoryError
+from viworks_verify.gather.reading import Reading
+from viworks_verify.report.recorder import Recorder
+from viworks_verify.target.secrets import Secrets
+from viworks_verify.target.settings import Settings, SettingsError, load_settings
+from viworks_verify.gather.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
+from viworks_verify.target.connections import TargetHost, target_hosts
+from viworks_verify.report.waivers import WaiverError, WaiverLedger, load_waivers
 
 
 _SETTINGS = pytest.StashKey[Settings]()
@@ -133,7 +133,7 @@ def _source(config: pytest.Config) -> SnapshotSource:
             config.stash[_SOURCE] = Replay(replay)
         else:
             settings = _settings(config)
-            child = config.stash.get(GATHER_CHILD, None)  # started by pytest_early, before the suite loaded
+            child = config.stash.get(GATHER_CHILD, None)  # started by plugin.early, before the suite loaded
             key = Secrets.load(settings.secrets_file).snapshot_key() or (child.run_key.encode() if child else None)
             gathering = Gathering(settings, SecretHasher(key), child)
             _inventory(config)

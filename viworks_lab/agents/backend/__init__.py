@@ -5,7 +5,7 @@ It runs inside the lab's backend container as the zipapp ``/app/viworks-backend-
 asyncpg 0.27, redis 4.3 (``redis.asyncio``), PyJWT 2.6 and cryptography 38; nothing else.
 
 The wire format, the hello checks, the RESULT checks, the verb allowlist and the COMMAND signature all
-come from ``viworks_verify.protocol`` and ``viworks_verify.commands``: one truth for both sides.
+come from ``viworks_verify.wire.protocol`` and ``viworks_verify.wire.commands``: one truth for both sides.
 
 Public entry points:
   * :func:`main` -- command line (``--config PATH``), returns 0 after a clean SIGTERM/SIGINT shutdown.

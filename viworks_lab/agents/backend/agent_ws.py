@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 
-from viworks_verify import protocol, session_protocol
+from viworks_verify.wire import protocol, session_protocol
 
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
     from aiohttp import WSMsgType, web

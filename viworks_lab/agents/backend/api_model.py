@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import jwt
 
-from viworks_verify import commands, protocol
+from viworks_verify.wire import commands, protocol
 
 
 if TYPE_CHECKING:

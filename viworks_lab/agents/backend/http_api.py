@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 
-from viworks_verify import protocol
+from viworks_verify.wire import protocol
 
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
     from aiohttp import web

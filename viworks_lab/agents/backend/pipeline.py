@@ -7,7 +7,7 @@ import logging
 from typing import Any, Mapping
 
 
-from viworks_verify import commands, protocol
+from viworks_verify.wire import commands, protocol
 
 
 from viworks_lab.agents.backend.api_model import ACTIVE_STATUSES, TERMINAL_STATUSES, CommandRequest, aggregate_status

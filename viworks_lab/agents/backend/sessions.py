@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from viworks_lab.agents.backend.config import brief_error
-from viworks_verify import protocol, session_protocol
+from viworks_verify.wire import protocol, session_protocol
 
 log = logging.getLogger("viworks.backend")
 

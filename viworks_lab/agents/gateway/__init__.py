@@ -34,7 +34,7 @@ TLS: the server chain is verified against the trust bundle with hostname checkin
 certificate is presented, and after the handshake the leaf's SPKI pin must match one configured pin
 (``pin mismatch: expected <configured> got <live>`` otherwise, then close and retry).
 
-Commands: every COMMAND goes through one process-wide :class:`~viworks_verify.commands.CommandGate`
+Commands: every COMMAND goes through one process-wide :class:`~viworks_verify.wire.commands.CommandGate`
 (so the nonce memory persists across sessions); a resent ``corr_id`` gets the cached RESULT (kept
 10 minutes) without running again. Admitted commands run under a semaphore of MAX_CONCURRENCY with a
 timeout of CMD_TIMEOUT_SECS (TIMEOUT / EXEC_TIMEOUT, the process group is killed).

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Mapping
 
 from viworks_lab.agents.log_levels import LOG_LEVELS
-from viworks_verify import pins
+from viworks_verify.pki import pins
 
 log = logging.getLogger("viworks-gateway-agent")
 

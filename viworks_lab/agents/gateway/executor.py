@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 
-from viworks_verify import commands, protocol
+from viworks_verify.wire import commands, protocol
 from viworks_lab.agents.gateway.config import Config, SAFE_PATH, SCRIPT_VERBS, STDOUT_LIMIT
 from viworks_lab.agents.gateway.readings import HostInfo
 from viworks_lab.agents.gateway.redaction import ResultCache, result_stdout

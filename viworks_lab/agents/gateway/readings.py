@@ -8,7 +8,7 @@ from typing import Any
 
 
 from viworks_lab.agents import host_readings
-from viworks_verify import commands, protocol
+from viworks_verify.wire import commands, protocol
 from viworks_lab.agents.gateway.config import Config, WATCHED_SERVICES
 
 log = logging.getLogger("viworks-gateway-agent")

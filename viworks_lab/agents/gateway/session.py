@@ -13,7 +13,8 @@ from typing import Any
 import websockets
 import websockets.exceptions
 
-from viworks_verify import commands, pins, protocol, session_protocol
+from viworks_verify.pki import pins
+from viworks_verify.wire import commands, protocol, session_protocol
 from viworks_lab.agents.gateway.config import CLOSE_TIMEOUT_S, Config, OPEN_TIMEOUT_S, WELCOME_TIMEOUT_S
 from viworks_lab.agents.gateway.executor import CommandExecutor
 from viworks_lab.agents.gateway.files import build_tls_context, file_problems, required_paths

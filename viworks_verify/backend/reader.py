@@ -1,0 +1,224 @@
+"""Read the backend host into a ``BackendSnapshot`` through its Docker engine (local, or over SSH).
+
+Docker API calls, each one round trip: ``info`` (the engine's clock, which is the host's), one
+inspect per expected container, one exec in the agent container (its listeners from /proc, the
+binary's hash and the configuration, in one ``sh``), ``nginx -T`` in the nginx container and one
+exec for the TLS files its agent server names. The production image is bare (no ss, ps, curl):
+everything is read with sh and coreutils.
+
+A container restarted recently but within bounds is watched until it has been up a restart
+window (polled against a deadline): a fresh deploy is not a crash loop, and the watching happens
+here, so the checks stay pure judgements of what was read.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime as _dt
+import time
+from typing import TYPE_CHECKING, Any
+
+from viworks_verify.backend.config import BackendConfigError, parse_backend_config
+from viworks_verify.backend.container_files import file_facts_command, parse_file_facts
+from viworks_verify.gather.file_facts import FileFacts
+from viworks_verify.backend.containers import ContainerFacts, parse_docker_time, restart_problem, watch_settling
+from viworks_verify.backend.listeners import SNAPSHOT_SCRIPT, SnapshotError, parse_snapshot
+from viworks_verify.backend.nginx_config import NginxConfigError
+from viworks_verify.backend.nginx_dump import nginx_test_failure, parse_nginx_dump
+from viworks_verify.report.redaction import REDACTOR
+from viworks_verify.target.settings import Edge, Backend
+from viworks_verify.gather.snapshot import BackendSnapshot, Fact, SecretHasher, directive_to_json, file_facts_to_json, inspect_subset
+
+if TYPE_CHECKING:
+    import docker
+
+_FILES_MARK = "@@@@ viworks files"
+
+
+def expected_containers(backend: Backend) -> tuple[str, ...]:
+    return (backend.agent_container, backend.nginx_container, backend.postgres_container, backend.redis_container)
+
+
+class _Exec:
+    def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
+        self.exit_code, self.stdout, self.stderr = exit_code, stdout, stderr
+
+    @property
+    def first_error(self) -> str:
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return (lines[0] if lines else f"exit {self.exit_code}")[:300]
+
+
+def read_backend(host_id: str, name: str, client: "docker.DockerClient", backend: Backend, edge: Edge, hasher: SecretHasher) -> BackendSnapshot:
+    import docker  # here, not at the top: the SDK takes a while to import, and this runs on a gather thread
+
+    started = time.time()
+    snap = BackendSnapshot(host=host_id, name=name, gathered_at=started)
+    api = client.api
+    try:
+        before = time.time()
+        info = api.info()
+        after = time.time()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine
+        snap.connection = Fact.failed(f"{host_id} unreachable: Docker engine: {' '.join(str(exc).split())[:300]}")
+        return snap
+    engine_time = parse_docker_time(info.get("SystemTime"))
+    if engine_time is not None:
+        offset = engine_time.timestamp() - (before + after) / 2
+        snap.engine_offset_s = round(offset, 3)
+        snap.clock_skew = Fact({"seconds": round(offset, 3), "uncertainty": round((after - before) / 2, 3)})
+    else:
+        snap.clock_skew = Fact.failed(f"{host_id}: the Docker engine reports no SystemTime; cannot read its clock")
+
+    def engine_now() -> _dt.datetime:
+        return _dt.datetime.fromtimestamp(time.time() + snap.engine_offset_s, _dt.timezone.utc)
+
+    def inspect(container: str) -> ContainerFacts | None:
+        try:
+            return ContainerFacts(container, api.inspect_container(container))
+        except docker.errors.NotFound:
+            return None
+
+    for container in expected_containers(backend):
+        facts = inspect(container)
+        if facts is not None and facts.running and facts.restart_count <= backend.max_restarts \
+                and restart_problem(facts, engine_now(), backend.max_restarts, backend.restart_window_s):
+            if watch_settling(facts, lambda c=container: inspect(c), engine_now, backend.restart_window_s) is None:
+                facts = inspect(container)
+        snap.containers[container] = Fact(inspect_subset(facts.attrs)) if facts is not None else \
+            Fact.failed(f"{host_id}: expected container {container}; found none by that name")
+
+    # The two containers' reads are independent: the engine runs both execs at once.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        reads = [pool.submit(_read_agent_container, snap, api, backend, hasher), pool.submit(_read_nginx, snap, api, backend, edge)]
+    for read in reads:
+        read.result()
+    snap.gather_ms = round((time.time() - started) * 1000, 1)
+    return snap
+
+
+def _running_problem(snap: BackendSnapshot, container: str) -> str | None:
+    fact = snap.containers.get(container)
+    if fact is None or not fact.ok:
+        return f"{snap.host}: expected container {container} to look inside; found none by that name"
+    facts = ContainerFacts(container, fact.value)
+    if not facts.running:
+        return f"{snap.host}: expected container {container} running to look inside; found it {facts.status}"
+    return None
+
+
+def _api_error() -> type[Exception]:
+    import docker
+
+    return docker.errors.APIError
+
+
+def _exec(api: Any, container: str, argv: list[str]) -> _Exec:
+    exec_id = api.exec_create(container, argv, stdout=True, stderr=True)["Id"]
+    stdout, stderr = api.exec_start(exec_id, demux=True)
+    exit_code = api.exec_inspect(exec_id).get("ExitCode")
+    decode = lambda data: (data or b"").decode(errors="replace")  # noqa: E731
+    return _Exec(exit_code if exit_code is not None else -1, decode(stdout), decode(stderr))
+
+
+def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, hasher: SecretHasher) -> None:
+    container = backend.agent_container
+    problem = _running_problem(snap, container)
+    if problem:
+        snap.agent_listeners = snap.agent_files = snap.agent_config = Fact.failed(problem)
+        return
+    files_argv = file_facts_command(hash=[backend.binary_path], content=[backend.config_path])
+    # One exec: the listener script, a mark, then the file-facts script with its arguments.
+    script = SNAPSHOT_SCRIPT + f"\nprintf '%s\\n' '{_FILES_MARK}'\n" + files_argv[2]
+    try:
+        done = _exec(api, container, ["sh", "-c", script, *files_argv[3:]])
+    except _api_error() as exc:
+        problem = f"{snap.host}: {container}: cannot exec sh in it: {exc.explanation or exc}"[:400]
+        snap.agent_listeners = snap.agent_files = snap.agent_config = Fact.failed(problem)
+        return
+    listeners_text, _, files_text = done.stdout.partition(_FILES_MARK)
+    files = parse_file_facts(files_text)
+
+    # The configuration first: its secrets are registered before anything else from this container is kept.
+    config_file = files.get(backend.config_path)
+    where = f"{snap.host}: {container}: {backend.config_path}"
+    if config_file is None or backend.binary_path not in files:
+        snap.agent_files = snap.agent_config = Fact.failed(f"{snap.host}: {container}: expected sh and stat to report files; found {done.first_error}")
+    else:
+        snap.agent_config = _config(where, config_file, hasher)
+        kept = {path: _without_content(f) for path, f in files.items()}
+        snap.agent_files = Fact(file_facts_to_json(kept))
+    try:
+        listeners = parse_snapshot(listeners_text)
+    except SnapshotError as exc:
+        snap.agent_listeners = Fact.failed(f"{snap.host}: {container}: expected /proc readable by sh for listeners; found {exc} (exec: {done.first_error})")
+    else:
+        snap.agent_listeners = Fact({
+            "sockets": [{"family": s.family, "address": str(s.address), "port": s.port, "state": s.state, "inode": s.inode} for s in listeners.sockets],
+            "processes": [{"pid": p.pid, "argv": [REDACTOR.redact(a) for a in p.argv[:4]], "socket_inodes": sorted(p.socket_inodes), "fds_listed": p.fds_listed}
+                          for p in listeners.processes],
+        })
+
+
+def _without_content(facts: FileFacts) -> FileFacts:
+    return dataclasses.replace(facts, content=None)
+
+
+def _config(where: str, file: FileFacts, hasher: SecretHasher) -> Fact:
+    if not file.exists:
+        return Fact.failed(f"{where}: expected the backend agent's TOML configuration; found no such file")
+    if file.content is None:
+        return Fact.failed(f"{where}: expected a readable TOML file; found a {file.kind}, mode {file.octal}, owner {file.owner}, unreadable")
+    try:
+        config = parse_backend_config(file.content.decode(errors="replace"))
+    except BackendConfigError as exc:
+        return Fact.failed(f"{where}: expected valid TOML; found {exc}")
+    REDACTOR.register(*config.secrets)
+
+    def url(value) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        return {"redacted": value.redacted, "scheme": value.scheme, "host": value.host, "port": value.port, "path": value.path,
+                "password": hasher(value._password) if value._password else None}
+
+    return Fact({
+        "server_port": config.server_port, "ws_port": config.ws_port, "sections": list(config.sections),
+        "database": url(config.database), "redis": url(config.redis),
+        "secrets": sorted(hasher(s) for s in config.secrets),
+    })
+
+
+def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -> None:
+    container = backend.nginx_container
+    problem = _running_problem(snap, container)
+    if problem:
+        snap.nginx = snap.nginx_tls_files = Fact.failed(problem)
+        return
+    try:
+        done = _exec(api, container, ["nginx", "-T"])
+    except _api_error() as exc:
+        snap.nginx = snap.nginx_tls_files = Fact.failed(f"{snap.host}: {container}: cannot exec nginx in it: {exc.explanation or exc}"[:400])
+        return
+    if done.exit_code != 0:
+        snap.nginx = snap.nginx_tls_files = Fact.failed(
+            f"{snap.host}: {container}: expected nginx -t to pass; found: {(nginx_test_failure(done.stderr) or done.first_error)[:300]}")
+        return
+    try:
+        config = parse_nginx_dump(done.stdout)
+    except NginxConfigError as exc:
+        snap.nginx = snap.nginx_tls_files = Fact.failed(f"{snap.host}: {container}: expected nginx -T to dump the configuration; found {exc}")
+        return
+    snap.nginx = Fact({"main_file": config.main_file, "files": list(config.files), "tree": [directive_to_json(d) for d in config.tree],
+                       "errors": list(config.errors)})
+    server = config.server_for(edge.domain, edge.https_port)
+    if server is None:
+        snap.nginx_tls_files = Fact({})
+        return
+    readable = [*server.certificate_paths, *([server.client_ca_path] if server.client_ca_path else [])]
+    try:
+        files = _exec(api, container, file_facts_command(stat=server.key_paths, content=readable))
+    except _api_error() as exc:
+        snap.nginx_tls_files = Fact.failed(f"{snap.host}: {container}: cannot exec sh in it: {exc.explanation or exc}"[:400])
+        return
+    snap.nginx_tls_files = Fact(file_facts_to_json(parse_file_facts(files.stdout)))

@@ -1,0 +1,51 @@
+"""The gather phase as a program: ``python -m viworks_verify.gather.child_main --target lab --targets-dir targets``.
+
+Reads every host of the target's inventory at once (``Gathering``) and writes each host's snapshot
+to stdout as one JSON line the moment it is read. The pytest plugin starts it before it loads the
+suite (``gather.child``). Exit 0 when every host was written (an unreachable host is a snapshot
+too), 4 when the target or its inventory cannot be used (the reason on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from viworks_verify.gather.child import RUN_KEY_ENV
+from viworks_verify.gather.gathering import Gathering
+from viworks_verify.target.inventory import Inventory, InventoryError
+from viworks_verify.target.secrets import Secrets
+from viworks_verify.target.settings import SettingsError, load_settings
+from viworks_verify.gather.snapshot import SecretHasher
+from viworks_verify.target.connections import target_hosts
+
+EXIT_USAGE = 4
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--targets-dir", required=True, type=Path)
+    parser.add_argument("--ready-timeout", type=float, default=None)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.target, args.targets_dir, args.ready_timeout)
+        inventory = Inventory.of_target(settings)
+        hosts = target_hosts(settings, inventory)
+    except (SettingsError, InventoryError) as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    key = Secrets.load(settings.secrets_file).snapshot_key() or os.environ.get(RUN_KEY_ENV, "").encode() or None
+    gathering = Gathering(settings, SecretHasher(key))
+    gathering.start_hosts(hosts.values())
+    for snapshot in gathering.as_read():
+        sys.stdout.write(json.dumps(snapshot.to_json()) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

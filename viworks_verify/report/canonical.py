@@ -1,0 +1,316 @@
+"""A host snapshot as canonical facts: a flat map of dotted paths to plain values, for comparing deployments.
+
+What a snapshot records the way a check needs it (nginx as a parsed tree, ``systemctl show``
+text, ``docker inspect``), this module turns into facts that compare equal whenever two
+deployments are the same, however they were written or when they were read:
+
+- nginx's configuration as structure: a directive's file and line, or the include it came
+  through, are not part of it; a block is keyed by what it is (``server[agent.example.com:443]``,
+  ``location[/ws/]``), not by where it is;
+- certificates as who, by whom, until when and which key, not PEM text;
+- the binary as its size and sha256; containers as image, networks, published ports, state;
+  the unit as its properties with ``ExecStart`` reduced to its program and arguments.
+
+Volatile facts (PIDs, start times, addresses Docker assigns, clocks, journal lines, restart counts
+below the target's threshold, ports the kernel picks) are marked as such by this schema, so a
+diff ignores them by default and ``--all`` lists them. Secret values are already keyed hashes in
+the snapshot (``hmac-sha256:...``); they are compared as such and never shown.
+
+A path is segments joined by dots; a key that is data (a file path, a container name, a location)
+is in brackets: ``backend-1.containers[viworks-backend-agent-new].networks``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Iterator
+
+from viworks_verify.pki import certs
+from viworks_verify.backend.listeners import TCP_LISTEN
+from viworks_verify.backend.nginx_config import Directive
+from viworks_verify.gather.snapshot import BackendSnapshot, EdgeSnapshot, GatewaySnapshot, Snapshot
+from viworks_verify.target.settings import Backend, Gateway
+
+SECRET_PREFIX = "hmac-sha256:"
+# systemctl show properties that change with every start, not with the deployment.
+VOLATILE_UNIT_PROPERTIES = frozenset({
+    "MainPID", "ExecMainPID", "ControlPID", "InvocationID", "ActiveEnterTimestamp", "ActiveExitTimestamp",
+    "InactiveEnterTimestamp", "InactiveExitTimestamp", "StateChangeTimestamp", "ExecMainStartTimestamp",
+    "ExecMainExitTimestamp", "ConditionTimestamp", "AssertTimestamp", "MemoryCurrent", "CPUUsageNSec", "TasksCurrent",
+})
+EPHEMERAL_PORTS = range(32768, 61000)
+DATA_BLOCKS = frozenset({"map", "geo", "types", "split_clients", "match"})  # nginx blocks whose lines are data  # Linux's default local port range: ports the kernel hands out
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """One canonical fact of a host."""
+
+    value: Any  # JSON-plain: str, int, float, bool, None, list, dict
+    volatile: bool = False
+
+    @property
+    def secret(self) -> bool:
+        return isinstance(self.value, str) and self.value.startswith(SECRET_PREFIX)
+
+
+Facts = dict[str, Observed]
+
+
+def key(name: str, data: str) -> str:
+    """A path segment for a keyed item: ``files[/opt/viworks/agent/.env]``."""
+    return f"{name}[{data}]"
+
+
+def split_path(path: str) -> list[str]:
+    """The segments of a dotted path; dots inside brackets belong to the key."""
+    return [part for part in re.findall(r"(?:[^.\[]|\[[^\]]*\])+", path) if part]
+
+
+def canonical_facts(snapshot: Snapshot) -> Facts:
+    """Every canonical fact of one host's snapshot (paths without the host's name)."""
+    if not snapshot.connection.ok:
+        return {"connection": Observed(f"unreachable: {snapshot.connection.problem}")}
+    if isinstance(snapshot, BackendSnapshot):
+        return dict(_backend(snapshot))
+    if isinstance(snapshot, GatewaySnapshot):
+        return dict(_gateway(snapshot))
+    if isinstance(snapshot, EdgeSnapshot):
+        return dict(_edge(snapshot))
+    raise TypeError(f"not a host snapshot: {type(snapshot).__name__}")
+
+
+def _problem_or(fact, path: str, values: Iterator[tuple[str, Observed]]) -> Iterator[tuple[str, Observed]]:
+    """The fact's canonical values, or the one fact that it could not be read."""
+    if fact.problem is not None:
+        yield path, Observed(f"unreadable: {fact.problem}")
+        return
+    yield from values
+
+
+# ------------------------------------------------------------------------------------ backend
+
+
+def _backend(snap: BackendSnapshot) -> Iterator[tuple[str, Observed]]:
+    threshold = Backend().max_restarts
+    for name, fact in sorted(snap.containers.items()):
+        yield from _problem_or(fact, key("containers", name), _container(key("containers", name), fact.value or {}, threshold))
+    yield from _problem_or(snap.agent_files, "files", _agent_files(snap.agent_files.value or {}))
+    yield from _problem_or(snap.agent_config, "config", _flatten("config", _without(snap.agent_config.value or {}, "redacted")))
+    yield from _problem_or(snap.agent_listeners, "listeners", _agent_listeners(snap.agent_listeners.value or {}))
+    yield from _problem_or(snap.nginx, "nginx", _nginx(snap.nginx.value or {}))
+    yield from _problem_or(snap.nginx_tls_files, "tls_files", _tls_files(snap.nginx_tls_files.value or {}))
+    yield from _problem_or(snap.clock_skew, "clock_skew_s", iter([("clock_skew_s", Observed((snap.clock_skew.value or {}).get("seconds"), volatile=True))]))
+
+
+def _container(prefix: str, inspect: dict[str, Any], restart_threshold: int) -> Iterator[tuple[str, Observed]]:
+    state = inspect.get("State") or {}
+    networks = (inspect.get("NetworkSettings") or {}).get("Networks") or {}
+    yield f"{prefix}.image", Observed((inspect.get("Config") or {}).get("Image"))
+    yield f"{prefix}.image_id", Observed(inspect.get("Image"))
+    yield f"{prefix}.networks", Observed(sorted(networks))
+    for network, info in sorted(networks.items()):
+        yield f"{prefix}.{key('address', network)}", Observed((info or {}).get("IPAddress"), volatile=True)
+    yield f"{prefix}.published", Observed(sorted(
+        f"{binding.get('HostIp') or '*'}:{binding.get('HostPort')}->{port}"
+        for port, bindings in ((inspect.get("HostConfig") or {}).get("PortBindings") or {}).items()
+        for binding in bindings or [{}]
+    ))
+    yield f"{prefix}.status", Observed(state.get("Status"))
+    health = state.get("Health")
+    yield f"{prefix}.health", Observed(health.get("Status") if isinstance(health, dict) else None, volatile=True)
+    restarts = inspect.get("RestartCount", 0)
+    yield f"{prefix}.restart_count", Observed(restarts, volatile=(restarts or 0) < restart_threshold)
+    yield f"{prefix}.started_at", Observed(state.get("StartedAt"), volatile=True)
+
+
+def _agent_files(files: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
+    for path, item in sorted(files.items()):
+        if item.get("sha256"):  # the binary: what the release check judges, as one fact
+            yield "binary", Observed({"path": path, "size": item.get("size"), "sha256": item.get("sha256")})
+        yield f"{key('files', path)}.kind", Observed(item.get("kind"))
+        yield f"{key('files', path)}.mode", Observed(_mode(item.get("mode")))
+        yield f"{key('files', path)}.owner", Observed(item.get("owner"))
+        if not item.get("sha256"):
+            yield f"{key('files', path)}.size", Observed(item.get("size"))
+
+
+def _agent_listeners(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
+    listening = [s for s in data.get("sockets", []) if s.get("state") == TCP_LISTEN]
+    yield "listeners", Observed(sorted({f"{s['family']} {s['address']}:{s['port']}" for s in listening if s["port"] not in EPHEMERAL_PORTS}))
+    yield "listeners.ephemeral", Observed(sorted({f"{s['family']} {s['address']}:{s['port']}" for s in listening if s["port"] in EPHEMERAL_PORTS}), volatile=True)
+
+
+def _tls_files(files: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
+    for path, item in sorted(files.items()):
+        yield f"{key('files', path)}.mode", Observed(_mode(item.get("mode")))
+        yield f"{key('files', path)}.owner", Observed(item.get("owner"))
+        if item.get("content"):
+            yield from _certificates(key("certificates", path), item["content"])
+
+
+def _certificates(prefix: str, pem: str) -> Iterator[tuple[str, Observed]]:
+    try:
+        found = certs.load_pem_certificates(pem.encode())
+    except ValueError as exc:
+        yield prefix, Observed(f"unreadable: {exc}")
+        return
+    for index, certificate in enumerate(found):
+        yield from _flatten(prefix if index == 0 else f"{prefix}.{key('chain', str(index))}", certs.describe(certificate))
+
+
+def _nginx(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
+    from viworks_verify.gather.snapshot import directive_from_json
+
+    tree = [directive_from_json(d) for d in data.get("tree", [])]
+    yield from _nginx_block("nginx", tree)
+    if data.get("errors"):
+        yield "nginx.errors", Observed(sorted(data["errors"]))
+
+
+def _nginx_block(prefix: str, directives: list[Directive]) -> Iterator[tuple[str, Observed]]:
+    """A block as its directives' values by name, and each child block under its key."""
+    values: dict[str, list[str]] = {}
+    seen: dict[str, int] = {}
+    for directive in directives:
+        if directive.block is None:
+            values.setdefault(directive.name, []).append(" ".join(directive.args))
+            continue
+        if directive.name in DATA_BLOCKS:  # its lines are a table (key value), not directives
+            table = {d.name: " ".join(d.args) for d in directive.block}
+            yield f"{prefix}.{key(directive.name, ' '.join(directive.args))}", Observed(dict(sorted(table.items())))
+            continue
+        label = _block_key(directive)
+        block_key = key(directive.name, label) if label else directive.name
+        seen[block_key] = seen.get(block_key, 0) + 1
+        if seen[block_key] > 1:
+            block_key = key(directive.name, f"{label}#{seen[block_key]}")
+        yield from _nginx_block(f"{prefix}.{block_key}", directive.block)
+    for name, args in sorted(values.items()):
+        yield f"{prefix}.{name}", Observed(args[0] if len(args) == 1 else args)
+
+
+def _block_key(directive: Directive) -> str:
+    if directive.name != "server":
+        return " ".join(directive.args)
+    names = [" ".join(d.args) for d in directive.block or [] if d.name == "server_name"]
+    ports = sorted({_listen_port(d.args) for d in directive.block or [] if d.name == "listen"})
+    return f"{' '.join(names) or '_'}:{'/'.join(ports) or '80'}"
+
+
+def _listen_port(args: tuple[str, ...]) -> str:
+    first = args[0] if args else "80"
+    return first.rsplit(":", 1)[-1] if not first.startswith("unix:") else first
+
+
+# ------------------------------------------------------------------------------------ gateway
+
+
+def _gateway(snap: GatewaySnapshot) -> Iterator[tuple[str, Observed]]:
+    yield from _problem_or(snap.unit, "unit", _unit(snap.unit.value or {}, Gateway().max_restarts))
+    env_file = _env_file(snap.unit.value or {})
+    if snap.env.ok and snap.agent_toml.ok:
+        config = snap.effective_config(env_file)
+        by_file: dict[str, list[str]] = {}
+        for name, value in sorted(config.values.items()):
+            yield f"config.{name}", Observed(value)
+            by_file.setdefault(config.sources.get(name) or "?", []).append(name)
+        for file, names in sorted(by_file.items()):  # where each setting comes from: .env, or agent.toml
+            yield f"config.{key('from', file)}", Observed(names)
+    else:
+        yield "config", Observed(f"unreadable: {snap.env.problem or snap.agent_toml.problem}")
+    yield from _problem_or(snap.agent_toml, "agent_toml", iter([("agent_toml.present", Observed((snap.agent_toml.value or {}).get("present")))]))
+    yield from _problem_or(snap.files, "files", _gateway_files(snap.files.value or {}))
+    yield from _problem_or(snap.client_certificate, "certificate", _certificates("certificate", snap.client_certificate.value or ""))
+    yield from _problem_or(snap.trust_bundle, "trust", _trust(snap.trust_bundle.value or []))
+    yield from _problem_or(snap.process, "process", _process(snap.process.value or {}))
+    yield from _problem_or(snap.listeners, "listeners", _host_listeners(snap.listeners.value or []))
+    yield from _problem_or(snap.journal, "journal", iter([("journal.connected", Observed((snap.journal.value or {}).get("connected"), volatile=True))]))
+    yield from _problem_or(snap.clock_skew, "clock_skew_s", iter([("clock_skew_s", Observed((snap.clock_skew.value or {}).get("seconds"), volatile=True))]))
+
+
+def _unit(properties: dict[str, str], restart_threshold: int) -> Iterator[tuple[str, Observed]]:
+    for name, value in sorted(properties.items()):
+        if name == "ExecStart":
+            yield "unit.ExecStart", Observed(_exec_command(value))
+        elif name == "NRestarts":
+            count = int(value) if str(value).isdigit() else value
+            yield "unit.NRestarts", Observed(count, volatile=isinstance(count, int) and count < restart_threshold)
+        else:
+            yield f"unit.{name}", Observed(value, volatile=name in VOLATILE_UNIT_PROPERTIES)
+
+
+def _exec_command(text: str) -> str:
+    """``{ path=... ; argv[]=/opt/agent --flag ; ... pid=0 ; start_time=... }`` as its command line."""
+    found = re.search(r"argv\[\]=(.*?) ;", text)
+    return found.group(1).strip() if found else text
+
+
+def _env_file(properties: dict[str, str]) -> str:
+    first = (properties.get("EnvironmentFiles") or "").split(" (")[0].strip()
+    return first or Gateway().env_file
+
+
+def _gateway_files(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
+    for path, stat in sorted(data.get("stats", {}).items()):
+        yield f"{key('files', path)}.kind", Observed(stat.get("kind"))
+        yield f"{key('files', path)}.mode", Observed(_mode(stat.get("mode")))
+        yield f"{key('files', path)}.owner", Observed(f"{stat.get('user')}:{stat.get('group')}")
+    for path, reason in sorted(data.get("errors", {}).items()):
+        yield f"{key('files', path)}.kind", Observed(f"unreadable: {reason}")
+
+
+def _trust(bundle: list[str]) -> Iterator[tuple[str, Observed]]:
+    anchors = [certs.describe(c) for pem in bundle for c in certs.load_pem_certificates(pem.encode())]
+    yield "trust", Observed(sorted((f"{a['subject']} ({a['spki_pin']})" for a in anchors)))
+
+
+def _process(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
+    yield "process.program", Observed(data.get("program_resolved") or data.get("program"))
+    yield "process.argv", Observed(list(data.get("argv", [])))
+    yield "process.exe", Observed(data.get("exe"))
+    yield "process.pid", Observed(data.get("pid"), volatile=True)
+    yield "process.state", Observed(data.get("state"), volatile=True)
+
+
+def _host_listeners(listeners: list[dict[str, Any]]) -> Iterator[tuple[str, Observed]]:
+    steady, ephemeral = set(), set()
+    for item in listeners:
+        owners = sorted({name for name, _ in item.get("processes", [])})
+        text = f"{item['proto']} {item['address']}:{item['port']} {','.join(owners) or '-'}"
+        (ephemeral if int(item["port"]) in EPHEMERAL_PORTS else steady).add(text)
+    yield "listeners", Observed(sorted(steady))
+    yield "listeners.ephemeral", Observed(sorted(ephemeral), volatile=True)
+
+
+# --------------------------------------------------------------------------------------- edge
+
+
+def _edge(snap: EdgeSnapshot) -> Iterator[tuple[str, Observed]]:
+    yield from _problem_or(snap.served_leaf, "certificate", _certificates("certificate", snap.served_leaf.value or ""))
+    yield from _problem_or(snap.verification, "verification", iter([
+        ("verification.verified", Observed((snap.verification.value or {}).get("verified"))),
+        ("verification.problem", Observed((snap.verification.value or {}).get("problem"))),
+    ]))
+    yield from _problem_or(snap.tls_floor, "tls_floor", _flatten("tls_floor", snap.tls_floor.value or {}))
+
+
+# ------------------------------------------------------------------------------------- shared
+
+
+def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, Observed]]:
+    if isinstance(value, dict) and value:
+        for name, item in sorted(value.items()):
+            segment = name if re.fullmatch(r"[\w-]+", str(name)) else key("", str(name))
+            yield from _flatten(f"{prefix}.{segment}" if segment[0] != "[" else f"{prefix}{segment}", item)
+    else:
+        yield prefix, Observed(value)
+
+
+def _without(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return {k: (_without(v, name) if isinstance(v, dict) else v) for k, v in data.items() if k != name}
+
+
+def _mode(mode: Any) -> str | None:
+    return format(mode, "04o") if isinstance(mode, int) else mode

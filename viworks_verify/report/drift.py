@@ -1,0 +1,223 @@
+"""What changed between two snapshots of a deployment: per host, per canonical fact, in human units.
+
+Hosts are matched by role: the backend with the backend, the edge with the edge, gateways by
+name, and when one side has a single gateway, every unmatched gateway of the other side is
+compared with it (a dev snapshot with one gateway against production's several). A drift item is
+named by its dotted path (``gw-lab-01.unit.Restart``), which is what ``--fail-on-drift`` and
+ignores select on. Pure: no I/O, nothing read but the two snapshots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Any, Iterable
+
+from viworks_verify.backend.container_files import human_size
+from viworks_verify.report.canonical import SECRET_PREFIX, Facts, canonical_facts, split_path
+from viworks_verify.gather.snapshot import RunSnapshot, Snapshot
+
+CHANGED, ADDED, REMOVED = "changed", "added", "removed"
+LIST_IN_FULL = 4  # longer lists are shown as what left (-) and what came (+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftItem:
+    path: str  # host name first: backend-1.containers[viworks-backend-agent-new].networks
+    change: str  # changed | added | removed
+    before: Any
+    after: Any
+    volatile: bool = False
+
+    @property
+    def host(self) -> str:
+        return split_path(self.path)[0]
+
+    def line(self) -> str:
+        """One line an operator reads: ``path: before -> after`` in human units, secrets never shown."""
+        if self.change == ADDED:
+            return f"{self.path}: added {render(self.after)}"
+        if self.change == REMOVED:
+            return f"{self.path}: removed (was {render(self.before)})"
+        if _has_secret(self.before) or _has_secret(self.after):
+            return f"{self.path}: secret value changed (values not shown)"
+        if isinstance(self.before, list) and isinstance(self.after, list) and max(len(self.before), len(self.after)) > LIST_IN_FULL:
+            changes = [f"-{render(x)}" for x in self.before if x not in self.after] + [f"+{render(x)}" for x in self.after if x not in self.before]
+            return f"{self.path}: {', '.join(changes) or 'same items, another order'}"
+        return f"{self.path}: {render(self.before)} -> {render(self.after)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "change": self.change, "before": render(self.before), "after": render(self.after),
+                "volatile": self.volatile, "line": self.line()}
+
+
+@dataclasses.dataclass(frozen=True)
+class HostPair:
+    """A host of the baseline and the host of the other snapshot it is compared with (either may be None)."""
+
+    label: str  # the name drift paths start with: the newer side's host name (edge: "edge")
+    before: Snapshot | None
+    after: Snapshot | None
+
+
+@dataclasses.dataclass
+class Drift:
+    """Every difference between two run snapshots, and how much was compared."""
+
+    items: list[DriftItem]
+    pairs: list[HostPair]
+    facts_compared: int
+    notes: list[str] = dataclasses.field(default_factory=list)  # e.g. secrets not comparable
+
+    def of_host(self, host: str) -> list[DriftItem]:
+        """The items of the pairs whose newer side is ``host`` (a target host id)."""
+        labels = {pair.label for pair in self.pairs if pair.after is not None and pair.after.host == host}
+        return [item for item in self.items if item.host in labels]
+
+    def significant(self) -> list[DriftItem]:
+        return [item for item in self.items if not item.volatile]
+
+    def volatile(self) -> list[DriftItem]:
+        return [item for item in self.items if item.volatile]
+
+    def summary(self) -> str:
+        significant = self.significant()
+        if not significant:
+            return (f"no drift: {len(self.pairs)} hosts, {self.facts_compared} facts compared"
+                    f" ({len(self.volatile())} volatile differences ignored)")
+        counts = {kind: sum(1 for item in significant if item.change == kind) for kind in (CHANGED, ADDED, REMOVED)}
+        hosts = sorted({item.host for item in significant})
+        return (f"drift on {len(hosts)} of {len(self.pairs)} hosts ({', '.join(hosts)}): "
+                f"{counts[CHANGED]} changed, {counts[ADDED]} added, {counts[REMOVED]} removed")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "items": [item.to_json() for item in self.significant()],
+                "volatile_ignored": len(self.volatile()), "notes": self.notes}
+
+
+def pair_hosts(before: RunSnapshot, after: RunSnapshot) -> list[HostPair]:
+    """Match the two snapshots' hosts by role (see the module's docstring)."""
+    pairs: list[HostPair] = []
+    for kind in ("backend", "edge"):
+        olds, news = before.of_kind(kind), after.of_kind(kind)
+        for index in range(max(len(olds), len(news))):
+            old = olds[index] if index < len(olds) else None
+            new = news[index] if index < len(news) else None
+            pairs.append(HostPair(_label(new or old), old, new))
+    olds = {h.name: h for h in before.of_kind("gateway")}
+    news = {h.name: h for h in after.of_kind("gateway")}
+    for name in sorted(olds.keys() & news.keys()):
+        pairs.append(HostPair(name, olds[name], news[name]))
+    only_old = [olds[n] for n in sorted(olds.keys() - news.keys())]
+    only_new = [news[n] for n in sorted(news.keys() - olds.keys())]
+    if only_new and len(olds) == 1:  # a one-gateway side is the template of the role
+        pairs += [HostPair(new.name, next(iter(olds.values())), new) for new in only_new]
+        only_new, only_old = [], []
+    elif only_old and len(news) == 1:
+        pairs += [HostPair(next(iter(news.values())).name, old, next(iter(news.values()))) for old in only_old]
+        only_new, only_old = [], []
+    pairs += [HostPair(old.name, old, None) for old in only_old]
+    pairs += [HostPair(new.name, None, new) for new in only_new]
+    return pairs
+
+
+def _label(snapshot: Snapshot) -> str:
+    return "edge" if snapshot.kind == "edge" else snapshot.name
+
+
+def diff_facts(label: str, before: Facts, after: Facts, compare_secrets: bool = True) -> tuple[list[DriftItem], int]:
+    """The drift items of one host's facts, and how many facts were compared."""
+    items: list[DriftItem] = []
+    for path in sorted(before.keys() | after.keys()):
+        old, new = before.get(path), after.get(path)
+        full = f"{label}.{path}"
+        if old is None:
+            items.append(DriftItem(full, ADDED, None, new.value, new.volatile))
+        elif new is None:
+            items.append(DriftItem(full, REMOVED, old.value, None, old.volatile))
+        elif old.value != new.value:
+            if not compare_secrets and (old.secret or new.secret or _has_secret(old.value) or _has_secret(new.value)):
+                continue
+            # Volatile only when both sides are (a restart count is noise until it reaches the threshold).
+            items.append(DriftItem(full, CHANGED, old.value, new.value, old.volatile and new.volatile))
+    return items, len(before.keys() | after.keys())
+
+
+def diff_runs(before: RunSnapshot, after: RunSnapshot) -> Drift:
+    """Every difference between two run snapshots, host by host."""
+    notes = []
+    compare_secrets = not (before.secret_key_id and after.secret_key_id and before.secret_key_id != after.secret_key_id)
+    if not compare_secrets:
+        notes.append("secret values not compared: the two snapshots hash them with different keys (set VIWORKS_SNAPSHOT_KEY to the same value for both)")
+    items: list[DriftItem] = []
+    compared = 0
+    pairs = pair_hosts(before, after)
+    for pair in pairs:
+        if pair.before is None or pair.after is None:
+            present = pair.after or pair.before
+            change = ADDED if pair.before is None else REMOVED
+            value = f"{present.kind} host {present.host}"
+            items.append(DriftItem(f"{pair.label}.host", change, None if change == ADDED else value, value if change == ADDED else None))
+            continue
+        host_items, count = diff_facts(pair.label, canonical_facts(pair.before), canonical_facts(pair.after), compare_secrets)
+        items += host_items
+        compared += count
+    return Drift(items, pairs, compared, notes)
+
+
+# ------------------------------------------------------------------------------------ patterns
+
+
+def matches(path: str, pattern: str) -> bool:
+    """Whether a drift path is selected by a pattern: its segments appear, in order and adjacent, in the
+    path (``binary``, ``networks``, ``unit.Restart``, ``gw-lab-01.unit``); a segment may be a glob, and
+    ``containers`` or ``viworks-nginx`` selects ``containers[viworks-nginx]``."""
+    want, have = split_path(pattern), split_path(path)
+    for start in range(len(have) - len(want) + 1):
+        if all(_segment_matches(have[start + i], w) for i, w in enumerate(want)):
+            return True
+    return False
+
+
+def _segment_matches(segment: str, pattern: str) -> bool:
+    if segment == pattern:
+        return True
+    if "[" in pattern:  # a keyed segment, given whole: compared as text (its brackets are not a glob class)
+        return False
+    name, _, keyed = segment.partition("[")
+    return name == pattern or keyed[:-1] == pattern or fnmatch.fnmatchcase(segment, pattern)
+
+
+def selected(items: Iterable[DriftItem], patterns: Iterable[str]) -> list[DriftItem]:
+    patterns = [p for p in patterns if p]
+    return [item for item in items if any(matches(item.path, p) for p in patterns)]
+
+
+# ------------------------------------------------------------------------------------ rendering
+
+
+def render(value: Any) -> str:
+    """A fact's value in human units: a binary as size and short hash, lists in brackets, secrets hidden."""
+    if value is None:
+        return "absent"
+    if _is_secret(value):
+        return "(secret)"
+    if isinstance(value, dict) and {"size", "sha256"} <= value.keys():
+        return f"{human_size(value['size'])} sha256 {str(value['sha256'])[:12]}…"
+    if isinstance(value, list):
+        return "[" + ", ".join(render(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={render(v)}" for k, v in sorted(value.items())) + "}"
+    return str(value)
+
+
+def _is_secret(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(SECRET_PREFIX)
+
+
+def _has_secret(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_has_secret(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_secret(item) for item in value.values())
+    return _is_secret(value)
