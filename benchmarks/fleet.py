@@ -2,13 +2,16 @@
 
     .venv/bin/python benchmarks/fleet.py [--runs 5] [--sizes 1,4,8]
 
-For each fleet size: ``viworks-lab up --gateways N``, then, alternating, ``runs`` times each:
+For each fleet size: ``viworks-lab up --gateways N``, then ``runs`` times each, one kind after the other:
 - the whole smoke gate (``pytest -m smoke``, start-up included), wall time;
 - the gate's gateway host checks alone (``pytest -m "infra and gateway"``), wall time;
 - the one-ssh-per-check shell baseline (``benchmarks/gateway_checks_by_ssh.sh``) on the same
   gateway checks, wall time.
-Then, on the largest fleet, one gateway host is made unreachable (its container stopped) and the
-gate is timed once: it must end within the connect timeout + 10 s with exactly one failure for it.
+Then, on the largest fleet, the same lab twice: the gate on one of its gateways (a target naming
+only gw-lab-01) and on all of them, runs alternating, so both see the same machine, the same idle
+gateway containers and the same drift of a shared machine over minutes: what the gate itself adds
+per gateway. Last, one gateway host is made unreachable (its container stopped) and the gate is
+timed once: it must end within the connect timeout + 10 s with exactly one failure for it.
 Writes reports/fleet-bench.md (medians and ratios) and .json. Leaves the lab at one gateway.
 """
 
@@ -71,18 +74,60 @@ def measure(count: int, runs: int) -> dict[str, object]:
     samples: dict[str, list[float]] = {"smoke": [], "gateway_checks": [], "baseline": [], "smoke_runner_cpu": []}
     codes: dict[str, set[int]] = {name: set() for name in samples}
     smoke = [str(BIN / "pytest"), "-m", "smoke", "-q", "-p", "no:cacheprovider", "--target", "lab"]
+    # Each kind in its own block, the baseline last: its hundreds of ssh sessions leave the gateway
+    # hosts busy for a while after (sshd, sudo, journald on the shared cores), which would slow
+    # whatever ran next.
     for _ in range(runs):
         seconds, code, cpu = timed_with_cpu(smoke)
         samples["smoke"].append(seconds)
         samples["smoke_runner_cpu"].append(cpu)
         codes["smoke"].add(code)
-        for name, run in (("gateway_checks", lambda: gate("infra and gateway")), ("baseline", lambda: baseline(count))):
+    for name, run in (("gateway_checks", lambda: gate("infra and gateway")), ("baseline", lambda: baseline(count))):
+        for _ in range(runs):
             seconds, code = run()
             samples[name].append(seconds)
             codes[name].add(code)
     codes.pop("smoke_runner_cpu")
     return {"gateways": count, "runs": runs, **{f"{name}_s": statistics.median(values) for name, values in samples.items()},
             "samples": samples, "exit_codes": {name: sorted(found) for name, found in codes.items()}}
+
+
+def one_gateway_target() -> Path:
+    """A target for the lab as it is, but naming only its first gateway host (targets are data)."""
+    lab_target = ROOT / "targets" / "lab.toml"
+    generated = (ROOT / ".lab" / "generated.toml").read_text()
+    inventory = Path(next(line.split("=", 1)[1].strip().strip('"') for line in generated.splitlines() if line.startswith("inventory")))
+    kept, in_gateways = [], False
+    for line in inventory.read_text().splitlines():
+        if line.startswith("["):
+            in_gateways = line.strip() == "[gateway]"
+        elif in_gateways and line.strip() and not line.startswith(("#", "gw-lab-01 ")):
+            continue
+        kept.append(line)
+    REPORTS.mkdir(exist_ok=True)
+    hosts = REPORTS / "fleet-bench-one-gateway.ini"
+    hosts.write_text("\n".join(kept) + "\n")
+    target = REPORTS / "fleet-bench-one-gateway.toml"
+    target.write_text(f'include = ["{lab_target}"]\ninventory = "{hosts}"\n\n[gateway]\nagent_ids = ["gw-lab-01"]\n')
+    return target
+
+
+def same_lab(count: int, runs: int) -> dict[str, object]:
+    """On a lab of ``count`` gateways: the gate on one of them and on all, alternating."""
+    lab("up", "--gateways", str(count))
+    smoke = [str(BIN / "pytest"), "-m", "smoke", "-q", "-p", "no:cacheprovider"]
+    one = [*smoke, f"--target={one_gateway_target()}"]
+    every = [*smoke, "--target", "lab"]
+    timed(one), timed(every)  # warm
+    samples: dict[str, list[float]] = {"one": [], "every": []}
+    codes: set[int] = set()
+    for _ in range(runs):
+        for name, argv in (("one", one), ("every", every)):
+            seconds, code = timed(argv)
+            samples[name].append(seconds)
+            codes.add(code)
+    return {"gateways": count, "runs": runs, "one_s": statistics.median(samples["one"]), "every_s": statistics.median(samples["every"]),
+            "samples": samples, "exit_codes": sorted(codes)}
 
 
 def unreachable(count: int) -> dict[str, object]:
@@ -101,7 +146,7 @@ def unreachable(count: int) -> dict[str, object]:
             "failures_of_victim": [f for f in failures if victim in f], "failures_of_others": [f for f in failures if victim not in f]}
 
 
-def write(rows: list[dict[str, object]], dead: dict[str, object]) -> None:
+def write(rows: list[dict[str, object]], same: dict[str, object], dead: dict[str, object]) -> None:
     one = next(row for row in rows if row["gateways"] == 1) if any(row["gateways"] == 1 for row in rows) else rows[0]
     lines = [
         "# Fleet benchmark",
@@ -125,6 +170,10 @@ def write(rows: list[dict[str, object]], dead: dict[str, object]) -> None:
         )
     lines += [
         "",
+        f"The same lab of {same['gateways']} gateways, the gate on one of them and on all {same['gateways']}, runs alternating "
+        f"(median of {same['runs']} each): {same['one_s']:.2f} s and {same['every_s']:.2f} s, "
+        f"{same['every_s'] / same['one_s']:.2f}x (exit codes {same['exit_codes']}).",
+        "",
         f"One unreachable gateway ({dead['unreachable']}) among {dead['gateways']}: the gate ended in {dead['seconds']:.1f} s "
         f"(exit {dead['exit_code']}); failures for it: {len(dead['failures_of_victim'])} "
         f"({', '.join(dead['failures_of_victim'])}); failures of the others: {len(dead['failures_of_others'])}.",
@@ -132,7 +181,7 @@ def write(rows: list[dict[str, object]], dead: dict[str, object]) -> None:
     ]
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / "fleet-bench.md").write_text("\n".join(lines))
-    (REPORTS / "fleet-bench.json").write_text(json.dumps({"rows": rows, "unreachable": dead}, indent=2) + "\n")
+    (REPORTS / "fleet-bench.json").write_text(json.dumps({"rows": rows, "same_lab": same, "unreachable": dead}, indent=2) + "\n")
     print("\n".join(lines))
 
 
@@ -144,10 +193,11 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     try:
         rows = [measure(count, args.runs) for count in sizes]
+        same = same_lab(max(sizes), args.runs)
         dead = unreachable(max(sizes))
     finally:
         lab("up", "--gateways", "1")
-    write(rows, dead)
+    write(rows, same, dead)
 
 
 if __name__ == "__main__":

@@ -32,9 +32,9 @@ def test_deployed_gateway_is_online(gateway_readiness, settings, deployed_agent_
 
 
 @pytest.mark.smoke
-def test_deployed_gateway_telemetry_is_recent_and_real(api, settings, online_gateway):
+def test_deployed_gateway_telemetry_is_recent_and_real(latest_telemetry, settings, online_gateway):
     deployed_agent_id = online_gateway
-    timed = api.agent_telemetry(deployed_agent_id)
+    timed = latest_telemetry[deployed_agent_id]
     if timed.status != 200:
         fail(f"agent://{deployed_agent_id}", expected="its latest telemetry", found=f"HTTP {timed.status}")
     telemetry = timed.json()

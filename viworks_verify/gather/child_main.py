@@ -9,6 +9,7 @@ too), 4 when the target or its inventory cannot be used (the reason on stderr).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -39,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     key = Secrets.load(settings.secrets_file).snapshot_key() or os.environ.get(RUN_KEY_ENV, "").encode() or None
+    if any(host.inventory_host.group == "backend" for host in hosts.values()):
+        # The backend host is the long pole (its engine, then execs in four containers) and needs the
+        # Docker SDK, slow to import: imported before the gateway reads start, it is not also slowed
+        # by their threads, which would put the backend's snapshot last.
+        importlib.import_module("docker")
     gathering = Gathering(settings, SecretHasher(key))
     gathering.start_hosts(hosts.values())
     for snapshot in gathering.as_read():
