@@ -13,6 +13,7 @@ import ast
 from pathlib import Path
 
 from tests.conftest import REPO
+from viworks_lab.source_imports import imports_of, module_name
 
 PACKAGES = ("viworks_verify", "viworks_lab")
 CHECKS = ("tests_infra", "tests_e2e")
@@ -20,25 +21,11 @@ PLUGIN_MODULES = {"viworks_verify.plugin.early", *(f"viworks_verify.plugin.{m}" 
 
 
 def _module_name(path: Path) -> str:
-    name = ".".join(path.relative_to(REPO).with_suffix("").parts)
-    return name.removesuffix(".__init__")
+    return module_name(path, REPO)
 
 
 def _imports(path: Path) -> set[str]:
-    """Every module name an import statement in the file names (absolute; relative ones resolved)."""
-    found: set[str] = set()
-    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parent, *([base] if base else [])])
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    return found
+    return imports_of(path, _module_name(path))
 
 
 def _sources(*roots: str) -> dict[str, Path]:

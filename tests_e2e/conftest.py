@@ -61,10 +61,7 @@ def probe_sessions(verified_edge, settings, probe_identity, api, recorder):
 def registry_at_start(api) -> dict[str, dict]:
     """Every agent the backend lists, read once: a fleet's gateways that are already Online need no
     request of their own (empty when the list cannot be read: each gateway is then asked alone)."""
-    listed = api.agents()
-    if listed.status != 200:
-        return {}
-    return {agent.get("agent_id"): agent for agent in listed.json().get("agents") or [] if isinstance(agent, dict)}
+    return api.listed_agents() or {}
 
 
 @pytest.fixture(scope="session")

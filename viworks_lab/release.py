@@ -6,7 +6,6 @@ which is what the suite's "deployed binary matches the expected release" check r
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import io
@@ -15,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from viworks_lab.layout import REPO_ROOT
+from viworks_lab.source_imports import imports_of
 
 SHEBANG = b"#!/usr/bin/python3\n"
 OWN_PACKAGES = ("viworks_verify", "viworks_lab")
@@ -34,7 +34,7 @@ def agent_sources(agent: str) -> tuple[str, ...]:
         found.add(path)
         parts = module.split(".")
         wanted += [".".join(parts[:depth]) for depth in range(1, len(parts))]  # the packages around it
-        wanted += _imports_of(REPO_ROOT / path, module, path.endswith("__init__.py"))
+        wanted += sorted(imports_of(REPO_ROOT / path, module))
     return tuple(sorted(found))
 
 
@@ -46,21 +46,6 @@ def _module_file(module: str) -> str | None:
         if (REPO_ROOT / candidate).is_file():
             return candidate
     return None
-
-
-def _imports_of(path: Path, module: str, is_package: bool) -> list[str]:
-    package = module if is_package else module.rpartition(".")[0]
-    names = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(anchor + ([base] if base else []))
-            names += [base] + [f"{base}.{alias.name}" for alias in node.names]  # ``from pkg import module``
-    return names
 
 
 AGENT_SOURCES = {agent: agent_sources(agent) for agent in ("backend", "gateway")}

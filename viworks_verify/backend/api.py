@@ -79,6 +79,14 @@ class BackendApi:
             return {"status": f"HTTP {timed.status}"}
         return timed.json()
 
+    def listed_agents(self) -> dict[str, dict[str, Any]] | None:
+        """Every agent the registry lists, AgentInfo by agent id, in one request (None when the list
+        cannot be read: ask each agent with ``agent_info``)."""
+        listed = self.agents()
+        if listed.status != 200:
+            return None
+        return {agent["agent_id"]: agent for agent in listed.json().get("agents") or [] if isinstance(agent, dict) and "agent_id" in agent}
+
     def agent_telemetry(self, agent_id: str) -> Timed:
         return self.request("GET", f"/api/v1/agents/{agent_id}/telemetry")
 

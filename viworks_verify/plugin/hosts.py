@@ -8,12 +8,12 @@ from typing import Callable, Iterator
 
 import pytest
 
-from viworks_verify.report.drift import Drift, DriftItem, diff_runs, selected
+from viworks_verify.report.drift import DriftItem, selected
 from viworks_verify.gateway.readiness import serves_agent
 from viworks_verify.gather.reading import Reading, Unreadable
 from viworks_verify.gather.snapshot import Snapshot
 from viworks_verify.target.connections import TargetHost
-from viworks_verify.plugin.state import RecordedHost, _HOST, _HOSTS, _RECORDER, _SOURCE, _area_of, _baseline, _deployed_agent_ids, _fail_on_drift, _group_hosts, _host_ids, _host_of, _inventory, _reading, _replay, _row_of, _settings, _source
+from viworks_verify.plugin.state import RecordedHost, _HOST, _HOSTS, _RECORDER, _SOURCE, _area_of, _baseline, _deployed_agent_ids, _drift, _fail_on_drift, _group_hosts, _host_ids, _host_of, _inventory, _reading, _replay, _row_of, _settings, _source
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -145,16 +145,13 @@ def edge_snapshot(request: pytest.FixtureRequest) -> Snapshot:
 @pytest.fixture(scope="session")
 def gated_drift(pytestconfig: pytest.Config) -> Callable[[str], tuple[list[DriftItem], str]]:
     """``gated_drift(host_id)``: the host's drift since the baseline that fails the gate, and the baseline's name."""
-    baseline = _baseline(pytestconfig)
+    _baseline(pytestconfig)  # loaded (the check is collected only with one)
     settings = _settings(pytestconfig)
     patterns = _fail_on_drift(pytestconfig)
 
-    drift: list[Drift] = []  # the whole run's, compared once, when the first host asks
-
     def of_host(host_id: str) -> tuple[list[DriftItem], str]:
-        if not drift:
-            drift.append(diff_runs(baseline, _source(pytestconfig).run_snapshot()))
-        items = [item for item in drift[0].of_host(host_id) if not item.volatile]
+        _source(pytestconfig)  # the gathering, started
+        items = [item for item in _drift(pytestconfig).of_host(host_id) if not item.volatile]
         ignored = selected(items, settings.drift.ignore)
         return [item for item in selected(items, patterns) if item not in ignored], pytestconfig.getoption("--baseline")
 

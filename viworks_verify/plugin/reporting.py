@@ -14,13 +14,13 @@ from typing import Iterator
 import pytest
 from pytest_html import extras as html_extras
 
-from viworks_verify.report.drift import diff_runs, selected
+from viworks_verify.report.drift import selected
 from viworks_verify.gather.gathering import Gathering
 from viworks_verify.report.redaction import REDACTOR
 from viworks_verify.report.top import banner_html, drift_html, grid_html, waivers_html
 from viworks_verify.verdict import CheckFailed
 from viworks_verify.report.summary import CheckOutcome, evidence_html, html_summary, run_facts, summary_document
-from viworks_verify.plugin.state import _BASELINE, _HOST, _RECORDER, _SETTINGS, _SOURCE, _WAIVERS, _group_hosts, _settings
+from viworks_verify.plugin.state import _HOST, _RECORDER, _SETTINGS, _SOURCE, _WAIVERS, _drift, _group_hosts, _settings
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -168,13 +168,10 @@ class _RunReports:
         """The drift since ``--baseline`` over every host of the run (None without a baseline), once."""
         if not self._drift_done:
             self._drift_done = True
-            baseline = self.config.stash.get(_BASELINE, None)
-            source = self.config.stash.get(_SOURCE, None)
-            if baseline is not None and source is not None:
-                drift = diff_runs(baseline, source.run_snapshot())
+            drift = _drift(self.config)
+            if drift is not None:
                 ignored = selected(drift.items, _settings(self.config).drift.ignore)
-                drift.items = [item for item in drift.items if item not in ignored]
-                self._drift = drift.to_json()
+                self._drift = dataclasses.replace(drift, items=[item for item in drift.items if item not in ignored]).to_json()
         return self._drift
 
     def waivers(self) -> list[dict]:

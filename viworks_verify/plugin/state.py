@@ -13,6 +13,7 @@ from viworks_verify.gather.gathering import Gathering, Replay, SnapshotSource
 from viworks_verify.plugin.early import GATHER_CHILD, runs_checks
 from viworks_verify.target.inventory import Inventory, InventoryError
 from viworks_verify.gather.reading import Reading
+from viworks_verify.report.drift import Drift, diff_runs
 from viworks_verify.report.recorder import Recorder
 from viworks_verify.target.secrets import Secrets
 from viworks_verify.target.settings import Settings, SettingsError, load_settings
@@ -32,6 +33,7 @@ _ROUND_TRIPS = pytest.StashKey["concurrent.futures.Future"]()
 _BASELINE = pytest.StashKey[RunSnapshot]()
 _HOST = pytest.StashKey[str]()  # the host a check is about (set from its parameters before it runs)
 _WAIVERS = pytest.StashKey[WaiverLedger]()
+_DRIFT = pytest.StashKey[Drift]()
 
 EXIT_USAGE = 4  # pytest's own code for a usage error: bad settings, inventory, or a missing secret
 EXIT_NOT_READY = 6  # the target's edge never answered within --ready-timeout: nothing was checked
@@ -65,6 +67,17 @@ def _replay(config: pytest.Config) -> RunSnapshot | None:
 def _baseline(config: pytest.Config) -> RunSnapshot | None:
     """The snapshot of ``--baseline`` (None when not given); a bad file is a usage error."""
     return _snapshot_option(config, "--baseline", _BASELINE)
+
+
+def _drift(config: pytest.Config) -> Drift | None:
+    """The drift since ``--baseline`` over every host of the run, compared once (the gated check of
+    each host and the report both read it); None without a baseline or before the gathering."""
+    if _DRIFT not in config.stash:
+        baseline, source = config.stash.get(_BASELINE, None), config.stash.get(_SOURCE, None)
+        if baseline is None or source is None:
+            return None
+        config.stash[_DRIFT] = diff_runs(baseline, source.run_snapshot())
+    return config.stash[_DRIFT]
 
 
 def _snapshot_option(config: pytest.Config, option: str, key: pytest.StashKey[RunSnapshot]) -> RunSnapshot | None:

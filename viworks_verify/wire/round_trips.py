@@ -43,7 +43,10 @@ def round_trip(api: BackendApi, agent_id: str, timeout_s: float) -> RoundTrip:
 
 def round_trips(api: BackendApi, agent_ids: list[str], timeout_s: float) -> dict[str, RoundTrip]:
     """A round trip to each of ``agent_ids`` that is Online now, all at once."""
-    online = [agent_id for agent_id in agent_ids if api.agent_info(agent_id).get("status") == "Online"]
+    listed = api.listed_agents()
+    if listed is None:  # no list: each agent asked alone
+        listed = {agent_id: api.agent_info(agent_id) for agent_id in agent_ids}
+    online = [agent_id for agent_id in agent_ids if (listed.get(agent_id) or {}).get("status") == "Online"]
     if not online:
         return {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(online), 16), thread_name_prefix="viworks-round-trip") as pool:
