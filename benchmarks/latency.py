@@ -16,13 +16,13 @@ import statistics
 import time
 from pathlib import Path
 
-from viworks_verify.wire import protocol
 from viworks_verify.backend.api import BackendApi
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.polling import poll_until
-from viworks_verify.wire.probe_agent import ProbeSession, open_session, start_probe
 from viworks_verify.target.secrets import Secrets
 from viworks_verify.target.settings import load_settings
+from viworks_verify.wire import protocol
+from viworks_verify.wire.probe_agent import ProbeSession, open_session, start_probe
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,8 @@ import pytest
 
 from tests.conftest import BIN, REPO, run_suite
 from tests.test_checks_on_snapshots import SNAPSHOTS, TARGET, healthy, judge
-from viworks_verify.report.drift import diff_runs, matches
 from viworks_verify.gather.snapshot import RunSnapshot
+from viworks_verify.report.drift import diff_runs, matches
 
 
 def verify(*args: str) -> subprocess.CompletedProcess:

@@ -11,8 +11,8 @@ import os
 import re
 import subprocess
 
-from tests.conftest import BIN, REPO
 from tests import test_checks_on_snapshots as snapshots
+from tests.conftest import BIN, REPO
 from tests.test_fault_matrix import EXPECTED
 
 # Proven by a dedicated test of tests/test_checks_on_snapshots.py rather than by a CHANGES entry.

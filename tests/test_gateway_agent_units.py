@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from viworks_lab.agents import gateway
-from viworks_verify.wire import commands, protocol
 from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.wire import commands, protocol
 
 PIN = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
 AGENT = "gw-lab-01"

@@ -10,10 +10,10 @@ import subprocess
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from viworks_verify.pki import certs, public_keys
 from viworks_verify.gateway.reader import FILES_SCRIPT, HOST_SCRIPT, read_gateway, sections
-from viworks_verify.target.settings import Gateway
 from viworks_verify.gather.snapshot import FORMAT, GatewaySnapshot, RunSnapshot, SecretHasher, SnapshotFormatError, inspect_subset
+from viworks_verify.pki import certs, public_keys
+from viworks_verify.target.settings import Gateway
 
 CA = certs.new_ca("Test CA")
 CLIENT = certs.issue(CA, "gw-test-01", server=False)

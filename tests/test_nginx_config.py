@@ -2,9 +2,9 @@
 
 import pytest
 
-from viworks_verify.pki.certs import issue, new_ca
 from viworks_verify.backend.nginx_config import NginxConfigError, parse_time
 from viworks_verify.backend.nginx_dump import nginx_test_failure, parse_nginx_dump, split_dump
+from viworks_verify.pki.certs import issue, new_ca
 from viworks_verify.pki.certs import ca_bundle_problem
 
 MAIN = """\

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from viworks_verify.polling import NotReady
-from viworks_verify.wire.protocol import parse_rfc3339, telemetry_problems
 from viworks_verify.verdict import fail
+from viworks_verify.wire.protocol import parse_rfc3339, telemetry_problems
 
 pytestmark = [pytest.mark.e2e, pytest.mark.gateway, pytest.mark.area("session")]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import hashes
 
+from viworks_verify.gateway.env import CERT_PATH, SPKI_PIN
 from viworks_verify.gather import clock
 from viworks_verify.pki import certs
-from viworks_verify.gateway.env import CERT_PATH, SPKI_PIN
 from viworks_verify.pki.pins import PinFormatError, matching_pin, parse_pins, spki_pin
 from viworks_verify.verdict import fail
 

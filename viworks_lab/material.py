@@ -16,10 +16,10 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from viworks_verify.pki import certs
-from viworks_verify.pki.pins import spki_pin
 from viworks_lab.layout import AGENT_DOMAIN, GATEWAY_ID, LOOPBACK, PORTS, REPO_ROOT, SUITE_AGENT_ID, GatewayHost, StateDir, fleet
 from viworks_lab.variants import REFERENCE, Variant
+from viworks_verify.pki import certs
+from viworks_verify.pki.pins import spki_pin
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 
-from viworks_verify.backend.tokens import mint_token
-from viworks_verify.polling import NotReady, poll_until
 from viworks_lab import topology
 from viworks_lab.candidate import Candidate
 from viworks_lab.engine import LabError
 from viworks_lab.layout import AGENT_DOMAIN, BACKEND, BACKEND_BINARY, GATEWAY_BINARY, GATEWAY_UNIT, LOOPBACK, PORTS, GatewayHost
 from viworks_lab.material import Material, ensure_material
+from viworks_verify.backend.tokens import mint_token
+from viworks_verify.polling import NotReady, poll_until
 
 SETTLED_S = 2  # a candidate's process counts as started once it has run this long (or, the backend, answered /health)
 _VERSION = re.compile(r"\b\d+\.\d+(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?\b")

@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from viworks_verify.gateway.file_stat import FileTable
 from viworks_verify.gateway.env import required_paths
-from viworks_verify.gather.reading import Reading
+from viworks_verify.gateway.file_stat import FileTable
 from viworks_verify.gateway.systemd_unit import UnitProperties
+from viworks_verify.gather.reading import Reading
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ import warnings
 
 import pytest
 
-from viworks_verify.pki import certs
 from viworks_verify.gateway.env import AGENT_ID, CERT_PATH, KEY_PATH, TRUST_BUNDLE
+from viworks_verify.pki import certs
 from viworks_verify.pki.public_keys import certificate_spki, spki_digest
 from viworks_verify.verdict import fail
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from viworks_verify.gather.file_facts import FileFacts
 from viworks_verify.backend.nginx_config import NginxConfig, Server
-from viworks_verify.target.settings import Backend, Settings
+from viworks_verify.gather.file_facts import FileFacts
 from viworks_verify.gather.snapshot import BackendSnapshot, file_facts_from_json
+from viworks_verify.target.settings import Backend, Settings
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from viworks_verify.backend.config import BackendConfigError, parse_backend_config
 from viworks_verify.backend.container_files import file_facts_command, parse_file_facts
-from viworks_verify.gather.file_facts import FileFacts
 from viworks_verify.backend.containers import ContainerFacts, parse_docker_time, restart_problem, watch_settling
 from viworks_verify.backend.listeners import SNAPSHOT_SCRIPT, SnapshotError, parse_snapshot
 from viworks_verify.backend.nginx_config import NginxConfigError
 from viworks_verify.backend.nginx_dump import nginx_test_failure, parse_nginx_dump
+from viworks_verify.gather.file_facts import FileFacts
+from viworks_verify.gather.snapshot import BackendSnapshot, Fact, SecretHasher, directive_to_json, file_facts_to_json, inspect_subset
 from viworks_verify.report.redaction import REDACTOR
 from viworks_verify.target.settings import Edge, Backend
-from viworks_verify.gather.snapshot import BackendSnapshot, Fact, SecretHasher, directive_to_json, file_facts_to_json, inspect_subset
 
 if TYPE_CHECKING:
     import docker

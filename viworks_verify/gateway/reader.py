@@ -22,20 +22,20 @@ from typing import Any, Callable
 from cryptography.hazmat.primitives import serialization
 
 from viworks_verify.gateway import journal, ss_listeners
-from viworks_verify.gather import clock
-from viworks_verify.pki import certs, public_keys
-from viworks_verify.gateway.envfile import is_secret_name, parse_env
-from viworks_verify.gateway.file_stat import FORMAT as STAT_FORMAT
-from viworks_verify.gather.file_facts import FileTable, stat_json
-from viworks_verify.gateway.file_stat import parse_stat
 from viworks_verify.gateway.config import effective
 from viworks_verify.gateway.env import CERT_PATH, KEY_PATH, SCRIPTS_ROOT, TRUST_BUNDLE, required_paths
+from viworks_verify.gateway.envfile import is_secret_name, parse_env
+from viworks_verify.gateway.file_stat import FORMAT as STAT_FORMAT
+from viworks_verify.gateway.file_stat import parse_stat
 from viworks_verify.gateway.processes import ProcessFacts
-from viworks_verify.report.redaction import REDACTOR
-from viworks_verify.target.settings import Gateway
-from viworks_verify.gather.snapshot import Fact, GatewaySnapshot, SecretHasher
 from viworks_verify.gateway.systemd_unit import PROPERTIES, UnitProperties
+from viworks_verify.gather import clock
+from viworks_verify.gather.file_facts import FileTable, stat_json
+from viworks_verify.gather.snapshot import Fact, GatewaySnapshot, SecretHasher
+from viworks_verify.pki import certs, public_keys
+from viworks_verify.report.redaction import REDACTOR
 from viworks_verify.target.connections import connection_error
+from viworks_verify.target.settings import Gateway
 
 JOURNAL_LINES = 20
 _NO_PATTERN = "^$"  # journal lines are never empty: matches nothing, when no connected-session line is configured

@@ -8,8 +8,8 @@ will not come Online by waiting: the wait ends at once and says which.
 from __future__ import annotations
 
 from viworks_verify.gateway.env import AGENT_ID
-from viworks_verify.gather.snapshot import GatewaySnapshot
 from viworks_verify.gateway.systemd_unit import UnitProperties
+from viworks_verify.gather.snapshot import GatewaySnapshot
 
 _RUNNING = ("active", "reloading")
 

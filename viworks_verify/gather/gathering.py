@@ -18,9 +18,9 @@ from typing import Iterable, Iterator, Protocol
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.edge.reader import read_edge
 from viworks_verify.gather.child import GatherChild
-from viworks_verify.target.settings import Settings
 from viworks_verify.gather.snapshot import BackendSnapshot, Fact, GatewaySnapshot, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError, host_snapshot_from_json
 from viworks_verify.target.connections import HostUnreachable, TargetHost
+from viworks_verify.target.settings import Settings
 
 
 class SnapshotSource(Protocol):

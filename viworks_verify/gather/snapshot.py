@@ -21,15 +21,15 @@ from typing import Any, Generic, TypeVar
 
 from cryptography import x509
 
-from viworks_verify.pki import certs
-from viworks_verify.gather.file_facts import FileFacts, FileTable, container_json, from_container_json, from_stat_json
 from viworks_verify.backend.containers import ContainerFacts
-from viworks_verify.gateway.config import EffectiveConfig, effective
 from viworks_verify.backend.listeners import ListenerSnapshot, Process, TcpSocket
 from viworks_verify.backend.nginx_config import Directive, NginxConfig
+from viworks_verify.gateway.config import EffectiveConfig, effective
 from viworks_verify.gateway.processes import ProcessFacts
 from viworks_verify.gateway.ss_listeners import Listener as HostListener
 from viworks_verify.gateway.systemd_unit import UnitProperties
+from viworks_verify.gather.file_facts import FileFacts, FileTable, container_json, from_container_json, from_stat_json
+from viworks_verify.pki import certs
 
 FORMAT = "viworks-snapshot/1"
 T = TypeVar("T")

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Iterator
 import pytest
 
 from viworks_verify.edge.endpoint import EdgeEndpoint
+from viworks_verify.plugin.state import _RECORDER, _ROUND_TRIPS, _settings
 from viworks_verify.report.recorder import Recorder
 from viworks_verify.target.secrets import MissingSecret, Secrets
 from viworks_verify.target.settings import Settings
-from viworks_verify.plugin.state import _RECORDER, _ROUND_TRIPS, _settings
 
 if TYPE_CHECKING:
     from viworks_verify.backend.api import BackendApi

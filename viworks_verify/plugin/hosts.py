@@ -8,12 +8,12 @@ from typing import Callable, Iterator
 
 import pytest
 
-from viworks_verify.report.drift import DriftItem, selected
 from viworks_verify.gateway.readiness import serves_agent
 from viworks_verify.gather.reading import Reading, Unreadable
 from viworks_verify.gather.snapshot import Snapshot
-from viworks_verify.target.connections import TargetHost
 from viworks_verify.plugin.state import RecordedHost, _HOST, _HOSTS, _RECORDER, _SOURCE, _area_of, _baseline, _deployed_agent_ids, _drift, _fail_on_drift, _group_hosts, _host_ids, _host_of, _inventory, _reading, _replay, _row_of, _settings, _source
+from viworks_verify.report.drift import DriftItem, selected
+from viworks_verify.target.connections import TargetHost
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

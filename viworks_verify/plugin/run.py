@@ -10,11 +10,11 @@ import pytest
 
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.gather.gathering import Gathering
+from viworks_verify.plugin.reporting import _RunReports
+from viworks_verify.plugin.state import EXIT_NOT_READY, _LIVE_FIXTURES, _NEEDS_SECRETS, _RECORDER, _ROUND_TRIPS, _SNAPSHOT_FIXTURES, _baseline, _deployed_agent_ids, _distributes, _fail_on_drift, _inventory, _replay, _runs_checks, _settings, _source, _usage_error, _waiver_ledger
 from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.report.recorder import Recorder
 from viworks_verify.target.secrets import MissingSecret, Secrets
-from viworks_verify.plugin.reporting import _RunReports
-from viworks_verify.plugin.state import EXIT_NOT_READY, _LIVE_FIXTURES, _NEEDS_SECRETS, _RECORDER, _ROUND_TRIPS, _SNAPSHOT_FIXTURES, _baseline, _deployed_agent_ids, _distributes, _fail_on_drift, _inventory, _replay, _runs_checks, _settings, _source, _usage_error, _waiver_ledger
 
 
 def pytest_configure(config: pytest.Config) -> None:

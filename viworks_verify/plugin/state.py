@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 
 from viworks_verify.gather.gathering import Gathering, Replay, SnapshotSource
-from viworks_verify.plugin.early import GATHER_CHILD, runs_checks
-from viworks_verify.target.inventory import Inventory, InventoryError
 from viworks_verify.gather.reading import Reading
+from viworks_verify.gather.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
+from viworks_verify.plugin.early import GATHER_CHILD, runs_checks
 from viworks_verify.report.drift import Drift, diff_runs
 from viworks_verify.report.recorder import Recorder
+from viworks_verify.report.waivers import WaiverError, WaiverLedger, load_waivers
+from viworks_verify.target.connections import TargetHost, target_hosts
+from viworks_verify.target.inventory import Inventory, InventoryError
 from viworks_verify.target.secrets import Secrets
 from viworks_verify.target.settings import Settings, SettingsError, load_settings
-from viworks_verify.gather.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
-from viworks_verify.target.connections import TargetHost, target_hosts
-from viworks_verify.report.waivers import WaiverError, WaiverLedger, load_waivers
 
 
 _SETTINGS = pytest.StashKey[Settings]()

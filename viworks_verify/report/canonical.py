@@ -26,10 +26,10 @@ import dataclasses
 import re
 from typing import Any, Iterator
 
-from viworks_verify.pki import certs
 from viworks_verify.backend.listeners import TCP_LISTEN
 from viworks_verify.backend.nginx_config import Directive
 from viworks_verify.gather.snapshot import BackendSnapshot, EdgeSnapshot, GatewaySnapshot, Snapshot
+from viworks_verify.pki import certs
 from viworks_verify.target.settings import Backend, Gateway
 
 SECRET_PREFIX = "hmac-sha256:"

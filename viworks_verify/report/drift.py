@@ -14,8 +14,8 @@ import fnmatch
 from typing import Any, Iterable
 
 from viworks_verify.backend.container_files import human_size
-from viworks_verify.report.canonical import SECRET_PREFIX, Facts, canonical_facts, split_path
 from viworks_verify.gather.snapshot import RunSnapshot, Snapshot
+from viworks_verify.report.canonical import SECRET_PREFIX, Facts, canonical_facts, split_path
 
 CHANGED, ADDED, REMOVED = "changed", "added", "removed"
 LIST_IN_FULL = 4  # longer lists are shown as what left (-) and what came (+)

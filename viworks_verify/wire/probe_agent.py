@@ -22,9 +22,9 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.wire import protocol
 from viworks_verify.wire.commands import VERB_ARGS
-from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.wire.session_protocol import AgentProtocol, Malformed
 
 T = TypeVar("T")

@@ -18,9 +18,9 @@ except ImportError:  # pragma: no cover - only the pure helpers are usable witho
 
 from viworks_lab.agents.backend.api_model import as_text
 from viworks_lab.agents.backend.config import brief_error
+from viworks_lab.agents.backend.responses import json_error, utc_now, client_address
 from viworks_lab.agents.backend.sessions import AgentSession
 from viworks_lab.agents.backend.store import SHUTDOWN_STEP_TIMEOUT_S, CacheUnavailable, DatabaseError
-from viworks_lab.agents.backend.responses import json_error, utc_now, client_address
 
 log = logging.getLogger("viworks.backend")
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 
-from viworks_verify.wire import commands, protocol
 from viworks_lab.agents.gateway.config import Config, SAFE_PATH, SCRIPT_VERBS, STDOUT_LIMIT
 from viworks_lab.agents.gateway.readings import HostInfo
 from viworks_lab.agents.gateway.redaction import ResultCache, result_stdout
+from viworks_verify.wire import commands, protocol
 
 log = logging.getLogger("viworks-gateway-agent")
 

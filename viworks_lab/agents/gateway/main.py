@@ -13,10 +13,10 @@ from typing import Mapping
 
 
 from viworks_lab.agents import host_readings
-from viworks_verify.gateway import config as gateway_config
 from viworks_lab.agents.gateway.config import ConfigError, DEFAULT_VERSION, load_config
 from viworks_lab.agents.gateway.files import certificate_cn, file_problems, key_mode_warning, load_signing_key, required_paths
 from viworks_lab.agents.gateway.session import GatewayAgent
+from viworks_verify.gateway import config as gateway_config
 
 log = logging.getLogger("viworks-gateway-agent")
 

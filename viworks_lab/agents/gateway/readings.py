@@ -8,8 +8,8 @@ from typing import Any
 
 
 from viworks_lab.agents import host_readings
-from viworks_verify.wire import commands, protocol
 from viworks_lab.agents.gateway.config import Config, WATCHED_SERVICES
+from viworks_verify.wire import commands, protocol
 
 log = logging.getLogger("viworks-gateway-agent")
 

@@ -13,13 +13,13 @@ from typing import Any
 import websockets
 import websockets.exceptions
 
-from viworks_verify.pki import pins
-from viworks_verify.wire import commands, protocol, session_protocol
 from viworks_lab.agents.gateway.config import CLOSE_TIMEOUT_S, Config, OPEN_TIMEOUT_S, WELCOME_TIMEOUT_S
 from viworks_lab.agents.gateway.executor import CommandExecutor
 from viworks_lab.agents.gateway.files import build_tls_context, file_problems, required_paths
 from viworks_lab.agents.gateway.readings import HostInfo
 from viworks_lab.agents.gateway.redaction import Backoff
+from viworks_verify.pki import pins
+from viworks_verify.wire import commands, protocol, session_protocol
 
 log = logging.getLogger("viworks-gateway-agent")
 
