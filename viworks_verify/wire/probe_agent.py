@@ -175,12 +175,10 @@ def hello_payload(agent_id: str, site: str = "suite") -> dict[str, Any]:
 def say_hello(session: Session, agent_id: str, timeout_s: float) -> protocol.Frame:
     """Send hello and return the backend's answer: ``welcome``, ``error``, or whatever frame came instead.
 
-    The session's protocol state (``session.wire``) is then the session protocol's agent end.
+    The session's protocol state (``session.wire``) then awaits the welcome, or holds it.
     """
-    wire = AgentProtocol()
-    wire.send_hello(hello_payload(agent_id))
-    session.wire = wire
-    for data in wire.data_to_send():
+    session.wire.send_hello(hello_payload(agent_id))
+    for data in session.wire.data_to_send():
         session.send(data)
     return _next_frame(session, timeout_s, "an answer to hello")
 
