@@ -14,10 +14,12 @@ from pathlib import Path
 
 from tests.conftest import REPO
 from viworks_lab.source_imports import imports_of, module_name
+from viworks_verify import plugin
 
 PACKAGES = ("viworks_verify", "viworks_lab")
 CHECKS = ("tests_infra", "tests_e2e")
-PLUGIN_MODULES = {"viworks_verify.plugin.early", *(f"viworks_verify.plugin.{m}" for m in ("run", "hosts", "fixtures", "reporting", "state"))}
+# The registered plugin modules, the entry-point one, and the run's state they share.
+PLUGIN_MODULES = {"viworks_verify.plugin.early", "viworks_verify.plugin.state", *plugin.PLUGIN_MODULES}
 
 
 def _module_name(path: Path) -> str:

@@ -13,6 +13,7 @@ shared by the whole run.
 - ``state``: what the run knows of its target (stash keys, settings, inventory, snapshot source,
   baseline, waivers, each check's host), usage errors and exit codes;
 - ``run``: the lifecycle hooks (validate, gather, settle the selection, wait for the edge once);
+- ``schedule``: the order checks run in (each host's own checks as soon as its snapshot is read);
 - ``hosts``: host parametrization, the host and snapshot fixtures, unreadable facts reported once;
 - ``fixtures``: the live fixtures (edge, API, the synthetic agent's identity, round trips);
 - ``reporting``: verdicts, redaction, waivers, the JSON summary, the HTML report, the terminal.
@@ -26,4 +27,5 @@ PLUGIN_MODULES = [
     "viworks_verify.plugin.hosts",
     "viworks_verify.plugin.fixtures",
     "viworks_verify.plugin.run",
+    "viworks_verify.plugin.schedule",
 ]
