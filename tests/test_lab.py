@@ -99,6 +99,18 @@ def test_the_smoke_suite_passes_against_the_healthy_lab(lab, tmp_path):
     assert int(suite.get("tests")) >= 10
 
 
+def test_the_smoke_suite_spread_over_workers_runs_every_check_once(lab, tmp_path):
+    """``pytest -n 2`` (pytest-xdist): the same checks as a serial run, each run once, all passing."""
+    collected = run_suite("-m", "smoke", "--target", "lab", "--collect-only", "-q", junit=tmp_path / "collected.xml")
+    expected = sorted(line.split("::", 1)[1] for line in collected.stdout.splitlines() if "::" in line)
+    junit = tmp_path / "junit.xml"
+    done = run_suite("-m", "smoke", "--target", "lab", "-n", "2", junit=junit)
+    assert done.returncode == 0, done.stdout[-4000:]
+    # The checks acting as the synthetic agent are one group, on one worker (their ids say so: "@group").
+    ran = sorted(case.get("name").split("@", 1)[0] for case in ElementTree.parse(junit).getroot().iter("testcase"))
+    assert ran == expected
+
+
 # What changes from one reading to the next on a healthy, idle lab.
 _VOLATILE = {"gathered_at", "gather_ms", "clock_skew", "engine_offset_s", "taken_at", "journal"}
 

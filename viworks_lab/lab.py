@@ -196,8 +196,7 @@ class Lab(LabReadiness):
         self._remove_extra_gateways({spec.name for spec in specs})
         backend_known_host = self._deploy_backend_host() if self.variant.backend_over_ssh else ""
         if changed[BACKEND] and not changed[NGINX]:
-            # nginx resolved the backend's address when it started; a new backend container has a new one.
-            self.client.containers.get(NGINX).restart(timeout=5)
+            self._reload_nginx()
         self._deploy_gateways(material, gateway_build, backend_known_host, candidate)
         timings["containers_s"] = time.monotonic() - started - timings["images_s"]
         ready_started = time.monotonic()
@@ -213,6 +212,21 @@ class Lab(LabReadiness):
         timings["ready_s"] = time.monotonic() - ready_started
         timings["total_s"] = time.monotonic() - started
         return timings
+
+    def _reload_nginx(self) -> None:
+        """nginx resolved the backend's address when it started; a new backend container has a new one.
+
+        A reload resolves it again. Unlike a restart, it leaves nginx serving when the new backend has
+        no address (a candidate that exits at start: "host not found in upstream"), on its old
+        configuration, as a deploy's reload would; a restart would take the edge down with it.
+        """
+        nginx = self.client.containers.get(NGINX)
+        if nginx.status != "running":
+            nginx.restart(timeout=5)
+            return
+        reloaded = nginx.exec_run(["nginx", "-s", "reload"])
+        if reloaded.exit_code != 0:
+            self.log(f"nginx kept its configuration: {reloaded.output.decode(errors='replace').strip()[-200:]}")
 
     def _role_images(self, bases: dict[str, str], backend_build: Build) -> dict[str, str]:
         backend = images.RoleImage(

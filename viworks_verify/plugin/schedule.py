@@ -100,6 +100,34 @@ def _bring_forward(pending: list, hosts_of: HostsOf, arrivals: Arrivals) -> None
             return
 
 
+# The checks that act as the synthetic agent share its one identity (its registry record, its one
+# session at a time): under pytest-xdist they run on one worker, one after the other.
+SYNTHETIC_AGENT_GROUP = "synthetic-agent"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """``-n`` without ``--dist``: pytest-xdist's ``loadgroup`` (its ``load``, keeping each group on one worker)."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", None) == "no":
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """Tell each pytest-xdist worker how the checks are handed out: a worker reads only the command line."""
+    node.workerinput["viworks_dist"] = node.config.option.dist
+
+
+@pytest.hookimpl(tryfirst=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_groups_the_synthetic_agent(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # First: pytest-xdist's worker names each check's group in its own (later) hook.
+    if getattr(config, "workerinput", {}).get("viworks_dist") == "loadgroup":
+        config.option.loadgroup = True
+    for item in items:
+        if "probe_identity" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(SYNTHETIC_AGENT_GROUP))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     if not _runs_checks(config) or config.getoption("failedfirst", False) or config.getoption("newfirst", False):
@@ -110,8 +138,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
     """pytest's run loop, in ``ready_first`` order, when the snapshots come from a live gathering."""
     config = session.config
-    if not _runs_checks(config) or session.testsfailed or config.option.collectonly or _distributes(config) or _replay(config) is not None:
+    if not _runs_checks(config) or session.testsfailed or config.option.collectonly or _replay(config) is not None:
         return None  # pytest's own loop: it reports collection errors, and the order is the collected one
+    if _distributes(config) or hasattr(config, "workerinput"):
+        return None  # pytest-xdist's loops: the controller hands the checks out, each worker runs what it is given
     hosts = {item: snapshot_hosts(item) for item in session.items}
     source = _source(config) if any(hosts.values()) else None
     if not isinstance(source, Gathering):
