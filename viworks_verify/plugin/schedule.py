@@ -11,6 +11,9 @@ end-to-end checks) in collection order. At run time (``ready_first``) a check ma
 earlier ones only if it shares no host with any of them, and never past a check that judges no
 snapshot: every host's checks run in the same relative order in every run, so the check that
 reports a host's unreadable fact (the first that needs it) does not depend on timing.
+
+Under pytest-xdist (``-n``) the workers run what they are handed, in its order; the checks that act
+as the synthetic agent are one group there (``loadgroup``), kept on one worker.
 """
 
 from __future__ import annotations
