@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from tests.conftest import REPO, run_suite
 from viworks_verify.pki import certs
@@ -83,7 +83,7 @@ def _host(snapshot: dict[str, Any], kind: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- recorded faults
 
-JUDGED_CHECK_COUNT = 56  # every check that judges facts (tests_infra and the TLS edge's), on one gateway
+JUDGED_CHECK_COUNT = 65  # every check that judges facts (tests_infra and the TLS edge's), on one gateway
 
 
 def test_the_healthy_lab_passes_every_check(tmp_path):
@@ -94,23 +94,23 @@ def test_the_healthy_lab_passes_every_check(tmp_path):
 
 # The host each recorded fault breaks, and what must fail on it (check -> words of its message).
 RECORDED = {
-    "one-network": ("backend", {"test_backend_agent_is_on_every_expected_network": "missing viworks-public"}),
+    "one-network": ("backend", {"test_backend_agent_is_on_exactly_the_expected_networks": "missing viworks-public"}),
     "db-down": ("backend", {"test_containers_are_running": "viworks-postgres is exited"}),
     "binary-drift": ("backend", {"test_backend_binary_is_the_expected_release": "is not the expected build"}),
     "ws-server-down": ("backend", {"test_backend_agent_listens_on_ws_port": "found nothing listening on it"}),
     "nginx-wrong-port": ("backend", {"test_nginx_ws_location_proxies_to_backend_agent_ws_port": "proxies to http://viworks-backend-agent-new:8080"}),
-    "gateway-stopped": ("gateway", {
-        "test_unit_is_loaded_enabled_and_active": "ActiveState=inactive",
-        "test_agent_process_runs_the_unit_program": "expected a running agent process",
-        "test_agent_logged_a_connected_session_since_its_last_start": "is not running",
-    }),
+    # One cause, one failure: the checks that need the agent running skip naming it.
+    "gateway-stopped": ("gateway", {"test_unit_is_loaded_enabled_and_active": "ActiveState=inactive"}),
+    "gateway-unit-masked": ("gateway", {"test_unit_is_loaded_enabled_and_active": "LoadState=masked"}),
     "gateway-bad-execstart": ("gateway", {
-        "test_unit_is_loaded_enabled_and_active": "expected",
-        "test_agent_process_runs_the_unit_program": "ExecStart=/opt/viworks/bin/viworks-gateway-agent",
-        "test_agent_logged_a_connected_session_since_its_last_start": "is not running",
         "test_unit_program_exists_and_is_executable": "does not exist",
-        "test_unit_uses_the_expected_program_env_file_and_directory": "ExecStart=/opt/viworks/viworks-gateway-agent",
+        "test_unit_file_is_the_released_one": "expected the release's unit file",
     }),
+    "backend-extra-network": ("backend", {"test_backend_agent_is_on_exactly_the_expected_networks": "also on bridge"}),
+    "script-stray": ("gateway", {"test_scripts_root_holds_only_the_declared_scripts": "cleanup.sh (regular file, mode 0777 world-writable"}),
+    "script-tampered": ("gateway", {"test_scripts_are_the_released_ones": "add_user.sh sha256"}),
+    "env-unknown-key": ("gateway", {"test_env_has_no_key_the_agent_does_not_know": "VIW_AGENT_CMD_TIMEOUT (did you mean VIW_AGENT_CMD_TIMEOUT_SECS?)"}),
+    "gateway-binary-drift": ("gateway", {"test_gateway_binary_is_the_expected_release": "is not the expected build"}),
     "client-cert-missing": ("gateway", {"test_client_certificate_key_and_ca_are_present": "client.crt does not exist"}),
     "script-missing": ("gateway", {"test_scripts_are_present_and_executable": "add_vpn_user.sh does not exist"}),
     "script-not-executable": ("gateway", {"test_scripts_are_present_and_executable": "not executable"}),
@@ -127,9 +127,11 @@ RECORDED_EDGE = {
         "test_served_key_matches_the_configured_pin": "matches none of the configured pins",
     },
     "cert-expired": {
-        "test_served_chain_validates_for_the_agent_domain": "certificate has expired",
+        "test_served_chain_validates_for_the_agent_domain": "expired on",
         "test_served_certificate_is_not_near_expiry": "expected the served certificate to be valid",
     },
+    "edge-cert-cn-only": {"test_served_chain_validates_for_the_agent_domain": "subject CN"},
+    "edge-cert-unsupported-key": {"test_served_chain_validates_for_the_agent_domain": "an EC key on secp521r1"},
 }
 HEALTHY_HOSTS = ("local://backend-lab", "ssh://gw-lab-01", "https://agent.lab.test")
 
@@ -361,6 +363,34 @@ def _other_key(host, snapshot):
     host["client_key_spki"]["value"] = _spki_of(_leaf_pem(snapshot))
 
 
+def _drop_in(host, _):
+    host["unit"]["value"]["DropInPaths"] = "/etc/systemd/system/viworks-gateway-agent.service.d/override.conf"
+
+
+def _redis_on_bridge(host, _):
+    host["containers"]["viworks-redis"]["value"]["NetworkSettings"]["Networks"]["bridge"] = {"IPAddress": "172.17.0.5", "Aliases": None}
+
+
+def _nginx_publishes_more(host, _):
+    nginx = host["containers"]["viworks-nginx"]["value"]
+    nginx["NetworkSettings"]["Ports"]["8443/tcp"] = [{"HostIp": "0.0.0.0", "HostPort": "8443"}]
+
+
+def _client_certificate_sha1(host, _):
+    # The same subject and key, signed with SHA-1 by a CA of its own: refused by any strict server.
+    ca = certs.new_ca("Old Internal CA")
+    leaf = certs.load_pem_certificates(host["client_certificate"]["value"].encode())[0]
+    reissued = certs.issue(ca, certs.common_name(leaf), server=False, hash_algorithm=hashes.SHA1())
+    host["client_certificate"]["value"] = reissued.cert_pem().decode()
+    host["trust_bundle"]["value"] = [ca.cert_pem().decode()]
+    host["client_key_spki"]["value"] = _spki_of(reissued.cert_pem().decode())
+
+
+def _another_program(host, _):
+    # The unit's MainPID runs something else than its ExecStart (a wrapper left behind, a stale binary).
+    host["process"]["value"].update(argv=["/usr/local/bin/old-agent", "--legacy"], exe="/usr/local/bin/old-agent")
+
+
 def _script_owner(host, _):
     host["files"]["value"]["stats"]["/opt/viworks/scripts/add_user.sh"].update(uid=1000, user="ops")
 
@@ -415,6 +445,14 @@ CHANGES = {
                                       "expected the gateway's certificate to chain to one of them", _nginx_trusts_another_ca),
     "key-of-another-certificate": Change("gateway", "test_client_certificate_matches_the_key", "expected the certificate's own key", _other_key),
     "agent-id-not-cn": Change("gateway", "test_client_certificate_cn_is_the_agent_id", "VIW_AGENT_ID=gw-other-99", _env("VIW_AGENT_ID", "gw-other-99")),
+    "another-program": Change("gateway", "test_agent_process_runs_the_unit_program", "runs /usr/local/bin/old-agent", _another_program),
+    "unit-drop-in": Change("gateway", "test_unit_has_no_undeclared_drop_ins", "changed by /etc/systemd/system/viworks-gateway-agent.service.d/override.conf",
+                           _drop_in),
+    "redis-on-bridge": Change("backend", "test_nginx_postgres_and_redis_are_on_no_unexpected_network", "viworks-redis on [bridge, viworks-internal]",
+                              _redis_on_bridge),
+    "nginx-publishes-8443": Change("backend", "test_nginx_publishes_only_the_edge_ports", "also every address (0.0.0.0):8443->8443/tcp", _nginx_publishes_more),
+    "client-certificate-sha1": Change("gateway", "test_client_certificate_is_acceptable_to_a_strict_server", "SHA-1", _client_certificate_sha1,
+                                      also=("test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",)),
     "crash-looping": Change("gateway", "test_unit_is_not_crash_looping", "NRestarts=12", _unit("NRestarts", "12")),
     "no-restart": Change("gateway", "test_unit_restarts_the_agent_when_it_exits", "Restart=no", _unit("Restart", "no")),
     "no-environment-file": Change("gateway", "test_unit_environment_file_exists", "expected an EnvironmentFile", _unit("EnvironmentFiles", ""),
@@ -484,19 +522,31 @@ def test_an_edge_that_speaks_old_protocols_fails_the_floor(tmp_path):
         "test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"]
 
 
-def test_a_target_without_an_expected_release_fails_the_release_check_naming_the_setting(tmp_path):
+def _target_text() -> str:
+    """The recorded target, its paths absolute (for a copy written elsewhere)."""
+    return TARGET.read_text().replace('ca_bundle = "root.crt"', f'ca_bundle = "{SNAPSHOTS / "root.crt"}"')
+
+
+def test_a_target_without_an_expected_release_fails_the_release_checks_naming_the_setting(tmp_path):
     """Production targets never pass by omission: no expectation is a failure that says what to fill."""
-    text = TARGET.read_text()
+    text = _target_text()
     target = tmp_path / "no-release.toml"
     target.write_text(text[:text.index("[release]")])
     verdicts = judge(SNAPSHOTS / "healthy.json", tmp_path, "--target", str(target))
-    assert set(verdicts.failed) == {"test_backend_binary_is_the_expected_release[local://backend-lab]"}, verdicts.failed
-    assert "no expected build to compare with: set [release] sha256" in verdicts.failed["test_backend_binary_is_the_expected_release[local://backend-lab]"]
+    expected = {
+        "test_backend_binary_is_the_expected_release[local://backend-lab]": "no expected build to compare with: set [release] sha256",
+        "test_gateway_binary_is_the_expected_release[ssh://gw-lab-01]": "set [release.gateway] sha256",
+        "test_scripts_are_the_released_ones[ssh://gw-lab-01]": "set [release.gateway] scripts",
+        "test_unit_file_is_the_released_one[ssh://gw-lab-01]": "set [release.gateway] unit_sha256",
+    }
+    assert set(verdicts.failed) == set(expected), verdicts.failed
+    for case, words in expected.items():
+        assert words in verdicts.failed[case], verdicts.failed[case]
 
 
 def test_a_target_without_the_connected_line_fails_the_session_check_naming_the_setting(tmp_path):
     target = tmp_path / "no-pattern.toml"
-    target.write_text(TARGET.read_text().replace('connected_log_pattern = "session established"\n', ""))
+    target.write_text(_target_text().replace('connected_log_pattern = "session established"\n', ""))
     verdicts = judge(SNAPSHOTS / "healthy.json", tmp_path, "--target", str(target))
     case = "test_agent_logged_a_connected_session_since_its_last_start[ssh://gw-lab-01]"
     assert set(verdicts.failed) == {case}, verdicts.failed

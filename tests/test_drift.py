@@ -60,7 +60,7 @@ def test_what_changes_with_every_start_is_not_drift(tmp_path):
     done = verify("diff", str(SNAPSHOTS / "healthy.json"), str(path))
     assert done.returncode == 0 and "10 volatile differences ignored" in done.stdout, done.stdout
     listed = verify("diff", "--all", str(SNAPSHOTS / "healthy.json"), str(path))
-    assert listed.returncode == 0 and "(volatile) gw-lab-01.unit.MainPID: 1794 -> 4242" in listed.stdout, listed.stdout
+    assert listed.returncode == 0 and "(volatile) gw-lab-01.unit.MainPID: 7071 -> 4242" in listed.stdout, listed.stdout
     # A restart count at the target's threshold is no longer noise.
     agent["RestartCount"] = 3
     done = verify("diff", str(SNAPSHOTS / "healthy.json"), str(_write(tmp_path, "restarting.json", later)))
@@ -68,11 +68,22 @@ def test_what_changes_with_every_start_is_not_drift(tmp_path):
 
 
 @pytest.mark.parametrize(("fault", "expected"), [
-    ("binary-drift", ["backend-lab.binary: 29.8 KB (30534 bytes) sha256 bcc39742abea… -> 30.0 KB (30672 bytes) sha256 12f1bf053ff0…"]),
+    ("binary-drift", ["backend-lab.binary: 36.7 KB (37585 bytes) sha256 b60fb2f908d2… -> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…"]),
     ("one-network", ["backend-lab.containers[viworks-backend-agent-new].networks: [viworks-internal, viworks-public] -> [viworks-internal]"]),
     ("nginx-wrong-port", ["backend-lab.nginx.http.server[agent.lab.test:443].location[/ws/].proxy_pass: "
                           "http://viworks-backend-agent-new:8081 -> http://viworks-backend-agent-new:8080"]),
-    ("script-not-executable", ["gw-lab-01.files[/opt/viworks/scripts/add_vpn_user.sh].mode: 0755 -> 0644"]),
+    ("script-not-executable", ["gw-lab-01.files[/opt/viworks/scripts/add_vpn_user.sh].mode: 0755 -> 0644",
+                               "gw-lab-01.scripts_root[add_vpn_user.sh].mode: 0755 -> 0644"]),
+    # Artifacts known by content: the same path, owner and mode, another build or another script.
+    ("gateway-binary-drift", ["gw-lab-01.binary: 37.9 KB (38771 bytes) sha256 5b398336a0c5… -> 38.0 KB (38902 bytes) sha256 a85a196e420a…"]),
+    ("script-tampered", ["gw-lab-01.scripts_root[add_user.sh].content: 298 bytes sha256 a8454efe0202… -> 331 bytes sha256 24683c546a1c…"]),
+    ("script-stray", ["gw-lab-01.scripts_root.entries: +cleanup.sh",
+                      "gw-lab-01.scripts_root[cleanup.sh].content: added 13 bytes sha256 d7ac283f0efb…",
+                      "gw-lab-01.scripts_root[cleanup.sh].kind: added regular file",
+                      "gw-lab-01.scripts_root[cleanup.sh].mode: added 0777",
+                      "gw-lab-01.scripts_root[cleanup.sh].owner: added root"]),
+    ("backend-extra-network", ["backend-lab.containers[viworks-backend-agent-new].networks: "
+                               "[viworks-internal, viworks-public] -> [bridge, viworks-internal, viworks-public]"]),
     ("db-down", ["backend-lab.containers[viworks-postgres].status: running -> exited"]),
 ])
 def test_a_recorded_fault_is_exactly_its_drift(fault, expected):
@@ -176,7 +187,7 @@ def test_fail_on_drift_fails_exactly_one_check_naming_the_host_and_both_builds(t
     assert drift_failures == {
         "test_no_gated_drift_since_the_baseline[local://backend-lab]":
             f"local://backend-lab: gated facts since the baseline {SNAPSHOTS / 'healthy.json'}: expected no drift; found backend-lab.binary: "
-            "29.8 KB (30534 bytes) sha256 bcc39742abea… -> 30.0 KB (30672 bytes) sha256 12f1bf053ff0…",
+            "36.7 KB (37585 bytes) sha256 b60fb2f908d2… -> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…",
     }, verdicts.output
     assert {"test_no_gated_drift_since_the_baseline[ssh://gw-lab-01]", "test_no_gated_drift_since_the_baseline[https://agent.lab.test]"} <= verdicts.passed
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -194,6 +205,7 @@ def test_a_baseline_alone_reports_drift_without_gating_on_it(tmp_path):
 def test_the_targets_drift_settings_gate_and_ignore(tmp_path):
     target = tmp_path / "target.toml"
     target.write_text((SNAPSHOTS / "target.toml").read_text().replace('"../', f'"{REPO}/fixtures/')
+                      .replace('ca_bundle = "root.crt"', f'ca_bundle = "{SNAPSHOTS / "root.crt"}"')
                       + '\n[drift]\nfail_on = ["networks", "binary"]\nignore = ["viworks-backend-agent-new.networks"]\n')
     verdicts = judge(SNAPSHOTS / "one-network.json", tmp_path, f"--baseline={SNAPSHOTS / 'healthy.json'}", f"--target={target}")
     assert "test_no_gated_drift_since_the_baseline[local://backend-lab]" in verdicts.passed, verdicts.output

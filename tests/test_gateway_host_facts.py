@@ -18,10 +18,10 @@ from viworks_verify.pki.pins import spki_pin
 
 def test_stat_output_and_errors_parse():
     stdout = (
-        "600|0|root|0|root|regular file|/opt/viworks/agent/certs/client.key\n"
-        "4755|0|root|0|root|regular file|/opt/viworks/viworks-gateway-agent\n"
-        "777|1000|ops|1000|ops|regular empty file|/opt/x|with a bar\n"
-        "755|0|root|0|root|directory|/opt/viworks/scripts\n"
+        "600|0|root|0|root|100|regular file|/opt/viworks/agent/certs/client.key\n"
+        "4755|0|root|0|root|100|regular file|/opt/viworks/viworks-gateway-agent\n"
+        "777|1000|ops|1000|ops|100|regular empty file|/opt/x|with a bar\n"
+        "755|0|root|0|root|100|directory|/opt/viworks/scripts\n"
     )
     stderr = (
         "stat: cannot statx '/opt/viworks/scripts/add_user.sh': No such file or directory\n"

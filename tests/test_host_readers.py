@@ -69,8 +69,8 @@ def host_output(env: str | None = ENV, paths: str = PATHS) -> str:
 def files_output() -> str:
     public = CLIENT.certificate.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     return (
-        "@@ stat\n600|0|root|0|root|regular file|/opt/viworks/agent/certs/client.key\n"
-        + "".join(f"644|0|root|0|root|regular file|{path}\n" for path in REQUIRED)
+        "@@ stat\n600|0|root|0|root|100|regular file|/opt/viworks/agent/certs/client.key\n"
+        + "".join(f"644|0|root|0|root|100|regular file|{path}\n" for path in REQUIRED)
         +
         "stat: cannot statx '/opt/viworks/scripts/add_user.sh': No such file or directory\n"
         f"@@ certificate\n{CLIENT.cert_pem().decode()}@@ certificate-rc 0\n"

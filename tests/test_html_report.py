@@ -82,7 +82,7 @@ def test_the_report_leads_with_the_verdict_and_a_host_by_area_grid(chromium, fau
 def test_the_report_renders_with_its_summary_and_a_failures_evidence(chromium, faulted_report):
     dom = _render(chromium, faulted_report / "report.html", "--dump-dom").stdout
     for expected in ("ViWorkS deploy verification", "suite commit", "backend version (observed)", "GET /health latency",
-                     "test_backend_agent_is_on_every_expected_network", "local://backend-lab",
+                     "test_backend_agent_is_on_exactly_the_expected_networks", "local://backend-lab",
                      "evidence: viworks-backend-agent-new networks", "missing viworks-public"):
         assert expected in dom, f"{expected!r} is not in the page Chromium rendered"
     screenshot = REPO / "reports" / "report.png"
@@ -93,7 +93,7 @@ def test_the_report_renders_with_its_summary_and_a_failures_evidence(chromium, f
 
 def test_junit_names_the_host_and_the_json_summary_is_compact(faulted_report):
     junit = (faulted_report / "junit.xml").read_text()
-    assert 'name="test_backend_agent_is_on_every_expected_network[local://backend-lab]"' in junit
+    assert 'name="test_backend_agent_is_on_exactly_the_expected_networks[local://backend-lab]"' in junit
     summary = json.loads((faulted_report / "summary.json").read_text())
     assert summary["exit_code"] == 1 and summary["counts"]["failed"] == 1 and summary["verdict"] == "NO-GO"
     assert [item["path"] for item in summary["drift"]["items"]] == ["backend-lab.containers[viworks-backend-agent-new].networks"]

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import run_suite
 from tests.test_checks_on_snapshots import SNAPSHOTS, TARGET, judge
 
-NETWORK_CHECK = "test_backend_agent_is_on_every_expected_network"
+NETWORK_CHECK = "test_backend_agent_is_on_exactly_the_expected_networks"
 
 
 def _waivers(tmp_path: Path, *entries: str) -> Path:

@@ -11,7 +11,9 @@ import warnings
 
 import pytest
 
-from viworks_verify.pki import certs
+from viworks_verify.edge.trust import describe_trust, trust_anchors
+from viworks_verify.gather.reading import Reading
+from viworks_verify.pki import certs, strict
 from viworks_verify.pki.pins import matching_pin, parse_pins, spki_pin
 from viworks_verify.verdict import fail
 
@@ -26,10 +28,22 @@ def _leaf(edge_snapshot, fact_of, recorder):
 
 
 @pytest.mark.smoke
-def test_served_chain_validates_for_the_agent_domain(edge_snapshot, fact_of, recorder):
+def test_served_chain_validates_for_the_agent_domain(edge_snapshot, fact_of, settings, recorder):
+    """Judged as the strictest real client judges it (rustls in the gateway agent, Go, browsers): the
+    name in subjectAltName, the chain served complete to the trust root, valid now, serverAuth where
+    it lists usages, a strong key, no SHA-1. Then as Python verified it in the handshake."""
     domain = edge_snapshot.domain
-    _leaf(edge_snapshot, fact_of, recorder)
+    leaf = _leaf(edge_snapshot, fact_of, recorder)
+    intermediates = fact_of(edge_snapshot, "served_chain").then(lambda _: Reading(edge_snapshot.intermediates())).require()
     verification = fact_of(edge_snapshot, "verification").require()
+    recorder.attach("served chain", [certs.describe(c) for c in intermediates])
+    trust = describe_trust(settings.edge.ca_bundle)
+    read_at = dt.datetime.fromtimestamp(edge_snapshot.gathered_at, dt.timezone.utc)
+    findings = strict.judge(leaf, anchors=trust_anchors(settings.edge.ca_bundle), chain=intermediates, purpose=strict.SERVER,
+                            name=domain, now=read_at)
+    if findings:
+        fail(domain, expected=f"a certificate chain a strict client (rustls, Go, browsers) accepts for {domain} against {trust}",
+             found=strict.summary(findings))
     if not verification["verified"]:
         fail(domain, expected=f"a certificate chain valid for {domain} against {verification['trust']}", found=f"{verification['problem']}")
 

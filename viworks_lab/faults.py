@@ -14,7 +14,7 @@ from typing import Callable, Protocol
 import docker
 
 from viworks_lab import topology
-from viworks_lab.layout import BACKEND, NGINX, POSTGRES, GatewayHost
+from viworks_lab.layout import BACKEND, GATEWAY_BINARY, NGINX, POSTGRES, GatewayHost, StateDir
 
 
 class FaultTarget(Protocol):
@@ -22,12 +22,16 @@ class FaultTarget(Protocol):
 
     client: docker.DockerClient
     ready_timeout_s: float
+    state: StateDir
 
     @property
     def fault_gateway(self) -> GatewayHost: ...
 
 
 UNIT = "viworks-gateway-agent.service"
+SCRIPTS = "/opt/viworks/scripts"
+# A link to /dev/null in a unit directory that outranks /etc/systemd/system masks the unit deployed there.
+UNIT_MASK = f"/etc/systemd/system.control/{UNIT}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Knobs:
     ws_server_enabled: bool = True
     dispatch_enabled: bool = True
     backend_jwt_secret_rotated: bool = False  # the backend verifies tokens with a secret nobody has
-    served_identity: str = "server"  # the .lab/pki stem nginx serves: server, server-rekeyed, server-expired
+    served_identity: str = "server"  # the .lab/pki stem nginx serves (material.ensure_server_variant's stems)
     agent_ports_published: bool = False  # 8080/8081 published on the host (on loopback: the machine's rule)
     identity_from_client: bool = False  # nginx forwards the client's identity headers on /ws/ instead of setting them
     old_tls_protocols: bool = False  # nginx also speaks TLS 1.0 and 1.1 (and the ciphers they need)
@@ -108,6 +112,29 @@ def _drift_binary(lab: FaultTarget) -> None:
     backend = lab.client.containers.get(BACKEND)
     topology.put_files(backend, {"/app/viworks-backend-agent": (drifted.data, 0o755)})
     backend.restart(timeout=10)
+
+
+def _attach_to_bridge(lab: FaultTarget) -> None:
+    lab.client.networks.get("bridge").connect(BACKEND)
+
+
+def _drift_gateway_binary(lab: FaultTarget) -> None:
+    """Another build at the unit's ExecStart, same path and mode, the unit restarted on it."""
+    from viworks_lab.release import build_agent
+
+    drifted = build_agent("gateway", build_note="a hotfix built on the gateway host")
+    gateway = _gateway(lab)
+    topology.put_files(gateway, {GATEWAY_BINARY: (drifted.data, 0o755)})
+    topology.exec_checked(gateway, ["systemctl", "restart", UNIT], "restart the gateway unit")
+
+
+def _wrong_usage_client_certificate(lab: FaultTarget) -> None:
+    from viworks_lab.material import ensure_client_variant
+
+    pem = ensure_client_variant(lab.state, lab.fault_gateway.agent_id, "wrong-usage")
+    gateway = _gateway(lab)
+    topology.put_files(gateway, {"/opt/viworks/agent/certs/client.crt": (pem, 0o644)})
+    topology.exec_checked(gateway, ["systemctl", "restart", UNIT], "restart the gateway unit")
 
 
 _GATEWAY_ONLY = ("backend", "edge")
@@ -181,5 +208,32 @@ FAULTS: dict[str, Fault] = {
               Knobs(database_created=False), action=_wait_for_postgres_to_answer, recreate=(POSTGRES,), wait_for=()),
         Fault("binary-drift", "the backend binary differs from the expected release build",
               action=_drift_binary, recreate=(BACKEND,)),
+        # What should not be there, and artifacts known by content (a closed world).
+        Fault("backend-extra-network", "the backend agent container is also attached to Docker's default bridge network: its plain "
+              "8080/8081 reachable from every container on the host", action=_attach_to_bridge, recreate=(BACKEND,)),
+        Fault("script-stray", "a world-writable executable cleanup.sh lies in the gateway's scripts root besides the four scripts",
+              action=_in_gateway("sh", "-c", f"printf '#!/bin/sh\\nid\\n' > {SCRIPTS}/cleanup.sh && chmod 0777 {SCRIPTS}/cleanup.sh"),
+              redeploy_gateway=True),
+        Fault("script-tampered", "add_user.sh is edited on the gateway host (same path, owner and mode, other content)",
+              action=_in_gateway("sh", "-c", f"echo 'logger -t viworks edited-on-host' >> {SCRIPTS}/add_user.sh"), redeploy_gateway=True),
+        Fault("env-unknown-key", "the gateway's .env sets VIW_AGENT_CMD_TIMEOUT=90, a key the agent does not read "
+              "(VIW_AGENT_CMD_TIMEOUT_SECS meant): silently ignored",
+              action=_in_gateway("sh", "-c", "echo VIW_AGENT_CMD_TIMEOUT=90 >> /opt/viworks/agent/.env"), redeploy_gateway=True),
+        Fault("gateway-binary-drift", "the gateway agent's program is replaced by another build at the same path with the same mode",
+              action=_drift_gateway_binary, redeploy_gateway=True),
+        Fault("gateway-unit-masked", "the gateway agent's unit is masked (a /dev/null link over it) and stopped",
+              action=_sequence(_in_gateway("systemctl", "stop", UNIT),
+                               _in_gateway("sh", "-c", f"mkdir -p {UNIT_MASK.rsplit('/', 1)[0]} && ln -sf /dev/null {UNIT_MASK}"),
+                               _in_gateway("systemctl", "daemon-reload")),
+              redeploy_gateway=True, wait_for=_GATEWAY_ONLY),
+        # Certificates a strict client (rustls, Go, browsers) refuses.
+        Fault("edge-cert-cn-only", "nginx serves a certificate with agent.lab.test in its subject CN only, no subjectAltName "
+              "(same key): Python's ssl accepts it, rustls, Go and browsers refuse it", Knobs(served_identity="server-cn-only")),
+        Fault("edge-cert-unsupported-key", "nginx serves its certificate (same key) issued by an intermediate with an EC P-521 key: "
+              "OpenSSL and Python accept it, the strict clients (rustls, Go, browsers) do not",
+              Knobs(served_identity="server-weak-issuer")),
+        Fault("client-cert-wrong-usage", "the gateway's client certificate (same key and CA) lists serverAuth only as its extended "
+              "key usage: no server may accept it for a client", action=_wrong_usage_client_certificate, redeploy_gateway=True,
+              wait_for=_GATEWAY_ONLY),
     )
 }

@@ -34,6 +34,9 @@ from viworks_lab.variants import REFERENCE, VARIANTS, Variant
 __all__ = ["CandidateDidNotStart", "Lab"]
 
 GATEWAY_FILES_MARK = "/var/lib/viworks-lab/deployed.sha256"
+GATEWAY_SCRIPTS = "/opt/viworks/scripts"
+# Units of this name in directories that outrank /etc/systemd/system (a mask left by a fault).
+GATEWAY_UNIT_OVERRIDES = f"/etc/systemd/system.control/{GATEWAY_UNIT} /run/systemd/system.control/{GATEWAY_UNIT}"
 ALL_READY = ("backend", "edge", "gateway")
 Log = Callable[[str], None]
 
@@ -368,13 +371,15 @@ class Lab(LabReadiness):
             "/home/ops/.ssh/authorized_keys": ((self.state.ssh / "id_ed25519.pub").read_bytes(), 0o600),
         }
         for script in sorted((FIXTURES / "gateway" / "scripts").glob("*.sh")):
-            files[f"/opt/viworks/scripts/{script.name}"] = (script.read_bytes(), 0o755)
+            files[f"{GATEWAY_SCRIPTS}/{script.name}"] = (script.read_bytes(), 0o755)
         stock = self.variant.stock_gateway_services
         if stock:
             files.update(stock_service_files(material))
         digest = _files_digest(files)
         deployed = container.exec_run(["cat", GATEWAY_FILES_MARK]).output.decode(errors="replace").strip()
         if deployed != digest or not _unit_active(container):
+            # A deploy owns the scripts root and the unit: what a release did not put there goes.
+            topology.exec_checked(container, ["sh", "-c", f"rm -rf {GATEWAY_SCRIPTS} {GATEWAY_UNIT_OVERRIDES}"], "clear the scripts root")
             topology.put_files(container, {**files, GATEWAY_FILES_MARK: (digest.encode(), 0o644)})
             if not toml:  # back from the toml-gateway-config variant: the .env alone again
                 topology.exec_checked(container, ["rm", "-f", "/opt/viworks/agent/agent.toml"], "remove agent.toml")

@@ -14,7 +14,9 @@ import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from viworks_lab.layout import AGENT_DOMAIN, GATEWAY_ID, LOOPBACK, PORTS, REPO_ROOT, SUITE_AGENT_ID, GatewayHost, StateDir, fleet
 from viworks_lab.variants import REFERENCE, Variant
@@ -154,20 +156,48 @@ def ensure_server_variant(state: StateDir, stem: str) -> None:
     """A server certificate for the agent domain that a fault makes nginx serve instead of the real one.
 
     ``server-rekeyed``: same name and CA, another key (the pins no longer match);
-    ``server-expired``: same key (pins still match), validity ended 30 days ago.
+    ``server-expired``: same key (pins still match), validity ended 30 days ago;
+    ``server-cn-only``: same key, the domain in the subject CN only, no subjectAltName (Python's ssl
+    accepts it, rustls, Go and browsers do not);
+    ``server-weak-issuer``: same key, issued by an intermediate with an EC P-521 key (served with it):
+    OpenSSL, so nginx and Python, accept it; strict clients take RSA >= 2048 or EC P-256/P-384 only.
+    (An RSA 1024-bit key would be refused by nginx itself: Debian builds OpenSSL at security level 2.)
     """
     if (state.pki / f"{stem}.crt").exists():
         return
     ca, _ = _issuer(state.pki)
+    key = certs.load_private_key((state.pki / "server.key").read_bytes())
+    chain = b""
     if stem == "server-rekeyed":
         identity = certs.issue(ca, AGENT_DOMAIN, server=True)
     elif stem == "server-expired":
-        key = certs.load_private_key((state.pki / "server.key").read_bytes())
         start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=120)
         identity = certs.issue(ca, AGENT_DOMAIN, server=True, key=key, not_before=start, days=90)
+    elif stem == "server-cn-only":
+        identity = certs.issue(ca, AGENT_DOMAIN, server=True, key=key, subject_alt_names=False)
+    elif stem == "server-weak-issuer":
+        weak = certs.new_ca("ViWorkS lab P-521 issuing CA", issuer=ca, key=ec.generate_private_key(ec.SECP521R1()))
+        identity, chain = certs.issue(weak, AGENT_DOMAIN, server=True, key=key), weak.cert_pem()
     else:
         raise ValueError(f"no server certificate variant {stem!r}")
-    _identity_files(state.pki, stem, identity)
+    _identity_files(state.pki, stem, identity, chain)
+
+
+def ensure_client_variant(state: StateDir, agent_id: str, stem: str) -> bytes:
+    """A client certificate for ``agent_id`` that a fault deploys instead of its own; its PEM.
+
+    ``wrong-usage``: same key and CA, its extended key usage serverAuth only: nginx (and any strict
+    server) refuses it for a client.
+    """
+    path = state.pki / f"{agent_id}-{stem}.crt"
+    if not path.exists():
+        if stem != "wrong-usage":
+            raise ValueError(f"no client certificate variant {stem!r}")
+        ca, chain = _issuer(state.pki)
+        key = certs.load_private_key((state.pki / f"{agent_id}.key").read_bytes())
+        identity = certs.issue(ca, agent_id, server=False, key=key, extended_usages=(ExtendedKeyUsageOID.SERVER_AUTH,))
+        _write(path, identity.cert_pem() + chain)
+    return path.read_bytes()
 
 
 def _backup_pin(material: Material) -> str:

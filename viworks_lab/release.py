@@ -13,7 +13,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from viworks_lab.layout import REPO_ROOT
+from viworks_lab.layout import FIXTURES, GATEWAY_UNIT, REPO_ROOT
 from viworks_lab.source_imports import imports_of
 
 SHEBANG = b"#!/usr/bin/python3\n"
@@ -83,8 +83,18 @@ def build_agent(agent: str, build_note: str | None = None) -> Build:
     return Build(agent, buffer.getvalue())
 
 
+def gateway_artifacts() -> dict[str, object]:
+    """The gateway's other release artifacts, by sha256: the scripts and the unit file the lab deploys."""
+    scripts = {script.name: hashlib.sha256(script.read_bytes()).hexdigest()
+               for script in sorted((FIXTURES / "gateway" / "scripts").glob("*.sh"))}
+    unit = hashlib.sha256((FIXTURES / "gateway" / GATEWAY_UNIT).read_bytes()).hexdigest()
+    return {"scripts": scripts, "unit_sha256": unit}
+
+
 def write_manifest(path: Path, version: str | None, builds: list[Build]) -> None:
     """The release manifest a deploy pipeline would publish: what it built, by sha256 and size (and the
-    version each build says it is, else ``version``)."""
+    version each build says it is, else ``version``), and the gateway's scripts and unit file by sha256."""
     manifest = {build.agent: {"version": build.version or version, "sha256": build.sha256, "size": build.size} for build in builds}
+    if "gateway" in manifest:
+        manifest["gateway"].update(gateway_artifacts())
     path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""The backend host's containers: running, stable, on the right networks, and reachable only through the edge."""
+"""The backend host's containers: running, stable, on exactly their networks, and reachable only through the edge."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from viworks_verify.backend.containers import publishing_problems, restart_problem
+from viworks_verify.backend.containers import host_address, network_set_problem, publishing_problems, restart_problem
 from viworks_verify.verdict import CheckFailed, fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("containers")]
@@ -64,16 +64,70 @@ def test_containers_are_not_restarting_repeatedly(backend_host, backend_snapshot
 
 @pytest.mark.smoke
 @pytest.mark.area("network")
-def test_backend_agent_is_on_every_expected_network(backend_host, backend_snapshot, settings, recorder):
+def test_backend_agent_is_on_exactly_the_expected_networks(backend_host, backend_snapshot, settings, recorder):
+    """Both ways: a missing network cuts nginx or the database off; an extra one (Docker's default
+    ``bridge``) makes the agent's plain 8080/8081 reachable from every container on that network."""
     name = settings.backend.agent_container
     facts = _require_container(backend_snapshot, name)
     attached = facts.attrs.get("NetworkSettings", {}).get("Networks") or {}
     recorder.attach(f"{name} networks", {network: {"ip": info.get("IPAddress"), "aliases": info.get("Aliases")} for network, info in attached.items()})
-    missing = [network for network in settings.backend.networks if network not in facts.networks]
-    if missing:
-        fail(backend_host.id, name, expected=f"on [{', '.join(settings.backend.networks)}]",
-             found=f"on [{', '.join(facts.networks)}], missing {', '.join(missing)}",
-             evidence="; ".join(f"docker network connect {network} {name}" for network in missing))
+    problem = network_set_problem(facts.networks, settings.backend.networks)
+    if problem:
+        fail(backend_host.id, name, expected=f"on exactly [{', '.join(settings.backend.networks)}]", found=f"on [{', '.join(facts.networks)}], {problem.found}",
+             evidence=problem.fix(name))
+
+
+@pytest.mark.smoke
+@pytest.mark.area("network")
+def test_nginx_postgres_and_redis_are_on_no_unexpected_network(backend_host, backend_snapshot, settings):
+    """Postgres and Redis on the internal network only; nginx on the edge's network and those it shares
+    with the agent, nothing more."""
+    backend = settings.backend
+    expected = {
+        backend.postgres_container: backend.internal_networks,
+        backend.redis_container: backend.internal_networks,
+    }
+    problems, fixes = [], []
+    for name, networks in expected.items():
+        facts = backend_snapshot.container(name)
+        if facts is None:
+            continue  # test_containers_are_running says so
+        problem = network_set_problem(facts.networks, networks)
+        if problem:
+            problems.append(f"{name} on [{', '.join(facts.networks)}] (expected [{', '.join(networks)}]), {problem.found}")
+            fixes.append(problem.fix(name))
+    nginx = backend_snapshot.container(backend.nginx_container)
+    if nginx is not None:
+        allowed = (*backend.edge_networks, *backend.networks)
+        problem = network_set_problem(nginx.networks, backend.edge_networks, may_also=allowed)
+        if problem:
+            problems.append(f"{nginx.name} on [{', '.join(nginx.networks)}] (expected [{', '.join(backend.edge_networks)}] and any of "
+                            f"[{', '.join(backend.networks)}]), {problem.found}")
+            fixes.append(problem.fix(nginx.name))
+    if problems:
+        fail(backend_host.id, expected="each container on its networks only", found="; ".join(problems), evidence="; ".join(fixes))
+
+
+@pytest.mark.smoke
+@pytest.mark.area("network")
+def test_nginx_publishes_only_the_edge_ports(backend_host, backend_snapshot, settings):
+    """The edge is the only way in: nginx publishes the HTTP and HTTPS ports, and no other."""
+    name, edge = settings.backend.nginx_container, settings.edge
+    facts = backend_snapshot.container(name)
+    if facts is None:
+        return  # test_containers_are_running says so
+    published = sorted({int(host_port) for _, _, host_port in facts.host_bindings() if host_port.isdigit()})
+    expected = sorted({edge.http_port, edge.https_port})
+    missing, extra = [p for p in expected if p not in published], [p for p in published if p not in expected]
+    if missing or extra:
+        found = [f"missing {', '.join(map(str, missing))}"] if missing else []
+        found += [f"also {', '.join(b for port in extra for b in _bindings_on(facts, port))}"] if extra else []
+        fail(backend_host.id, name, expected=f"published on exactly ports {', '.join(map(str, expected))}",
+             found=f"published on {', '.join(map(str, published)) or 'none'}: {'; '.join(found)}")
+
+
+def _bindings_on(facts, port: int) -> list[str]:
+    return [f"{host_address(ip)}:{host_port}->{container_port}" for container_port, ip, host_port in facts.host_bindings() if host_port == str(port)]
 
 
 @pytest.mark.smoke

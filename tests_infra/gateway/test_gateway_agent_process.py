@@ -17,6 +17,7 @@ def _main_pid(gateway_unit) -> int:
 
 @pytest.mark.smoke
 @pytest.mark.area("unit")
+@pytest.mark.needs_agent("running")
 def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway_snapshot, fact_of):
     pid, program = _main_pid(gateway_unit), gateway_unit.exec_start_path
     if pid == 0 or program is None:
@@ -29,6 +30,7 @@ def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway
 
 
 @pytest.mark.smoke
+@pytest.mark.needs_agent("running")
 def test_agent_listens_on_no_port(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
     """Outbound only: with inbound HTTP off, the agent process listens on nothing."""
     fact_of(gateway_snapshot, "listeners").require()

@@ -10,6 +10,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("session"
 
 
 @pytest.mark.smoke
+@pytest.mark.needs_agent("running")
 def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
     invocation = gateway_unit.get("InvocationID")
     pattern = settings.gateway.connected_log_pattern

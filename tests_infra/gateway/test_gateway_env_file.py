@@ -7,7 +7,7 @@ import pytest
 from viworks_verify.gateway.config import SECTIONS, missing_sections
 from viworks_verify.gateway.env import (
     BACKEND_URL, FEATURE_EXEC, FEATURE_INBOUND_HTTP, SPKI_PIN, backend_url_problems, expected_backend_url, flag_problem,
-    key_problems, pin_problem, shown,
+    key_problems, pin_problem, shown, unknown_keys,
 )
 from viworks_verify.verdict import fail
 
@@ -21,6 +21,18 @@ def test_env_has_every_required_key(gateway_host, gateway_env, gateway_snapshot,
         toml = gateway_snapshot.agent_toml.value or {}
         where = settings.gateway.env_file + (f" (nor {toml['path']} [outbound])" if toml.get("present") else "")
         fail(gateway_host.id, where, expected="every required key set", found=", ".join(problems))
+
+
+@pytest.mark.smoke
+def test_env_has_no_key_the_agent_does_not_know(gateway_host, gateway_snapshot, fact_of, settings):
+    """A key the agent does not read is ignored without a word: a typo (VIW_AGENT_BACKEND_ULR) leaves the real key unset."""
+    env = fact_of(gateway_snapshot, "env").require()
+    gateway = settings.gateway
+    unknown = unknown_keys(env, [*gateway.required_env_keys, *gateway.extra_env_keys])
+    if unknown:
+        fail(gateway_host.id, gateway.env_file, expected="only keys the agent reads",
+             found=", ".join(f"{key} (did you mean {near}?)" if near else key for key, near in unknown.items()),
+             evidence=f"fix or remove them; a key your agent does read: gateway.extra_env_keys in {settings.source}")
 
 
 @pytest.mark.smoke

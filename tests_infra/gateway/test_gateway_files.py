@@ -1,4 +1,5 @@
-"""The gateway agent's files: none world-writable, and the four scripts deployed root-owned and executable."""
+"""The gateway agent's files: none world-writable, the four scripts deployed root-owned and executable,
+and nothing else in the scripts root (the agent runs what lies there as root)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import posixpath
 
 import pytest
 
+from viworks_verify.gateway import scripts_root
 from viworks_verify.gateway.env import SCRIPTS_ROOT
 from viworks_verify.verdict import fail
 
@@ -58,3 +60,18 @@ def test_scripts_are_root_owned_and_not_group_or_world_writable(gateway_host, ga
             problems.append(f"{path} mode {facts.octal}")
     if problems:
         fail(gateway_host.id, expected="scripts owned by root and writable by root only", found="; ".join(problems))
+
+
+@pytest.mark.smoke
+def test_scripts_root_holds_only_the_declared_scripts(gateway_host, gateway_env, gateway_snapshot, fact_of, settings):
+    """A closed set: any other file, link or directory there is something the agent could be made to run as root."""
+    listing = fact_of(gateway_snapshot, "scripts_root").require()
+    if listing["state"] != "directory":
+        return  # unset or missing: test_scripts_are_present_and_executable says so
+    gateway = settings.gateway
+    found = scripts_root.compare(gateway_snapshot.scripts_root_entries(), gateway.scripts, gateway.scripts_root_may_hold)
+    if found.extra:
+        declared = [*gateway.scripts, *gateway.scripts_root_may_hold]
+        fail(gateway_host.id, listing["path"], expected=f"only {', '.join(declared)}",
+             found="also " + "; ".join(entry.describe() for entry in found.extra),
+             evidence=f"remove them, or declare them in gateway.scripts_root_may_hold of {settings.source}")

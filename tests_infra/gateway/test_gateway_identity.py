@@ -1,5 +1,6 @@
 """The gateway agent's client identity: certificate, key and CA present, the key private, the
-certificate valid, issued by the CA, matching the key and naming the agent.
+certificate valid, issued by the CA, matching the key, naming the agent, and acceptable to a strict
+server (clientAuth where it lists usages, a strong key, no SHA-1).
 
 The private key never leaves the host: only its public half is compared (see the gateway_pki fixture).
 """
@@ -12,7 +13,7 @@ import warnings
 import pytest
 
 from viworks_verify.gateway.env import AGENT_ID, CERT_PATH, KEY_PATH, TRUST_BUNDLE
-from viworks_verify.pki import certs
+from viworks_verify.pki import certs, strict
 from viworks_verify.pki.public_keys import certificate_spki, spki_digest
 from viworks_verify.verdict import fail
 
@@ -101,3 +102,21 @@ def test_client_certificate_cn_is_the_agent_id(gateway_host, gateway_pki, gatewa
         fail(gateway_host.id, "client certificate", expected=f"its CN equal to {AGENT_ID}",
              found=f"CN={cn or '<none>'}, {AGENT_ID}={agent_id or '<not set>'} in {settings.gateway.env_file}",
              evidence="the backend rejects a hello whose agent_id is not the CN")
+
+
+# Judged elsewhere: the chain (test_client_certificate_chains_to_the_ca) and validity (..._is_not_near_expiry).
+STRICT_RULES = ("usage", "key", "signature")
+
+
+@pytest.mark.smoke
+def test_client_certificate_is_acceptable_to_a_strict_server(gateway_host, gateway_snapshot, gateway_pki, gateway_env, recorder):
+    """As nginx (OpenSSL's purpose check) and any strict server judge a client certificate: one whose
+    usages exclude clientAuth, a weak key or a SHA-1 signature is refused at the handshake."""
+    certificate = gateway_pki.certificate.require()
+    recorder.attach("client certificate", certs.describe(certificate))
+    read_at = dt.datetime.fromtimestamp(gateway_snapshot.gathered_at, dt.timezone.utc)
+    findings = [finding for finding in strict.judge(certificate, anchors=gateway_pki.ca.value or [], chain=gateway_pki.intermediates,
+                                                     purpose=strict.CLIENT, now=read_at) if finding.rule in STRICT_RULES]
+    if findings:
+        fail(gateway_host.id, f"client certificate {gateway_env.get(CERT_PATH)}", expected="one a strict server accepts for a client",
+             found=strict.summary(findings), evidence="reissue it for TLS client authentication")

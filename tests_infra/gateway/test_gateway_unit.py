@@ -1,5 +1,9 @@
-"""The gateway agent's systemd unit: loaded, enabled, active, not crash-looping, restarting, and
-starting a program and an environment file that exist where the deployment puts them."""
+"""The gateway agent's systemd unit: loaded, enabled, active, not crash-looping, restarting, starting a
+program and an environment file that exist where the deployment puts them, and changed by no drop-in
+the target does not declare.
+
+The unit not loaded, its program missing, or the unit not running is one cause: its check reports
+it and the checks that need what it breaks skip naming it (``needs_agent``, ``gateway.blockers``)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("unit")]
 
 
 @pytest.mark.smoke
+@pytest.mark.needs_agent("program")  # a missing program keeps it activating: that check's finding
 def test_unit_is_loaded_enabled_and_active(gateway_host, gateway_unit):
     states = {key: gateway_unit.get(key) for key in ("LoadState", "UnitFileState", "ActiveState", "SubState")}
     expected = {"LoadState": "loaded", "UnitFileState": "enabled", "ActiveState": "active", "SubState": "running"}
@@ -21,6 +26,7 @@ def test_unit_is_loaded_enabled_and_active(gateway_host, gateway_unit):
 
 
 @pytest.mark.smoke
+@pytest.mark.needs_agent("program")
 def test_unit_is_not_crash_looping(gateway_host, gateway_unit, settings):
     limit = settings.gateway.max_restarts
     if gateway_unit.n_restarts > limit:
@@ -31,6 +37,7 @@ RESTART_POLICIES = ("always", "on-failure")
 
 
 @pytest.mark.smoke
+@pytest.mark.needs_agent("loaded")
 def test_unit_restarts_the_agent_when_it_exits(gateway_host, gateway_unit):
     restart = gateway_unit.get("Restart")
     if restart not in RESTART_POLICIES:
@@ -38,6 +45,7 @@ def test_unit_restarts_the_agent_when_it_exits(gateway_host, gateway_unit):
 
 
 @pytest.mark.smoke
+@pytest.mark.needs_agent("loaded")
 def test_unit_program_exists_and_is_executable(gateway_host, gateway_unit, gateway_files):
     program = gateway_unit.exec_start_path
     if program is None:
@@ -52,6 +60,7 @@ def test_unit_program_exists_and_is_executable(gateway_host, gateway_unit, gatew
 
 
 @pytest.mark.smoke
+@pytest.mark.needs_agent("loaded")
 def test_unit_environment_file_exists(gateway_host, gateway_unit, gateway_files):
     paths = gateway_unit.environment_files
     if not paths:
@@ -69,6 +78,7 @@ def test_unit_environment_file_exists(gateway_host, gateway_unit, gateway_files)
 
 
 @pytest.mark.smoke
+@pytest.mark.needs_agent("program")  # ExecStart naming a path that is not there: that check's finding
 def test_unit_uses_the_expected_program_env_file_and_directory(gateway_host, gateway_unit, settings):
     expected = settings.gateway
     found = {
@@ -86,3 +96,14 @@ def test_unit_uses_the_expected_program_env_file_and_directory(gateway_host, gat
     if wrong:
         fail(gateway_host.id, gateway_unit.unit, expected=", ".join(f"{k}={v}" for k, v in wrong.items()) + " (the paths the suite checks)",
              found=", ".join(f"{k}={found[k]}" for k in wrong))
+
+
+@pytest.mark.smoke
+@pytest.mark.needs_agent("loaded")
+def test_unit_has_no_undeclared_drop_ins(gateway_host, gateway_unit, settings):
+    """A drop-in changes the unit the release ships (another ExecStart, Environment, User...): a closed set."""
+    declared = settings.gateway.allowed_unit_drop_ins
+    extra = [path for path in gateway_unit.drop_in_paths if path not in declared]
+    if extra:
+        fail(gateway_host.id, gateway_unit.unit, expected=f"no drop-in but the declared ({', '.join(declared) or 'none'})",
+             found=f"changed by {', '.join(extra)}", evidence=f"declare it in gateway.allowed_unit_drop_ins of {settings.source}, or remove it")

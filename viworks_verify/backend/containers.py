@@ -77,6 +77,33 @@ class ContainerFacts:
         return sorted(binding for binding in found if binding[1] or (binding[0], binding[2]) not in bound)
 
 
+@dataclasses.dataclass(frozen=True)
+class NetworkSetProblem:
+    """How a container's networks differ from what they should be, both ways."""
+
+    missing: list[str]
+    extra: list[str]
+
+    @property
+    def found(self) -> str:
+        parts = [f"missing {', '.join(self.missing)}"] if self.missing else []
+        parts += [f"also on {', '.join(self.extra)}"] if self.extra else []
+        return "; ".join(parts)
+
+    def fix(self, container: str) -> str:
+        return "; ".join([f"docker network connect {n} {container}" for n in self.missing]
+                         + [f"docker network disconnect {n} {container}" for n in self.extra])
+
+
+def network_set_problem(attached: list[str], expected: tuple[str, ...] | list[str],
+                        may_also: tuple[str, ...] | list[str] = ()) -> NetworkSetProblem | None:
+    """``attached`` against the networks a container must be on (``expected``) and may be on
+    (``may_also``); None when it is on all of the first and none beyond both."""
+    missing = [network for network in expected if network not in attached]
+    extra = [network for network in attached if network not in expected and network not in may_also]
+    return NetworkSetProblem(missing, extra) if missing or extra else None
+
+
 LOOPBACK = ("127.0.0.1", "::1")
 
 

@@ -80,10 +80,22 @@ class EdgeEndpoint:
         except (OSError, ssl.SSLError) as exc:
             return f"{type(exc).__name__}: {exc}"
 
-    def served_leaf(self) -> bytes:
-        """The DER leaf certificate the edge serves for the domain, read without trusting it."""
+    def served_chain(self) -> list[bytes]:
+        """The DER certificates the edge serves for the domain, leaf first, read without trusting them."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         with self.open_tcp() as raw, context.wrap_socket(raw, server_hostname=self.edge.domain) as tls:
-            return tls.getpeercert(binary_form=True)
+            return _unverified_chain(tls)
+
+
+def _unverified_chain(tls: ssl.SSLSocket) -> list[bytes]:
+    """Every certificate the peer sent: public from Python 3.13; before, the same call on the socket's
+    ``_sslobj`` (there since 3.10, returning certificate objects). The leaf alone when neither exists."""
+    public = getattr(tls, "get_unverified_chain", None)
+    if public is not None:
+        return [bytes(der) for der in public()]
+    private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
+    if private is not None:
+        return [certificate.public_bytes(ssl._ssl.ENCODING_DER) for certificate in private() or []]  # noqa: SLF001
+    return [tls.getpeercert(binary_form=True)]

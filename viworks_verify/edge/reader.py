@@ -1,4 +1,4 @@
-"""Read the TLS edge into an ``EdgeSnapshot``: the served leaf, whether the chain verifies, the protocol floor.
+"""Read the TLS edge into an ``EdgeSnapshot``: the served chain, whether Python verifies it, the protocol floor.
 
 A handful of TLS handshakes to the edge (each with the connect timeout): one without trusting
 anything (what is served), one verified against the target's CA bundle (or the system store),
@@ -25,13 +25,14 @@ def read_edge(endpoint: EdgeEndpoint) -> EdgeSnapshot:
     domain = endpoint.edge.domain
     snap = EdgeSnapshot(host=f"https://{domain}", domain=domain, gathered_at=started)
     try:
-        leaf = endpoint.served_leaf()
-    except (OSError, ssl.SSLError) as exc:
+        served = [load_certificate(der).public_bytes(serialization.Encoding.PEM).decode() for der in endpoint.served_chain()]
+    except (OSError, ssl.SSLError, ValueError) as exc:
         snap.connection = Fact.failed(
             f"{domain}: cannot read the certificate {endpoint.address}:{endpoint.edge.https_port} serves: {type(exc).__name__}: {exc}")
         snap.gather_ms = round((time.time() - started) * 1000, 1)
         return snap
-    snap.served_leaf = Fact(load_certificate(leaf).public_bytes(serialization.Encoding.PEM).decode())
+    snap.served_leaf = Fact(served[0])
+    snap.served_chain = Fact(served[1:])
     trust = str(endpoint.edge.ca_bundle) if endpoint.edge.ca_bundle else "the system trust store"
     try:
         with endpoint.open_tcp() as raw, endpoint.tls_context().wrap_socket(raw, server_hostname=domain):

@@ -8,12 +8,14 @@ value of a key whose name marks it secret (``envfile.is_secret_name``) never app
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import ipaddress
 import posixpath
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from viworks_verify.gateway.config import OUTBOUND_KEYS
 from viworks_verify.gateway.envfile import is_secret_name
 from viworks_verify.pki.pins import PinFormatError, parse_pins
 
@@ -52,6 +54,13 @@ def key_problems(env: Mapping[str, str], required: tuple[str, ...] | list[str]) 
         elif not env[key].strip():
             problems.append(f"{key} empty")
     return problems
+
+
+def unknown_keys(env: Mapping[str, str], known: tuple[str, ...] | list[str]) -> dict[str, str | None]:
+    """Keys of the .env that the agent does not read (beyond ``known`` and the ``[outbound]`` overrides),
+    each with the known key it most resembles (a typo), or None."""
+    names = sorted({*known, *OUTBOUND_KEYS})
+    return {key: next(iter(difflib.get_close_matches(key, names, n=1, cutoff=0.8)), None) for key in env if key not in names}
 
 
 def expected_backend_url(domain: str, ws_path: str, https_port: int = 443) -> str:

@@ -1,4 +1,4 @@
-"""Owner, mode and type of many files on a host, read with ONE GNU ``stat`` command.
+"""Owner, mode, size and type of many files on a host, read with ONE GNU ``stat`` command.
 
 Sans-I/O: ``FORMAT`` is what the gateway reader's script asks ``stat -L -c`` for, and
 ``parse_stat`` reads what it printed into ``FileFacts``. Symlinks are followed (``-L``): what matters
@@ -13,7 +13,7 @@ from viworks_verify.gather.file_facts import FileFacts, FileTable
 
 SEPARATOR = "|"
 # %n (the name as given) last, so a path holding the separator still parses.
-FORMAT = SEPARATOR.join(("%a", "%u", "%U", "%g", "%G", "%F", "%n"))
+FORMAT = SEPARATOR.join(("%a", "%u", "%U", "%g", "%G", "%s", "%F", "%n"))
 _ERROR = re.compile(r"""^stat: cannot (?:stat|statx) (?P<quoted>'(?:[^']|'\\'')*'|"[^"]*"|\S+): (?P<reason>.+)$""")
 
 
@@ -21,12 +21,12 @@ def parse_stat(stdout: str, stderr: str = "") -> FileTable:
     """What one ``stat -L -c FORMAT`` run printed: each path's facts, or why it could not be read."""
     stats = {}
     for line in stdout.splitlines():
-        fields = line.split(SEPARATOR, 6)
-        if len(fields) != 7 or not fields[1].isdigit() or not fields[3].isdigit():
+        fields = line.split(SEPARATOR, 7)
+        if len(fields) != 8 or not fields[1].isdigit() or not fields[3].isdigit() or not fields[5].isdigit():
             continue
-        mode, uid, user, gid, group, kind, path = fields
+        mode, uid, user, gid, group, size, kind, path = fields
         try:
-            stats[path] = FileFacts(path, kind, int(mode, 8), user, group, int(uid), int(gid))
+            stats[path] = FileFacts(path, kind, int(mode, 8), user, group, int(uid), int(gid), int(size))
         except ValueError:
             continue
     errors = {}

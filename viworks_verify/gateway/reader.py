@@ -21,7 +21,8 @@ from typing import Any, Callable
 
 from cryptography.hazmat.primitives import serialization
 
-from viworks_verify.gateway import journal, ss_listeners
+from viworks_verify.gateway import journal, scripts_root, ss_listeners
+from viworks_verify.gateway.artifacts import parse_sha256sum
 from viworks_verify.gateway.config import effective
 from viworks_verify.gateway.env import CERT_PATH, KEY_PATH, SCRIPTS_ROOT, TRUST_BUNDLE, required_paths
 from viworks_verify.gateway.envfile import is_secret_name, parse_env
@@ -39,6 +40,15 @@ from viworks_verify.target.settings import Gateway
 
 JOURNAL_LINES = 20
 _NO_PATTERN = "^$"  # journal lines are never empty: matches nothing, when no connected-session line is configured
+
+# The scripts root as it is, $root (every entry, links not followed), and its files by content.
+_ROOT_PART = r"""
+printf '@@ scripts-root\n'
+if [ -z "$root" ]; then echo 'state=unset'
+elif [ -d "$root" ]; then echo 'state=directory'; find "$root" -mindepth 1 -maxdepth 1 -printf 'LISTING_FORMAT' 2>&1
+else echo 'state=missing'; fi
+printf '@@ root-sha256\n'; [ -d "$root" ] && find "$root" -mindepth 1 -maxdepth 1 -type f -exec sha256sum -- {} + 2>&1
+""".replace("LISTING_FORMAT", scripts_root.LISTING_FORMAT)
 
 # The identity files' sections, shared by both scripts: $cert, $ca, $key set, the paths to stat in "$@".
 _FILES_PART = r"""
@@ -69,7 +79,7 @@ unit=$1 envf=$2 pattern=$3 binary=$4; shift 4
 printf '@@ clock\n'; date -u +%s.%N
 show=$(systemctl show "$unit" --no-pager --property=PROPERTIES 2>&1); rc=$?
 printf '@@ unit\n%s\n@@ unit-rc %s\n' "$show" "$rc"
-inv= pid= prog= wd= nl='
+inv= pid= prog= wd= frag= drops= nl='
 ' paths=
 while IFS= read -r line; do
   case $line in
@@ -78,6 +88,8 @@ while IFS= read -r line; do
     ExecStart=*path=*) prog=${line#*path=}; prog=${prog%%[ ;]*} ;;
     EnvironmentFiles=/*) line=${line#*=}; paths=$paths${line%% (ignore_errors=*}$nl ;;
     WorkingDirectory=*) wd=${line#*=}; wd=${wd#[-!]} ;;
+    FragmentPath=/*) frag=${line#*=} ;;
+    DropInPaths=/*) drops=${line#*=} ;;
   esac
 done <<EOF
 $show
@@ -115,19 +127,25 @@ if [ -n "$prog" ]; then
   fi
 fi
 printf '@@ paths\ncertificate=%s\ntrust=%s\nkey=%s\nroot=%s\n' "$cert" "$ca" "$key" "$root"
+# The release artifacts by content: the program, the unit file and its drop-ins (then the scripts root).
+printf '@@ sha256\n'
+[ "$prog" = "$binary" ] && prog_hashed= || prog_hashed=$prog
+sha256sum -- "$binary" $prog_hashed $frag $drops 2>&1
+ROOT_PART
 for p in "$binary" "$envf" "$prog" "$cert" "$key" "$ca"; do [ -n "$p" ] && paths=$paths$p$nl; done
 if [ -n "$root" ]; then for s in "$@"; do paths=$paths${root%/}/$s$nl; done; fi
 IFS=$nl; set -f; set -- $paths; unset IFS; set +f
 FILES_PART
 """.replace("PROPERTIES", ",".join(PROPERTIES)).replace("JOURNAL_LINES", str(JOURNAL_LINES)).replace(
-    "ENV_PATHS_AWK", _ENV_PATHS_AWK).replace("FILES_PART", _FILES_PART)
+    "ENV_PATHS_AWK", _ENV_PATHS_AWK).replace("FILES_PART", _FILES_PART).replace("ROOT_PART", _ROOT_PART)
 
 # The second round trip, only when the script's reading of the .env missed paths Python's names:
-# $1 certificate, $2 trust bundle, $3 key ('' when not set), then "--", then the paths to stat.
+# $1 certificate, $2 trust bundle, $3 key, $4 scripts root ('' when not set), then "--", then the paths to stat.
 FILES_SCRIPT = r"""
-cert=$1 ca=$2 key=$3; shift 4
+cert=$1 ca=$2 key=$3 root=$4; shift 5
+ROOT_PART
 FILES_PART
-""".replace("FILES_PART", _FILES_PART)
+""".replace("FILES_PART", _FILES_PART).replace("ROOT_PART", _ROOT_PART)
 
 
 def sections(text: str) -> dict[str, str]:
@@ -181,16 +199,19 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
     # The files the agent will open are named by its effective configuration (.env over agent.toml).
     toml_values = snap.agent_toml.value.get("values") if snap.agent_toml.ok and snap.agent_toml.value else None
     env_values = effective(parse_env(parts.get("env", "")) if snap.env.ok else {}, settings.env_file, toml_values, toml_path).values
-    cert, ca, key = (env_values.get(k, "").strip() for k in (CERT_PATH, TRUST_BUNDLE, KEY_PATH))
+    cert, ca, key, root = (env_values.get(k, "").strip() for k in (CERT_PATH, TRUST_BUNDLE, KEY_PATH, SCRIPTS_ROOT))
     table = parse_stat(parts.get("stat", ""), parts.get("stat", ""))
     read_by_script = dict(line.split("=", 1) for line in parts.get("paths", "").splitlines() if "=" in line)
     missed = [p for p in _required_files(settings, unit, env_values) if p not in table.stats and p not in table.errors]
-    if missed or (read_by_script.get("certificate"), read_by_script.get("trust"), read_by_script.get("key")) != (cert, ca, key):
+    read_as = tuple(read_by_script.get(name) for name in ("certificate", "trust", "key", "root"))
+    if missed or read_as != (cert, ca, key, root):
         # The script read the .env otherwise than Python does (quoting): one more round trip, for those paths.
         try:
-            second = _run(host_id, run, "sh -c %s sh %s %s %s -- " + " ".join(["%s"] * len(missed)), FILES_SCRIPT, cert, ca, key, *missed)
+            second = _run(host_id, run, "sh -c %s sh %s %s %s %s -- " + " ".join(["%s"] * len(missed)), FILES_SCRIPT,
+                          cert, ca, key, root, *missed)
         except _Unreachable as exc:
             snap.files = snap.client_certificate = snap.trust_bundle = snap.client_key_spki = Fact.failed(str(exc))
+            snap.scripts_root = snap.artifacts = Fact.failed(str(exc))
             snap.gather_ms = round((time.time() - started) * 1000, 1)
             return snap
         again = sections(second.stdout)
@@ -198,6 +219,9 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
         table = FileTable({**table.stats, **more.stats}, {**table.errors, **more.errors})
         parts.update({k: v for k, v in again.items() if k != "stat"})
     snap.files = Fact({"stats": {p: stat_json(s) for p, s in table.stats.items()}, "errors": table.errors})
+    snap.scripts_root = _scripts_root(host_id, root, parts)
+    digests, errors = parse_sha256sum(parts.get("sha256", "") + "\n" + parts.get("root-sha256", ""))
+    snap.artifacts = Fact({"sha256": digests, "errors": errors})
     snap.client_certificate = _pem_section(host_id, settings.env_file, CERT_PATH, cert, parts, "certificate", first_only=True)
     snap.trust_bundle = _pem_section(host_id, settings.env_file, TRUST_BUNDLE, ca, parts, "trust", first_only=False)
     snap.client_key_spki = _key(host_id, settings.env_file, key, parts, read_secret_file)
@@ -282,6 +306,17 @@ def _process(unit: UnitProperties, text: str) -> Fact:
     facts = ProcessFacts.parse(pid, program, text)
     return Fact({"pid": facts.pid, "program": facts.program, "program_resolved": facts.program_resolved, "exe": facts.exe,
                  "state": facts.state, "argv": [REDACTOR.redact(a) for a in facts.argv[:3]]})
+
+
+def _scripts_root(host_id: str, root: str, parts: dict[str, str]) -> Fact:
+    """Every entry of the scripts root; an unset or missing root is a fact (the checks on the .env and
+    the scripts say so), not a problem."""
+    lines = parts.get("scripts-root", "").splitlines()
+    state = lines[0].removeprefix("state=") if lines and lines[0].startswith("state=") else ""
+    if state not in ("directory", "missing", "unset"):
+        return Fact.failed(f"{host_id}: cannot list the scripts root {root or '(unset)'}: {' '.join(lines)[:200] or 'no answer'}")
+    entries = scripts_root.parse_listing("\n".join(lines[1:]))
+    return Fact({"path": root, "state": state, "entries": [entry.to_json() for entry in entries]})
 
 
 def _required_files(settings: Gateway, unit: UnitProperties, env: dict[str, str]) -> list[str]:

@@ -8,7 +8,7 @@ import re
 PROPERTIES = (
     "LoadState", "ActiveState", "SubState", "UnitFileState", "NRestarts", "Restart", "RestartUSec", "Type",
     "ExecStart", "EnvironmentFiles", "WorkingDirectory", "MainPID", "ActiveEnterTimestamp", "FragmentPath",
-    "InvocationID",
+    "InvocationID", "DropInPaths",
 )
 
 
@@ -40,6 +40,11 @@ class UnitProperties:
         """The program of ExecStart (``{ path=/opt/x ; argv[]=/opt/x ... }``)."""
         match = re.search(r"path=([^ ;]+)", self.get("ExecStart"))
         return match.group(1) if match else None
+
+    @property
+    def drop_in_paths(self) -> list[str]:
+        """The drop-ins that change the unit (``DropInPaths``: space-separated paths)."""
+        return self.get("DropInPaths").split()
 
     @property
     def environment_files(self) -> list[str]:

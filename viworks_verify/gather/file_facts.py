@@ -86,11 +86,12 @@ class FileTable:
 def stat_json(facts: FileFacts) -> dict[str, Any]:
     """A gateway file as the snapshot's ``files.stats`` holds it."""
     return {"path": facts.path, "mode": facts.mode, "uid": facts.uid, "user": facts.user, "gid": facts.gid,
-            "group": facts.group, "kind": facts.kind}
+            "group": facts.group, "kind": facts.kind, "size": facts.size}
 
 
 def from_stat_json(data: dict[str, Any]) -> FileFacts:
-    return FileFacts(data["path"], data["kind"], data.get("mode"), data.get("user"), data.get("group"), data.get("uid"), data.get("gid"))
+    return FileFacts(data["path"], data["kind"], data.get("mode"), data.get("user"), data.get("group"), data.get("uid"), data.get("gid"),
+                     data.get("size"))
 
 
 def container_json(facts: FileFacts) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from viworks_verify.backend.listeners import ListenerSnapshot, Process, TcpSocke
 from viworks_verify.backend.nginx_config import Directive, NginxConfig
 from viworks_verify.gateway.config import EffectiveConfig, effective
 from viworks_verify.gateway.processes import ProcessFacts
+from viworks_verify.gateway.scripts_root import Entry as ScriptsRootEntry
 from viworks_verify.gateway.ss_listeners import Listener as HostListener
 from viworks_verify.gateway.systemd_unit import UnitProperties
 from viworks_verify.gather.file_facts import FileFacts, FileTable, container_json, from_container_json, from_stat_json
@@ -129,6 +130,8 @@ class GatewaySnapshot:
     client_certificate: Fact = Fact()  # PEM text
     trust_bundle: Fact = Fact()  # [PEM text]
     client_key_spki: Fact = Fact()  # base64 DER of the key's public half (the key never leaves the host)
+    scripts_root: Fact = Fact()  # {"path", "state": directory|missing|unset, "entries": [Entry fields]}
+    artifacts: Fact = Fact()  # sha256 of the release artifacts: {"sha256": {path: hex}, "errors": {path: reason}}
 
     def to_json(self) -> dict[str, Any]:
         return _facts_to_json(self)
@@ -136,6 +139,12 @@ class GatewaySnapshot:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "GatewaySnapshot":
         return _facts_from_json(cls, data)
+
+    def scripts_root_entries(self) -> list[ScriptsRootEntry]:
+        return [ScriptsRootEntry.from_json(item) for item in (self.scripts_root.value or {}).get("entries", [])]
+
+    def sha256_of(self, path: str) -> str | None:
+        return ((self.artifacts.value or {}).get("sha256") or {}).get(path)
 
     # Typed views for the checks --------------------------------------------------------------
 
@@ -282,6 +291,7 @@ class EdgeSnapshot:
     gather_ms: float = 0.0
     connection: Fact = Fact()
     served_leaf: Fact = Fact()  # PEM of the leaf certificate served for the domain
+    served_chain: Fact = Fact()  # [PEM]: the certificates served after the leaf (intermediates), in the order sent
     verification: Fact = Fact()  # {"verified": bool, "trust": what it was checked against, "problem": str|None}
     tls_floor: Fact = Fact()  # {"TLSv1": "refused" | "negotiated TLSv1" ..., "TLSv1_1": ...}
 
@@ -294,6 +304,9 @@ class EdgeSnapshot:
 
     def leaf(self) -> x509.Certificate:
         return certs.load_pem_certificates(self.served_leaf.value.encode())[0]
+
+    def intermediates(self) -> list[x509.Certificate]:
+        return [c for pem in self.served_chain.value or [] for c in certs.load_pem_certificates(pem.encode())]
 
 
 # ----------------------------------------------------------------------------------- the run

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from typing import Iterable
+import ipaddress
+from typing import Iterable, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -45,9 +46,11 @@ def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def new_ca(common_name: str, *, days: int = 3650, now: _dt.datetime | None = None, issuer: Identity | None = None) -> Identity:
-    """A CA: self-signed (a root), or an intermediate signed by ``issuer``."""
-    key = new_key()
+def new_ca(common_name: str, *, days: int = 3650, now: _dt.datetime | None = None, issuer: Identity | None = None,
+           key: PrivateKey | None = None, hash_algorithm: hashes.HashAlgorithm | None = None) -> Identity:
+    """A CA: self-signed (a root), or an intermediate signed by ``issuer`` (``key``: its own, else a new P-256 one;
+    ``hash_algorithm``: its signature's, SHA-256 by default)."""
+    key = key or new_key()
     now = now or _now()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = (
@@ -68,7 +71,7 @@ def new_ca(common_name: str, *, days: int = 3650, now: _dt.datetime | None = Non
     if issuer is not None:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.certificate.public_key()), critical=False)
-    return Identity(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
+    return Identity(_sign(builder, issuer.key if issuer else key, hash_algorithm), key)
 
 
 def issue(
@@ -79,11 +82,21 @@ def issue(
     days: int = 365,
     key: PrivateKey | None = None,
     not_before: _dt.datetime | None = None,
+    subject_alt_names: bool = True,
+    extended_usages: Sequence[x509.ObjectIdentifier] | None = None,
+    hash_algorithm: hashes.HashAlgorithm | None = None,
 ) -> Identity:
-    """A leaf for ``common_name``: a TLS server certificate (with that DNS name) or a client one."""
+    """A leaf for ``common_name``: a TLS server certificate (with that DNS name, or IP address, as its
+    subjectAltName) or a client one.
+
+    The options make the faulty certificates a strict client refuses: ``subject_alt_names=False`` (the
+    name in the CN only), ``extended_usages`` (None: serverAuth or clientAuth; empty: no such
+    extension), ``hash_algorithm`` (the signature's; SHA-256 by default, SHA-1 and MD5 too).
+    """
     key = key or new_key()
     start = not_before or (_now() - _dt.timedelta(minutes=5))
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    if extended_usages is None:
+        extended_usages = (ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH,)
     builder = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
@@ -93,14 +106,84 @@ def issue(
         .not_valid_before(start)
         .not_valid_after(start + _dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.certificate.public_key()), critical=False
         )
     )
-    if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(common_name)]), critical=False)
-    return Identity(builder.sign(ca.key, hashes.SHA256()), key)
+    if extended_usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_usages)), critical=False)
+    if server and subject_alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName([_alt_name(common_name)]), critical=False)
+    return Identity(_sign(builder, ca.key, hash_algorithm), key)
+
+
+def _alt_name(name: str) -> x509.GeneralName:
+    """An IP address as an iPAddress name (strict clients match no IP in a DNS name), anything else as a DNS name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+# cryptography no longer signs with SHA-1 or MD5, yet the suite needs such certificates to prove they are
+# refused: sign with SHA-256, put the legacy algorithm in, and sign the to-be-signed part again by hand.
+_LEGACY_SIGNATURES = {  # (issuer key type, digest) -> DER AlgorithmIdentifier
+    (rsa.RSAPrivateKey, "sha1"): bytes.fromhex("300d06092a864886f70d0101050500"),  # sha1WithRSAEncryption
+    (rsa.RSAPrivateKey, "md5"): bytes.fromhex("300d06092a864886f70d0101040500"),  # md5WithRSAEncryption
+    (ec.EllipticCurvePrivateKey, "sha1"): bytes.fromhex("300906072a8648ce3d0401"),  # ecdsa-with-SHA1
+}
+
+
+def _sign(builder: x509.CertificateBuilder, key: PrivateKey, algorithm: hashes.HashAlgorithm | None) -> x509.Certificate:
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return builder.sign(key, None)  # EdDSA hashes internally
+    algorithm = algorithm or hashes.SHA256()
+    if not isinstance(algorithm, (hashes.SHA1, hashes.MD5)):
+        return builder.sign(key, algorithm)
+    kind = next((kind for kind in (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey) if isinstance(key, kind)), None)
+    identifier = _LEGACY_SIGNATURES.get((kind, algorithm.name))
+    if identifier is None:
+        raise ValueError(f"no {algorithm.name} signature with a {type(key).__name__}")
+    fields = _der_elements(_der_content(builder.sign(key, hashes.SHA256()).tbs_certificate_bytes))
+    fields[2 if fields[0][0] == 0xA0 else 1] = identifier  # the signature field: after [0] version, serial
+    tbs = _der(0x30, b"".join(fields))
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = key.sign(tbs, padding.PKCS1v15(), algorithm)
+    else:
+        signature = key.sign(tbs, ec.ECDSA(algorithm))
+    return x509.load_der_x509_certificate(_der(0x30, tbs + identifier + _der(0x03, b"\x00" + signature)))
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + content
+
+
+def _der_header(data: bytes, at: int) -> tuple[int, int]:
+    """Where the content of the DER element at ``at`` starts, and its length."""
+    size, start = data[at + 1], at + 2
+    if size & 0x80:
+        count = size & 0x7F
+        size, start = int.from_bytes(data[start:start + count], "big"), start + count
+    return start, size
+
+
+def _der_content(element: bytes) -> bytes:
+    start, size = _der_header(element, 0)
+    return element[start:start + size]
+
+
+def _der_elements(content: bytes) -> list[bytes]:
+    """The DER elements, each whole (tag, length, content), that make up a SEQUENCE's content."""
+    elements, at = [], 0
+    while at < len(content):
+        start, size = _der_header(content, at)
+        elements.append(content[at:start + size])
+        at = start + size
+    return elements
 
 
 def load_pem_certificates(data: bytes) -> list[x509.Certificate]:
@@ -148,17 +231,34 @@ def chains_to(certificate: x509.Certificate, anchors: Iterable[x509.Certificate]
               intermediates: Iterable[x509.Certificate] = ()) -> bool:
     """Whether a path of signatures leads from ``certificate`` to one of ``anchors``, through any of
     ``intermediates`` (the CA certificates a certificate file carries after its leaf)."""
+    return chain_path(certificate, anchors, intermediates)[1]
+
+
+def chain_path(certificate: x509.Certificate, anchors: Iterable[x509.Certificate],
+               intermediates: Iterable[x509.Certificate] = ()) -> tuple[list[x509.Certificate], bool]:
+    """The path of signatures from ``certificate`` (first) through ``intermediates`` (in any order) to the
+    anchor that signs its last step (last), and True; or, when no path leads to an anchor, the longest one
+    found, and False: the issuer of its last certificate is the one missing."""
     anchors, intermediates = list(anchors), list(intermediates)
-    pending, seen = [certificate], set()
-    while pending:
-        current = pending.pop()
-        if any(issued_by(current, anchor) for anchor in anchors):
-            return True
+    seen: set[int] = set()  # explored already: a certificate that leads nowhere leads nowhere on any path
+    longest = [certificate]
+
+    def walk(path: list[x509.Certificate]) -> list[x509.Certificate] | None:
+        nonlocal longest
+        anchor = next((anchor for anchor in anchors if issued_by(path[-1], anchor)), None)
+        if anchor is not None:
+            return [*path, anchor]
+        if len(path) > len(longest):
+            longest = path
         for index, candidate in enumerate(intermediates):
-            if index not in seen and issued_by(current, candidate):
+            if index not in seen and issued_by(path[-1], candidate):
                 seen.add(index)
-                pending.append(candidate)
-    return False
+                if (found := walk([*path, candidate])) is not None:
+                    return found
+        return None
+
+    found = walk([certificate])
+    return (found, True) if found is not None else (longest, False)
 
 
 def days_left(certificate: x509.Certificate, now: _dt.datetime | None = None) -> float:

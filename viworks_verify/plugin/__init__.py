@@ -15,6 +15,7 @@ shared by the whole run.
 - ``run``: the lifecycle hooks (validate, gather, settle the selection, wait for the edge once);
 - ``schedule``: the order checks run in (each host's own checks as soon as its snapshot is read);
 - ``hosts``: host parametrization, the host and snapshot fixtures, unreadable facts reported once;
+- ``causes``: one cause, one failure: the checks a gateway host's blocker makes meaningless skip naming it;
 - ``fixtures``: the live fixtures (edge, API, the synthetic agent's identity, round trips);
 - ``reporting``: verdicts, redaction, waivers, the JSON summary, the HTML report, the terminal.
 """
@@ -25,6 +26,7 @@ shared by the whole run.
 PLUGIN_MODULES = [
     "viworks_verify.plugin.reporting",
     "viworks_verify.plugin.hosts",
+    "viworks_verify.plugin.causes",
     "viworks_verify.plugin.fixtures",
     "viworks_verify.plugin.run",
     "viworks_verify.plugin.schedule",

@@ -12,8 +12,8 @@ import pytest
 from viworks_verify.gather.gathering import Gathering, Replay, SnapshotSource
 from viworks_verify.gather.reading import Reading
 from viworks_verify.gather.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
-from viworks_verify.plugin.early import GATHER_CHILD, runs_checks
-from viworks_verify.report.drift import Drift, diff_runs
+from viworks_verify.plugin.early import GATHER_CHILD, TARGETS_DIR, runs_checks
+from viworks_verify.report.drift import Drift, diff_runs, drift_paths, unknown_patterns, unknown_patterns_message
 from viworks_verify.report.recorder import Recorder
 from viworks_verify.report.waivers import WaiverError, WaiverLedger, load_waivers
 from viworks_verify.target.connections import TargetHost, target_hosts
@@ -34,6 +34,7 @@ _BASELINE = pytest.StashKey[RunSnapshot]()
 _HOST = pytest.StashKey[str]()  # the host a check is about (set from its parameters before it runs)
 _WAIVERS = pytest.StashKey[WaiverLedger]()
 _DRIFT = pytest.StashKey[Drift]()
+_FAIL_ON_DRIFT = pytest.StashKey[list[str]]()
 
 EXIT_USAGE = 4  # pytest's own code for a usage error: bad settings, inventory, or a missing secret
 EXIT_NOT_READY = 6  # the target's edge never answered within --ready-timeout: nothing was checked
@@ -50,7 +51,7 @@ def _usage_error(message: str) -> None:
 
 def _settings(config: pytest.Config) -> Settings:
     if _SETTINGS not in config.stash:
-        targets_dir = Path(config.getoption("--targets-dir") or Path(config.rootpath) / "targets")
+        targets_dir = Path(config.getoption("--targets-dir") or TARGETS_DIR)  # the checkout's, wherever pytest's rootdir is
         try:
             settings = load_settings(config.getoption("--target"), targets_dir, config.getoption("--ready-timeout"))
         except SettingsError as exc:
@@ -93,13 +94,34 @@ def _snapshot_option(config: pytest.Config, option: str, key: pytest.StashKey[Ru
 
 
 def _fail_on_drift(config: pytest.Config) -> list[str]:
-    """The drift paths that fail the gate: ``--fail-on-drift``, else the target's ``[drift] fail_on``."""
-    given = config.getoption("--fail-on-drift")
-    if given is not None:
-        if not config.getoption("--baseline"):
+    """The drift paths that fail the gate: ``--fail-on-drift``, else the target's ``[drift] fail_on``.
+
+    With a baseline, every pattern given (and each of the target's ``[drift] fail_on`` and ``ignore``)
+    must select some fact of the baseline: one that selects nothing is a typo, a usage error."""
+    if _FAIL_ON_DRIFT not in config.stash:
+        given = config.getoption("--fail-on-drift")
+        if given is not None and not config.getoption("--baseline"):
             _usage_error("--fail-on-drift needs --baseline: the snapshot the drift is measured from")
-        return [p.strip() for p in given.split(",") if p.strip()]
-    return list(_settings(config).drift.fail_on)
+        settings = _settings(config)
+        patterns = [p.strip() for p in given.split(",") if p.strip()] if given is not None else list(settings.drift.fail_on)
+        baseline = _baseline(config)
+        if baseline is not None:
+            _check_drift_patterns(config, baseline, settings, given_patterns=patterns if given is not None else None)
+        config.stash[_FAIL_ON_DRIFT] = patterns
+    return config.stash[_FAIL_ON_DRIFT]
+
+
+def _check_drift_patterns(config: pytest.Config, baseline: RunSnapshot, settings: Settings, given_patterns: list[str] | None) -> None:
+    """A usage error naming the first place (``--fail-on-drift``, the settings file's ``[drift]``
+    keys) with patterns that select nothing of the baseline, the patterns and what there is."""
+    paths = drift_paths(baseline)
+    name = config.getoption("--baseline")
+    places = [("--fail-on-drift", given_patterns)] if given_patterns is not None else []
+    places += [(f"{settings.source}: [drift] {key}", list(getattr(settings.drift, key))) for key in ("fail_on", "ignore")]
+    for place, patterns in places:
+        unknown = unknown_patterns(patterns, paths)
+        if unknown:
+            _usage_error(f"{place}: {unknown_patterns_message(unknown, paths, name)}")
 
 
 def _waiver_ledger(config: pytest.Config) -> WaiverLedger:

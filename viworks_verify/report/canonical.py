@@ -8,8 +8,13 @@ deployments are the same, however they were written or when they were read:
   through, are not part of it; a block is keyed by what it is (``server[agent.example.com:443]``,
   ``location[/ws/]``), not by where it is;
 - certificates as who, by whom, until when and which key, not PEM text;
-- the binary as its size and sha256; containers as image, networks, published ports, state;
-  the unit as its properties with ``ExecStart`` reduced to its program and arguments.
+- the binaries (the backend's, the gateway's program at ExecStart) as size and sha256, and every
+  other release artifact (the scripts, the unit file and its drop-ins) by sha256: an artifact is
+  identified by its content, so another build at the same path with the same mode is drift;
+- the gateway's scripts root as every entry in it (a stray file is drift), each by kind, mode,
+  owner and content;
+- containers as image, networks, published ports, state; the unit as its properties with
+  ``ExecStart`` reduced to its program and arguments.
 
 Volatile facts (PIDs, start times, addresses Docker assigns, clocks, journal lines, restart counts
 below the target's threshold, ports the kernel picks) are marked as such by this schema, so a
@@ -222,6 +227,8 @@ def _gateway(snap: GatewaySnapshot) -> Iterator[tuple[str, Observed]]:
         yield "config", Observed(f"unreadable: {snap.env.problem or snap.agent_toml.problem}")
     yield from _problem_or(snap.agent_toml, "agent_toml", iter([("agent_toml.present", Observed((snap.agent_toml.value or {}).get("present")))]))
     yield from _problem_or(snap.files, "files", _gateway_files(snap.files.value or {}))
+    yield from _problem_or(snap.artifacts, "artifacts", _gateway_artifacts(snap))
+    yield from _problem_or(snap.scripts_root, "scripts_root", _scripts_root(snap))
     yield from _problem_or(snap.client_certificate, "certificate", _certificates("certificate", snap.client_certificate.value or ""))
     yield from _problem_or(snap.trust_bundle, "trust", _trust(snap.trust_bundle.value or []))
     yield from _problem_or(snap.process, "process", _process(snap.process.value or {}))
@@ -261,6 +268,41 @@ def _gateway_files(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
         yield f"{key('files', path)}.kind", Observed(f"unreadable: {reason}")
 
 
+def _gateway_artifacts(snap: GatewaySnapshot) -> Iterator[tuple[str, Observed]]:
+    """The program at ExecStart as one fact (size and sha256, as the backend's binary), the unit file and
+    its drop-ins by sha256. The scripts are the scripts root's."""
+    data = snap.artifacts.value or {}
+    digests, errors = data.get("sha256") or {}, data.get("errors") or {}
+    root = (snap.scripts_root.value or {}).get("path") if snap.scripts_root.ok else None
+    program = snap.unit_properties(Gateway().unit).exec_start_path if snap.unit.ok else None
+    stats = (snap.files.value or {}).get("stats", {}) if snap.files.ok else {}
+    for path in sorted(digests.keys() | errors.keys()):
+        if root and path.startswith(root.rstrip("/") + "/"):
+            continue
+        if path == program:
+            yield "binary", Observed({"path": path, "size": (stats.get(path) or {}).get("size"), "sha256": digests.get(path)})
+        elif path in digests:
+            yield f"{key('files', path)}.sha256", Observed(digests[path])
+        else:
+            yield f"{key('files', path)}.sha256", Observed(f"unreadable: {errors[path]}")
+
+
+def _scripts_root(snap: GatewaySnapshot) -> Iterator[tuple[str, Observed]]:
+    """Every entry of the scripts root (a stray file shows as added), each by kind, mode, owner and content."""
+    data = snap.scripts_root.value or {}
+    entries = snap.scripts_root_entries()
+    root = str(data.get("path") or "")
+    yield "scripts_root.path", Observed(f"{root} ({data.get('state')})" if root else data.get("state"))
+    yield "scripts_root.entries", Observed([entry.name for entry in entries])
+    for entry in entries:
+        prefix = key("scripts_root", entry.name)
+        yield f"{prefix}.kind", Observed(entry.kind)
+        yield f"{prefix}.mode", Observed(entry.octal)
+        yield f"{prefix}.owner", Observed(entry.user)
+        if entry.kind == "regular file":
+            yield f"{prefix}.content", Observed({"size": entry.size, "sha256": snap.sha256_of(f"{root.rstrip('/')}/{entry.name}")})
+
+
 def _trust(bundle: list[str]) -> Iterator[tuple[str, Observed]]:
     anchors = [certs.describe(c) for pem in bundle for c in certs.load_pem_certificates(pem.encode())]
     yield "trust", Observed(sorted((f"{a['subject']} ({a['spki_pin']})" for a in anchors)))
@@ -289,6 +331,9 @@ def _host_listeners(listeners: list[dict[str, Any]]) -> Iterator[tuple[str, Obse
 
 def _edge(snap: EdgeSnapshot) -> Iterator[tuple[str, Observed]]:
     yield from _problem_or(snap.served_leaf, "certificate", _certificates("certificate", snap.served_leaf.value or ""))
+    if snap.served_chain.ok:  # the intermediates served after the leaf (an older snapshot has none recorded)
+        yield from _certificates("served_chain", "".join(snap.served_chain.value or [])) if snap.served_chain.value else iter(
+            [("served_chain", Observed([]))])
     yield from _problem_or(snap.verification, "verification", iter([
         ("verification.verified", Observed((snap.verification.value or {}).get("verified"))),
         ("verification.problem", Observed((snap.verification.value or {}).get("problem"))),

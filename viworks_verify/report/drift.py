@@ -10,6 +10,7 @@ ignores select on. Pure: no I/O, nothing read but the two snapshots.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
 from typing import Any, Iterable
 
@@ -193,6 +194,49 @@ def selected(items: Iterable[DriftItem], patterns: Iterable[str]) -> list[DriftI
     return [item for item in items if any(matches(item.path, p) for p in patterns)]
 
 
+def drift_paths(run: RunSnapshot) -> list[str]:
+    """Every path a drift from ``run`` can name: each host's canonical facts under the host's label
+    (as ``diff_runs`` names them), and the host itself (``<label>.host``, when it is added or removed)."""
+    paths = []
+    for snapshot in run.hosts:
+        label = _label(snapshot)
+        paths += [f"{label}.host", *(f"{label}.{path}" for path in canonical_facts(snapshot))]
+    return paths
+
+
+def unknown_patterns(patterns: Iterable[str], paths: Iterable[str]) -> list[str]:
+    """The patterns (``--fail-on-drift``, ``[drift] fail_on`` or ``ignore``) that select none of
+    ``paths`` (a baseline's ``drift_paths``): a typo, which would gate or ignore nothing. Each once,
+    in the order given; blank ones are no patterns."""
+    paths = list(paths)
+    return [p for p in dict.fromkeys(p.strip() for p in patterns) if p and not any(matches(path, p) for path in paths)]
+
+
+def known_segments(paths: Iterable[str]) -> list[str]:
+    """What a pattern may start with, its host aside: the distinct names of the paths' first segment
+    after the host label (``binary``, ``config``, ``containers``, ``files``, ``nginx``, ``unit``...), sorted."""
+    return sorted({segments[1].partition("[")[0] for segments in map(split_path, paths) if len(segments) > 1})
+
+
+def unknown_patterns_message(unknown: list[str], paths: Iterable[str], baseline: str = "", limit: int = 24) -> str:
+    """One line saying which patterns select nothing of the baseline and what they could select (at
+    most ``limit`` segment names): ``unknown drift path 'scripts' (did you mean scripts_root?): it
+    selects nothing in the baseline b.json (known: binary, config, ...; a path may start with a host: ...)``."""
+    paths = list(paths)
+    segments = known_segments(paths)
+    names = sorted({part for path in paths for segment in split_path(path) for part in segment.rstrip("]").split("[") if part})
+    hints = [f"'{p}'" + (f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(p, names, 1, 0.7)) else "")
+             for p in unknown]
+    hosts = sorted({split_path(path)[0] for path in paths})
+    return (f"unknown drift path{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: {'they select' if len(unknown) > 1 else 'it selects'}"
+            f" nothing in the baseline{' ' + baseline if baseline else ''} (known: {_some(segments, limit)};"
+            f" a path may start with a host: {_some(hosts, limit // 3)})")
+
+
+def _some(names: list[str], limit: int) -> str:
+    return (", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")) or "none"
+
+
 # ------------------------------------------------------------------------------------ rendering
 
 
@@ -203,7 +247,8 @@ def render(value: Any) -> str:
     if _is_secret(value):
         return "(secret)"
     if isinstance(value, dict) and {"size", "sha256"} <= value.keys():
-        return f"{human_size(value['size'])} sha256 {str(value['sha256'])[:12]}…"
+        size = human_size(value["size"]) if isinstance(value["size"], int) else "size unknown"
+        return f"{size} sha256 {str(value['sha256'])[:12]}…"
     if isinstance(value, list):
         return "[" + ", ".join(render(item) for item in value) + "]"
     if isinstance(value, dict):

@@ -3,7 +3,7 @@
 ``waivers.toml`` beside the target's settings file (or the file its ``waivers`` key names)::
 
     [[waiver]]
-    check = "test_backend_agent_is_on_every_expected_network"
+    check = "test_backend_agent_is_on_exactly_the_expected_networks"
     host = "backend-1"            # optional: a host name or id; every host when left out
     target = "production"         # optional: every target of this directory when left out
     justification = "INC-4711: the second network lands with the March deploy"

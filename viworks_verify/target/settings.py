@@ -66,7 +66,9 @@ class Backend(_Section):
     nginx_container: str = "viworks-nginx"
     postgres_container: str = "viworks-postgres"
     redis_container: str = "viworks-redis"
-    networks: tuple[str, ...] = ("viworks-internal", "viworks-public")
+    networks: tuple[str, ...] = ("viworks-internal", "viworks-public")  # the agent's: exactly these
+    internal_networks: tuple[str, ...] = ("viworks-internal",)  # Postgres' and Redis': exactly these
+    edge_networks: tuple[str, ...] = ("viworks-public",)  # nginx's, besides those it shares with the agent
     api_port: int = 8080
     ws_port: int = 8081
     # Exposure: the agent's ports, Postgres' and Redis' are published on no host address; a target may
@@ -98,7 +100,14 @@ class Gateway(_Section):
     env_file: str = "/opt/viworks/agent/.env"
     binary_path: str = "/opt/viworks/viworks-gateway-agent"
     required_env_keys: tuple[str, ...] = REQUIRED_ENV_KEYS
+    # Keys the agent reads besides the required ones (a key it does not know is ignored silently: a
+    # typo like VIW_AGENT_BACKEND_ULR is a finding). The contract's keys are known; declare your agent's others.
+    extra_env_keys: tuple[str, ...] = ()
     scripts: tuple[str, ...] = ("add_user.sh", "delete_user.sh", "add_vpn_user.sh", "delete_vpn_user.sh")
+    # Entries the scripts root may hold besides `scripts` (the agent runs what lies there as root).
+    scripts_root_may_hold: tuple[str, ...] = ()
+    # Drop-ins that may change the unit (`systemctl show -p DropInPaths`); any other is a finding.
+    allowed_unit_drop_ins: tuple[str, ...] = ()
     expect_inbound_http: bool = False
     expect_exec_enabled: bool = True
     # The line the agent logs once the backend welcomed it (a regex; the agent's own words, which the
@@ -124,14 +133,28 @@ class Gateway(_Section):
         return value
 
 
+class GatewayRelease(_Section):
+    """The gateway agent's release artifacts: the program at ExecStart, the scripts, the unit file."""
+
+    version: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    size_min: int | None = None
+    size_max: int | None = None
+    scripts: dict[str, str] = Field(default_factory=dict)  # script name -> sha256
+    unit_sha256: str | None = None
+
+
 class Release(_Section):
-    """The backend build that should be deployed: from the deploy pipeline's manifest or given here."""
+    """The build that should be deployed: from the deploy pipeline's manifest or given here. The
+    top-level keys are the backend agent's binary (as before); ``[release.gateway]`` the gateway's."""
 
     version: str | None = None
     sha256: str | None = None
     size: int | None = None  # exact size in bytes, when the manifest or the target gives it
     size_min: int | None = None
     size_max: int | None = None
+    gateway: GatewayRelease = Field(default_factory=GatewayRelease)
 
 
 class Probe(_Section):
@@ -205,6 +228,9 @@ def load_settings(target: str, targets_dir: Path, ready_timeout_s: float | None 
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
         raise SettingsError(f"{path}: {key}: {first['msg']}") from None
+    if settings.edge.ca_bundle is not None and not settings.edge.ca_bundle.is_file():
+        # The chain is judged against it: a missing bundle must not turn into "judged against nothing".
+        raise SettingsError(f"{path}: edge.ca_bundle {settings.edge.ca_bundle} does not exist{_hinted(settings.missing_file_hint)}")
     if ready_timeout_s is not None:
         settings = settings.model_copy(update={"timing": settings.timing.model_copy(update={"ready_timeout_s": ready_timeout_s})})
     return _with_manifest(settings)
@@ -267,9 +293,19 @@ def _with_manifest(settings: Settings) -> Settings:
     if not settings.release_manifest.exists():
         raise SettingsError(f"{settings.source}: release_manifest {settings.release_manifest} does not exist{_hinted(settings.missing_file_hint)}")
     try:
-        backend = json.loads(settings.release_manifest.read_text())["backend"]
+        manifest = json.loads(settings.release_manifest.read_text())
+        backend, gateway = manifest["backend"], manifest.get("gateway") or {}
+        if not isinstance(backend, dict) or not isinstance(gateway, dict):
+            raise TypeError
     except (ValueError, KeyError, TypeError):
         raise SettingsError(f"{settings.release_manifest}: not a release manifest with a 'backend' entry") from None
-    given = settings.release.model_dump(exclude_none=True)
-    release = Release.model_validate({"version": backend.get("version"), "sha256": backend.get("sha256"), "size": backend.get("size"), **given})
+    given = settings.release.model_dump(exclude_none=True, exclude={"gateway"})
+    given_gateway = settings.release.gateway.model_dump(exclude_none=True, exclude_defaults=True)
+    from_manifest = {key: gateway[key] for key in ("version", "sha256", "size", "scripts", "unit_sha256") if gateway.get(key) is not None}
+    try:
+        release = Release.model_validate({"version": backend.get("version"), "sha256": backend.get("sha256"), "size": backend.get("size"),
+                                          **given, "gateway": {**from_manifest, **given_gateway}})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SettingsError(f"{settings.release_manifest}: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     return settings.model_copy(update={"release": release})
