@@ -35,6 +35,17 @@ def _outside(tmp_path: Path, name: str = "healthy.json") -> Path:
     return copy
 
 
+def _target_copy(directory: Path, name: str = "target.toml", more: str = "") -> Path:
+    """The recorded target's settings in ``directory`` (with the files beside it they name), ``more`` appended."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in SNAPSHOTS.iterdir():
+        if path.is_file() and path.suffix not in (".json", ".py", ".toml"):
+            shutil.copy(path, directory / path.name)
+    copy = directory / name
+    copy.write_text(TARGET.read_text() + more)
+    return copy
+
+
 def _cases(junit: Path) -> set[str]:
     return {f"{case.get('classname')}::{case.get('name')}" for case in ElementTree.parse(junit).getroot().iter("testcase")}
 
@@ -72,9 +83,7 @@ def test_a_file_option_given_as_a_separate_word_is_the_equals_form(tmp_path, opt
 def test_every_file_option_of_the_suite_given_as_separate_words(tmp_path):
     """A targets directory, the waivers, the snapshots read and the files written, all outside the checkout."""
     snapshot = _outside(tmp_path)
-    targets = tmp_path / "targets"
-    targets.mkdir()
-    shutil.copy(TARGET, targets / "recorded.toml")
+    targets = _target_copy(tmp_path / "targets", "recorded.toml").parent
     (tmp_path / "waivers.toml").write_text("")
     (tmp_path / "equals").mkdir()
     (tmp_path / "spaced").mkdir()
@@ -97,8 +106,8 @@ def test_every_file_option_of_the_suite_given_as_separate_words(tmp_path):
 
 
 def test_a_target_file_given_as_a_separate_word(tmp_path):
-    snapshot, target = _outside(tmp_path), tmp_path / "outside" / "target.toml"
-    shutil.copy(TARGET, target)
+    snapshot = _outside(tmp_path)
+    target = _target_copy(snapshot.parent)
     equals, equals_junit = _run(tmp_path, "equals", f"--target={target}", f"--snapshot-in={snapshot}")
     spaced, spaced_junit = _run(tmp_path, "spaced", "--target", str(target), "--snapshot-in", str(snapshot))
     assert spaced.returncode == equals.returncode and _cases(spaced_junit) == _cases(equals_junit), spaced.stdout[-3000:]
@@ -160,8 +169,7 @@ def test_known_fail_on_drift_paths_are_accepted(tmp_path):
 
 @pytest.mark.parametrize("key", ["fail_on", "ignore"])
 def test_an_unknown_path_in_the_targets_drift_settings_names_the_file(tmp_path, key):
-    target = tmp_path / "target.toml"
-    target.write_text(TARGET.read_text().replace('"../', f'"{REPO}/fixtures/') + f'\n[drift]\n{key} = ["networks", "netwroks"]\n')
+    target = _target_copy(tmp_path, more=f'\n[drift]\n{key} = ["networks", "netwroks"]\n')
     done = run_suite(f"--target={target}", f"--snapshot-in={SNAPSHOTS / 'healthy.json'}", f"--baseline={SNAPSHOTS / 'healthy.json'}",
                      "-q", "-m", "smoke", junit=tmp_path / "junit.xml")
     output = done.stdout + done.stderr
@@ -171,8 +179,7 @@ def test_an_unknown_path_in_the_targets_drift_settings_names_the_file(tmp_path, 
 
 
 def test_the_targets_drift_settings_are_not_judged_without_a_baseline(tmp_path):
-    target = tmp_path / "target.toml"
-    target.write_text(TARGET.read_text().replace('"../', f'"{REPO}/fixtures/') + '\n[drift]\nfail_on = ["no-such-thing"]\n')
+    target = _target_copy(tmp_path, more='\n[drift]\nfail_on = ["no-such-thing"]\n')
     done = run_suite(f"--target={target}", f"--snapshot-in={SNAPSHOTS / 'healthy.json'}", "-q", "-m", "smoke", junit=tmp_path / "junit.xml")
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-2000:]
 

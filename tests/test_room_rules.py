@@ -47,8 +47,19 @@ def test_only_the_helpers_plugin_modules_import_pytest():
     assert not _offending(_sources("viworks_verify"), ("pytest", "_pytest"), allowed=PLUGIN_MODULES)
 
 
+# The one exception, and why: pytest picks its rootdir before the suite's options exist, and has no
+# public way to pick it again (``plugin.early._redo_setup``: ``--baseline PATH`` as a separate word).
+PRIVATE_API_ALLOWED = {"viworks_verify.plugin.early"}
+
+
 def test_no_module_imports_pytests_private_api():
-    assert not _offending(_sources(*PACKAGES, *CHECKS), ("_pytest",))
+    assert not _offending(_sources(*PACKAGES, *CHECKS), ("_pytest",), allowed=PRIVATE_API_ALLOWED)
+
+
+def test_the_private_api_exception_is_still_needed():
+    """A stale exception would let a new private import in unseen."""
+    sources = _sources(*PACKAGES)
+    assert all(any(t.startswith("_pytest") for t in _imports(sources[name])) for name in PRIVATE_API_ALLOWED)
 
 
 def test_the_checks_never_import_the_lab():

@@ -25,20 +25,22 @@ GATEWAY = "gw-lab-01"
 SERVER_AUTH, CLIENT_AUTH = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
 ANY_USAGE = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
 
-ROOT = certs.new_ca("Test Root CA")
-ISSUING = certs.new_ca("Test Issuing CA", issuer=ROOT)
-OTHER_ROOT = certs.new_ca("Other Root CA")
-RSA_ROOT = certs.new_ca("RSA Root CA", key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
-SHA1_ROOT = certs.new_ca("SHA-1 Root CA", hash_algorithm=hashes.SHA1())
-EXPIRED_ISSUING = certs.new_ca("Old Issuing CA", issuer=ROOT, now=NOW - dt.timedelta(days=100), days=30)
-WEAK_ISSUING = certs.new_ca("Weak Issuing CA", issuer=ROOT, key=rsa.generate_private_key(public_exponent=65537, key_size=1024))
-P521_ISSUING = certs.new_ca("P-521 Issuing CA", issuer=ROOT, key=ec.generate_private_key(ec.SECP521R1()))
-SHA1_ISSUING = certs.new_ca("SHA-1 Issuing CA", issuer=ROOT, hash_algorithm=hashes.SHA1())
-NOT_A_CA = certs.issue(ROOT, "Not A CA", server=False)  # a leaf, made to sign another leaf
 
 
 def _rsa(bits: int) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+ROOT = certs.new_ca("Test Root CA")
+ISSUING = certs.new_ca("Test Issuing CA", issuer=ROOT)
+OTHER_ROOT = certs.new_ca("Other Root CA")
+RSA_ROOT = certs.new_ca("RSA Root CA", key=_rsa(2048))
+SHA1_ROOT = certs.new_ca("SHA-1 Root CA", hash_algorithm=hashes.SHA1())
+EXPIRED_ISSUING = certs.new_ca("Old Issuing CA", issuer=ROOT, now=NOW - dt.timedelta(days=100), days=30)
+WEAK_ISSUING = certs.new_ca("Weak Issuing CA", issuer=ROOT, key=_rsa(1024))
+P521_ISSUING = certs.new_ca("P-521 Issuing CA", issuer=ROOT, key=ec.generate_private_key(ec.SECP521R1()))
+SHA1_ISSUING = certs.new_ca("SHA-1 Issuing CA", issuer=ROOT, hash_algorithm=hashes.SHA1())
+NOT_A_CA = certs.issue(ROOT, "Not A CA", server=False)  # a leaf, made to sign another leaf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +54,8 @@ class Case:
     root: certs.Identity = ROOT  # the one trust anchor
 
     def findings(self) -> list[strict.Finding]:
-        return strict.judge(self.leaf.certificate, anchors=[self.root.certificate], chain=[c.certificate for c in self.chain],
-                            purpose=self.purpose, name=self.name)
+        return strict.judge(self.leaf.certificate, anchors=[self.root.certificate],
+                            chain=[c.certificate for c in self.chain], purpose=self.purpose, name=self.name)
 
 
 def _server(ca: certs.Identity = ROOT, cn: str = DOMAIN, **options) -> certs.Identity:
@@ -79,14 +81,16 @@ CASES: dict[str, Case] = {
                                  ("no subjectAltName", "subject CN is not agent.example.com")),
     "san-without-the-name": Case(_server(cn="other.example.com"), ("name",), ("lists DNS names other.example.com",)),
     "wildcard-matches": Case(_server(cn="*.example.com")),
-    "wildcard-not-the-apex": Case(_server(cn="*.example.com"), ("name",), ("not valid for example.com",), name="example.com"),
+    "wildcard-not-the-apex": Case(_server(cn="*.example.com"), ("name",), ("not valid for example.com",),
+                                  name="example.com"),
     "wildcard-one-label-only": Case(_server(cn="*.example.com"), ("name",), ("not valid for a.b.example.com",),
                                     name="a.b.example.com"),
     "wildcard-not-over-one-label": Case(_server(cn="*.com"), ("name",), ("DNS names *.com",), name="example.com"),
     "ip-address": Case(_server(cn="192.0.2.10"), name="192.0.2.10"),
     "ip-address-another": Case(_server(cn="192.0.2.10"), ("name",), ("IP addresses 192.0.2.10",), name="192.0.2.11"),
     # chain
-    "intermediate-missing": Case(_server(ISSUING), ("chain",), ("issued by CN=Test Issuing CA", "must send the full chain",
+    "intermediate-missing": Case(_server(ISSUING), ("chain",), ("issued by CN=Test Issuing CA",
+                                                               "must send the full chain",
                                                                "do not fetch missing intermediates")),
     "intermediate-sent": Case(_server(ISSUING), chain=(ISSUING,)),
     "intermediate-sent-among-strays": Case(_server(ISSUING), chain=(OTHER_ROOT, _server(), ISSUING, ROOT)),
@@ -103,15 +107,18 @@ CASES: dict[str, Case] = {
                                    ("extended key usage clientAuth without serverAuth",)),
     "server-usage-as-client": _client_case(_client(extended_usages=(SERVER_AUTH,)), "usage",
                                            phrases=("serverAuth without clientAuth", "strict servers refuse")),
-    "any-usage-as-server": Case(_server(extended_usages=(ANY_USAGE,)), ("usage",), ("anyExtendedKeyUsage does not count",)),
-    "any-usage-as-client": _client_case(_client(extended_usages=(ANY_USAGE,)), "usage", phrases=("without clientAuth",)),
+    "any-usage-as-server": Case(_server(extended_usages=(ANY_USAGE,)), ("usage",),
+                                ("anyExtendedKeyUsage does not count",)),
+    "any-usage-as-client": _client_case(_client(extended_usages=(ANY_USAGE,)), "usage",
+                                        phrases=("without clientAuth",)),
     "no-usage-extension-server": Case(_server(extended_usages=())),
     "no-usage-extension-client": _client_case(_client(extended_usages=())),
     # key
     "rsa-1024": Case(_server(key=_rsa(1024)), ("key",), ("RSA 1024-bit key", "need RSA >= 2048 or EC P-256/P-384")),
     "rsa-2048": Case(_server(key=_rsa(2048))),
     "ec-p384": Case(_server(key=ec.generate_private_key(ec.SECP384R1()))),
-    "ec-p521": Case(_server(key=ec.generate_private_key(ec.SECP521R1())), ("key",), ("an EC key on secp521r1 (P-521)",)),
+    "ec-p521": Case(_server(key=ec.generate_private_key(ec.SECP521R1())), ("key",),
+                    ("an EC key on secp521r1 (P-521)",)),
     "ed25519": Case(_server(key=ed25519.Ed25519PrivateKey.generate()), ("key",), ("an Ed25519 key",)),
     "dsa-2048": Case(_server(key=dsa.generate_private_key(2048)), ("key",), ("a DSA 2048-bit key",)),
     "weak-intermediate": Case(_server(WEAK_ISSUING), ("key",), ("'Weak Issuing CA' has an RSA 1024-bit key",),
@@ -120,14 +127,16 @@ CASES: dict[str, Case] = {
                               chain=(P521_ISSUING,)),
     # signature
     "sha1-leaf": Case(_server(hash_algorithm=hashes.SHA1()), ("signature",), ("is signed with SHA-1",)),
-    "md5-leaf": Case(_server(RSA_ROOT, hash_algorithm=hashes.MD5()), ("signature",), ("is signed with MD5",), root=RSA_ROOT),
+    "md5-leaf": Case(_server(RSA_ROOT, hash_algorithm=hashes.MD5()), ("signature",), ("is signed with MD5",),
+                     root=RSA_ROOT),
     "sha1-intermediate": Case(_server(SHA1_ISSUING), ("signature",), ("'SHA-1 Issuing CA' is signed with SHA-1",),
                               chain=(SHA1_ISSUING,)),
     "sha1-self-signed-root": Case(_server(SHA1_ROOT), root=SHA1_ROOT),  # the anchor's own signature is not judged
     # client certificates
     "healthy-client": _client_case(_client()),
-    "client-intermediate-missing": _client_case(_client(ISSUING), "chain", phrases=("the client must send the full chain",
-                                                                                    "strict servers do not fetch")),
+    "client-intermediate-missing": _client_case(_client(ISSUING), "chain",
+                                                phrases=("the client must send the full chain",
+                                                         "strict servers do not fetch")),
     "client-intermediate-sent": _client_case(_client(ISSUING), chain=(ISSUING,)),
     # several at once, each named
     "expired-weak-sha1": Case(_server(RSA_ROOT, key=_rsa(1024), hash_algorithm=hashes.SHA1(), **_expired),
@@ -177,7 +186,8 @@ def _openssl_verify(case: Case, tmp_path: Path) -> subprocess.CompletedProcess:
     (tmp_path / "root.pem").write_bytes(case.root.cert_pem())
     (tmp_path / "leaf.pem").write_bytes(case.leaf.cert_pem())
     purpose = "sslserver" if case.purpose == strict.SERVER else "sslclient"
-    command = ["openssl", "verify", "-x509_strict", "-auth_level", "2", "-purpose", purpose, "-CAfile", str(tmp_path / "root.pem")]
+    command = ["openssl", "verify", "-x509_strict", "-auth_level", "2", "-purpose", purpose,
+               "-CAfile", str(tmp_path / "root.pem")]
     if case.name is not None:
         try:
             command += ["-verify_ip", str(ipaddress.ip_address(case.name))]
@@ -189,7 +199,8 @@ def _openssl_verify(case: Case, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*command, str(tmp_path / "leaf.pem")], capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not on PATH: no real strict verifier to cross-check with")
+@pytest.mark.skipif(shutil.which("openssl") is None,
+                    reason="openssl is not on PATH: no real strict verifier to cross-check with")
 @pytest.mark.parametrize("case_id", CASES)
 def test_the_judge_agrees_with_openssl_verify_x509_strict(case_id, tmp_path):
     case = CASES[case_id]

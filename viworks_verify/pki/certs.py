@@ -134,7 +134,8 @@ _LEGACY_SIGNATURES = {  # (issuer key type, digest) -> DER AlgorithmIdentifier
 }
 
 
-def _sign(builder: x509.CertificateBuilder, key: PrivateKey, algorithm: hashes.HashAlgorithm | None) -> x509.Certificate:
+def _sign(builder: x509.CertificateBuilder, key: PrivateKey,
+          algorithm: hashes.HashAlgorithm | None) -> x509.Certificate:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return builder.sign(key, None)  # EdDSA hashes internally
     algorithm = algorithm or hashes.SHA256()

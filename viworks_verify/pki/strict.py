@@ -38,7 +38,8 @@ _USAGE_NAMES = {
     ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
 }
 _CURVES = (ec.SECP256R1, ec.SECP384R1)  # what webpki (rustls) and browsers verify
-_NIST_NAMES = {"secp192r1": "P-192", "secp224r1": "P-224", "secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+_NIST_NAMES = {"secp192r1": "P-192", "secp224r1": "P-224", "secp256r1": "P-256", "secp384r1": "P-384",
+               "secp521r1": "P-521"}
 _MIN_RSA_BITS = 2048
 _WEAK_HASHES = {"sha1": "SHA-1", "md5": "MD5"}
 _NEED_KEY = f"RSA >= {_MIN_RSA_BITS} or EC P-256/P-384"
@@ -108,9 +109,9 @@ def _name(leaf: x509.Certificate, name: str) -> list[Finding]:
     except x509.ExtensionNotFound:
         cn = certs.common_name(leaf)
         if address is None and cn is not None and dns_matches(cn, name):
-            return [Finding("name", f"{_label(leaf)} has {name} only in its subject CN, no subjectAltName: Python's ssl "
-                                    f"accepts that (it falls back to the CN), rustls, Go and browsers refuse it; reissue "
-                                    f"it with {name} as a DNS subjectAltName")]
+            return [Finding("name", f"{_label(leaf)} has {name} only in its subject CN, no subjectAltName: Python's "
+                                    f"ssl accepts that (it falls back to the CN), rustls, Go and browsers refuse it; "
+                                    f"reissue it with {name} as a DNS subjectAltName")]
         return [Finding("name", f"{_label(leaf)} has no subjectAltName, and its subject CN is not {name} either: "
                                 f"reissue it with {name} as {kind} subjectAltName")]
     dns_names = san.get_values_for_type(x509.DNSName)

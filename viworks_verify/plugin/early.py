@@ -13,6 +13,7 @@ markers). ``settle_setup`` sees that and settles the setup again as the ``=`` fo
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 import sys
@@ -122,7 +123,7 @@ def _takes_value(word: str) -> bool:
     return word.startswith("-") and word != "--" and "=" not in word
 
 
-def _redo_setup(config: pytest.Config, parser: pytest.Parser, args: list[str], stale: int, ns, paths: list[str],
+def _redo_setup(config: pytest.Config, parser: pytest.Parser, args: list[str], stale: int, ns: argparse.Namespace, paths: list[str],
                 given: list[str]) -> None:
     """Determine pytest's rootdir and ini file again from the real test ``paths`` and redo what
     ``Config._preparse`` derived from the first ones: ``args`` (in place: the ini's addopts in front
