@@ -7,11 +7,9 @@ will not come Online by waiting: the wait ends at once and says which.
 
 from __future__ import annotations
 
+from viworks_verify.gateway.blockers import agent_blocker
 from viworks_verify.gateway.env import AGENT_ID
-from viworks_verify.gateway.systemd_unit import UnitProperties
 from viworks_verify.gather.snapshot import GatewaySnapshot
-
-_RUNNING = ("active", "reloading")
 
 
 def serves_agent(snapshot: GatewaySnapshot, agent_id: str) -> bool:
@@ -24,11 +22,9 @@ def why_it_cannot_come_online(snapshot: GatewaySnapshot, unit_name: str) -> str 
     """The fact that proves waiting is useless, in words for a failure message; None when it may still come."""
     if not snapshot.connection.ok:
         return snapshot.connection.problem
-    if snapshot.unit.ok:
-        unit = UnitProperties(unit_name, dict(snapshot.unit.value))
-        state = unit.get("ActiveState")
-        if state not in _RUNNING:
-            return f"{snapshot.host}: {unit_name} is not running (ActiveState={state or '?'}, SubState={unit.get('SubState') or '?'})"
+    blocker = agent_blocker(snapshot, unit_name)  # the unit not loaded, its program missing, not running
+    if blocker is not None:
+        return blocker.cause
     logged = snapshot.journal.value if snapshot.journal.ok else None
     if logged and logged.get("looked_for", True) and not logged.get("connected") and logged.get("trouble"):
         return f"{snapshot.host}: the agent logged since its start that it cannot connect: {logged.get('telling', '')[:200]}"

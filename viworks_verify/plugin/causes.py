@@ -13,9 +13,8 @@ from __future__ import annotations
 import pytest
 
 from viworks_verify.gateway.blockers import LEVELS, Blocker, agent_blocker
-from viworks_verify.gateway.readiness import serves_agent
 from viworks_verify.gather.reading import Reading
-from viworks_verify.plugin.state import _group_hosts, _host_ids, _settings, _source
+from viworks_verify.plugin.state import _gateway_host_running, _host_ids, _settings, _source
 
 _BLOCKERS = pytest.StashKey[dict[str, "Blocker | None"]]()
 _CAUSES = pytest.StashKey[dict[str, Reading]]()
@@ -28,13 +27,7 @@ def _gateway_host_of(item: pytest.Item) -> str | None:
     if "gateway_host" in params:
         return next(iter(_host_ids(item)), None)
     agent_id = params.get("deployed_agent_id")
-    if agent_id is None:
-        return None
-    hosts = sorted(_group_hosts(item.config, "gateway"), key=lambda host: host[0] != agent_id)  # its namesake first
-    for _, host_id in hosts:
-        if serves_agent(_source(item.config).snapshot(host_id), agent_id):
-            return host_id
-    return None
+    return _gateway_host_running(item.config, agent_id) if agent_id is not None else None
 
 
 def _blocker(config: pytest.Config, host_id: str) -> Blocker | None:

@@ -8,10 +8,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from viworks_verify.gateway.readiness import serves_agent
 from viworks_verify.gather.reading import Reading, Unreadable
 from viworks_verify.gather.snapshot import Snapshot
-from viworks_verify.plugin.state import RecordedHost, _HOST, _HOSTS, _RECORDER, _SOURCE, _area_of, _baseline, _deployed_agent_ids, _drift, _fail_on_drift, _group_hosts, _host_ids, _host_of, _inventory, _reading, _replay, _row_of, _settings, _source
+from viworks_verify.plugin.state import RecordedHost, _HOST, _HOSTS, _RECORDER, _SOURCE, _area_of, _baseline, _deployed_agent_ids, _drift, _fail_on_drift, _gateway_host_running, _group_hosts, _host_ids, _host_of, _inventory, _reading, _replay, _row_of, _settings, _source
 from viworks_verify.report.drift import DriftItem, selected
 from viworks_verify.target.connections import TargetHost
 
@@ -125,13 +124,8 @@ def gateway_snapshot_of(pytestconfig: pytest.Config) -> Callable[[str], Snapshot
     def find(agent_id: str) -> Snapshot | None:
         if _replay(pytestconfig) is None and _SOURCE not in pytestconfig.stash:
             return None
-        hosts = _group_hosts(pytestconfig, "gateway")
-        ordered = sorted(hosts, key=lambda host: host[0] != agent_id)  # the host named for the agent first: usually it
-        for _, host_id in ordered:
-            snapshot = _source(pytestconfig).snapshot(host_id)
-            if serves_agent(snapshot, agent_id):
-                return snapshot
-        return None
+        host_id = _gateway_host_running(pytestconfig, agent_id)
+        return _source(pytestconfig).snapshot(host_id) if host_id is not None else None
 
     return find
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from viworks_verify.gateway.readiness import serves_agent
 from viworks_verify.gather.gathering import Gathering, Replay, SnapshotSource
 from viworks_verify.gather.reading import Reading
 from viworks_verify.gather.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
@@ -207,6 +208,13 @@ def _host_ids(item: pytest.Item) -> list[str]:
         if fixture in params:
             ids += [host_id for name, host_id in _group_hosts(item.config, group) if name == params[fixture]]
     return ids
+
+def _gateway_host_running(config: pytest.Config, agent_id: str) -> str | None:
+    """The id of the gateway host that runs ``agent_id`` (by its snapshot's .env, its inventory name
+    first, as it usually is); None when no host does."""
+    hosts = sorted(_group_hosts(config, "gateway"), key=lambda host: host[0] != agent_id)
+    return next((host_id for _, host_id in hosts if serves_agent(_source(config).snapshot(host_id), agent_id)), None)
+
 
 def _reading(config: pytest.Config, snapshot: Snapshot, field: str) -> Reading:
     """One Reading per host and fact for the whole run: its problem fails one check, the rest skip."""
