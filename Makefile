@@ -2,6 +2,7 @@
 VENV   := .venv
 PYTHON ?= python3
 PYTEST := $(VENV)/bin/pytest
+RUFF   := $(VENV)/bin/ruff
 LAB    := $(VENV)/bin/viworks-lab
 
 .PHONY: smoke test lab-up lab-down lab-status venv clean
@@ -9,7 +10,7 @@ LAB    := $(VENV)/bin/viworks-lab
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet --editable .
+	$(VENV)/bin/pip install --quiet --editable '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -25,9 +26,11 @@ smoke:
 	mkdir -p reports
 	$(PYTEST) -m smoke --target lab --tb=short --html=reports/report.html --self-contained-html --junitxml=reports/junit.xml --json-summary=reports/summary.json
 
-## The project's own tests: helpers, the lab (up, integration, idempotence, down), the suite end to end.
+## The project's own tests: lint and format (ruff), helpers, the lab (up, integration, idempotence, down), the suite end to end.
 test:
 	@$(PREBUILD)
+	$(RUFF) check .
+	$(RUFF) format --check .
 	$(PYTEST) tests
 
 lab-up: venv

@@ -88,15 +88,24 @@ def measure(count: int, runs: int) -> dict[str, object]:
             samples[name].append(seconds)
             codes[name].add(code)
     codes.pop("smoke_runner_cpu")
-    return {"gateways": count, "runs": runs, **{f"{name}_s": statistics.median(values) for name, values in samples.items()},
-            "samples": samples, "exit_codes": {name: sorted(found) for name, found in codes.items()}}
+    return {
+        "gateways": count,
+        "runs": runs,
+        **{f"{name}_s": statistics.median(values) for name, values in samples.items()},
+        "samples": samples,
+        "exit_codes": {name: sorted(found) for name, found in codes.items()},
+    }
 
 
 def one_gateway_target() -> Path:
     """A target for the lab as it is, but naming only its first gateway host (targets are data)."""
     lab_target = ROOT / "targets" / "lab.toml"
     generated = (ROOT / ".lab" / "generated.toml").read_text()
-    inventory = Path(next(line.split("=", 1)[1].strip().strip('"') for line in generated.splitlines() if line.startswith("inventory")))
+    inventory = Path(
+        next(
+            line.split("=", 1)[1].strip().strip('"') for line in generated.splitlines() if line.startswith("inventory")
+        )
+    )
     kept, in_gateways = [], False
     for line in inventory.read_text().splitlines():
         if line.startswith("["):
@@ -126,8 +135,14 @@ def same_lab(count: int, runs: int) -> dict[str, object]:
             seconds, code = timed(argv)
             samples[name].append(seconds)
             codes.add(code)
-    return {"gateways": count, "runs": runs, "one_s": statistics.median(samples["one"]), "every_s": statistics.median(samples["every"]),
-            "samples": samples, "exit_codes": sorted(codes)}
+    return {
+        "gateways": count,
+        "runs": runs,
+        "one_s": statistics.median(samples["one"]),
+        "every_s": statistics.median(samples["every"]),
+        "samples": samples,
+        "exit_codes": sorted(codes),
+    }
 
 
 def unreachable(count: int) -> dict[str, object]:
@@ -142,8 +157,15 @@ def unreachable(count: int) -> dict[str, object]:
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
         if case.find("failure") is not None or case.find("error") is not None:
             failures.append(case.get("name"))
-    return {"gateways": count, "unreachable": victim, "seconds": seconds, "exit_code": code, "failures": failures,
-            "failures_of_victim": [f for f in failures if victim in f], "failures_of_others": [f for f in failures if victim not in f]}
+    return {
+        "gateways": count,
+        "unreachable": victim,
+        "seconds": seconds,
+        "exit_code": code,
+        "failures": failures,
+        "failures_of_victim": [f for f in failures if victim in f],
+        "failures_of_others": [f for f in failures if victim not in f],
+    }
 
 
 def write(rows: list[dict[str, object]], same: dict[str, object], dead: dict[str, object]) -> None:
@@ -153,7 +175,7 @@ def write(rows: list[dict[str, object]], same: dict[str, object], dead: dict[str
         "",
         f"Median of {one['runs']} runs each, wall time with start-up, on this machine ({os.cpu_count()} cores; the gateway hosts",
         "are containers on the same cores). `smoke`: the whole gate (`pytest -m smoke`). `gateway checks`: the gate's",
-        "gateway host checks alone (`pytest -m \"infra and gateway\"`); `baseline`: the same checks the runbook way,",
+        'gateway host checks alone (`pytest -m "infra and gateway"`); `baseline`: the same checks the runbook way,',
         "one `ssh host 'command'` per check (`benchmarks/gateway_checks_by_ssh.sh`).",
         "",
         "`smoke runner CPU`: CPU seconds the gate itself spent on the runner (pytest, the gathering child, ssh clients),",
@@ -181,7 +203,9 @@ def write(rows: list[dict[str, object]], same: dict[str, object], dead: dict[str
     ]
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / "fleet-bench.md").write_text("\n".join(lines))
-    (REPORTS / "fleet-bench.json").write_text(json.dumps({"rows": rows, "same_lab": same, "unreachable": dead}, indent=2) + "\n")
+    (REPORTS / "fleet-bench.json").write_text(
+        json.dumps({"rows": rows, "same_lab": same, "unreachable": dead}, indent=2) + "\n"
+    )
     print("\n".join(lines))
 
 

@@ -45,7 +45,11 @@ def main() -> None:
     secrets = Secrets.load(settings.secrets_file)
     edge = EdgeEndpoint(settings.edge)
     cert, key = settings.probe.client_cert, secrets.agent_key_file()
-    figures: dict[str, list[float]] = {"GET /health": [], "wss upgrade (mTLS)": [], "command round-trip (synthetic agent)": []}
+    figures: dict[str, list[float]] = {
+        "GET /health": [],
+        "wss upgrade (mTLS)": [],
+        "command round-trip (synthetic agent)": [],
+    }
     with BackendApi(edge, secrets.api_token(role="admin")) as api:
         for _ in range(args.samples):
             figures["GET /health"].append(api.health().elapsed_ms)
@@ -59,11 +63,25 @@ def main() -> None:
         poll_until(lambda: api.agent_info(agent_id)["status"], lambda s: s == "Online", what=agent_id, timeout_s=10)
         for _ in range(args.samples):
             started = time.perf_counter()
-            correlation_id = api.submit_command("get_system_health", {}, [agent_id], timeout_s=30).json()["correlation_id"]
+            correlation_id = api.submit_command("get_system_health", {}, [agent_id], timeout_s=30).json()[
+                "correlation_id"
+            ]
             probe.next_frame(10, protocol.COMMAND)
-            probe.send(protocol.make_frame(protocol.RESULT, protocol.result_payload(
-                corr_id=correlation_id, agent_id=agent_id, verb="get_system_health", status="SUCCESS", rc=0, duration_ms=0, stdout="{}"),
-                correlation_id=correlation_id))
+            probe.send(
+                protocol.make_frame(
+                    protocol.RESULT,
+                    protocol.result_payload(
+                        corr_id=correlation_id,
+                        agent_id=agent_id,
+                        verb="get_system_health",
+                        status="SUCCESS",
+                        rc=0,
+                        duration_ms=0,
+                        stdout="{}",
+                    ),
+                    correlation_id=correlation_id,
+                )
+            )
             wait_command(api, correlation_id)
             figures["command round-trip (synthetic agent)"].append((time.perf_counter() - started) * 1000)
         probe.close()
@@ -74,13 +92,24 @@ def main() -> None:
             figures[name] = []
             for _ in range(max(5, args.samples // 3)):
                 started = time.perf_counter()
-                correlation_id = api.submit_command("get_system_health", {}, [gateway], timeout_s=30).json()["correlation_id"]
+                correlation_id = api.submit_command("get_system_health", {}, [gateway], timeout_s=30).json()[
+                    "correlation_id"
+                ]
                 wait_command(api, correlation_id)
                 figures[name].append((time.perf_counter() - started) * 1000)
-    summary = {name: {"n": len(v), "p50_ms": round(statistics.median(v), 1), "p95_ms": round(percentile(v, 0.95), 1),
-                      "max_ms": round(max(v), 1)} for name, v in figures.items()}
+    summary = {
+        name: {
+            "n": len(v),
+            "p50_ms": round(statistics.median(v), 1),
+            "p95_ms": round(percentile(v, 0.95), 1),
+            "max_ms": round(max(v), 1),
+        }
+        for name, v in figures.items()
+    }
     for name, row in summary.items():
-        print(f"{name:<40} n={row['n']:<3} p50={row['p50_ms']:>7.1f} ms  p95={row['p95_ms']:>7.1f} ms  max={row['max_ms']:>7.1f} ms")
+        print(
+            f"{name:<40} n={row['n']:<3} p50={row['p50_ms']:>7.1f} ms  p95={row['p95_ms']:>7.1f} ms  max={row['max_ms']:>7.1f} ms"
+        )
     (REPO / "reports").mkdir(exist_ok=True)
     (REPO / "reports" / "latency.json").write_text(json.dumps(summary, indent=2) + "\n")
 

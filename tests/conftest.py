@@ -17,7 +17,9 @@ BIN = Path(sys.executable).parent
 
 
 def run_lab(*args: str, timeout_s: float = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "viworks-lab"), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+    return subprocess.run(
+        [str(BIN / "viworks-lab"), *args], cwd=REPO, capture_output=True, text=True, timeout=timeout_s
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +44,15 @@ def lab_secrets(lab):
     return json.loads((REPO / ".lab" / "lab-secrets.json").read_text())
 
 
-def run_suite(*pytest_args: str, junit: Path, timeout_s: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_suite(
+    *pytest_args: str, junit: Path, timeout_s: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """The suite's front door: a separate ``pytest`` run, as an operator starts it (``env``: more variables)."""
     return subprocess.run(
         [str(BIN / "pytest"), "-p", "no:cacheprovider", f"--junitxml={junit}", *pytest_args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **(env or {})},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env={**os.environ, **(env or {})},
     )

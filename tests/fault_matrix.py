@@ -49,7 +49,9 @@ def run_smoke(junit: Path) -> SmokeRun:
         for verdict in (case.find("failure"), case.find("error")):
             if verdict is not None:
                 name = case.get("name", "")
-                failures.append(CheckFailure(re.sub(r"\[.*\]$", "", name), name, (verdict.get("message") or "").strip()))
+                failures.append(
+                    CheckFailure(re.sub(r"\[.*\]$", "", name), name, (verdict.get("message") or "").strip())
+                )
     skipped = sum(1 for case in suite.iter("testcase") if case.find("skipped") is not None)
     return SmokeRun(done.returncode, seconds, int(suite.get("tests")), failures, skipped)
 
@@ -67,15 +69,30 @@ class MatrixRow:
 
 def write_matrix(rows: list[MatrixRow], healthy_runs: list[SmokeRun], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "fault-matrix.json").write_text(json.dumps({
-        "healthy_runs": [{"exit_code": r.exit_code, "failures": len(r.failures), "tests": r.total, "seconds": round(r.seconds, 1)} for r in healthy_runs],
-        "faults": [dataclasses.asdict(row) | {"seconds": round(row.seconds, 1)} for row in rows],
-    }, indent=2) + "\n")
+    (directory / "fault-matrix.json").write_text(
+        json.dumps(
+            {
+                "healthy_runs": [
+                    {
+                        "exit_code": r.exit_code,
+                        "failures": len(r.failures),
+                        "tests": r.total,
+                        "seconds": round(r.seconds, 1),
+                    }
+                    for r in healthy_runs
+                ],
+                "faults": [dataclasses.asdict(row) | {"seconds": round(row.seconds, 1)} for row in rows],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     lines = [
         "# Fault matrix",
         "",
         f"Healthy lab: {len(healthy_runs)} smoke runs, "
-        + ", ".join(f"{len(r.failures)} failed of {r.total} ({r.seconds:.0f} s)" for r in healthy_runs) + ".",
+        + ", ".join(f"{len(r.failures)} failed of {r.total} ({r.seconds:.0f} s)" for r in healthy_runs)
+        + ".",
         "",
         "| fault | exit | failing checks | first message | other failures | run s |",
         "|---|---|---|---|---|---|",

@@ -94,7 +94,9 @@ def test_load_config_reads_toml(tmp_path) -> None:
 def test_a_config_without_a_required_key_is_refused_like_productions(tmp_path) -> None:
     path = tmp_path / "backend-agent.toml"
     path.write_text(REQUIRED_TOML.replace('jwt_secret = "s"\n', "").replace('path = "/ws/agent"\n', ""))
-    with pytest.raises(backend.ConfigError, match=r"required key\(s\) missing: \[security\] jwt_secret, \[agent_management\] path"):
+    with pytest.raises(
+        backend.ConfigError, match=r"required key\(s\) missing: \[security\] jwt_secret, \[agent_management\] path"
+    ):
         backend.load_config(str(path))
 
 
@@ -129,8 +131,15 @@ def test_url_password() -> None:
 
 @pytest.mark.parametrize(
     "text, level",
-    [("info", logging.INFO), ("DEBUG", logging.DEBUG), ("warn", logging.WARNING), ("trace", logging.DEBUG),
-     ("info,viworks=debug", logging.INFO), ("nonsense", logging.INFO), (None, logging.INFO)],
+    [
+        ("info", logging.INFO),
+        ("DEBUG", logging.DEBUG),
+        ("warn", logging.WARNING),
+        ("trace", logging.DEBUG),
+        ("info,viworks=debug", logging.INFO),
+        ("nonsense", logging.INFO),
+        (None, logging.INFO),
+    ],
 )
 def test_log_level(text, level) -> None:
     assert backend.log_level(text) == level
@@ -255,7 +264,7 @@ def test_aggregate_status() -> None:
 
 
 def test_command_view_first_target_is_result() -> None:
-    created = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    created = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     row = {
         "correlation_id": "c1",
         "verb": "list_users",
@@ -279,7 +288,7 @@ def test_command_view_first_target_is_result() -> None:
 
 
 def test_agent_view_without_session_is_offline() -> None:
-    seen = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    seen = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     row = {
         "agent_id": "gw-a-01",
         "site": "lab",

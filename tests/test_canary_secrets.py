@@ -22,9 +22,18 @@ pytestmark = pytest.mark.lab
 
 def plant_env_secret(value: str) -> None:
     """The gateway's .env gets (or changes) a secret the agent does not use: VIW_AGENT_API_SECRET."""
-    subprocess.run(["docker", "exec", "viworks-gw-lab-01", "sh", "-c",
-                    "sed -i '/^VIW_AGENT_API_SECRET=/d' /opt/viworks/agent/.env && "
-                    f"echo VIW_AGENT_API_SECRET={value} >> /opt/viworks/agent/.env"], check=True)
+    subprocess.run(
+        [
+            "docker",
+            "exec",
+            "viworks-gw-lab-01",
+            "sh",
+            "-c",
+            "sed -i '/^VIW_AGENT_API_SECRET=/d' /opt/viworks/agent/.env && "
+            f"echo VIW_AGENT_API_SECRET={value} >> /opt/viworks/agent/.env",
+        ],
+        check=True,
+    )
 
 
 def verify(*args: str) -> subprocess.CompletedProcess:
@@ -43,8 +52,12 @@ def test_no_secret_appears_in_any_output(lab, lab_secrets, tmp_path, monkeypatch
         **{f"lab config: {name}": value for name, value in lab_secrets.items()},
     }
     target = tmp_path / "canary.toml"
-    target.write_text((REPO / "targets" / "lab.toml").read_text().replace('"../', f'"{REPO}/')
-                      .replace(f'secrets_file = "{REPO}/.lab/secrets.env"', f'secrets_file = "{tmp_path}/secrets.env"'))
+    target.write_text(
+        (REPO / "targets" / "lab.toml")
+        .read_text()
+        .replace('"../', f'"{REPO}/')
+        .replace(f'secrets_file = "{REPO}/.lab/secrets.env"', f'secrets_file = "{tmp_path}/secrets.env"')
+    )
     (tmp_path / "secrets.env").write_text(
         f"VIWORKS_JWT_SECRET={canaries['settings secrets file']}\nVIWORKS_AGENT_KEY_FILE={REPO}/.lab/pki/suite-probe-01.key\n"
         f"VIWORKS_SNAPSHOT_KEY={canaries['snapshot key']}\n"
@@ -57,12 +70,30 @@ def test_no_secret_appears_in_any_output(lab, lab_secrets, tmp_path, monkeypatch
         baseline = verify("snapshot", f"--target={target}", "-o", str(tmp_path / "baseline.json"))
         plant_env_secret(canaries["gateway .env (cat output)"])
         done = run_suite(
-            "-m", "smoke", f"--target={target}", "-vv", "-l", "--tb=long", "-rA", "--log-level=DEBUG",
-            "-o", "junit_logging=all", f"--html={tmp_path / 'report.html'}", "--self-contained-html",
-            f"--json-summary={tmp_path / 'summary.json'}", f"--snapshot-out={tmp_path / 'snapshot.json'}",
-            f"--baseline={tmp_path / 'baseline.json'}", junit=tmp_path / "junit.xml",
+            "-m",
+            "smoke",
+            f"--target={target}",
+            "-vv",
+            "-l",
+            "--tb=long",
+            "-rA",
+            "--log-level=DEBUG",
+            "-o",
+            "junit_logging=all",
+            f"--html={tmp_path / 'report.html'}",
+            "--self-contained-html",
+            f"--json-summary={tmp_path / 'summary.json'}",
+            f"--snapshot-out={tmp_path / 'snapshot.json'}",
+            f"--baseline={tmp_path / 'baseline.json'}",
+            junit=tmp_path / "junit.xml",
         )
-        diffed = verify("diff", str(tmp_path / "baseline.json"), str(tmp_path / "snapshot.json"), "--all", f"--html={tmp_path / 'diff.html'}")
+        diffed = verify(
+            "diff",
+            str(tmp_path / "baseline.json"),
+            str(tmp_path / "snapshot.json"),
+            "--all",
+            f"--html={tmp_path / 'diff.html'}",
+        )
     finally:
         assert run_lab("heal").returncode == 0
     assert done.returncode == 1, done.stdout[-3000:]  # the planted token is refused: failure paths ran
@@ -74,11 +105,18 @@ def test_no_secret_appears_in_any_output(lab, lab_secrets, tmp_path, monkeypatch
         "stderr": done.stderr,
         "snapshot command": baseline.stdout + baseline.stderr,
         "diff command": diffed.stdout + diffed.stderr,
-        **{name: (tmp_path / name).read_text()
-           for name in ("junit.xml", "report.html", "summary.json", "snapshot.json", "baseline.json", "diff.html")},
+        **{
+            name: (tmp_path / name).read_text()
+            for name in ("junit.xml", "report.html", "summary.json", "snapshot.json", "baseline.json", "diff.html")
+        },
     }
     assert "test_env_has_every_required_key" in artifacts["junit.xml"]  # the .env check failed, with locals
     # The .env was read: its secret is in the snapshot as a keyed hash (comparable, not revealing).
     assert '"VIW_AGENT_API_SECRET": "hmac-sha256:' in artifacts["snapshot.json"]
-    leaks = [f"{where} in {artifact}" for where, value in canaries.items() for artifact, text in artifacts.items() if value in text]
+    leaks = [
+        f"{where} in {artifact}"
+        for where, value in canaries.items()
+        for artifact, text in artifacts.items()
+        if value in text
+    ]
     assert not leaks, f"secrets leaked: {leaks}"

@@ -19,8 +19,9 @@ import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,7 +45,7 @@ class Verdicts:
         """The checks failing for ``host_id``: its own, and those pairing it with the hosts ``beside`` only."""
         found = {}
         for case, message in self.failed.items():
-            params = case[case.index("[") + 1:-1] if "[" in case else ""
+            params = case[case.index("[") + 1 : -1] if "[" in case else ""
             if host_id not in params:
                 continue
             rest = params.replace(host_id, "")
@@ -98,27 +99,49 @@ RECORDED = {
     "db-down": ("backend", {"test_containers_are_running": "viworks-postgres is exited"}),
     "binary-drift": ("backend", {"test_backend_binary_is_the_expected_release": "is not the expected build"}),
     "ws-server-down": ("backend", {"test_backend_agent_listens_on_ws_port": "found nothing listening on it"}),
-    "nginx-wrong-port": ("backend", {"test_nginx_ws_location_proxies_to_backend_agent_ws_port": "proxies to http://viworks-backend-agent-new:8080"}),
+    "nginx-wrong-port": (
+        "backend",
+        {"test_nginx_ws_location_proxies_to_backend_agent_ws_port": "proxies to http://viworks-backend-agent-new:8080"},
+    ),
     # One cause, one failure: the checks that need the agent running skip naming it.
     "gateway-stopped": ("gateway", {"test_unit_is_loaded_enabled_and_active": "ActiveState=inactive"}),
     "gateway-unit-masked": ("gateway", {"test_unit_is_loaded_enabled_and_active": "LoadState=masked"}),
-    "gateway-bad-execstart": ("gateway", {
-        "test_unit_program_exists_and_is_executable": "does not exist",
-        "test_unit_file_is_the_released_one": "expected the release's unit file",
-    }),
+    "gateway-bad-execstart": (
+        "gateway",
+        {
+            "test_unit_program_exists_and_is_executable": "does not exist",
+            "test_unit_file_is_the_released_one": "expected the release's unit file",
+        },
+    ),
     "backend-extra-network": ("backend", {"test_backend_agent_is_on_exactly_the_expected_networks": "also on bridge"}),
-    "script-stray": ("gateway", {"test_scripts_root_holds_only_the_declared_scripts": "cleanup.sh (regular file, mode 0777 world-writable"}),
+    "script-stray": (
+        "gateway",
+        {"test_scripts_root_holds_only_the_declared_scripts": "cleanup.sh (regular file, mode 0777 world-writable"},
+    ),
     "script-tampered": ("gateway", {"test_scripts_are_the_released_ones": "add_user.sh sha256"}),
-    "env-unknown-key": ("gateway", {"test_env_has_no_key_the_agent_does_not_know": "VIW_AGENT_CMD_TIMEOUT (did you mean VIW_AGENT_CMD_TIMEOUT_SECS?)"}),
+    "env-unknown-key": (
+        "gateway",
+        {
+            "test_env_has_no_key_the_agent_does_not_know": "VIW_AGENT_CMD_TIMEOUT (did you mean VIW_AGENT_CMD_TIMEOUT_SECS?)"
+        },
+    ),
     "gateway-binary-drift": ("gateway", {"test_gateway_binary_is_the_expected_release": "is not the expected build"}),
     "client-cert-missing": ("gateway", {"test_client_certificate_key_and_ca_are_present": "client.crt does not exist"}),
     "script-missing": ("gateway", {"test_scripts_are_present_and_executable": "add_vpn_user.sh does not exist"}),
     "script-not-executable": ("gateway", {"test_scripts_are_present_and_executable": "not executable"}),
     "env-missing-key": ("gateway", {"test_env_has_every_required_key": "VIW_AGENT_SITE missing"}),
-    "agent-ports-exposed": ("backend", {"test_backend_agent_postgres_and_redis_publish_no_port":
-                                        "viworks-backend-agent-new publishes 8080/tcp on 127.0.0.1:8080"}),
-    "identity-header-passthrough": ("backend", {"test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent":
-                                                "sets X-Client-CN from $http_x_client_cn (the client's own header)"}),
+    "agent-ports-exposed": (
+        "backend",
+        {
+            "test_backend_agent_postgres_and_redis_publish_no_port": "viworks-backend-agent-new publishes 8080/tcp on 127.0.0.1:8080"
+        },
+    ),
+    "identity-header-passthrough": (
+        "backend",
+        {
+            "test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent": "sets X-Client-CN from $http_x_client_cn (the client's own header)"
+        },
+    ),
 }
 # Faults of the edge itself: one edge per run, so each is judged alone.
 RECORDED_EDGE = {
@@ -219,18 +242,21 @@ class Change:
 def _mode(path: str, mode: int):
     def apply(host, _):
         host["files"]["value"]["stats"][path]["mode"] = mode
+
     return apply
 
 
 def _env(key: str, value: str):
     def apply(host, _):
         host["env"]["value"][key] = value
+
     return apply
 
 
 def _unit(key: str, value: str):
     def apply(host, _):
         host["unit"]["value"][key] = value
+
     return apply
 
 
@@ -239,7 +265,9 @@ def _agent_files(host, _):
 
 
 def _drop_api_listener(host, _):
-    host["agent_listeners"]["value"]["sockets"] = [s for s in host["agent_listeners"]["value"]["sockets"] if s["port"] != 8080]
+    host["agent_listeners"]["value"]["sockets"] = [
+        s for s in host["agent_listeners"]["value"]["sockets"] if s["port"] != 8080
+    ]
 
 
 def _restarting(host, _):
@@ -249,8 +277,13 @@ def _restarting(host, _):
 def _published_everywhere(host, _):
     # The real deployment's 8080-8081:8080-8081, as the engine reports it (and Redis' too, configured).
     agent = host["containers"]["viworks-backend-agent-new"]["value"]
-    agent["NetworkSettings"]["Ports"]["8081/tcp"] = [{"HostIp": "0.0.0.0", "HostPort": "8081"}, {"HostIp": "::", "HostPort": "8081"}]
-    host["containers"]["viworks-redis"]["value"].setdefault("HostConfig", {})["PortBindings"] = {"6379/tcp": [{"HostIp": "", "HostPort": "6379"}]}
+    agent["NetworkSettings"]["Ports"]["8081/tcp"] = [
+        {"HostIp": "0.0.0.0", "HostPort": "8081"},
+        {"HostIp": "::", "HostPort": "8081"},
+    ]
+    host["containers"]["viworks-redis"]["value"].setdefault("HostConfig", {})["PortBindings"] = {
+        "6379/tcp": [{"HostIp": "", "HostPort": "6379"}]
+    }
 
 
 def _identity_from_client(host, _):
@@ -267,11 +300,13 @@ def _config_database(host, _):
 
 
 def _config_unparsable(host, _):
-    host["agent_config"] = {"problem": f"{host['host']}: viworks-backend-agent-new: /app/config/backend-agent.toml: expected valid TOML; found not valid TOML: Expected '=' (at line 3, column 9)"}
+    host["agent_config"] = {
+        "problem": f"{host['host']}: viworks-backend-agent-new: /app/config/backend-agent.toml: expected valid TOML; found not valid TOML: Expected '=' (at line 3, column 9)"
+    }
 
 
 def _nginx_test_fails(host, _):
-    problem = f"{host['host']}: viworks-nginx: expected nginx -t to pass; found: unknown directive \"proxy_pas\" in /etc/nginx/conf.d/viworks-agent.conf:31"
+    problem = f'{host["host"]}: viworks-nginx: expected nginx -t to pass; found: unknown directive "proxy_pas" in /etc/nginx/conf.d/viworks-agent.conf:31'
     host["nginx"] = host["nginx_tls_files"] = {"problem": problem}
 
 
@@ -305,19 +340,31 @@ def _client_ca_not_a_ca(host, snapshot):
 
 def _server_key_missing(host, _):
     key = _first(host, "ssl_certificate_key")["args"][0]
-    host["nginx_tls_files"]["value"][key] = {"path": key, "kind": "missing", "mode": None, "size": None, "owner": None,
-                                             "executable": False, "readable": False, "sha256": None, "content": None}
+    host["nginx_tls_files"]["value"][key] = {
+        "path": key,
+        "kind": "missing",
+        "mode": None,
+        "size": None,
+        "owner": None,
+        "executable": False,
+        "readable": False,
+        "sha256": None,
+        "content": None,
+    }
 
 
 def _clock(seconds: float):
     def apply(host, _):
         host["clock_skew"]["value"] = {"seconds": seconds, "uncertainty": 0.05}
+
     return apply
 
 
 def _agent_listens(host, _):
     pid = host["process"]["value"]["pid"]
-    host["listeners"]["value"].append({"proto": "tcp", "address": "0.0.0.0", "port": 8443, "processes": [["python3", pid]]})
+    host["listeners"]["value"].append(
+        {"proto": "tcp", "address": "0.0.0.0", "port": 8443, "processes": [["python3", pid]]}
+    )
 
 
 _TOML_PATH = "/opt/viworks/agent/agent.toml"
@@ -326,8 +373,13 @@ _TOML_SECTIONS = {section: {} for section in ("agent", "security", "scripts", "m
 
 def _toml_placeholder_pin(host, _):
     # agent.toml's placeholder pin, and no .env pin to override it: the agent pins nothing real.
-    host["agent_toml"] = {"value": {"path": _TOML_PATH, "present": True,
-                                    "values": {**_TOML_SECTIONS, "outbound": {"backend_spki_pin": "sha256/" + "A" * 43 + "="}}}}
+    host["agent_toml"] = {
+        "value": {
+            "path": _TOML_PATH,
+            "present": True,
+            "values": {**_TOML_SECTIONS, "outbound": {"backend_spki_pin": "sha256/" + "A" * 43 + "="}},
+        }
+    }
     del host["env"]["value"]["VIW_AGENT_BACKEND_SPKI_PIN"]
 
 
@@ -337,12 +389,18 @@ def _toml_section_missing(host, _):
 
 
 def _undeclared_listener(host, _):
-    host["listeners"]["value"].append({"proto": "tcp", "address": "0.0.0.0", "port": 5555, "processes": [["vpnserver", 4242]]})
+    host["listeners"]["value"].append(
+        {"proto": "tcp", "address": "0.0.0.0", "port": 5555, "processes": [["vpnserver", 4242]]}
+    )
 
 
 def _never_connected(host, _):
-    host["journal"]["value"] = {"connected": None, "telling": "2026-01-01T00:00:00+0000 connect to wss://agent.lab.test/ws/agent failed: certificate verify failed",
-                                "trouble": True, "lines": 3}
+    host["journal"]["value"] = {
+        "connected": None,
+        "quote": "2026-01-01T00:00:00+0000 connect to wss://agent.lab.test/ws/agent failed: certificate verify failed",
+        "trouble": True,
+        "lines": 3,
+    }
 
 
 def _certificate_read_later(host, _):
@@ -368,7 +426,10 @@ def _drop_in(host, _):
 
 
 def _redis_on_bridge(host, _):
-    host["containers"]["viworks-redis"]["value"]["NetworkSettings"]["Networks"]["bridge"] = {"IPAddress": "172.17.0.5", "Aliases": None}
+    host["containers"]["viworks-redis"]["value"]["NetworkSettings"]["Networks"]["bridge"] = {
+        "IPAddress": "172.17.0.5",
+        "Aliases": None,
+    }
 
 
 def _nginx_publishes_more(host, _):
@@ -397,70 +458,210 @@ def _script_owner(host, _):
 
 CHANGES = {
     "config-unparsable": Change("backend", "test_backend_config_parses", "expected valid TOML", _config_unparsable),
-    "config-port": Change("backend", "test_backend_config_ports_match_contract", "[agent_management].port = 9001", _config_port),
-    "config-database": Change("backend", "test_backend_config_points_at_expected_database_and_redis", "expected host viworks-postgres", _config_database),
-    "binary-not-executable": Change("backend", "test_backend_binary_is_present_and_executable", "not executable", _agent_files),
-    "redis-restarting": Change("backend", "test_containers_are_not_restarting_repeatedly", "viworks-redis restarted 9 times", _restarting),
-    "agent-published-everywhere": Change("backend", "test_backend_agent_postgres_and_redis_publish_no_port",
-                                         "viworks-backend-agent-new publishes 8081/tcp on every address (0.0.0.0):8081", _published_everywhere),
-    "identity-from-client": Change("backend", "test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent",
-                                   "sets X-Client-CN from $http_x_client_cn (the client's own header)", _identity_from_client),
-    "api-not-listening": Change("backend", "test_backend_agent_listens_on_api_port", "found nothing listening on it", _drop_api_listener),
+    "config-port": Change(
+        "backend", "test_backend_config_ports_match_contract", "[agent_management].port = 9001", _config_port
+    ),
+    "config-database": Change(
+        "backend",
+        "test_backend_config_points_at_expected_database_and_redis",
+        "expected host viworks-postgres",
+        _config_database,
+    ),
+    "binary-not-executable": Change(
+        "backend", "test_backend_binary_is_present_and_executable", "not executable", _agent_files
+    ),
+    "redis-restarting": Change(
+        "backend", "test_containers_are_not_restarting_repeatedly", "viworks-redis restarted 9 times", _restarting
+    ),
+    "agent-published-everywhere": Change(
+        "backend",
+        "test_backend_agent_postgres_and_redis_publish_no_port",
+        "viworks-backend-agent-new publishes 8081/tcp on every address (0.0.0.0):8081",
+        _published_everywhere,
+    ),
+    "identity-from-client": Change(
+        "backend",
+        "test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent",
+        "sets X-Client-CN from $http_x_client_cn (the client's own header)",
+        _identity_from_client,
+    ),
+    "api-not-listening": Change(
+        "backend", "test_backend_agent_listens_on_api_port", "found nothing listening on it", _drop_api_listener
+    ),
     # A fact that could not be read fails the first check that needs it (pytest orders host-parametrized
     # checks by host): here the nginx check, or the cross-host CA check if it ran first.
-    "nginx-test-fails": Change("backend", "test_nginx_config_test_passes", "expected nginx -t to pass", _nginx_test_fails,
-                               also=("test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",)),
-    "listen-without-ssl": Change("backend", "test_nginx_agent_server_listens_on_https", "expected listen 443 ssl", _listen_without_ssl),
-    "ws-no-upgrade": Change("backend", "test_nginx_ws_location_upgrades_to_websocket", "Connection keep-alive", _connection_header),
-    "ws-read-timeout": Change("backend", "test_nginx_ws_location_keeps_idle_websockets_open", "proxy_read_timeout 30s", _short_read_timeout),
-    "root-wrong-port": Change("backend", "test_nginx_root_location_proxies_to_backend_agent_api_port", ":9999", _root_to_wrong_port),
-    "no-client-verification": Change("backend", "test_nginx_ws_location_requires_a_verified_client_certificate",
-                                      "expected client certificates verified", _no_client_verification),
-    "client-ca-not-a-ca": Change("backend", "test_nginx_client_ca_is_a_ca_certificate", "expected CA certificates", _client_ca_not_a_ca,
-                                 also=("test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",)),
-    "server-key-missing": Change("backend", "test_nginx_server_certificate_and_key_exist", "found missing", _server_key_missing),
-    "backend-clock": Change("backend", "test_backend_clock_matches_the_runner", "120.0 s ahead of the runner", _clock(120.0),
-                            also=("test_gateway_and_backend_clocks_agree",)),
-    "agent-listens": Change("gateway", "test_agent_listens_on_no_port", "8443/tcp on 0.0.0.0 by python3", _agent_listens),
-    "toml-placeholder-pin": Change("gateway", "test_backend_pin_is_well_formed",
-                                   "/opt/viworks/agent/agent.toml [outbound] backend_spki_pin: VIW_AGENT_BACKEND_SPKI_PIN", _toml_placeholder_pin,
-                                   also=("test_gateway_pin_matches_the_served_certificate",)),
-    "toml-section-missing": Change("gateway", "test_agent_toml_has_every_section", "sections monitoring missing", _toml_section_missing),
-    "undeclared-listener": Change("gateway", "test_host_listens_only_where_declared", "5555/tcp on 0.0.0.0 by vpnserver", _undeclared_listener),
-    "never-connected": Change("gateway", "test_agent_logged_a_connected_session_since_its_last_start", "certificate verify failed", _never_connected),
-    "direct-ip-url": Change("gateway", "test_backend_url_is_wss_to_the_agent_domain", "expected wss://agent.lab.test/ws/agent",
-                            _env("VIW_AGENT_BACKEND_URL", "ws://192.0.2.10:8081/ws/agent")),
-    "placeholder-pin": Change("gateway", "test_backend_pin_is_well_formed", "placeholder",
-                              _env("VIW_AGENT_BACKEND_SPKI_PIN", "sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
-                              also=("test_gateway_pin_matches_the_served_certificate",)),
-    "inbound-http-on": Change("gateway", "test_inbound_http_is_as_expected", "VIW_AGENT_FEATURE_INBOUND_HTTP=true",
-                              _env("VIW_AGENT_FEATURE_INBOUND_HTTP", "true")),
-    "exec-off": Change("gateway", "test_exec_is_as_expected", "VIW_AGENT_FEATURE_EXEC_ENABLE=false", _env("VIW_AGENT_FEATURE_EXEC_ENABLE", "false")),
-    "env-world-writable": Change("gateway", "test_no_required_file_is_world_writable", "mode 0666", _mode("/opt/viworks/agent/.env", 0o666)),
-    "script-owned-by-ops": Change("gateway", "test_scripts_are_root_owned_and_not_group_or_world_writable", "owned by ops(1000)", _script_owner),
-    "key-readable": Change("gateway", "test_client_key_is_readable_by_its_owner_only", "mode 0644", _mode("/opt/viworks/agent/certs/client.key", 0o644)),
-    "client-certificate-expired": Change("gateway", "test_client_certificate_is_not_near_expiry", "client certificate expired", _certificate_read_later),
-    "foreign-trust-bundle": Change("gateway", "test_client_certificate_chains_to_the_ca", "is not signed by the CA", _foreign_trust_bundle),
-    "nginx-trusts-another-ca": Change("backend", "test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",
-                                      "expected the gateway's certificate to chain to one of them", _nginx_trusts_another_ca),
-    "key-of-another-certificate": Change("gateway", "test_client_certificate_matches_the_key", "expected the certificate's own key", _other_key),
-    "agent-id-not-cn": Change("gateway", "test_client_certificate_cn_is_the_agent_id", "VIW_AGENT_ID=gw-other-99", _env("VIW_AGENT_ID", "gw-other-99")),
-    "another-program": Change("gateway", "test_agent_process_runs_the_unit_program", "runs /usr/local/bin/old-agent", _another_program),
-    "unit-drop-in": Change("gateway", "test_unit_has_no_undeclared_drop_ins", "changed by /etc/systemd/system/viworks-gateway-agent.service.d/override.conf",
-                           _drop_in),
-    "redis-on-bridge": Change("backend", "test_nginx_postgres_and_redis_are_on_no_unexpected_network", "viworks-redis on [bridge, viworks-internal]",
-                              _redis_on_bridge),
-    "nginx-publishes-8443": Change("backend", "test_nginx_publishes_only_the_edge_ports", "also every address (0.0.0.0):8443->8443/tcp", _nginx_publishes_more),
-    "client-certificate-sha1": Change("gateway", "test_client_certificate_is_acceptable_to_a_strict_server", "SHA-1", _client_certificate_sha1,
-                                      also=("test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",)),
+    "nginx-test-fails": Change(
+        "backend",
+        "test_nginx_config_test_passes",
+        "expected nginx -t to pass",
+        _nginx_test_fails,
+        also=("test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",),
+    ),
+    "listen-without-ssl": Change(
+        "backend", "test_nginx_agent_server_listens_on_https", "expected listen 443 ssl", _listen_without_ssl
+    ),
+    "ws-no-upgrade": Change(
+        "backend", "test_nginx_ws_location_upgrades_to_websocket", "Connection keep-alive", _connection_header
+    ),
+    "ws-read-timeout": Change(
+        "backend", "test_nginx_ws_location_keeps_idle_websockets_open", "proxy_read_timeout 30s", _short_read_timeout
+    ),
+    "root-wrong-port": Change(
+        "backend", "test_nginx_root_location_proxies_to_backend_agent_api_port", ":9999", _root_to_wrong_port
+    ),
+    "no-client-verification": Change(
+        "backend",
+        "test_nginx_ws_location_requires_a_verified_client_certificate",
+        "expected client certificates verified",
+        _no_client_verification,
+    ),
+    "client-ca-not-a-ca": Change(
+        "backend",
+        "test_nginx_client_ca_is_a_ca_certificate",
+        "expected CA certificates",
+        _client_ca_not_a_ca,
+        also=("test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",),
+    ),
+    "server-key-missing": Change(
+        "backend", "test_nginx_server_certificate_and_key_exist", "found missing", _server_key_missing
+    ),
+    "backend-clock": Change(
+        "backend",
+        "test_backend_clock_matches_the_runner",
+        "120.0 s ahead of the runner",
+        _clock(120.0),
+        also=("test_gateway_and_backend_clocks_agree",),
+    ),
+    "agent-listens": Change(
+        "gateway", "test_agent_listens_on_no_port", "8443/tcp on 0.0.0.0 by python3", _agent_listens
+    ),
+    "toml-placeholder-pin": Change(
+        "gateway",
+        "test_backend_pin_is_well_formed",
+        "/opt/viworks/agent/agent.toml [outbound] backend_spki_pin: VIW_AGENT_BACKEND_SPKI_PIN",
+        _toml_placeholder_pin,
+        also=("test_gateway_pin_matches_the_served_certificate",),
+    ),
+    "toml-section-missing": Change(
+        "gateway", "test_agent_toml_has_every_section", "sections monitoring missing", _toml_section_missing
+    ),
+    "undeclared-listener": Change(
+        "gateway", "test_host_listens_only_where_declared", "5555/tcp on 0.0.0.0 by vpnserver", _undeclared_listener
+    ),
+    "never-connected": Change(
+        "gateway",
+        "test_agent_logged_a_connected_session_since_its_last_start",
+        "certificate verify failed",
+        _never_connected,
+    ),
+    "direct-ip-url": Change(
+        "gateway",
+        "test_backend_url_is_wss_to_the_agent_domain",
+        "expected wss://agent.lab.test/ws/agent",
+        _env("VIW_AGENT_BACKEND_URL", "ws://192.0.2.10:8081/ws/agent"),
+    ),
+    "placeholder-pin": Change(
+        "gateway",
+        "test_backend_pin_is_well_formed",
+        "placeholder",
+        _env("VIW_AGENT_BACKEND_SPKI_PIN", "sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        also=("test_gateway_pin_matches_the_served_certificate",),
+    ),
+    "inbound-http-on": Change(
+        "gateway",
+        "test_inbound_http_is_as_expected",
+        "VIW_AGENT_FEATURE_INBOUND_HTTP=true",
+        _env("VIW_AGENT_FEATURE_INBOUND_HTTP", "true"),
+    ),
+    "exec-off": Change(
+        "gateway",
+        "test_exec_is_as_expected",
+        "VIW_AGENT_FEATURE_EXEC_ENABLE=false",
+        _env("VIW_AGENT_FEATURE_EXEC_ENABLE", "false"),
+    ),
+    "env-world-writable": Change(
+        "gateway", "test_no_required_file_is_world_writable", "mode 0666", _mode("/opt/viworks/agent/.env", 0o666)
+    ),
+    "script-owned-by-ops": Change(
+        "gateway", "test_scripts_are_root_owned_and_not_group_or_world_writable", "owned by ops(1000)", _script_owner
+    ),
+    "key-readable": Change(
+        "gateway",
+        "test_client_key_is_readable_by_its_owner_only",
+        "mode 0644",
+        _mode("/opt/viworks/agent/certs/client.key", 0o644),
+    ),
+    "client-certificate-expired": Change(
+        "gateway", "test_client_certificate_is_not_near_expiry", "client certificate expired", _certificate_read_later
+    ),
+    "foreign-trust-bundle": Change(
+        "gateway", "test_client_certificate_chains_to_the_ca", "is not signed by the CA", _foreign_trust_bundle
+    ),
+    "nginx-trusts-another-ca": Change(
+        "backend",
+        "test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",
+        "expected the gateway's certificate to chain to one of them",
+        _nginx_trusts_another_ca,
+    ),
+    "key-of-another-certificate": Change(
+        "gateway", "test_client_certificate_matches_the_key", "expected the certificate's own key", _other_key
+    ),
+    "agent-id-not-cn": Change(
+        "gateway",
+        "test_client_certificate_cn_is_the_agent_id",
+        "VIW_AGENT_ID=gw-other-99",
+        _env("VIW_AGENT_ID", "gw-other-99"),
+    ),
+    "another-program": Change(
+        "gateway", "test_agent_process_runs_the_unit_program", "runs /usr/local/bin/old-agent", _another_program
+    ),
+    "unit-drop-in": Change(
+        "gateway",
+        "test_unit_has_no_undeclared_drop_ins",
+        "changed by /etc/systemd/system/viworks-gateway-agent.service.d/override.conf",
+        _drop_in,
+    ),
+    "redis-on-bridge": Change(
+        "backend",
+        "test_nginx_postgres_and_redis_are_on_no_unexpected_network",
+        "viworks-redis on [bridge, viworks-internal]",
+        _redis_on_bridge,
+    ),
+    "nginx-publishes-8443": Change(
+        "backend",
+        "test_nginx_publishes_only_the_edge_ports",
+        "also every address (0.0.0.0):8443->8443/tcp",
+        _nginx_publishes_more,
+    ),
+    "client-certificate-sha1": Change(
+        "gateway",
+        "test_client_certificate_is_acceptable_to_a_strict_server",
+        "SHA-1",
+        _client_certificate_sha1,
+        also=("test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_with",),
+    ),
     "crash-looping": Change("gateway", "test_unit_is_not_crash_looping", "NRestarts=12", _unit("NRestarts", "12")),
     "no-restart": Change("gateway", "test_unit_restarts_the_agent_when_it_exits", "Restart=no", _unit("Restart", "no")),
-    "no-environment-file": Change("gateway", "test_unit_environment_file_exists", "expected an EnvironmentFile", _unit("EnvironmentFiles", ""),
-                                  also=("test_unit_uses_the_expected_program_env_file_and_directory",)),
-    "other-working-directory": Change("gateway", "test_unit_uses_the_expected_program_env_file_and_directory", "WorkingDirectory=/tmp",
-                                      _unit("WorkingDirectory", "/tmp")),
-    "gateway-clock": Change("gateway", "test_gateway_clock_matches_the_runner", "95.0 s behind the runner", _clock(-95.0),
-                            also=("test_gateway_and_backend_clocks_agree",)),
+    "no-environment-file": Change(
+        "gateway",
+        "test_unit_environment_file_exists",
+        "expected an EnvironmentFile",
+        _unit("EnvironmentFiles", ""),
+        also=("test_unit_uses_the_expected_program_env_file_and_directory",),
+    ),
+    "other-working-directory": Change(
+        "gateway",
+        "test_unit_uses_the_expected_program_env_file_and_directory",
+        "WorkingDirectory=/tmp",
+        _unit("WorkingDirectory", "/tmp"),
+    ),
+    "gateway-clock": Change(
+        "gateway",
+        "test_gateway_clock_matches_the_runner",
+        "95.0 s behind the runner",
+        _clock(-95.0),
+        also=("test_gateway_and_backend_clocks_agree",),
+    ),
 }
 # Two hosts each within the limit of the runner, but not of each other: the pair's check fails.
 CLOCK_APART = ("gw-clock-ahead", 28.0, "backend-clock-behind", -28.0)
@@ -496,9 +697,12 @@ def test_one_changed_fact_fails_exactly_its_check(changed_fleet, name):
     scheme = "local" if change.kind == "backend" else "ssh"
     host = f"{scheme}://{name}"
     failing = changed_fleet.failing_checks_of(host, HEALTHY_HOSTS)
-    assert change.check in failing or any(change.says in message for case, message in changed_fleet.failed.items() if host in case), \
-        f"{name}: expected {change.check} to fail; failing: {failing}"
-    assert set(failing) <= {change.check, *change.also}, f"{name}: expected only {change.check} to fail; failing: {failing}"
+    assert change.check in failing or any(
+        change.says in message for case, message in changed_fleet.failed.items() if host in case
+    ), f"{name}: expected {change.check} to fail; failing: {failing}"
+    assert set(failing) <= {change.check, *change.also}, (
+        f"{name}: expected only {change.check} to fail; failing: {failing}"
+    )
     if change.check in failing:
         assert change.says in failing[change.check], f"{name}: {failing[change.check]!r} does not say {change.says!r}"
 
@@ -515,11 +719,15 @@ def test_an_edge_that_speaks_old_protocols_fails_the_floor(tmp_path):
     snapshot = healthy()
     _host(snapshot, "edge")["tls_floor"]["value"] = {"TLSv1.0": "negotiated TLSv1", "TLSv1.1": "negotiated TLSv1.1"}
     verdicts = judge(snapshot, tmp_path)
-    failing = {case: message for case, message in verdicts.failed.items()}
-    assert set(failing) == {"test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]",
-                            "test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.1]"}, failing
-    assert "expected TLSv1.0 to be refused (floor TLS 1.2); found negotiated TLSv1" in failing[
-        "test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"]
+    failing = dict(verdicts.failed)
+    assert set(failing) == {
+        "test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]",
+        "test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.1]",
+    }, failing
+    assert (
+        "expected TLSv1.0 to be refused (floor TLS 1.2); found negotiated TLSv1"
+        in failing["test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"]
+    )
 
 
 def _target_text() -> str:
@@ -531,7 +739,7 @@ def test_a_target_without_an_expected_release_fails_the_release_checks_naming_th
     """Production targets never pass by omission: no expectation is a failure that says what to fill."""
     text = _target_text()
     target = tmp_path / "no-release.toml"
-    target.write_text(text[:text.index("[release]")])
+    target.write_text(text[: text.index("[release]")])
     verdicts = judge(SNAPSHOTS / "healthy.json", tmp_path, "--target", str(target))
     expected = {
         "test_backend_binary_is_the_expected_release[local://backend-lab]": "no expected build to compare with: set [release] sha256",
@@ -558,9 +766,13 @@ def test_a_runner_that_cannot_offer_an_old_protocol_fails_the_floor_naming_its_l
     limit = "untested: this runner's OpenSSL (OpenSSL 3.5.0) cannot offer TLSv1 (NO_PROTOCOLS_AVAILABLE)"
     _host(snapshot, "edge")["tls_floor"]["value"] = {"TLSv1.0": limit, "TLSv1.1": "refused"}
     verdicts = judge(snapshot, tmp_path)
-    assert set(verdicts.failed) == {"test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"}, verdicts.failed
+    assert set(verdicts.failed) == {"test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"}, (
+        verdicts.failed
+    )
     message = verdicts.failed["test_protocols_below_tls_1_2_are_refused[https://agent.lab.test-TLSv1.0]"]
-    assert "could not test that TLSv1.0 is refused: this runner's OpenSSL (OpenSSL 3.5.0) cannot offer TLSv1" in message, message
+    assert (
+        "could not test that TLSv1.0 is refused: this runner's OpenSSL (OpenSSL 3.5.0) cannot offer TLSv1" in message
+    ), message
 
 
 def test_an_unreachable_gateway_fails_once_and_its_other_checks_skip(tmp_path):
@@ -569,7 +781,9 @@ def test_an_unreachable_gateway_fails_once_and_its_other_checks_skip(tmp_path):
     for key in list(gateway):
         if isinstance(gateway[key], dict) and ("value" in gateway[key] or "problem" in gateway[key]):
             gateway[key] = {"problem": "not read"}
-    gateway["connection"] = {"problem": "ssh://gw-lab-01 unreachable: ssh: connect to host 127.0.0.1 port 2222: Connection refused"}
+    gateway["connection"] = {
+        "problem": "ssh://gw-lab-01 unreachable: ssh: connect to host 127.0.0.1 port 2222: Connection refused"
+    }
     verdicts = judge(snapshot, tmp_path, "-rs")
     failing = verdicts.failing_checks_of("ssh://gw-lab-01", HEALTHY_HOSTS)
     assert len(failing) == 1 and "unreachable" in next(iter(failing.values())), failing
@@ -577,11 +791,14 @@ def test_an_unreachable_gateway_fails_once_and_its_other_checks_skip(tmp_path):
     assert skipped and int(skipped[1]) >= 25, verdicts.output  # every other check of that gateway
 
 
-@pytest.mark.parametrize("content, says", [
-    (None, "no such snapshot file"),
-    ("{not json", "not a JSON snapshot"),
-    ('{"format": "viworks-snapshot/0", "hosts": []}', "not a viworks-snapshot/1 snapshot"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        (None, "no such snapshot file"),
+        ("{not json", "not a JSON snapshot"),
+        ('{"format": "viworks-snapshot/0", "hosts": []}', "not a viworks-snapshot/1 snapshot"),
+    ],
+)
 def test_a_bad_snapshot_file_is_a_usage_error(tmp_path, content, says):
     path = tmp_path / "given.json"
     if content is not None:

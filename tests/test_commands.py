@@ -11,7 +11,9 @@ KEY = Ed25519PrivateKey.generate()
 
 
 def _token(verb="get_system_health", args=None, targets=("gw-1",), now=NOW, ttl=60, key=KEY):
-    claims = commands.command_claims(verb, args or {}, list(targets), actor_id="ops", actor_role="operator", ttl_s=ttl, now=now)
+    claims = commands.command_claims(
+        verb, args or {}, list(targets), actor_id="ops", actor_role="operator", ttl_s=ttl, now=now
+    )
     return commands.sign_command(claims, key)
 
 

@@ -23,9 +23,15 @@ def test_one_exec_reports_stat_hash_and_content(tmp_path):
     key = tmp_path / "my key.pem"  # a space in the name: arguments are passed, not formatted in
     key.write_text("secret")
     key.chmod(0o600)
-    facts = parse_file_facts(run_locally(file_facts_command(
-        stat=[str(key), str(tmp_path / "missing")], hash=[str(binary)], content=[str(config), str(tmp_path)],
-    )))
+    facts = parse_file_facts(
+        run_locally(
+            file_facts_command(
+                stat=[str(key), str(tmp_path / "missing")],
+                hash=[str(binary)],
+                content=[str(config), str(tmp_path)],
+            )
+        )
+    )
     assert facts[str(binary)].is_file and facts[str(binary)].executable and facts[str(binary)].mode == 0o755
     assert facts[str(binary)].sha256 == hashlib.sha256(binary.read_bytes()).hexdigest()
     assert facts[str(binary)].size == binary.stat().st_size and facts[str(binary)].content is None
@@ -46,24 +52,33 @@ def test_release_is_matched_by_sha256_first_then_by_size():
     assert not names_a_build(Release(version="1.4.2"))
     assert release_mismatch(26490, sha, Release(sha256=sha.upper())) is None
     wrong = release_mismatch(7340032, "ffee" + sha[4:], Release(version="1.4.2", sha256=sha, size=5347737))
-    assert wrong == "found 7.0 MB (7340032 bytes), sha256 ffee3d6dc690…; expected release 1.4.2, sha256 08d53d6dc690…, 5.1 MB (5347737 bytes)"
+    assert (
+        wrong
+        == "found 7.0 MB (7340032 bytes), sha256 ffee3d6dc690…; expected release 1.4.2, sha256 08d53d6dc690…, 5.1 MB (5347737 bytes)"
+    )
     assert release_mismatch(5_300_000, None, Release(size_min=5_000_000, size_max=5_500_000)) is None
-    assert "size 4.8 MB (5000000 bytes) .. 5.2 MB (5500000 bytes)" in release_mismatch(7_340_032, None, Release(size_min=5_000_000, size_max=5_500_000))
+    assert "size 4.8 MB (5000000 bytes) .. 5.2 MB (5500000 bytes)" in release_mismatch(
+        7_340_032, None, Release(size_min=5_000_000, size_max=5_500_000)
+    )
     assert release_mismatch(100, None, Release(size=101)) is not None
 
 
 def _container(restarts: int, started: str, running: bool = True) -> ContainerFacts:
-    return ContainerFacts("c", {"RestartCount": restarts, "State": {"Running": running, "Status": "running", "StartedAt": started}})
+    return ContainerFacts(
+        "c", {"RestartCount": restarts, "State": {"Running": running, "Status": "running", "StartedAt": started}}
+    )
 
 
 def test_docker_times_with_nanoseconds_and_the_zero_time():
-    assert parse_docker_time("2026-11-22T23:12:33.14947234Z") == dt.datetime(2026, 11, 22, 23, 12, 33, 149472, tzinfo=dt.timezone.utc)
+    assert parse_docker_time("2026-11-22T23:12:33.14947234Z") == dt.datetime(
+        2026, 11, 22, 23, 12, 33, 149472, tzinfo=dt.UTC
+    )
     assert parse_docker_time("2026-11-22T23:12:33Z").second == 33
     assert parse_docker_time("0001-01-01T00:00:00Z") is None and parse_docker_time("") is None
 
 
 def test_restarts_judged_by_count_and_by_how_recently():
-    now = dt.datetime(2026, 11, 22, 23, 13, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 22, 23, 13, 0, tzinfo=dt.UTC)
     assert restart_problem(_container(0, "2026-11-22T23:12:58Z"), now, 3, 30) is None  # a fresh deploy
     assert restart_problem(_container(2, "2026-11-22T22:00:00Z"), now, 3, 30) is None  # old restarts, settled since
     assert "restarted 2 times, last 5 s ago" in restart_problem(_container(2, "2026-11-22T23:12:55Z"), now, 3, 30)
@@ -78,7 +93,7 @@ class FakeEngine:
         self.timeline = timeline  # [(from_t, facts)]: the facts an inspect returns from that time on
 
     def now(self):
-        return dt.datetime(2026, 11, 22, 23, 13, 0, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=self.t)
+        return dt.datetime(2026, 11, 22, 23, 13, 0, tzinfo=dt.UTC) + dt.timedelta(seconds=self.t)
 
     def inspect(self):
         return [facts for start, facts in self.timeline if start <= self.t][-1]

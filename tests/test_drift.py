@@ -47,7 +47,9 @@ def test_what_changes_with_every_start_is_not_drift(tmp_path):
     """PIDs, start times, Docker's addresses, clocks and the journal differ between two reads of one deployment."""
     later = healthy()
     gateway = _gateway(later)
-    gateway["unit"]["value"].update(MainPID="4242", InvocationID="0" * 32, ActiveEnterTimestamp="Thu 2026-12-03 09:00:00 UTC", NRestarts="1")
+    gateway["unit"]["value"].update(
+        MainPID="4242", InvocationID="0" * 32, ActiveEnterTimestamp="Thu 2026-12-03 09:00:00 UTC", NRestarts="1"
+    )
     gateway["process"]["value"]["pid"] = 4242
     gateway["clock_skew"]["value"]["seconds"] = 0.4
     gateway["journal"]["value"]["connected"] = "a later session established line"
@@ -64,28 +66,74 @@ def test_what_changes_with_every_start_is_not_drift(tmp_path):
     # A restart count at the target's threshold is no longer noise.
     agent["RestartCount"] = 3
     done = verify("diff", str(SNAPSHOTS / "healthy.json"), str(_write(tmp_path, "restarting.json", later)))
-    assert done.returncode == 1 and "backend-lab.containers[viworks-backend-agent-new].restart_count: 0 -> 3" in done.stdout, done.stdout
+    assert (
+        done.returncode == 1
+        and "backend-lab.containers[viworks-backend-agent-new].restart_count: 0 -> 3" in done.stdout
+    ), done.stdout
 
 
-@pytest.mark.parametrize(("fault", "expected"), [
-    ("binary-drift", ["backend-lab.binary: 36.7 KB (37585 bytes) sha256 b60fb2f908d2… -> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…"]),
-    ("one-network", ["backend-lab.containers[viworks-backend-agent-new].networks: [viworks-internal, viworks-public] -> [viworks-internal]"]),
-    ("nginx-wrong-port", ["backend-lab.nginx.http.server[agent.lab.test:443].location[/ws/].proxy_pass: "
-                          "http://viworks-backend-agent-new:8081 -> http://viworks-backend-agent-new:8080"]),
-    ("script-not-executable", ["gw-lab-01.files[/opt/viworks/scripts/add_vpn_user.sh].mode: 0755 -> 0644",
-                               "gw-lab-01.scripts_root[add_vpn_user.sh].mode: 0755 -> 0644"]),
-    # Artifacts known by content: the same path, owner and mode, another build or another script.
-    ("gateway-binary-drift", ["gw-lab-01.binary: 37.9 KB (38771 bytes) sha256 5b398336a0c5… -> 38.0 KB (38902 bytes) sha256 a85a196e420a…"]),
-    ("script-tampered", ["gw-lab-01.scripts_root[add_user.sh].content: 298 bytes sha256 a8454efe0202… -> 331 bytes sha256 24683c546a1c…"]),
-    ("script-stray", ["gw-lab-01.scripts_root.entries: +cleanup.sh",
-                      "gw-lab-01.scripts_root[cleanup.sh].content: added 13 bytes sha256 d7ac283f0efb…",
-                      "gw-lab-01.scripts_root[cleanup.sh].kind: added regular file",
-                      "gw-lab-01.scripts_root[cleanup.sh].mode: added 0777",
-                      "gw-lab-01.scripts_root[cleanup.sh].owner: added root"]),
-    ("backend-extra-network", ["backend-lab.containers[viworks-backend-agent-new].networks: "
-                               "[viworks-internal, viworks-public] -> [bridge, viworks-internal, viworks-public]"]),
-    ("db-down", ["backend-lab.containers[viworks-postgres].status: running -> exited"]),
-])
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (
+            "binary-drift",
+            [
+                "backend-lab.binary: 36.7 KB (37585 bytes) sha256 b60fb2f908d2… -> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…"
+            ],
+        ),
+        (
+            "one-network",
+            [
+                "backend-lab.containers[viworks-backend-agent-new].networks: [viworks-internal, viworks-public] -> [viworks-internal]"
+            ],
+        ),
+        (
+            "nginx-wrong-port",
+            [
+                "backend-lab.nginx.http.server[agent.lab.test:443].location[/ws/].proxy_pass: "
+                "http://viworks-backend-agent-new:8081 -> http://viworks-backend-agent-new:8080"
+            ],
+        ),
+        (
+            "script-not-executable",
+            [
+                "gw-lab-01.files[/opt/viworks/scripts/add_vpn_user.sh].mode: 0755 -> 0644",
+                "gw-lab-01.scripts_root[add_vpn_user.sh].mode: 0755 -> 0644",
+            ],
+        ),
+        # Artifacts known by content: the same path, owner and mode, another build or another script.
+        (
+            "gateway-binary-drift",
+            [
+                "gw-lab-01.binary: 37.9 KB (38771 bytes) sha256 5b398336a0c5… -> 38.0 KB (38902 bytes) sha256 a85a196e420a…"
+            ],
+        ),
+        (
+            "script-tampered",
+            [
+                "gw-lab-01.scripts_root[add_user.sh].content: 298 bytes sha256 a8454efe0202… -> 331 bytes sha256 24683c546a1c…"
+            ],
+        ),
+        (
+            "script-stray",
+            [
+                "gw-lab-01.scripts_root.entries: +cleanup.sh",
+                "gw-lab-01.scripts_root[cleanup.sh].content: added 13 bytes sha256 d7ac283f0efb…",
+                "gw-lab-01.scripts_root[cleanup.sh].kind: added regular file",
+                "gw-lab-01.scripts_root[cleanup.sh].mode: added 0777",
+                "gw-lab-01.scripts_root[cleanup.sh].owner: added root",
+            ],
+        ),
+        (
+            "backend-extra-network",
+            [
+                "backend-lab.containers[viworks-backend-agent-new].networks: "
+                "[viworks-internal, viworks-public] -> [bridge, viworks-internal, viworks-public]"
+            ],
+        ),
+        ("db-down", ["backend-lab.containers[viworks-postgres].status: running -> exited"]),
+    ],
+)
 def test_a_recorded_fault_is_exactly_its_drift(fault, expected):
     done = verify("diff", str(SNAPSHOTS / "healthy.json"), str(SNAPSHOTS / f"{fault}.json"))
     assert done.returncode == 1, done.stdout + done.stderr
@@ -126,7 +174,12 @@ def test_a_one_gateway_dev_snapshot_diffs_against_a_fleet_by_role(tmp_path):
 def test_a_changed_secret_is_named_and_never_shown(tmp_path):
     before, after = healthy(), healthy()
     _gateway(after)["env"]["value"]["VIW_AGENT_SIGNING_PUBKEY"] = "hmac-sha256:" + "0" * 32
-    done = verify("diff", str(_write(tmp_path, "a.json", before)), str(_write(tmp_path, "b.json", after)), f"--html={tmp_path / 'diff.html'}")
+    done = verify(
+        "diff",
+        str(_write(tmp_path, "a.json", before)),
+        str(_write(tmp_path, "b.json", after)),
+        f"--html={tmp_path / 'diff.html'}",
+    )
     assert done.returncode == 1
     assert "gw-lab-01.config.VIW_AGENT_SIGNING_PUBKEY: secret value changed (values not shown)" in done.stdout
     page = (tmp_path / "diff.html").read_text()
@@ -142,16 +195,31 @@ def test_secrets_hashed_with_different_keys_are_not_compared(tmp_path):
 
 
 def test_ignored_paths_leave_the_diff(tmp_path):
-    done = verify("diff", str(SNAPSHOTS / "healthy.json"), str(SNAPSHOTS / "pin-mismatch.json"), "--ignore", "certificates,edge.certificate")
+    done = verify(
+        "diff",
+        str(SNAPSHOTS / "healthy.json"),
+        str(SNAPSHOTS / "pin-mismatch.json"),
+        "--ignore",
+        "certificates,edge.certificate",
+    )
     assert done.returncode == 0 and "no drift outside the ignored paths" in done.stdout, done.stdout
 
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (None, "no such snapshot file"),
-    ("this is not json", "not a JSON snapshot"),
-    (json.dumps({"format": "viworks-snapshot/0", "hosts": []}), "not a viworks-snapshot/1 snapshot (format: 'viworks-snapshot/0')"),
-    (json.dumps({"format": "viworks-snapshot/1", "hosts": [{"kind": "gateway"}]}), "a host entry is not a snapshot"),
-])
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "no such snapshot file"),
+        ("this is not json", "not a JSON snapshot"),
+        (
+            json.dumps({"format": "viworks-snapshot/0", "hosts": []}),
+            "not a viworks-snapshot/1 snapshot (format: 'viworks-snapshot/0')",
+        ),
+        (
+            json.dumps({"format": "viworks-snapshot/1", "hosts": [{"kind": "gateway"}]}),
+            "a host entry is not a snapshot",
+        ),
+    ],
+)
 def test_a_bad_snapshot_file_is_a_one_line_usage_error(tmp_path, content, expected):
     path = tmp_path / "bad.json"
     if content is not None:
@@ -172,8 +240,11 @@ def test_drift_paths_are_selected_by_their_parts():
 def test_every_recorded_fault_is_seen_as_drift():
     """No fault the lab injects leaves a deployment that compares equal to the healthy one."""
     baseline = RunSnapshot.load(SNAPSHOTS / "healthy.json")
-    quiet = [path.stem for path in SNAPSHOTS.glob("*.json") if path.stem != "healthy"
-             and not diff_runs(baseline, RunSnapshot.load(path)).significant()]
+    quiet = [
+        path.stem
+        for path in SNAPSHOTS.glob("*.json")
+        if path.stem != "healthy" and not diff_runs(baseline, RunSnapshot.load(path)).significant()
+    ]
     assert not quiet, f"faults invisible to the diff: {quiet}"
 
 
@@ -181,40 +252,69 @@ def test_every_recorded_fault_is_seen_as_drift():
 
 
 def test_fail_on_drift_fails_exactly_one_check_naming_the_host_and_both_builds(tmp_path):
-    verdicts = judge(SNAPSHOTS / "binary-drift.json", tmp_path, f"--baseline={SNAPSHOTS / 'healthy.json'}", "--fail-on-drift=binary",
-                     f"--json-summary={tmp_path / 'summary.json'}")
-    drift_failures = {case: message for case, message in verdicts.failed.items() if case.startswith("test_no_gated_drift")}
+    verdicts = judge(
+        SNAPSHOTS / "binary-drift.json",
+        tmp_path,
+        f"--baseline={SNAPSHOTS / 'healthy.json'}",
+        "--fail-on-drift=binary",
+        f"--json-summary={tmp_path / 'summary.json'}",
+    )
+    drift_failures = {
+        case: message for case, message in verdicts.failed.items() if case.startswith("test_no_gated_drift")
+    }
     assert drift_failures == {
-        "test_no_gated_drift_since_the_baseline[local://backend-lab]":
-            f"local://backend-lab: gated facts since the baseline {SNAPSHOTS / 'healthy.json'}: expected no drift; found backend-lab.binary: "
-            "36.7 KB (37585 bytes) sha256 b60fb2f908d2… -> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…",
+        "test_no_gated_drift_since_the_baseline[local://backend-lab]": f"local://backend-lab: gated facts since the baseline {SNAPSHOTS / 'healthy.json'}: expected no drift; found backend-lab.binary: "
+        "36.7 KB (37585 bytes) sha256 b60fb2f908d2… -> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…",
     }, verdicts.output
-    assert {"test_no_gated_drift_since_the_baseline[ssh://gw-lab-01]", "test_no_gated_drift_since_the_baseline[https://agent.lab.test]"} <= verdicts.passed
+    assert {
+        "test_no_gated_drift_since_the_baseline[ssh://gw-lab-01]",
+        "test_no_gated_drift_since_the_baseline[https://agent.lab.test]",
+    } <= verdicts.passed
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["verdict"] == "NO-GO" and [item["path"] for item in summary["drift"]["items"]] == ["backend-lab.binary"]
+    assert summary["verdict"] == "NO-GO" and [item["path"] for item in summary["drift"]["items"]] == [
+        "backend-lab.binary"
+    ]
 
 
 def test_a_baseline_alone_reports_drift_without_gating_on_it(tmp_path):
-    verdicts = judge(SNAPSHOTS / "one-network.json", tmp_path, f"--baseline={SNAPSHOTS / 'healthy.json'}", f"--json-summary={tmp_path / 's.json'}")
+    verdicts = judge(
+        SNAPSHOTS / "one-network.json",
+        tmp_path,
+        f"--baseline={SNAPSHOTS / 'healthy.json'}",
+        f"--json-summary={tmp_path / 's.json'}",
+    )
     assert not any(case.startswith("test_no_gated_drift") for case in (*verdicts.passed, *verdicts.failed))
     assert "drift on 1 of 3 hosts (backend-lab): 1 changed" in verdicts.output
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert summary["drift"]["items"][0]["line"].endswith("networks: [viworks-internal, viworks-public] -> [viworks-internal]")
+    assert summary["drift"]["items"][0]["line"].endswith(
+        "networks: [viworks-internal, viworks-public] -> [viworks-internal]"
+    )
 
 
 def test_the_targets_drift_settings_gate_and_ignore(tmp_path):
     target = tmp_path / "target.toml"
-    target.write_text((SNAPSHOTS / "target.toml").read_text().replace('"../', f'"{REPO}/fixtures/')
-                      .replace('ca_bundle = "root.crt"', f'ca_bundle = "{SNAPSHOTS / "root.crt"}"')
-                      + '\n[drift]\nfail_on = ["networks", "binary"]\nignore = ["viworks-backend-agent-new.networks"]\n')
-    verdicts = judge(SNAPSHOTS / "one-network.json", tmp_path, f"--baseline={SNAPSHOTS / 'healthy.json'}", f"--target={target}")
+    target.write_text(
+        (SNAPSHOTS / "target.toml")
+        .read_text()
+        .replace('"../', f'"{REPO}/fixtures/')
+        .replace('ca_bundle = "root.crt"', f'ca_bundle = "{SNAPSHOTS / "root.crt"}"')
+        + '\n[drift]\nfail_on = ["networks", "binary"]\nignore = ["viworks-backend-agent-new.networks"]\n'
+    )
+    verdicts = judge(
+        SNAPSHOTS / "one-network.json", tmp_path, f"--baseline={SNAPSHOTS / 'healthy.json'}", f"--target={target}"
+    )
     assert "test_no_gated_drift_since_the_baseline[local://backend-lab]" in verdicts.passed, verdicts.output
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (("--fail-on-drift=binary",), "--fail-on-drift needs --baseline"),
-    ((f"--baseline={SNAPSHOTS / 'target.toml'}",), "--baseline"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("--fail-on-drift=binary",), "--fail-on-drift needs --baseline"),
+        ((f"--baseline={SNAPSHOTS / 'target.toml'}",), "--baseline"),
+    ],
+)
 def test_drift_options_used_wrongly_are_usage_errors(tmp_path, args, expected):
-    done = run_suite(f"--target={TARGET}", f"--snapshot-in={SNAPSHOTS / 'healthy.json'}", "-q", *args, junit=tmp_path / "junit.xml")
+    done = run_suite(
+        f"--target={TARGET}", f"--snapshot-in={SNAPSHOTS / 'healthy.json'}", "-q", *args, junit=tmp_path / "junit.xml"
+    )
     assert done.returncode == 4 and expected in done.stderr, done.stdout[-2000:] + done.stderr[-2000:]

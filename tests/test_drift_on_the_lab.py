@@ -19,14 +19,25 @@ pytestmark = pytest.mark.lab
 
 
 def snapshot(path) -> subprocess.CompletedProcess:
-    done = subprocess.run([str(BIN / "viworks-verify"), "snapshot", "--target", "lab", "-o", str(path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(BIN / "viworks-verify"), "snapshot", "--target", "lab", "-o", str(path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
 
 def diff(before, after) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "viworks-verify"), "diff", str(before), str(after)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(BIN / "viworks-verify"), "diff", str(before), str(after)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_lab_diffs_empty_across_a_restart_and_names_exactly_the_injected_drift(lab, docker_client, tmp_path):
@@ -45,7 +56,10 @@ def test_the_lab_diffs_empty_across_a_restart_and_names_exactly_the_injected_dri
     drifted = diff(tmp_path / "before.json", tmp_path / "broken.json")
     assert drifted.returncode == 1, drifted.stdout + drifted.stderr
     lines = drifted.stdout.splitlines()[1:]
-    assert [line.split(":")[0] for line in lines] == ["backend-lab.binary", "backend-lab.containers[viworks-backend-agent-new].networks"], drifted.stdout
+    assert [line.split(":")[0] for line in lines] == [
+        "backend-lab.binary",
+        "backend-lab.containers[viworks-backend-agent-new].networks",
+    ], drifted.stdout
     binary, networks = lines
     assert binary.count("sha256") == 2 and binary.count("bytes") == 2, binary
     assert networks.endswith("[viworks-internal, viworks-public] -> [viworks-internal]"), networks

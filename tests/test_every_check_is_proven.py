@@ -25,13 +25,49 @@ def smoke_checks() -> set[str]:
 
 def collected_checks(markers: str) -> set[str]:
     """The checks a run with ``-m markers`` collects: the judged ones (on the recorded snapshot) and the live ones."""
-    done = subprocess.run([str(BIN / "pytest"), "--co", "-q", "-m", markers, "-p", "no:cacheprovider", "--snapshot-in",
-                           str(snapshots.SNAPSHOTS / "healthy.json"), "--target", str(snapshots.TARGET)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    live = subprocess.run([str(BIN / "pytest"), "--co", "-q", "-m", markers, "-p", "no:cacheprovider", "tests_e2e", "--target",
-                           str(snapshots.TARGET)], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "VIWORKS_JWT_SECRET": "collection-only", "VIWORKS_AGENT_KEY_FILE": __file__})
-    return {re.sub(r"\[.*\]$", "", line.split("::")[-1]) for line in (done.stdout + live.stdout).splitlines() if "::" in line}
+    done = subprocess.run(
+        [
+            str(BIN / "pytest"),
+            "--co",
+            "-q",
+            "-m",
+            markers,
+            "-p",
+            "no:cacheprovider",
+            "--snapshot-in",
+            str(snapshots.SNAPSHOTS / "healthy.json"),
+            "--target",
+            str(snapshots.TARGET),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    live = subprocess.run(
+        [
+            str(BIN / "pytest"),
+            "--co",
+            "-q",
+            "-m",
+            markers,
+            "-p",
+            "no:cacheprovider",
+            "tests_e2e",
+            "--target",
+            str(snapshots.TARGET),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "VIWORKS_JWT_SECRET": "collection-only", "VIWORKS_AGENT_KEY_FILE": __file__},
+    )
+    return {
+        re.sub(r"\[.*\]$", "", line.split("::")[-1])
+        for line in (done.stdout + live.stdout).splitlines()
+        if "::" in line
+    }
 
 
 def test_every_check_has_an_area_in_the_reports_grid():
@@ -71,8 +107,12 @@ def test_every_smoke_check_has_a_fault_or_a_recorded_snapshot_that_fails_it():
 
 def _write_report(checks: set[str], found: dict[str, list[str]]) -> None:
     """reports/check-proofs.md: each smoke check and what makes it fail (the README's table)."""
-    lines = [f"{len([c for c in checks if c in found])} of {len(checks)} smoke checks proven.", "",
-             "| check | fails under |", "|---|---|"]
+    lines = [
+        f"{len([c for c in checks if c in found])} of {len(checks)} smoke checks proven.",
+        "",
+        "| check | fails under |",
+        "|---|---|",
+    ]
     for check in sorted(checks):
         faults = sorted(p.split(" ", 1)[1] for p in found.get(check, []) if p.startswith("fault "))
         recorded = sorted(p for p in found.get(check, []) if not p.startswith("fault "))

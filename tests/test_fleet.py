@@ -42,8 +42,13 @@ def _cases(junit):
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
         verdict = case.find("failure") if case.find("failure") is not None else case.find("error")
         skipped = case.find("skipped")
-        cases[case.get("name")] = ("failed", verdict.get("message")) if verdict is not None else \
-            ("skipped", skipped.get("message")) if skipped is not None else ("passed", "")
+        cases[case.get("name")] = (
+            ("failed", verdict.get("message"))
+            if verdict is not None
+            else ("skipped", skipped.get("message"))
+            if skipped is not None
+            else ("passed", "")
+        )
     return cases
 
 
@@ -60,15 +65,21 @@ def test_a_fault_on_one_gateway_of_four_fails_only_that_gateways_checks(fleet_of
     faulted = [re.sub(r"\[.*\]$", "", name) for name in failed if FAULTED in name]
     assert set(faulted) == MASKED and len(faulted) == 1, f"{FAULTED}: failing {sorted(faulted)}"
     assert "masked" in next(message for name, message in failed.items() if FAULTED in name)
-    skipped_for_masked = [name for name, (verdict, message) in cases.items()
-                          if verdict == "skipped" and FAULTED in name and "masked" in message and "test_unit_is_loaded" in message]
+    skipped_for_masked = [
+        name
+        for name, (verdict, message) in cases.items()
+        if verdict == "skipped" and FAULTED in name and "masked" in message and "test_unit_is_loaded" in message
+    ]
     assert len(skipped_for_masked) >= 10, f"{FAULTED}: the checks that need its agent should skip naming the cause"
     unreachable = [name for name in failed if UNREACHABLE in name]
     assert len(unreachable) == 1 and f"ssh://{UNREACHABLE} unreachable" in failed[unreachable[0]], unreachable
     others = [name for name in failed if FAULTED not in name and UNREACHABLE not in name]
     assert not others, f"checks of healthy hosts failed: {others}"
-    skipped_for_unreachable = [name for name, (verdict, message) in cases.items()
-                               if verdict == "skipped" and UNREACHABLE in name and "unreachable" in message]
+    skipped_for_unreachable = [
+        name
+        for name, (verdict, message) in cases.items()
+        if verdict == "skipped" and UNREACHABLE in name and "unreachable" in message
+    ]
     assert len(skipped_for_unreachable) >= 25, f"{UNREACHABLE}: its other checks should skip naming it"
     for healthy in ("gw-lab-01", "gw-lab-02"):
         theirs = {name: verdict for name, (verdict, _) in cases.items() if healthy in name}

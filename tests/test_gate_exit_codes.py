@@ -25,11 +25,17 @@ def _gate(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subp
     environment.update(env or {})
     return subprocess.run(
         [str(BIN / "pytest"), "-p", "no:cacheprovider", "-q", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=120, env=environment,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
     )
 
 
-def _target(tmp_path: Path, body: str, inventory: str = "[backend]\nb ansible_connection=local\n[gateway]\ng\n") -> Path:
+def _target(
+    tmp_path: Path, body: str, inventory: str = "[backend]\nb ansible_connection=local\n[gateway]\ng\n"
+) -> Path:
     (tmp_path / "hosts.ini").write_text(inventory)
     (tmp_path / "probe.key").write_text("not a key: nothing here reaches a target\n")
     (tmp_path / "secrets.env").write_text(
@@ -44,11 +50,36 @@ BAD_TARGETS = {
     "missing hosts.ini": ('[edge]\ndomain = "agent.example.test"\n', None, "inventory", "does not exist"),
     "malformed hosts.ini": ('[edge]\ndomain = "agent.example.test"\n', "[backend\nb\n", "cannot be parsed", ""),
     "missing key": ("[edge]\nhttps_port = 443\n", ..., "edge.domain", "Field required"),
-    "mistyped key": ('[edge]\ndomain = "agent.example.test"\nconect_address = "127.0.0.1"\n', ..., "edge.conect_address", "Extra inputs"),
-    "mistyped value": ('[edge]\ndomain = "agent.example.test"\nhttps_port = "four-four-three"\n', ..., "edge.https_port", "integer"),
-    "missing include": ('include = ["generated.toml"]\n[edge]\ndomain = "agent.example.test"\n', ..., "include generated.toml", "does not exist"),
-    "missing release manifest": ('release_manifest = "release.json"\n[edge]\ndomain = "agent.example.test"\n', ..., "release_manifest", "does not exist"),
-    "pin not base64 of 32 bytes": ('[edge]\ndomain = "agent.example.test"\nspki_pins = "sha256/dummy"\n', ..., "edge.spki_pins", "32-byte"),
+    "mistyped key": (
+        '[edge]\ndomain = "agent.example.test"\nconect_address = "127.0.0.1"\n',
+        ...,
+        "edge.conect_address",
+        "Extra inputs",
+    ),
+    "mistyped value": (
+        '[edge]\ndomain = "agent.example.test"\nhttps_port = "four-four-three"\n',
+        ...,
+        "edge.https_port",
+        "integer",
+    ),
+    "missing include": (
+        'include = ["generated.toml"]\n[edge]\ndomain = "agent.example.test"\n',
+        ...,
+        "include generated.toml",
+        "does not exist",
+    ),
+    "missing release manifest": (
+        'release_manifest = "release.json"\n[edge]\ndomain = "agent.example.test"\n',
+        ...,
+        "release_manifest",
+        "does not exist",
+    ),
+    "pin not base64 of 32 bytes": (
+        '[edge]\ndomain = "agent.example.test"\nspki_pins = "sha256/dummy"\n',
+        ...,
+        "edge.spki_pins",
+        "32-byte",
+    ),
 }
 
 
@@ -71,7 +102,10 @@ def test_a_bad_target_is_one_line_and_exit_4(tmp_path, case):
 def test_an_unknown_target_names_the_known_ones(tmp_path):
     done = _gate(tmp_path, "-m", "smoke", "--target=no-such-target")
     assert done.returncode == 4
-    assert "ERROR: unknown target 'no-such-target'" in done.stdout + done.stderr and "known: lab" in done.stdout + done.stderr
+    assert (
+        "ERROR: unknown target 'no-such-target'" in done.stdout + done.stderr
+        and "known: lab" in done.stdout + done.stderr
+    )
 
 
 def test_a_missing_secret_is_one_line_and_exit_4(tmp_path):
@@ -88,12 +122,17 @@ def test_a_target_that_never_answers_is_exit_6(tmp_path):
     done = _gate(tmp_path, "-m", "e2e and smoke", f"--target={target}", "--ready-timeout=1")
     output = done.stdout + done.stderr
     assert done.returncode == 6, output[-2000:]
-    assert "target target never became ready: https://agent.example.test (127.0.0.1:9) did not answer within 1 s" in output
+    assert (
+        "target target never became ready: https://agent.example.test (127.0.0.1:9) did not answer within 1 s" in output
+    )
 
 
 def test_an_unreachable_host_fails_once_fast_and_its_other_checks_skip(tmp_path):
-    target = _target(tmp_path, '[edge]\ndomain = "agent.example.test"\n',
-                     inventory="[gateway]\ngw-gone ansible_host=127.0.0.1 ansible_port=9 ansible_user=nobody\n")
+    target = _target(
+        tmp_path,
+        '[edge]\ndomain = "agent.example.test"\n',
+        inventory="[gateway]\ngw-gone ansible_host=127.0.0.1 ansible_port=9 ansible_user=nobody\n",
+    )
     junit = tmp_path / "junit.xml"
     done = _gate(tmp_path, "-m", "infra and gateway", f"--target={target}", f"--junitxml={junit}")
     assert done.returncode == 1, done.stdout[-2000:]

@@ -206,7 +206,9 @@ def make_executor(tmp_path: Path, signer, **extra: str) -> gateway.CommandExecut
 
 
 def token(signer, verb: str, args: dict | None = None, **kw) -> str:
-    claims = commands.command_claims(verb, args or {}, kw.pop("targets", [AGENT]), actor_id="ops", actor_role="operator", **kw)
+    claims = commands.command_claims(
+        verb, args or {}, kw.pop("targets", [AGENT]), actor_id="ops", actor_role="operator", **kw
+    )
     return commands.sign_command(claims, signer)
 
 
@@ -223,7 +225,13 @@ def test_get_system_health_returns_real_readings(tmp_path, signer):
     assert protocol.result_problems(result) == []
     assert (result["status"], result["error_code"], result["rc"]) == ("SUCCESS", "NONE", 0)
     health = json.loads(result["stdout"])
-    assert set(health) == {"cpu_usage_percent", "memory_usage_percent", "disk_usage_percent", "load_average", "uptime_seconds"}
+    assert set(health) == {
+        "cpu_usage_percent",
+        "memory_usage_percent",
+        "disk_usage_percent",
+        "load_average",
+        "uptime_seconds",
+    }
     assert health["memory_usage_percent"] > 0 and health["disk_usage_percent"] > 0 and health["uptime_seconds"] > 0
     assert len(health["load_average"]) == 3
 
@@ -242,7 +250,12 @@ def test_resent_corr_id_is_answered_from_cache_and_reused_nonce_is_denied(tmp_pa
     first, again, denied = run_async(go())
     assert first["status"] == "SUCCESS"
     assert again == first
-    assert (denied["status"], denied["error_code"], denied["rc"], denied["corr_id"]) == ("DENIED", "REPLAY_DETECTED", -1, "another-corr-id")
+    assert (denied["status"], denied["error_code"], denied["rc"], denied["corr_id"]) == (
+        "DENIED",
+        "REPLAY_DETECTED",
+        -1,
+        "another-corr-id",
+    )
 
 
 @pytest.mark.parametrize(
@@ -292,9 +305,11 @@ def test_script_gets_args_on_stdin_and_a_scrubbed_environment(tmp_path, signer, 
         write_script(
             executor.config.scripts_root,
             "add_user.sh",
-            "#!/bin/sh\nargs=$(cat)\nprintf '{\"args\":%s,\"env\":\"%s\",\"argc\":%s}\\n' \"$args\" \"$(env | sort | tr '\\n' ' ')\" \"$#\"\necho oops >&2\n",
+            '#!/bin/sh\nargs=$(cat)\nprintf \'{"args":%s,"env":"%s","argc":%s}\\n\' "$args" "$(env | sort | tr \'\\n\' \' \')" "$#"\necho oops >&2\n',
         )
-        return await executor.process(token(signer, "create_panel_user", {"username": "alice", "password": "pw-123456"}), None)
+        return await executor.process(
+            token(signer, "create_panel_user", {"username": "alice", "password": "pw-123456"}), None
+        )
 
     result = run_async(go())
     assert (result["status"], result["rc"], result["error_code"]) == ("SUCCESS", 0, "NONE")
@@ -332,8 +347,13 @@ def _process_gone(pid_file: Path, within_s: float) -> bool:
     """Whether the process whose pid the script wrote is gone before the deadline (polled)."""
     pid = int(pid_file.read_text())
     try:
-        poll_until(lambda: os.path.exists(f"/proc/{pid}") and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2],
-                   lambda alive: not alive, what=f"pid {pid} gone", timeout_s=within_s, interval_s=0.02)
+        poll_until(
+            lambda: os.path.exists(f"/proc/{pid}") and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2],
+            lambda alive: not alive,
+            what=f"pid {pid} gone",
+            timeout_s=within_s,
+            interval_s=0.02,
+        )
     except NotReady:
         return False
     return True
@@ -344,7 +364,9 @@ def test_timeout_kills_the_script(tmp_path, signer):
 
     async def go():
         executor = make_executor(tmp_path, signer, VIW_AGENT_CMD_TIMEOUT_SECS="0.5")
-        write_script(executor.config.scripts_root, "delete_user.sh", f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 30\n")
+        write_script(
+            executor.config.scripts_root, "delete_user.sh", f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 30\n"
+        )
         started = time.monotonic()
         result = await executor.process(token(signer, "delete_user", {"username": "bob"}), None)
         return result, time.monotonic() - started
@@ -360,7 +382,11 @@ def test_timeout_kills_children_that_outlive_the_script(tmp_path, signer):
 
     async def go():
         executor = make_executor(tmp_path, signer, VIW_AGENT_CMD_TIMEOUT_SECS="0.5")
-        write_script(executor.config.scripts_root, "delete_user.sh", f"#!/bin/sh\n(echo $$ > /dev/null; sh -c 'echo $$ > {pid_file}; exec sleep 30') &\nexit 0\n")
+        write_script(
+            executor.config.scripts_root,
+            "delete_user.sh",
+            f"#!/bin/sh\n(echo $$ > /dev/null; sh -c 'echo $$ > {pid_file}; exec sleep 30') &\nexit 0\n",
+        )
         return await executor.process(token(signer, "delete_user", {"username": "bob"}), None)
 
     result = run_async(go())
@@ -371,7 +397,9 @@ def test_timeout_kills_children_that_outlive_the_script(tmp_path, signer):
 
 def test_unimplemented_allowlisted_verb_is_an_error(tmp_path, signer):
     async def go():
-        return await make_executor(tmp_path, signer).process(token(signer, "stop_container", {"container_id": "x"}), None)
+        return await make_executor(tmp_path, signer).process(
+            token(signer, "stop_container", {"container_id": "x"}), None
+        )
 
     result = run_async(go())
     assert (result["status"], result["error_code"]) == ("ERROR", "UNSUPPORTED_VERB")

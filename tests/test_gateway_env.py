@@ -104,9 +104,23 @@ def test_malformed_and_placeholder_pins_are_refused(text, found):
     assert problem is not None and found in problem, problem
 
 
-@pytest.mark.parametrize("text, value", [("true", True), ("TRUE", True), ("1", True), ("yes", True), ("on", True),
-                                         ("false", False), ("0", False), ("No", False), (" off ", False),
-                                         ("maybe", None), ("", None), (None, None)])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("on", True),
+        ("false", False),
+        ("0", False),
+        ("No", False),
+        (" off ", False),
+        ("maybe", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_flags_read_as_the_agent_reads_them(text, value):
     assert ge.parse_flag(text) is value
 

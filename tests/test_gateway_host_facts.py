@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from cryptography.hazmat.primitives import serialization
 
 from viworks_verify.gateway import journal, ss_listeners
@@ -25,10 +24,10 @@ def test_stat_output_and_errors_parse():
     )
     stderr = (
         "stat: cannot statx '/opt/viworks/scripts/add_user.sh': No such file or directory\n"
-        "stat: cannot statx \"/tmp/it's\": Permission denied\n"
+        'stat: cannot statx "/tmp/it\'s": Permission denied\n'
         "stat: cannot statx 'it'\\''s': No such file or directory\n"
     )
-    table = parse_stat(stdout, stderr)
+    table = parse_stat(stdout + "\n" + stderr)
     key = table.get("/opt/viworks/agent/certs/client.key")
     assert (key.mode, key.octal, key.uid, key.is_file, key.executable) == (0o600, "0600", 0, True, False)
     binary = table.get("/opt/viworks/viworks-gateway-agent")
@@ -58,9 +57,14 @@ udp UNCONN 0      0               *:68          *:* users:(("dhclient",pid=55,fd
 
 def test_ss_listeners_parse():
     listeners = ss_listeners.parse(SS_OUTPUT)
-    assert [(l.proto, l.address, l.port) for l in listeners] == [
-        ("udp", "127.0.0.11", 59044), ("udp", "127.0.0.53", 53), ("tcp", "127.0.0.11", 33773), ("tcp", "0.0.0.0", 22),
-        ("tcp", "::", 22), ("tcp", "0.0.0.0", 8099), ("udp", "*", 68),
+    assert [(listener.proto, listener.address, listener.port) for listener in listeners] == [
+        ("udp", "127.0.0.11", 59044),
+        ("udp", "127.0.0.53", 53),
+        ("tcp", "127.0.0.11", 33773),
+        ("tcp", "0.0.0.0", 22),
+        ("tcp", "::", 22),
+        ("tcp", "0.0.0.0", 8099),
+        ("udp", "*", 68),
     ]
     assert listeners[4].processes == (("sshd", 37), ("sshd", 90)) and listeners[4].names == ("sshd",)
     assert listeners[0].processes == ()
@@ -68,12 +72,20 @@ def test_ss_listeners_parse():
 
 def test_only_undeclared_listeners_are_reported_and_named():
     found = ss_listeners.undeclared(ss_listeners.parse(SS_OUTPUT), ("sshd:22/tcp",), ("127.0.0.11",))
-    assert [l.port for l in found] == [53, 8099, 68]
+    assert [listener.port for listener in found] == [53, 8099, 68]
     assert found[1].describe({117: "the agent"}) == "8099/tcp on 0.0.0.0 by python3 (pid 117, the agent)"
     # A stock host declares its services by process and port (and protocol, where it matters).
     stock = ("sshd:22/tcp", "systemd-resolve:53", "python3:8099/tcp", "dhclient")
     assert ss_listeners.undeclared(ss_listeners.parse(SS_OUTPUT), stock, ("127.0.0.11",)) == []
-    assert [l.port for l in ss_listeners.undeclared(ss_listeners.parse(SS_OUTPUT), ("sshd:2222", *stock[1:]), ())] == [59044, 33773, 22, 22]
+    assert [
+        listener.port
+        for listener in ss_listeners.undeclared(ss_listeners.parse(SS_OUTPUT), ("sshd:2222", *stock[1:]), ())
+    ] == [
+        59044,
+        33773,
+        22,
+        22,
+    ]
     # An engine address is ignored only when no host process owns the socket.
     owned = ss_listeners.parse('tcp LISTEN 0 5 127.0.0.11:8080 0.0.0.0:* users:(("python3",pid=9,fd=3))\n')
     assert ss_listeners.undeclared(owned, ("sshd",), ("127.0.0.11",)) == owned
@@ -82,7 +94,7 @@ def test_only_undeclared_listeners_are_reported_and_named():
 
 
 def test_the_agents_own_listeners_are_found_by_its_pid():
-    assert [l.port for l in ss_listeners.owned_by(ss_listeners.parse(SS_OUTPUT), {117})] == [8099]
+    assert [listener.port for listener in ss_listeners.owned_by(ss_listeners.parse(SS_OUTPUT), {117})] == [8099]
 
 
 @pytest.mark.parametrize("text", ["", ":22", "sshd:ssh", "sshd:22/sctp"])
@@ -94,7 +106,7 @@ def test_a_malformed_declared_listener_is_refused(text):
 # --------------------------------------------------------------------------------------- journal
 
 
-def test_journal_lines_parse_and_the_telling_one_is_the_last_trouble():
+def test_journal_lines_parse_and_the_quoted_one_is_the_last_trouble():
     text = (
         "2026-11-22T23:21:58+0000 gw-lab-01 viworks-gateway-agent[117]: connecting to wss://a/ws/agent (attempt 1)\n"
         "2026-11-22T23:21:58+0000 gw-lab-01 viworks-gateway-agent[117]: connect to wss://a/ws/agent failed: Connection refused\n"
@@ -104,9 +116,9 @@ def test_journal_lines_parse_and_the_telling_one_is_the_last_trouble():
     lines = journal.parse_lines(text)
     assert len(lines) == 3 and lines[1].message.endswith("Connection refused a continuation line")
     assert lines[0].timestamp == "2026-11-22T23:21:58+0000" and lines[0].ident == "viworks-gateway-agent[117]"
-    assert journal.most_telling(lines) is lines[1]
-    assert journal.most_telling(lines[:1]) is lines[0]
-    assert journal.most_telling([]) is None
+    assert journal.line_to_quote(lines) is lines[1]
+    assert journal.line_to_quote(lines[:1]) is lines[0]
+    assert journal.line_to_quote([]) is None
 
 
 # ----------------------------------------------------------------------------------------- /proc
@@ -119,7 +131,10 @@ def test_a_script_program_is_run_by_its_interpreter():
     )
     facts = ProcessFacts.parse(117, "/opt/viworks/viworks-gateway-agent", text)
     assert facts.alive and facts.runs_program
-    assert facts.describe() == "117 runs /usr/bin/python3.11 (argv /usr/bin/python3 /opt/viworks/viworks-gateway-agent; state S (sleeping))"
+    assert (
+        facts.describe()
+        == "117 runs /usr/bin/python3.11 (argv /usr/bin/python3 /opt/viworks/viworks-gateway-agent; state S (sleeping))"
+    )
 
 
 def test_a_binary_program_through_a_symlink():
@@ -168,9 +183,11 @@ def test_unparseable_date_output_is_an_error():
 def test_public_halves_compare_without_the_private_key_leaving_anything_behind():
     ca = certs.new_ca("Test CA")
     leaf = certs.issue(ca, "gw-lab-01", server=False)
-    public_pem = leaf.key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public_pem = (
+        leaf.key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     from_openssl = public_keys.spki_from_public_pem(public_pem)
     from_key = public_keys.spki_from_private_pem(leaf.key_pem())
     assert from_openssl == from_key == public_keys.certificate_spki(leaf.certificate)
@@ -189,7 +206,9 @@ def test_an_unusable_key_says_so_without_its_content():
 def test_one_rule_says_whether_a_process_runs_a_program():
     """The gateway's MainPID and the backend's port owners are judged by the same rule."""
     program = {"/opt/viworks/viworks-gateway-agent"}
-    assert runs_program(["/usr/bin/python3", "/opt/viworks/viworks-gateway-agent"], program)  # a script, via its interpreter
+    assert runs_program(
+        ["/usr/bin/python3", "/opt/viworks/viworks-gateway-agent"], program
+    )  # a script, via its interpreter
     assert runs_program(["viworks-gateway-agent", "--flag"], program)  # started through PATH
     assert runs_program(["bash"], program, exe="/opt/viworks/viworks-gateway-agent")  # renamed argv, same binary
     assert not runs_program(["/tmp/viworks-gateway-agent"], program)  # the same name elsewhere is another program

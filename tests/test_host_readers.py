@@ -11,7 +11,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from viworks_verify.gateway.reader import FILES_SCRIPT, HOST_SCRIPT, read_gateway, sections
-from viworks_verify.gather.snapshot import FORMAT, GatewaySnapshot, RunSnapshot, SecretHasher, SnapshotFormatError, inspect_subset
+from viworks_verify.gather.snapshot import (
+    FORMAT,
+    GatewaySnapshot,
+    RunSnapshot,
+    SecretHasher,
+    SnapshotFormatError,
+    inspect_subset,
+)
 from viworks_verify.pki import certs, public_keys
 from viworks_verify.target.settings import Gateway
 
@@ -44,11 +51,19 @@ class Result:
     stderr: str = ""
 
 
-PATHS = ("@@ paths\ncertificate=/opt/viworks/agent/certs/client.crt\ntrust=/opt/viworks/agent/certs/ca.crt\n"
-         "key=/opt/viworks/agent/certs/client.key\nroot=/opt/viworks/scripts\n")
-REQUIRED = ("/opt/viworks/viworks-gateway-agent", "/opt/viworks/agent/.env", "/opt/viworks/agent/certs/client.crt",
-            "/opt/viworks/agent/certs/ca.crt", "/opt/viworks/scripts/delete_user.sh",
-            "/opt/viworks/scripts/add_vpn_user.sh", "/opt/viworks/scripts/delete_vpn_user.sh")
+PATHS = (
+    "@@ paths\ncertificate=/opt/viworks/agent/certs/client.crt\ntrust=/opt/viworks/agent/certs/ca.crt\n"
+    "key=/opt/viworks/agent/certs/client.key\nroot=/opt/viworks/scripts\n"
+)
+REQUIRED = (
+    "/opt/viworks/viworks-gateway-agent",
+    "/opt/viworks/agent/.env",
+    "/opt/viworks/agent/certs/client.crt",
+    "/opt/viworks/agent/certs/ca.crt",
+    "/opt/viworks/scripts/delete_user.sh",
+    "/opt/viworks/scripts/add_vpn_user.sh",
+    "/opt/viworks/scripts/delete_vpn_user.sh",
+)
 
 
 def host_output(env: str | None = ENV, paths: str = PATHS) -> str:
@@ -58,7 +73,7 @@ def host_output(env: str | None = ENV, paths: str = PATHS) -> str:
         "@@ clock\n1767225600.25\n"
         f"@@ unit\n{UNIT}@@ unit-rc 0\n"
         f"{env_part}"
-        "@@ listeners\ntcp   LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:((\"sshd\",pid=51,fd=3))\n@@ listeners-rc 0\n"
+        '@@ listeners\ntcp   LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=51,fd=3))\n@@ listeners-rc 0\n'
         "@@ journal-connected\n2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
         "@@ journal-last\n2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
         "@@ process\nprogram=/opt/viworks/viworks-gateway-agent\nexe=/opt/viworks/viworks-gateway-agent\nstate=S (sleeping)\nargv:\n/opt/viworks/viworks-gateway-agent\n"
@@ -67,12 +82,15 @@ def host_output(env: str | None = ENV, paths: str = PATHS) -> str:
 
 
 def files_output() -> str:
-    public = CLIENT.certificate.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    public = (
+        CLIENT.certificate.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return (
         "@@ stat\n600|0|root|0|root|100|regular file|/opt/viworks/agent/certs/client.key\n"
         + "".join(f"644|0|root|0|root|100|regular file|{path}\n" for path in REQUIRED)
-        +
-        "stat: cannot statx '/opt/viworks/scripts/add_user.sh': No such file or directory\n"
+        + "stat: cannot statx '/opt/viworks/scripts/add_user.sh': No such file or directory\n"
         f"@@ certificate\n{CLIENT.cert_pem().decode()}@@ certificate-rc 0\n"
         f"@@ trust\n{CA.cert_pem().decode()}@@ trust-rc 0\n"
         f"@@ key\n{public}@@ key-rc 0\n"
@@ -92,7 +110,13 @@ class FakeHost:
 
 
 def read(host: FakeHost, hasher: SecretHasher | None = None) -> GatewaySnapshot:
-    return read_gateway("ssh://gw-test-01", "gw-test-01", host.run, Gateway(connected_log_pattern="session established"), hasher or SecretHasher(b"k" * 32))
+    return read_gateway(
+        "ssh://gw-test-01",
+        "gw-test-01",
+        host.run,
+        Gateway(connected_log_pattern="session established"),
+        hasher or SecretHasher(b"k" * 32),
+    )
 
 
 def test_a_gateway_is_read_in_one_round_trip_into_every_fact():
@@ -108,13 +132,23 @@ def test_a_gateway_is_read_in_one_round_trip_into_every_fact():
     assert snapshot.file_table().absence("/opt/viworks/scripts/add_user.sh") == "does not exist"
     assert certs.common_name(snapshot.certificate()) == "gw-test-01"
     assert certs.chains_to(snapshot.certificate(), snapshot.trust_anchors())
-    assert host.calls[0][1:5] == ("viworks-gateway-agent.service", "/opt/viworks/agent/.env", "session established",
-                                  "/opt/viworks/viworks-gateway-agent")
+    assert host.calls[0][1:5] == (
+        "viworks-gateway-agent.service",
+        "/opt/viworks/agent/.env",
+        "session established",
+        "/opt/viworks/viworks-gateway-agent",
+    )
 
 
 def test_paths_the_script_did_not_read_as_python_does_cost_one_more_round_trip():
-    quoted = ENV.replace("VIW_AGENT_CERT_PATH=/opt/viworks/agent/certs/client.crt", 'VIW_AGENT_CERT_PATH="/opt/viworks/agent/certs/client.crt"')
-    host = FakeHost(host_output(quoted, PATHS.replace("certificate=/opt/viworks/agent/certs/client.crt", 'certificate="/opt/x"')), files_output())
+    quoted = ENV.replace(
+        "VIW_AGENT_CERT_PATH=/opt/viworks/agent/certs/client.crt",
+        'VIW_AGENT_CERT_PATH="/opt/viworks/agent/certs/client.crt"',
+    )
+    host = FakeHost(
+        host_output(quoted, PATHS.replace("certificate=/opt/viworks/agent/certs/client.crt", 'certificate="/opt/x"')),
+        files_output(),
+    )
     snapshot = read(host)
     assert len(host.calls) == 2 and host.calls[1][1] == "/opt/viworks/agent/certs/client.crt"
     assert certs.common_name(snapshot.certificate()) == "gw-test-01"
@@ -124,7 +158,9 @@ def test_a_secret_value_is_in_a_snapshot_only_as_its_keyed_hash():
     first = read(FakeHost(host_output(), files_output()), SecretHasher(b"a" * 32))
     again = read(FakeHost(host_output(), files_output()), SecretHasher(b"a" * 32))
     other_key = read(FakeHost(host_output(), files_output()), SecretHasher(b"b" * 32))
-    changed = read(FakeHost(host_output(ENV.replace(SECRET, SECRET + "-rotated")), files_output()), SecretHasher(b"a" * 32))
+    changed = read(
+        FakeHost(host_output(ENV.replace(SECRET, SECRET + "-rotated")), files_output()), SecretHasher(b"a" * 32)
+    )
     text = json.dumps(first.to_json())
     assert SECRET not in text
     hashed = first.env.value["VIW_AGENT_API_SECRET"]
@@ -136,9 +172,14 @@ def test_a_secret_value_is_in_a_snapshot_only_as_its_keyed_hash():
 
 def test_an_unreadable_env_is_the_problem_of_the_env_fact_only():
     snapshot = read(FakeHost(host_output(env=None), files_output()))
-    assert snapshot.env.problem == "ssh://gw-test-01: /opt/viworks/agent/.env cannot be read (missing?); expected the agent's environment file"
+    assert (
+        snapshot.env.problem
+        == "ssh://gw-test-01: /opt/viworks/agent/.env cannot be read (missing?); expected the agent's environment file"
+    )
     assert snapshot.unit.ok and snapshot.listeners.ok
-    assert snapshot.client_certificate.problem.endswith("VIW_AGENT_CERT_PATH not set; expected the path of the agent's VIW_AGENT_CERT_PATH")
+    assert snapshot.client_certificate.problem.endswith(
+        "VIW_AGENT_CERT_PATH not set; expected the path of the agent's VIW_AGENT_CERT_PATH"
+    )
 
 
 def test_an_unreachable_gateway_is_one_connection_problem():
@@ -149,7 +190,10 @@ def test_an_unreachable_gateway_is_one_connection_problem():
         raise Refused(Result(255, "", "ssh: connect to host gw.example.test port 22: Connection refused\n"))
 
     snapshot = read_gateway("ssh://gw-test-01", "gw-test-01", run, Gateway(), SecretHasher())
-    assert snapshot.connection.problem == "ssh://gw-test-01 unreachable: ssh: connect to host gw.example.test port 22: Connection refused"
+    assert (
+        snapshot.connection.problem
+        == "ssh://gw-test-01 unreachable: ssh: connect to host gw.example.test port 22: Connection refused"
+    )
     assert snapshot.unit.value is None and snapshot.files.value is None
 
 
@@ -159,9 +203,15 @@ def test_sections_keep_exit_statuses_apart_from_content():
 
 
 def test_inspect_keeps_no_environment_of_the_container():
-    attrs = {"Name": "/viworks-backend-agent-new", "Config": {"Image": "img", "Env": ["DATABASE_URL=postgresql://u:pw@db/x"]},
-             "State": {"Status": "running", "Running": True}, "RestartCount": 0,
-             "NetworkSettings": {"Networks": {"viworks-public": {"IPAddress": "172.18.0.2", "Aliases": None, "EndpointID": "x"}}}}
+    attrs = {
+        "Name": "/viworks-backend-agent-new",
+        "Config": {"Image": "img", "Env": ["DATABASE_URL=postgresql://u:pw@db/x"]},
+        "State": {"Status": "running", "Running": True},
+        "RestartCount": 0,
+        "NetworkSettings": {
+            "Networks": {"viworks-public": {"IPAddress": "172.18.0.2", "Aliases": None, "EndpointID": "x"}}
+        },
+    }
     kept = inspect_subset(attrs)
     assert "pw" not in json.dumps(kept) and "Env" not in kept["Config"]
     assert kept["NetworkSettings"]["Networks"] == {"viworks-public": {"IPAddress": "172.18.0.2", "Aliases": None}}

@@ -117,7 +117,9 @@ def test_net_dev_and_passwd_users():
     )
     assert hr.parse_net_dev(net)["eth0"] == {"rx_bytes": 123456, "tx_bytes": 65432}
     passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\nnobody:x:65534:65534::/:/usr/sbin/nologin\n"
-    assert hr.parse_passwd_users(passwd) == [{"username": "alice", "uid": 1000, "home": "/home/alice", "shell": "/bin/bash"}]
+    assert hr.parse_passwd_users(passwd) == [
+        {"username": "alice", "uid": 1000, "home": "/home/alice", "shell": "/bin/bash"}
+    ]
 
 
 def test_service_state_and_container_lists():

@@ -14,7 +14,6 @@ import subprocess
 import pytest
 
 from tests.conftest import BIN, REPO, run_lab, run_suite
-
 from viworks_verify.report.top import AREAS
 
 pytestmark = pytest.mark.lab
@@ -36,15 +35,29 @@ def chromium() -> str:
 def faulted_report(lab, tmp_path_factory):
     """The HTML, JUnit and JSON reports of a smoke run with one fault in, against a baseline taken before it."""
     directory = tmp_path_factory.mktemp("report")
-    baseline = subprocess.run([str(BIN / "viworks-verify"), "snapshot", "--target", "lab", "-o", str(directory / "baseline.json")],
-                              cwd=REPO, capture_output=True, text=True, timeout=300)
+    baseline = subprocess.run(
+        [str(BIN / "viworks-verify"), "snapshot", "--target", "lab", "-o", str(directory / "baseline.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert baseline.returncode == 0, baseline.stderr
     broken = run_lab("break", "one-network")
     assert broken.returncode == 0, broken.stderr[-2000:]
     try:
-        done = run_suite("-m", "smoke", "--target", "lab", "--tb=short", f"--html={directory / 'report.html'}",
-                         "--self-contained-html", f"--json-summary={directory / 'summary.json'}", f"--baseline={directory / 'baseline.json'}",
-                         junit=directory / "junit.xml")
+        done = run_suite(
+            "-m",
+            "smoke",
+            "--target",
+            "lab",
+            "--tb=short",
+            f"--html={directory / 'report.html'}",
+            "--self-contained-html",
+            f"--json-summary={directory / 'summary.json'}",
+            f"--baseline={directory / 'baseline.json'}",
+            junit=directory / "junit.xml",
+        )
     finally:
         healed = run_lab("heal")
     assert healed.returncode == 0, healed.stderr[-2000:]
@@ -54,8 +67,18 @@ def faulted_report(lab, tmp_path_factory):
 
 def _render(chromium: str, page, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", *options, page.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            *options,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -64,26 +87,50 @@ def test_the_report_leads_with_the_verdict_and_a_host_by_area_grid(chromium, fau
     banner = dom.index("viworks-banner no-go")
     assert banner < dom.index('id="environment"'), "the verdict comes before pytest-html's environment table"
     assert re.search(r"class=\"verdict\">NO-GO<", dom)
-    for expected in ("release observed", "version 1.4.2-lab", "failing checks per host", "local://backend-lab (backend host): 1",
-                     "drift since the baseline", "drift on 1 of 3 hosts (backend-lab): 1 changed"):
-        assert expected in dom[banner:dom.index("Hosts and areas")], f"{expected!r} is not in the banner"
-    grid = dom[dom.index('id="viworks-grid"'):dom.index("</table>", dom.index('id="viworks-grid"'))]
+    for expected in (
+        "release observed",
+        "version 1.4.2-lab",
+        "failing checks per host",
+        "local://backend-lab (backend host): 1",
+        "drift since the baseline",
+        "drift on 1 of 3 hosts (backend-lab): 1 changed",
+    ):
+        assert expected in dom[banner : dom.index("Hosts and areas")], f"{expected!r} is not in the banner"
+    grid = dom[dom.index('id="viworks-grid"') : dom.index("</table>", dom.index('id="viworks-grid"'))]
     rows = re.findall(r"<tr><th class=\"row\">(.*?)</th>(.*?)</tr>", grid)
-    assert [label for label, _ in rows] == ["local://backend-lab (backend host)", "https://agent.lab.test (edge)", "ssh://gw-lab-01"]
+    assert [label for label, _ in rows] == [
+        "local://backend-lab (backend host)",
+        "https://agent.lab.test (edge)",
+        "ssh://gw-lab-01",
+    ]
     cells = {label: re.findall(r"<td class=\"cell-(\w+)\"", tds) for label, tds in rows}
     network = [label for label, _ in AREAS].index("network")
     assert cells["local://backend-lab (backend host)"][network] == "failed"
-    assert all(state in ("passed", "none") for label, states in cells.items() for i, state in enumerate(states)
-               if (label, i) != ("local://backend-lab (backend host)", network)), cells
+    assert all(
+        state in ("passed", "none")
+        for label, states in cells.items()
+        for i, state in enumerate(states)
+        if (label, i) != ("local://backend-lab (backend host)", network)
+    ), cells
     assert 'href="#cell-0-network"' in grid and 'id="cell-0-network"' in dom
-    assert "backend-lab.containers[viworks-backend-agent-new].networks: [viworks-internal, viworks-public] -&gt; [viworks-internal]" in dom
+    assert (
+        "backend-lab.containers[viworks-backend-agent-new].networks: [viworks-internal, viworks-public] -&gt; [viworks-internal]"
+        in dom
+    )
 
 
 def test_the_report_renders_with_its_summary_and_a_failures_evidence(chromium, faulted_report):
     dom = _render(chromium, faulted_report / "report.html", "--dump-dom").stdout
-    for expected in ("ViWorkS deploy verification", "suite commit", "backend version (observed)", "GET /health latency",
-                     "test_backend_agent_is_on_exactly_the_expected_networks", "local://backend-lab",
-                     "evidence: viworks-backend-agent-new networks", "missing viworks-public"):
+    for expected in (
+        "ViWorkS deploy verification",
+        "suite commit",
+        "backend version (observed)",
+        "GET /health latency",
+        "test_backend_agent_is_on_exactly_the_expected_networks",
+        "local://backend-lab",
+        "evidence: viworks-backend-agent-new networks",
+        "missing viworks-public",
+    ):
         assert expected in dom, f"{expected!r} is not in the page Chromium rendered"
     screenshot = REPO / "reports" / "report.png"
     screenshot.parent.mkdir(exist_ok=True)
@@ -96,7 +143,9 @@ def test_junit_names_the_host_and_the_json_summary_is_compact(faulted_report):
     assert 'name="test_backend_agent_is_on_exactly_the_expected_networks[local://backend-lab]"' in junit
     summary = json.loads((faulted_report / "summary.json").read_text())
     assert summary["exit_code"] == 1 and summary["counts"]["failed"] == 1 and summary["verdict"] == "NO-GO"
-    assert [item["path"] for item in summary["drift"]["items"]] == ["backend-lab.containers[viworks-backend-agent-new].networks"]
+    assert [item["path"] for item in summary["drift"]["items"]] == [
+        "backend-lab.containers[viworks-backend-agent-new].networks"
+    ]
     (failure,) = summary["failures"]
     assert failure["host"] == "local://backend-lab" and "missing viworks-public" in failure["message"]
     assert {"target", "suite commit", "backend version (observed)"} <= set(summary["facts"])

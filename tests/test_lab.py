@@ -22,7 +22,13 @@ from viworks_verify.wire.probe_agent import open_session, upgrade_status
 pytestmark = pytest.mark.lab
 
 PKI = REPO / ".lab" / "pki"
-LAB_CONTAINERS = {"viworks-backend-agent-new", "viworks-nginx", "viworks-postgres", "viworks-redis", "viworks-gw-lab-01"}
+LAB_CONTAINERS = {
+    "viworks-backend-agent-new",
+    "viworks-nginx",
+    "viworks-postgres",
+    "viworks-redis",
+    "viworks-gw-lab-01",
+}
 
 
 def _lab_state(docker_client):
@@ -40,7 +46,11 @@ def test_up_starts_every_container_on_the_contract_networks(lab, docker_client):
     assert set(containers["viworks-postgres"].attrs["NetworkSettings"]["Networks"]) == {"viworks-internal"}
     # Exposure: only the edge (80, 443) and the gateway hosts' ssh are published, on loopback only.
     published = {
-        name: sorted((b["HostIp"], port) for port, bindings in (c.attrs["NetworkSettings"]["Ports"] or {}).items() for b in bindings or [])
+        name: sorted(
+            (b["HostIp"], port)
+            for port, bindings in (c.attrs["NetworkSettings"]["Ports"] or {}).items()
+            for b in bindings or []
+        )
         for name, c in containers.items()
     }
     assert published["viworks-nginx"] == [("127.0.0.1", "443/tcp"), ("127.0.0.1", "80/tcp")]
@@ -131,7 +141,15 @@ def test_the_head_start_child_reads_what_the_pytest_process_reads(lab, tmp_path)
     snapshots = {}
     for mode, env in (("child", {}), ("in-process", {"VIWORKS_GATHER_IN_PROCESS": "1"})):
         path = tmp_path / f"{mode}.json"
-        done = run_suite("-m", "infra and smoke", "--target", "lab", f"--snapshot-out={path}", junit=tmp_path / f"{mode}.xml", env=env)
+        done = run_suite(
+            "-m",
+            "infra and smoke",
+            "--target",
+            "lab",
+            f"--snapshot-out={path}",
+            junit=tmp_path / f"{mode}.xml",
+            env=env,
+        )
         assert done.returncode == 0, done.stdout[-3000:]
         assert "read in the pytest process instead" not in done.stdout, done.stdout[-3000:]
         snapshots[mode] = {host["host"]: _stable(host) for host in json.loads(path.read_text())["hosts"]}

@@ -41,7 +41,9 @@ AGENT = ["/usr/bin/python3", "/app/viworks-backend-agent", "--config", "/app/con
 def test_ipv4_table_decodes_little_endian_addresses_ports_states_and_inodes():
     sockets = parse_proc_net_tcp(TCP, "tcp")
     assert [(str(s.address), s.port, s.listening, s.inode) for s in sockets[:3]] == [
-        ("0.0.0.0", 8080, True, 136340), ("127.0.0.1", 8081, True, 136341), ("127.0.0.11", 42431, True, 135045),
+        ("0.0.0.0", 8080, True, 136340),
+        ("127.0.0.1", 8081, True, 136341),
+        ("127.0.0.11", 42431, True, 135045),
     ]
     assert str(sockets[3].address) == "172.23.0.2" and not sockets[3].listening
     assert sockets[0].reachable_from_outside and not sockets[1].reachable_from_outside
@@ -50,14 +52,18 @@ def test_ipv4_table_decodes_little_endian_addresses_ports_states_and_inodes():
 def test_ipv6_table_decodes_each_word_and_treats_mapped_loopback_as_loopback():
     sockets = parse_proc_net_tcp(TCP6, "tcp6")
     assert [s.address for s in sockets] == [
-        ipaddress.ip_address("::"), ipaddress.ip_address("::1"), ipaddress.ip_address("::ffff:127.0.0.1"),
+        ipaddress.ip_address("::"),
+        ipaddress.ip_address("::1"),
+        ipaddress.ip_address("::ffff:127.0.0.1"),
     ]
     assert [s.endpoint for s in sockets[:2]] == ["[::]:8081", "[::1]:80"]
     assert [s.reachable_from_outside for s in sockets] == [True, False, False]
 
 
 def test_listeners_are_mapped_to_owning_processes_through_socket_inodes():
-    snapshot = parse_snapshot(snapshot_text(process(1, AGENT, [136340, 136341, 200001, 138691]), process(7, ["sh", "-c", "x"])))
+    snapshot = parse_snapshot(
+        snapshot_text(process(1, AGENT, [136340, 136341, 200001, 138691]), process(7, ["sh", "-c", "x"]))
+    )
     api = snapshot.listening_on(8080)
     assert len(api) == 1 and [p.pid for p in api[0].owners] == [1]
     assert api[0].owners[0].runs("/app/viworks-backend-agent")
@@ -69,19 +75,23 @@ def test_listeners_are_mapped_to_owning_processes_through_socket_inodes():
 
 
 def test_a_port_held_by_another_program_is_not_the_agents():
-    snapshot = parse_snapshot(snapshot_text(process(1, AGENT, []), process(23, ["python3", "-m", "http.server", "8080"], [136340])))
+    snapshot = parse_snapshot(
+        snapshot_text(process(1, AGENT, []), process(23, ["python3", "-m", "http.server", "8080"], [136340]))
+    )
     owner = snapshot.listening_on(8080)[0].owners[0]
     assert owner.pid == 23 and not owner.runs("/app/viworks-backend-agent")
     assert owner.describe() == "pid 23 (python3 -m http.server 8080)"
 
 
 def test_the_binary_is_recognised_run_directly_or_by_an_interpreter_but_not_mentioned_later():
-    snapshot = parse_snapshot(snapshot_text(
-        process(1, ["/app/viworks-backend-agent", "--config", "x"]),
-        process(2, ["./viworks-backend-agent"]),
-        process(3, ["cat", "/app/viworks-backend-agent"]),
-        process(4, ["sha256sum", "x", "/app/viworks-backend-agent"]),
-    ))
+    snapshot = parse_snapshot(
+        snapshot_text(
+            process(1, ["/app/viworks-backend-agent", "--config", "x"]),
+            process(2, ["./viworks-backend-agent"]),
+            process(3, ["cat", "/app/viworks-backend-agent"]),
+            process(4, ["sha256sum", "x", "/app/viworks-backend-agent"]),
+        )
+    )
     assert [p.runs("/app/viworks-backend-agent") for p in snapshot.processes] == [True, True, True, False]
     # "cat <binary>" counts: the program's first argument is where an interpreter names its script.
     # Only a process holding the port is ever judged, so the cost of that leniency is nil.

@@ -4,8 +4,7 @@ import pytest
 
 from viworks_verify.backend.nginx_config import NginxConfigError, parse_time
 from viworks_verify.backend.nginx_dump import nginx_test_failure, parse_nginx_dump, split_dump
-from viworks_verify.pki.certs import issue, new_ca
-from viworks_verify.pki.certs import ca_bundle_problem
+from viworks_verify.pki.certs import ca_bundle_problem, issue, new_ca
 
 MAIN = """\
 user www-data;
@@ -54,8 +53,12 @@ OTHER = "server {\n    listen 443 ssl;\n    server_name other.example.com;\n    
 
 def dump(agent: str = AGENT, main: str = MAIN) -> str:
     """What ``nginx -T`` prints: each file after its header line, in the order nginx read them."""
-    parts = [("/etc/nginx/nginx.conf", main), ("/etc/nginx/mime.types", MIME),
-             ("/etc/nginx/conf.d/agent.conf", agent), ("/etc/nginx/conf.d/other.conf", OTHER)]
+    parts = [
+        ("/etc/nginx/nginx.conf", main),
+        ("/etc/nginx/mime.types", MIME),
+        ("/etc/nginx/conf.d/agent.conf", agent),
+        ("/etc/nginx/conf.d/other.conf", OTHER),
+    ]
     return "".join(f"# configuration file {path}:\n{text}\n" for path, text in parts)
 
 
@@ -67,14 +70,23 @@ def agent_server(text: str):
 
 def test_the_dump_is_split_into_its_files():
     files = split_dump(dump())
-    assert list(files) == ["/etc/nginx/nginx.conf", "/etc/nginx/mime.types", "/etc/nginx/conf.d/agent.conf", "/etc/nginx/conf.d/other.conf"]
+    assert list(files) == [
+        "/etc/nginx/nginx.conf",
+        "/etc/nginx/mime.types",
+        "/etc/nginx/conf.d/agent.conf",
+        "/etc/nginx/conf.d/other.conf",
+    ]
     assert files["/etc/nginx/mime.types"].startswith("types {")
 
 
 def test_includes_are_expanded_from_the_dump_so_every_server_is_found():
     config = parse_nginx_dump(dump())
     assert config.errors == []
-    assert [s.server_names for s in config.servers] == [["agent.example.com"], ["agent.example.com"], ["other.example.com"]]
+    assert [s.server_names for s in config.servers] == [
+        ["agent.example.com"],
+        ["agent.example.com"],
+        ["other.example.com"],
+    ]
     assert config.server_for("other.example.com").location("/") is not None
     assert config.server_for("missing.example.com") is None
     assert config.server_for("agent.example.com", 80).listens[0].ssl is False
@@ -82,7 +94,10 @@ def test_includes_are_expanded_from_the_dump_so_every_server_is_found():
 
 def test_healthy_agent_server():
     server = agent_server(dump())
-    assert [(l.address, l.port, l.ssl) for l in server.listens_on(443)] == [(None, 443, True), ("::", 443, True)]
+    assert [(listen.address, listen.port, listen.ssl) for listen in server.listens_on(443)] == [
+        (None, 443, True),
+        ("::", 443, True),
+    ]
     assert server.certificate_paths == ["/etc/nginx/tls/server.crt"]
     assert server.key_paths == ["/etc/nginx/tls/server.key"]
     assert server.client_ca_path == "/etc/nginx/tls/client-ca.crt"  # relative: to nginx's prefix
@@ -92,7 +107,10 @@ def test_healthy_agent_server():
     assert (ws.header("upgrade"), ws.header("Connection")) == ("$http_upgrade", "upgrade")
     assert ws.read_timeout_s == 3600
     verification = server.client_verification("/ws/")
-    assert verification.enforced and "optional + if ($ssl_client_verify != SUCCESS) { return 403; } in location /ws/" in verification.how
+    assert (
+        verification.enforced
+        and "optional + if ($ssl_client_verify != SUCCESS) { return 403; } in location /ws/" in verification.how
+    )
     api = server.location("/")
     assert api.proxy_targets == ["http://viworks-backend-agent-new:8080"]
 
@@ -119,14 +137,23 @@ def test_broken_ws_location_without_upgrade_headers():
     assert ws.header("Upgrade") is None and ws.header("Connection") == "upgrade"
 
 
-@pytest.mark.parametrize("change, how", [
-    (lambda a: a.replace("ssl_verify_client optional;", "ssl_verify_client off;"), "ssl_verify_client off"),
-    (lambda a: a.replace("    ssl_verify_client optional;\n", ""), "ssl_verify_client off"),
-    (lambda a: a.replace("ssl_verify_client optional;", "ssl_verify_client optional_no_ca;"), "does not verify against the CA"),
-    (lambda a: a.replace("return 403;", "set $x 1;"), "optional without an if"),
-    (lambda a: a.replace("$ssl_client_verify != SUCCESS", "$http_x_debug = 1"), "optional without an if"),
-    (lambda a: a.replace("$ssl_client_verify != SUCCESS", "$ssl_client_verify = SUCCESS"), "optional without an if"),
-])
+@pytest.mark.parametrize(
+    "change, how",
+    [
+        (lambda a: a.replace("ssl_verify_client optional;", "ssl_verify_client off;"), "ssl_verify_client off"),
+        (lambda a: a.replace("    ssl_verify_client optional;\n", ""), "ssl_verify_client off"),
+        (
+            lambda a: a.replace("ssl_verify_client optional;", "ssl_verify_client optional_no_ca;"),
+            "does not verify against the CA",
+        ),
+        (lambda a: a.replace("return 403;", "set $x 1;"), "optional without an if"),
+        (lambda a: a.replace("$ssl_client_verify != SUCCESS", "$http_x_debug = 1"), "optional without an if"),
+        (
+            lambda a: a.replace("$ssl_client_verify != SUCCESS", "$ssl_client_verify = SUCCESS"),
+            "optional without an if",
+        ),
+    ],
+)
 def test_broken_client_verification(change, how):
     verification = agent_server(dump(change(AGENT))).client_verification("/ws/")
     assert not verification.enforced and how in verification.how
@@ -145,7 +172,10 @@ def test_client_verification_on_for_the_whole_server():
 
 def test_upstreams_are_expanded_and_a_uri_suffix_is_kept():
     agent = AGENT.replace("proxy_pass http://viworks-backend-agent-new:8081;", "proxy_pass http://agents/;")
-    main = MAIN.replace("http {\n", "http {\n    upstream agents { server viworks-backend-agent-new:8081 max_fails=3; server b:8081; }\n")
+    main = MAIN.replace(
+        "http {\n",
+        "http {\n    upstream agents { server viworks-backend-agent-new:8081 max_fails=3; server b:8081; }\n",
+    )
     ws = agent_server(dump(agent, main)).location("/ws/")
     assert ws.proxy_pass == "http://agents/"
     assert ws.proxy_targets == ["http://viworks-backend-agent-new:8081/", "http://b:8081/"]
@@ -154,11 +184,15 @@ def test_upstreams_are_expanded_and_a_uri_suffix_is_kept():
 def test_missing_location_and_missing_proxy_pass():
     server = agent_server(dump(AGENT.replace("location /ws/ {", "location /wss/ {")))
     assert server.location("/ws/") is None
-    bare = agent_server(dump(AGENT.replace("        proxy_pass http://viworks-backend-agent-new:8080;\n", ""))).location("/")
+    bare = agent_server(
+        dump(AGENT.replace("        proxy_pass http://viworks-backend-agent-new:8080;\n", ""))
+    ).location("/")
     assert bare.proxy_pass is None and bare.proxy_targets == []
 
 
-@pytest.mark.parametrize("text, seconds", [("3600", 3600), ("3600s", 3600), ("1h", 3600), ("1h30m", 5400), ("500ms", 0.5), ("2d", 172800)])
+@pytest.mark.parametrize(
+    "text, seconds", [("3600", 3600), ("3600s", 3600), ("1h", 3600), ("1h30m", 5400), ("500ms", 0.5), ("2d", 172800)]
+)
 def test_nginx_time_units(text, seconds):
     assert parse_time(text) == seconds
 
@@ -171,7 +205,7 @@ def test_invalid_nginx_times(text):
 
 def test_text_that_is_not_a_dump_is_refused():
     with pytest.raises(NginxConfigError):
-        parse_nginx_dump("nginx: [emerg] unknown directive \"proxy_passs\"\n")
+        parse_nginx_dump('nginx: [emerg] unknown directive "proxy_passs"\n')
 
 
 def test_client_ca_bundle_must_hold_ca_certificates_only():
@@ -180,7 +214,10 @@ def test_client_ca_bundle_must_hold_ca_certificates_only():
     assert ca_bundle_problem(ca.cert_pem()) is None
     assert "not a CA" in ca_bundle_problem(leaf.cert_pem())
     assert "not a CA" in ca_bundle_problem(ca.cert_pem() + leaf.cert_pem())
-    assert ca_bundle_problem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n") == "holds no PEM certificate"
+    assert (
+        ca_bundle_problem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        == "holds no PEM certificate"
+    )
 
 
 def test_the_nginx_test_failure_is_the_emerg_line_without_timestamp_and_pid():
@@ -188,8 +225,10 @@ def test_the_nginx_test_failure_is_the_emerg_line_without_timestamp_and_pid():
         '2026/11/22 23:22:05 [emerg] 145#145: unknown directive "proxy_http_versio" in /etc/nginx/conf.d/agent.conf:35\n'
         "nginx: configuration file /etc/nginx/nginx.conf test failed\n"
     )
-    assert nginx_test_failure(stderr) == '[emerg] unknown directive "proxy_http_versio" in /etc/nginx/conf.d/agent.conf:35'
-    assert nginx_test_failure("nginx: [emerg] open() \"/etc/nginx/x\" failed\n") == '[emerg] open() "/etc/nginx/x" failed'
+    assert (
+        nginx_test_failure(stderr) == '[emerg] unknown directive "proxy_http_versio" in /etc/nginx/conf.d/agent.conf:35'
+    )
+    assert nginx_test_failure('nginx: [emerg] open() "/etc/nginx/x" failed\n') == '[emerg] open() "/etc/nginx/x" failed'
     assert nginx_test_failure("") is None
 
 
@@ -232,8 +271,10 @@ def identity_problems(ws_headers: str = "", api_headers: str = "") -> dict[str, 
     main = IDENTITY_HTTP.replace("WS_HEADERS", ws_headers).replace("API_HEADERS", api_headers)
     config = parse_nginx_dump(f"# configuration file /etc/nginx/nginx.conf:\n{main}\n")
     routes = config.servers[0].locations_proxying_to("viworks-backend-agent-new")
-    return {location.match: [p for h in ("X-Client-CN", "X-Client-Verify") if (p := identity_header_problem(location, h))]
-            for location, _ in routes}
+    return {
+        location.match: [p for h in ("X-Client-CN", "X-Client-Verify") if (p := identity_header_problem(location, h))]
+        for location, _ in routes
+    }
 
 
 def test_identity_headers_set_at_the_server_level_from_a_certificate_map_pass_on_every_route():
@@ -242,20 +283,31 @@ def test_identity_headers_set_at_the_server_level_from_a_certificate_map_pass_on
 
 def test_a_location_setting_any_header_of_its_own_inherits_none_from_the_server():
     found = identity_problems(api_headers="proxy_set_header Host $host;")
-    assert found["/"] == ["does not set X-Client-CN (a client's own X-Client-CN reaches the agent)",
-                          "does not set X-Client-Verify (a client's own X-Client-Verify reaches the agent)"]
+    assert found["/"] == [
+        "does not set X-Client-CN (a client's own X-Client-CN reaches the agent)",
+        "does not set X-Client-Verify (a client's own X-Client-Verify reaches the agent)",
+    ]
     assert found["/ws/"] == []
 
 
 def test_identity_taken_from_the_clients_own_header_is_named_directly_or_through_a_map():
-    assert identity_problems(ws_headers="proxy_set_header X-Client-CN $http_x_client_cn; proxy_set_header X-Client-Verify SUCCESS;")["/ws/"] == [
-        "sets X-Client-CN from $http_x_client_cn (the client's own header), not from the verified client certificate"]
-    assert identity_problems(ws_headers="proxy_set_header X-Client-CN $echoed_cn; proxy_set_header X-Client-Verify $ssl_client_verify;")["/ws/"] == [
-        "sets X-Client-CN from $http_x_client_cn (the client's own header), not from the verified client certificate"]
+    assert identity_problems(
+        ws_headers="proxy_set_header X-Client-CN $http_x_client_cn; proxy_set_header X-Client-Verify SUCCESS;"
+    )["/ws/"] == [
+        "sets X-Client-CN from $http_x_client_cn (the client's own header), not from the verified client certificate"
+    ]
+    assert identity_problems(
+        ws_headers="proxy_set_header X-Client-CN $echoed_cn; proxy_set_header X-Client-Verify $ssl_client_verify;"
+    )["/ws/"] == [
+        "sets X-Client-CN from $http_x_client_cn (the client's own header), not from the verified client certificate"
+    ]
 
 
 def test_clearing_the_identity_headers_on_the_api_route_is_setting_them():
-    assert identity_problems(api_headers='proxy_set_header X-Client-CN ""; proxy_set_header X-Client-Verify "";')["/"] == []
+    assert (
+        identity_problems(api_headers='proxy_set_header X-Client-CN ""; proxy_set_header X-Client-Verify "";')["/"]
+        == []
+    )
 
 
 # ---- evaluating what nginx sends: maps, as a request makes them
@@ -291,7 +343,9 @@ def evaluated(value: str, **request: str) -> str:
 def test_the_connection_upgrade_idiom_sends_upgrade_for_a_websocket_request_and_close_otherwise():
     assert evaluated("$connection_upgrade", http_upgrade="websocket") == "upgrade"
     assert evaluated("$connection_upgrade", http_upgrade="") == "close"
-    assert evaluated("$backwards", http_upgrade="websocket") == "close"  # a map written the wrong way round is seen as such
+    assert (
+        evaluated("$backwards", http_upgrade="websocket") == "close"
+    )  # a map written the wrong way round is seen as such
 
 
 def test_map_regexes_match_in_order_with_their_captures_and_case_rules():
@@ -321,10 +375,17 @@ http {
 """
 
 
-@pytest.mark.parametrize("uri, picked", [
-    ("/agent/ws", "= /agent/ws"), ("/agent/other", "/agent/"), ("/ws/agent", "^~ /ws/"), ("/ws/x.png", "^~ /ws/"),
-    ("/api/v1/agents", "~* ^/API/"), ("/health", "/"),
-])
+@pytest.mark.parametrize(
+    "uri, picked",
+    [
+        ("/agent/ws", "= /agent/ws"),
+        ("/agent/other", "/agent/"),
+        ("/ws/agent", "^~ /ws/"),
+        ("/ws/x.png", "^~ /ws/"),
+        ("/api/v1/agents", "~* ^/API/"),
+        ("/health", "/"),
+    ],
+)
 def test_nginx_picks_the_location_by_its_own_rules_not_by_spelling(uri, picked):
     server = parse_nginx_dump(f"# configuration file /etc/nginx/nginx.conf:\n{ROUTES}\n").servers[0]
     location = server.location_for(uri)

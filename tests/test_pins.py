@@ -17,8 +17,12 @@ LEAF = certs.issue(CA, "agent.example.com", server=True)
 def test_pin_equals_the_openssl_pipeline():
     pem = LEAF.cert_pem()
     pubkey = subprocess.run(["openssl", "x509", "-pubkey", "-noout"], input=pem, capture_output=True, check=True).stdout
-    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pubkey, capture_output=True, check=True).stdout
-    digest = subprocess.run(["openssl", "dgst", "-sha256", "-binary"], input=der, capture_output=True, check=True).stdout
+    der = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-outform", "DER"], input=pubkey, capture_output=True, check=True
+    ).stdout
+    digest = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-binary"], input=der, capture_output=True, check=True
+    ).stdout
     assert spki_pin(pem) == base64.b64encode(digest).decode()
 
 

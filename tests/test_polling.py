@@ -21,7 +21,9 @@ class FakeClock:
 def test_returns_the_value_and_time_to_ready():
     clock = FakeClock()
     values = iter(["Offline", "Offline", "Online"])
-    ready = poll_until(lambda: next(values), lambda v: v == "Online", what="gw", timeout_s=10, clock=clock, wait=clock.wait)
+    ready = poll_until(
+        lambda: next(values), lambda v: v == "Online", what="gw", timeout_s=10, clock=clock, wait=clock.wait
+    )
     assert ready.value == "Online" and ready.attempts == 3
     assert ready.elapsed_s == pytest.approx(sum(clock.waits))
 
@@ -47,5 +49,7 @@ def test_a_probe_exception_is_an_observation_not_a_crash():
 def test_the_interval_grows_but_is_capped():
     clock = FakeClock()
     with pytest.raises(NotReady):
-        poll_until(lambda: False, bool, what="x", timeout_s=30, interval_s=0.5, max_interval_s=2, clock=clock, wait=clock.wait)
+        poll_until(
+            lambda: False, bool, what="x", timeout_s=30, interval_s=0.5, max_interval_s=2, clock=clock, wait=clock.wait
+        )
     assert clock.waits[0] == 0.5 and max(clock.waits) == 2

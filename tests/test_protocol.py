@@ -40,8 +40,14 @@ def test_malformed_frames_are_refused_with_a_reason(message, reason):
 
 def _hello(**overrides):
     payload = {
-        "agent_id": "gw-1", "site": "s", "agent_version": "1", "os": "Debian", "kernel": "6", "container_engine": "none",
-        "supported_verbs": ["get_system_health"], "start_time": "2026-01-01T00:00:00Z",
+        "agent_id": "gw-1",
+        "site": "s",
+        "agent_version": "1",
+        "os": "Debian",
+        "kernel": "6",
+        "container_engine": "none",
+        "supported_verbs": ["get_system_health"],
+        "start_time": "2026-01-01T00:00:00Z",
         "feature_flags": {"exec_enable": True, "inbound_http": False},
     }
     payload.update(overrides)
@@ -69,23 +75,44 @@ def test_invalid_hellos_name_the_problem(payload, reason):
 
 def test_real_telemetry_has_no_problems_and_placeholders_do():
     real = {
-        "agent_id": "gw-1", "site": "s", "ts": "2026-01-01T00:00:00Z", "uptime_s": 120.5, "cpu_pct": 3.2,
-        "mem": {"total_mb": 2048, "used_mb": 512}, "loadavg": [0.1, 0.2, 0.3], "disk": [{"mount": "/", "used_pct": 41.0}],
-        "services": {}, "containers": [], "version": "1",
+        "agent_id": "gw-1",
+        "site": "s",
+        "ts": "2026-01-01T00:00:00Z",
+        "uptime_s": 120.5,
+        "cpu_pct": 3.2,
+        "mem": {"total_mb": 2048, "used_mb": 512},
+        "loadavg": [0.1, 0.2, 0.3],
+        "disk": [{"mount": "/", "used_pct": 41.0}],
+        "services": {},
+        "containers": [],
+        "version": "1",
     }
     assert protocol.telemetry_problems(real) == []
     placeholder = dict(real, uptime_s=0, mem={"total_mb": 0, "used_mb": 0}, disk=[])
     problems = protocol.telemetry_problems(placeholder)
-    assert any("uptime_s" in p for p in problems) and any("mem" in p for p in problems) and any("disk" in p for p in problems)
+    assert (
+        any("uptime_s" in p for p in problems)
+        and any("mem" in p for p in problems)
+        and any("disk" in p for p in problems)
+    )
 
 
 def test_result_payload_hashes_stderr_and_validates():
     payload = protocol.result_payload(
-        corr_id="c", agent_id="gw-1", verb="get_system_health", status="SUCCESS", rc=0, duration_ms=5, stdout="{}", stderr="oops"
+        corr_id="c",
+        agent_id="gw-1",
+        verb="get_system_health",
+        status="SUCCESS",
+        rc=0,
+        duration_ms=5,
+        stdout="{}",
+        stderr="oops",
     )
     assert payload["stderr_hash"] == hashlib.sha256(b"oops").hexdigest()
     assert protocol.result_problems(payload) == []
-    assert protocol.result_problems(dict(payload, status="OK")) == ["status 'OK' not one of SUCCESS, ERROR, DENIED, TIMEOUT"]
+    assert protocol.result_problems(dict(payload, status="OK")) == [
+        "status 'OK' not one of SUCCESS, ERROR, DENIED, TIMEOUT"
+    ]
     assert "missing rc" in protocol.result_problems({k: v for k, v in payload.items() if k != "rc"})
 
 

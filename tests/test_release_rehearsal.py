@@ -53,9 +53,12 @@ def _gate(tmp_path: Path) -> dict[str, str]:
 def _assert_the_backend_container_is_named(failed: dict[str, str]) -> None:
     """A crash-looping container is "restarting" or, between two attempts, briefly "running" with restarts
     counted: one of the two container checks names it."""
-    named = {check: message for check, message in failed.items()
-             if check.split("[")[0] in ("test_containers_are_running", "test_containers_are_not_restarting_repeatedly")
-             and "viworks-backend-agent-new" in message}
+    named = {
+        check: message
+        for check, message in failed.items()
+        if check.split("[")[0] in ("test_containers_are_running", "test_containers_are_not_restarting_repeatedly")
+        and "viworks-backend-agent-new" in message
+    }
     assert named, failed
 
 
@@ -71,7 +74,9 @@ def test_the_reference_candidate_passes_the_gate_and_becomes_the_expected_releas
     assert "the candidate's agents started" in log
     manifest = json.loads((REPO / ".lab" / "release.json").read_text())
     binary = (reference_release / "viworks-backend-agent").read_bytes()
-    assert manifest["backend"]["size"] == len(binary) and manifest["backend"]["version"] == "1.4.2-lab"  # from its --version
+    assert (
+        manifest["backend"]["size"] == len(binary) and manifest["backend"]["version"] == "1.4.2-lab"
+    )  # from its --version
     status = run_lab("status").stdout
     assert "agents: candidate: viworks-backend-agent, backend-agent.toml" in status
     assert _gate(tmp_path) == {}, f"rehearsal up took {took_s:.0f} s"
@@ -80,7 +85,9 @@ def test_the_reference_candidate_passes_the_gate_and_becomes_the_expected_releas
 def test_a_backend_binary_that_exits_at_start_is_reported_and_fails_the_gate(reference_release, tmp_path):
     def crash(directory: Path) -> None:
         binary = directory / "viworks-backend-agent"
-        binary.write_text("#!/bin/sh\necho 'viworks-backend-agent: cannot open /var/lib/viworks/state.db: no such file' >&2\nexit 1\n")
+        binary.write_text(
+            "#!/bin/sh\necho 'viworks-backend-agent: cannot open /var/lib/viworks/state.db: no such file' >&2\nexit 1\n"
+        )
         binary.chmod(0o755)
 
     code, log, _ = _rehearse(_variant_of(reference_release, tmp_path, crash))
@@ -92,7 +99,9 @@ def test_a_backend_binary_that_exits_at_start_is_reported_and_fails_the_gate(ref
 def test_a_config_missing_a_required_key_is_reported_and_fails_the_gate(reference_release, tmp_path):
     def forget_the_jwt_secret(directory: Path) -> None:
         config = directory / "backend-agent.toml"
-        config.write_text("\n".join(line for line in config.read_text().splitlines() if not line.startswith("jwt_secret")) + "\n")
+        config.write_text(
+            "\n".join(line for line in config.read_text().splitlines() if not line.startswith("jwt_secret")) + "\n"
+        )
 
     code, log, _ = _rehearse(_variant_of(reference_release, tmp_path, forget_the_jwt_secret))
     assert code == 3, log[-3000:]

@@ -35,8 +35,13 @@ def _sources(*roots: str) -> dict[str, Path]:
 
 
 def _offending(sources: dict[str, Path], forbidden: tuple[str, ...], allowed: set[str] = frozenset()) -> list[str]:
-    return sorted(f"{name} imports {target}" for name, path in sources.items() if name not in allowed
-                  for target in _imports(path) if target.split(".")[0] in forbidden or target in forbidden)
+    return sorted(
+        f"{name} imports {target}"
+        for name, path in sources.items()
+        if name not in allowed
+        for target in _imports(path)
+        if target.split(".")[0] in forbidden or target in forbidden
+    )
 
 
 def test_the_helpers_import_neither_the_checks_nor_the_lab():
@@ -73,7 +78,10 @@ def test_the_lab_imports_the_helpers_only():
 
 def test_no_import_cycle_in_the_helpers_or_the_lab():
     sources = _sources(*PACKAGES)
-    graph = {name: {target for target in _imports(path) if target in sources and target != name} for name, path in sources.items()}
+    graph = {
+        name: {target for target in _imports(path) if target in sources and target != name}
+        for name, path in sources.items()
+    }
     cycles = _cycles(graph)
     assert not cycles, f"import cycles: {cycles}"
 

@@ -47,9 +47,27 @@ def of_host(order: list[str], host: str) -> list[str]:
 
 
 def test_collection_order_is_each_hosts_own_checks_then_pairs_then_the_rest():
-    collected = ["a@backend", "chain@backend+gw1", "b@gw1", "tls@edge", "c@backend", "pin@gw1+edge", "e2e-1", "d@gw2", "e2e-2"]
+    collected = [
+        "a@backend",
+        "chain@backend+gw1",
+        "b@gw1",
+        "tls@edge",
+        "c@backend",
+        "pin@gw1+edge",
+        "e2e-1",
+        "d@gw2",
+        "e2e-2",
+    ]
     assert by_host(collected, hosts_of) == [
-        "a@backend", "c@backend", "b@gw1", "tls@edge", "d@gw2", "chain@backend+gw1", "pin@gw1+edge", "e2e-1", "e2e-2",
+        "a@backend",
+        "c@backend",
+        "b@gw1",
+        "tls@edge",
+        "d@gw2",
+        "chain@backend+gw1",
+        "pin@gw1+edge",
+        "e2e-1",
+        "e2e-2",
     ]
 
 

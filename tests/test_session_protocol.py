@@ -9,14 +9,33 @@ import pytest
 from viworks_verify.wire import protocol
 from viworks_verify.wire.probe_agent import hello_payload
 from viworks_verify.wire.session_protocol import (
-    AgentProtocol, Answered, BackendProtocol, CommandReceived, ErrorReceived, HelloReceived, Malformed, Rejected,
-    ResultReceived, State, TelemetryReceived, Unexpected, Welcomed,
+    AgentProtocol,
+    Answered,
+    BackendProtocol,
+    CommandReceived,
+    ErrorReceived,
+    HelloReceived,
+    Malformed,
+    Rejected,
+    ResultReceived,
+    State,
+    TelemetryReceived,
+    Unexpected,
+    Welcomed,
 )
 
 TELEMETRY = {
-    "agent_id": "gw-1", "site": "a", "ts": "2026-01-01T00:00:00Z", "uptime_s": 5, "cpu_pct": 1.5,
-    "mem": {"total_mb": 512, "used_mb": 100}, "loadavg": [0.1, 0.2, 0.3], "disk": [{"mount": "/", "used_pct": 10}],
-    "services": [], "containers": [], "version": "1",
+    "agent_id": "gw-1",
+    "site": "a",
+    "ts": "2026-01-01T00:00:00Z",
+    "uptime_s": 5,
+    "cpu_pct": 1.5,
+    "mem": {"total_mb": 512, "used_mb": 100},
+    "loadavg": [0.1, 0.2, 0.3],
+    "disk": [{"mount": "/", "used_pct": 10}],
+    "services": [],
+    "containers": [],
+    "version": "1",
 }
 
 
@@ -59,11 +78,14 @@ def test_a_refused_hello_reaches_the_agent_as_rejected_and_closes_both_ends():
     assert agent.session_id is None
 
 
-@pytest.mark.parametrize("first, problem", [
-    ("not json", "not JSON"),
-    (protocol.make_frame(protocol.TELEMETRY, TELEMETRY).to_json(), "first frame must be hello, got 'telemetry'"),
-    (protocol.make_frame(protocol.HELLO, {"agent_id": "gw-1"}).to_json(), "hello is missing site"),
-])
+@pytest.mark.parametrize(
+    "first, problem",
+    [
+        ("not json", "not JSON"),
+        (protocol.make_frame(protocol.TELEMETRY, TELEMETRY).to_json(), "first frame must be hello, got 'telemetry'"),
+        (protocol.make_frame(protocol.HELLO, {"agent_id": "gw-1"}).to_json(), "hello is missing site"),
+    ],
+)
 def test_the_backend_refuses_anything_but_a_valid_hello_first(first, problem):
     backend = BackendProtocol()
     backend.receive(first)
@@ -125,7 +147,9 @@ def test_the_backend_takes_telemetry_and_answers_what_breaks_the_contract():
 
 def test_the_backend_takes_a_result_of_its_agent_only():
     agent, backend = welcomed_pair()
-    result = protocol.result_payload(corr_id="c-1", agent_id="gw-1", verb="get_system_health", status="SUCCESS", rc=0, duration_ms=3)
+    result = protocol.result_payload(
+        corr_id="c-1", agent_id="gw-1", verb="get_system_health", status="SUCCESS", rc=0, duration_ms=3
+    )
     agent.send(protocol.make_frame(protocol.RESULT, result, correlation_id="c-1"))
     agent.send(protocol.make_frame(protocol.RESULT, result | {"agent_id": "gw-2"}, correlation_id="c-1"))
     agent.send(protocol.make_frame(protocol.RESULT, result, correlation_id="c-2"))
@@ -135,15 +159,23 @@ def test_the_backend_takes_a_result_of_its_agent_only():
     assert [(e.code, e.message.split(":")[0]) for e in events[1:]] == [
         ("AGENT_ID_MISMATCH", "RESULT agent_id 'gw-2' is not this session's 'gw-1'"),
         ("INVALID_RESULT", "frame correlation_id differs from the payload's corr_id"),
-        ("INVALID_RESULT", "missing agent_id; missing verb; missing status; missing rc; missing duration_ms; missing stdout; "
-                           "missing stderr_hash; missing error_code; missing ts"),
+        (
+            "INVALID_RESULT",
+            "missing agent_id; missing verb; missing status; missing rc; missing duration_ms; missing stdout; "
+            "missing stderr_hash; missing error_code; missing ts",
+        ),
     ]
 
 
-@pytest.mark.parametrize("frame_type, code", [
-    (protocol.HELLO, "UNEXPECTED_FRAME"), (protocol.WELCOME, "UNEXPECTED_FRAME"), (protocol.COMMAND, "UNEXPECTED_FRAME"),
-    ("gossip", "UNKNOWN_TYPE"),
-])
+@pytest.mark.parametrize(
+    "frame_type, code",
+    [
+        (protocol.HELLO, "UNEXPECTED_FRAME"),
+        (protocol.WELCOME, "UNEXPECTED_FRAME"),
+        (protocol.COMMAND, "UNEXPECTED_FRAME"),
+        ("gossip", "UNKNOWN_TYPE"),
+    ],
+)
 def test_the_backend_answers_frames_that_have_no_place_in_a_session(frame_type, code):
     agent, backend = welcomed_pair()
     backend.receive(protocol.make_frame(frame_type, {}, correlation_id="x-1").to_json())

@@ -34,7 +34,11 @@ def test_include_and_release_manifest(tmp_path):
     (tmp_path / "gen.toml").write_text(f'[edge]\nspki_pins = "{PIN}"\n')
     (tmp_path / "release.json").write_text(json.dumps({"backend": {"version": "2.0", "sha256": "ab" * 32, "size": 5}}))
     settings = load_settings(
-        "prod", _target(tmp_path, 'include = ["gen.toml"]\nrelease_manifest = "release.json"\n[edge]\ndomain = "agent.example.com"\n')
+        "prod",
+        _target(
+            tmp_path,
+            'include = ["gen.toml"]\nrelease_manifest = "release.json"\n[edge]\ndomain = "agent.example.com"\n',
+        ),
     )
     assert settings.edge.spki_pins == PIN and settings.edge.domain == "agent.example.com"
     assert settings.release.version == "2.0" and settings.release.sha256 == "ab" * 32
@@ -42,7 +46,10 @@ def test_include_and_release_manifest(tmp_path):
 
 def test_a_missing_include_or_manifest_is_an_error_never_an_empty_file(tmp_path):
     """A target that silently lost its pins, inventory or expected release would pass by omission."""
-    target = _target(tmp_path, 'include = ["gen.toml"]\nmissing_file_hint = "run the generator"\n[edge]\ndomain = "agent.example.com"\n')
+    target = _target(
+        tmp_path,
+        'include = ["gen.toml"]\nmissing_file_hint = "run the generator"\n[edge]\ndomain = "agent.example.com"\n',
+    )
     with pytest.raises(SettingsError, match=r"include gen.toml \(.*gen.toml\) does not exist; run the generator"):
         load_settings("prod", target)
     target = _target(tmp_path, 'release_manifest = "release.json"\n[edge]\ndomain = "agent.example.com"\n')
@@ -52,18 +59,23 @@ def test_a_missing_include_or_manifest_is_an_error_never_an_empty_file(tmp_path)
 
 def test_the_file_wins_over_the_manifest(tmp_path):
     (tmp_path / "release.json").write_text(json.dumps({"backend": {"version": "2.0", "sha256": "ab" * 32}}))
-    settings = load_settings("prod", _target(tmp_path, 'release_manifest = "release.json"\n[release]\nversion = "2.1"\n'))
+    settings = load_settings(
+        "prod", _target(tmp_path, 'release_manifest = "release.json"\n[release]\nversion = "2.1"\n')
+    )
     assert settings.release.version == "2.1"
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ('[backend]\napi_prot = 8080\n', "backend.api_prot: Extra inputs are not permitted"),
+        ("[backend]\napi_prot = 8080\n", "backend.api_prot: Extra inputs are not permitted"),
         ('[backend]\napi_port = "eighty"\n', "backend.api_port"),
-        ('[edge]\ndomain = "a.example.com"\nspki_pins = "dummy"\n', "edge.spki_pins: Value error, pin 'dummy' is not base64"),
+        (
+            '[edge]\ndomain = "a.example.com"\nspki_pins = "dummy"\n',
+            "edge.spki_pins: Value error, pin 'dummy' is not base64",
+        ),
         ('inventory = "hosts.ini"\n[edge\n', "not valid TOML"),
-        ('[edge\n', "not valid TOML"),
+        ("[edge\n", "not valid TOML"),
     ],
 )
 def test_a_bad_settings_file_is_one_error_naming_the_key(tmp_path, text, message):

@@ -19,12 +19,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from viworks_verify.pki import certs, strict
 
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 DOMAIN = "agent.example.com"
 GATEWAY = "gw-lab-01"
 SERVER_AUTH, CLIENT_AUTH = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
 ANY_USAGE = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
-
 
 
 def _rsa(bits: int) -> rsa.RSAPrivateKey:
@@ -54,8 +53,13 @@ class Case:
     root: certs.Identity = ROOT  # the one trust anchor
 
     def findings(self) -> list[strict.Finding]:
-        return strict.judge(self.leaf.certificate, anchors=[self.root.certificate],
-                            chain=[c.certificate for c in self.chain], purpose=self.purpose, name=self.name)
+        return strict.judge(
+            self.leaf.certificate,
+            anchors=[self.root.certificate],
+            chain=[c.certificate for c in self.chain],
+            purpose=self.purpose,
+            name=self.name,
+        )
 
 
 def _server(ca: certs.Identity = ROOT, cn: str = DOMAIN, **options) -> certs.Identity:
@@ -70,77 +74,107 @@ def _client_case(leaf: certs.Identity, *fires: str, phrases: tuple[str, ...] = (
     return Case(leaf, fires, phrases, purpose=strict.CLIENT, name=None, **options)
 
 
-_expired = dict(not_before=NOW - dt.timedelta(days=120), days=90)
+_expired = {"not_before": NOW - dt.timedelta(days=120), "days": 90}
 CASES: dict[str, Case] = {
     "healthy-server": Case(_server()),
     "name-case-insensitive": Case(_server(cn="Agent.Example.COM")),
     # name
-    "cn-only": Case(_server(subject_alt_names=False), ("name",), ("only in its subject CN", "Python's ssl accepts",
-                                                                   "rustls, Go and browsers refuse")),
-    "cn-only-another-name": Case(_server(cn="other.example.com", subject_alt_names=False), ("name",),
-                                 ("no subjectAltName", "subject CN is not agent.example.com")),
+    "cn-only": Case(
+        _server(subject_alt_names=False),
+        ("name",),
+        ("only in its subject CN", "Python's ssl accepts", "rustls, Go and browsers refuse"),
+    ),
+    "cn-only-another-name": Case(
+        _server(cn="other.example.com", subject_alt_names=False),
+        ("name",),
+        ("no subjectAltName", "subject CN is not agent.example.com"),
+    ),
     "san-without-the-name": Case(_server(cn="other.example.com"), ("name",), ("lists DNS names other.example.com",)),
     "wildcard-matches": Case(_server(cn="*.example.com")),
-    "wildcard-not-the-apex": Case(_server(cn="*.example.com"), ("name",), ("not valid for example.com",),
-                                  name="example.com"),
-    "wildcard-one-label-only": Case(_server(cn="*.example.com"), ("name",), ("not valid for a.b.example.com",),
-                                    name="a.b.example.com"),
+    "wildcard-not-the-apex": Case(
+        _server(cn="*.example.com"), ("name",), ("not valid for example.com",), name="example.com"
+    ),
+    "wildcard-one-label-only": Case(
+        _server(cn="*.example.com"), ("name",), ("not valid for a.b.example.com",), name="a.b.example.com"
+    ),
     "wildcard-not-over-one-label": Case(_server(cn="*.com"), ("name",), ("DNS names *.com",), name="example.com"),
     "ip-address": Case(_server(cn="192.0.2.10"), name="192.0.2.10"),
     "ip-address-another": Case(_server(cn="192.0.2.10"), ("name",), ("IP addresses 192.0.2.10",), name="192.0.2.11"),
     # chain
-    "intermediate-missing": Case(_server(ISSUING), ("chain",), ("issued by CN=Test Issuing CA",
-                                                               "must send the full chain",
-                                                               "do not fetch missing intermediates")),
+    "intermediate-missing": Case(
+        _server(ISSUING),
+        ("chain",),
+        ("issued by CN=Test Issuing CA", "must send the full chain", "do not fetch missing intermediates"),
+    ),
     "intermediate-sent": Case(_server(ISSUING), chain=(ISSUING,)),
     "intermediate-sent-among-strays": Case(_server(ISSUING), chain=(OTHER_ROOT, _server(), ISSUING, ROOT)),
     "issued-by-a-non-ca": Case(_server(NOT_A_CA), ("chain",), ("'Not A CA' signs", "not a CA"), chain=(NOT_A_CA,)),
-    "another-root": Case(_server(OTHER_ROOT), ("chain",), ("the root 'Other Root CA'", "not a trust anchor"),
-                         chain=(OTHER_ROOT,)),
+    "another-root": Case(
+        _server(OTHER_ROOT), ("chain",), ("the root 'Other Root CA'", "not a trust anchor"), chain=(OTHER_ROOT,)
+    ),
     # validity
     "expired-leaf": Case(_server(**_expired), ("validity",), (f"expired on {NOW - dt.timedelta(days=30):%Y-%m-%d}",)),
     "leaf-not-yet-valid": Case(_server(not_before=NOW + dt.timedelta(days=2)), ("validity",), ("is not valid before",)),
-    "expired-intermediate": Case(_server(EXPIRED_ISSUING, not_before=NOW - dt.timedelta(days=99)), ("validity",),
-                                 ("'Old Issuing CA' expired on",), chain=(EXPIRED_ISSUING,)),
+    "expired-intermediate": Case(
+        _server(EXPIRED_ISSUING, not_before=NOW - dt.timedelta(days=99)),
+        ("validity",),
+        ("'Old Issuing CA' expired on",),
+        chain=(EXPIRED_ISSUING,),
+    ),
     # usage
-    "client-usage-as-server": Case(_server(extended_usages=(CLIENT_AUTH,)), ("usage",),
-                                   ("extended key usage clientAuth without serverAuth",)),
-    "server-usage-as-client": _client_case(_client(extended_usages=(SERVER_AUTH,)), "usage",
-                                           phrases=("serverAuth without clientAuth", "strict servers refuse")),
-    "any-usage-as-server": Case(_server(extended_usages=(ANY_USAGE,)), ("usage",),
-                                ("anyExtendedKeyUsage does not count",)),
-    "any-usage-as-client": _client_case(_client(extended_usages=(ANY_USAGE,)), "usage",
-                                        phrases=("without clientAuth",)),
+    "client-usage-as-server": Case(
+        _server(extended_usages=(CLIENT_AUTH,)), ("usage",), ("extended key usage clientAuth without serverAuth",)
+    ),
+    "server-usage-as-client": _client_case(
+        _client(extended_usages=(SERVER_AUTH,)),
+        "usage",
+        phrases=("serverAuth without clientAuth", "strict servers refuse"),
+    ),
+    "any-usage-as-server": Case(
+        _server(extended_usages=(ANY_USAGE,)), ("usage",), ("anyExtendedKeyUsage does not count",)
+    ),
+    "any-usage-as-client": _client_case(
+        _client(extended_usages=(ANY_USAGE,)), "usage", phrases=("without clientAuth",)
+    ),
     "no-usage-extension-server": Case(_server(extended_usages=())),
     "no-usage-extension-client": _client_case(_client(extended_usages=())),
     # key
     "rsa-1024": Case(_server(key=_rsa(1024)), ("key",), ("RSA 1024-bit key", "need RSA >= 2048 or EC P-256/P-384")),
     "rsa-2048": Case(_server(key=_rsa(2048))),
     "ec-p384": Case(_server(key=ec.generate_private_key(ec.SECP384R1()))),
-    "ec-p521": Case(_server(key=ec.generate_private_key(ec.SECP521R1())), ("key",),
-                    ("an EC key on secp521r1 (P-521)",)),
+    "ec-p521": Case(
+        _server(key=ec.generate_private_key(ec.SECP521R1())), ("key",), ("an EC key on secp521r1 (P-521)",)
+    ),
     "ed25519": Case(_server(key=ed25519.Ed25519PrivateKey.generate()), ("key",), ("an Ed25519 key",)),
     "dsa-2048": Case(_server(key=dsa.generate_private_key(2048)), ("key",), ("a DSA 2048-bit key",)),
-    "weak-intermediate": Case(_server(WEAK_ISSUING), ("key",), ("'Weak Issuing CA' has an RSA 1024-bit key",),
-                              chain=(WEAK_ISSUING,)),
-    "p521-intermediate": Case(_server(P521_ISSUING), ("key",), ("'P-521 Issuing CA' has an EC key on secp521r1",),
-                              chain=(P521_ISSUING,)),
+    "weak-intermediate": Case(
+        _server(WEAK_ISSUING), ("key",), ("'Weak Issuing CA' has an RSA 1024-bit key",), chain=(WEAK_ISSUING,)
+    ),
+    "p521-intermediate": Case(
+        _server(P521_ISSUING), ("key",), ("'P-521 Issuing CA' has an EC key on secp521r1",), chain=(P521_ISSUING,)
+    ),
     # signature
     "sha1-leaf": Case(_server(hash_algorithm=hashes.SHA1()), ("signature",), ("is signed with SHA-1",)),
-    "md5-leaf": Case(_server(RSA_ROOT, hash_algorithm=hashes.MD5()), ("signature",), ("is signed with MD5",),
-                     root=RSA_ROOT),
-    "sha1-intermediate": Case(_server(SHA1_ISSUING), ("signature",), ("'SHA-1 Issuing CA' is signed with SHA-1",),
-                              chain=(SHA1_ISSUING,)),
+    "md5-leaf": Case(
+        _server(RSA_ROOT, hash_algorithm=hashes.MD5()), ("signature",), ("is signed with MD5",), root=RSA_ROOT
+    ),
+    "sha1-intermediate": Case(
+        _server(SHA1_ISSUING), ("signature",), ("'SHA-1 Issuing CA' is signed with SHA-1",), chain=(SHA1_ISSUING,)
+    ),
     "sha1-self-signed-root": Case(_server(SHA1_ROOT), root=SHA1_ROOT),  # the anchor's own signature is not judged
     # client certificates
     "healthy-client": _client_case(_client()),
-    "client-intermediate-missing": _client_case(_client(ISSUING), "chain",
-                                                phrases=("the client must send the full chain",
-                                                         "strict servers do not fetch")),
+    "client-intermediate-missing": _client_case(
+        _client(ISSUING), "chain", phrases=("the client must send the full chain", "strict servers do not fetch")
+    ),
     "client-intermediate-sent": _client_case(_client(ISSUING), chain=(ISSUING,)),
     # several at once, each named
-    "expired-weak-sha1": Case(_server(RSA_ROOT, key=_rsa(1024), hash_algorithm=hashes.SHA1(), **_expired),
-                              ("validity", "key", "signature"), ("expired on", "RSA 1024-bit", "SHA-1"), root=RSA_ROOT),
+    "expired-weak-sha1": Case(
+        _server(RSA_ROOT, key=_rsa(1024), hash_algorithm=hashes.SHA1(), **_expired),
+        ("validity", "key", "signature"),
+        ("expired on", "RSA 1024-bit", "SHA-1"),
+        root=RSA_ROOT,
+    ),
 }
 
 # Where the judge refuses what OpenSSL 3.0 accepts, because rustls (webpki), Go or browsers refuse it; each is
@@ -186,8 +220,17 @@ def _openssl_verify(case: Case, tmp_path: Path) -> subprocess.CompletedProcess:
     (tmp_path / "root.pem").write_bytes(case.root.cert_pem())
     (tmp_path / "leaf.pem").write_bytes(case.leaf.cert_pem())
     purpose = "sslserver" if case.purpose == strict.SERVER else "sslclient"
-    command = ["openssl", "verify", "-x509_strict", "-auth_level", "2", "-purpose", purpose,
-               "-CAfile", str(tmp_path / "root.pem")]
+    command = [
+        "openssl",
+        "verify",
+        "-x509_strict",
+        "-auth_level",
+        "2",
+        "-purpose",
+        purpose,
+        "-CAfile",
+        str(tmp_path / "root.pem"),
+    ]
     if case.name is not None:
         try:
             command += ["-verify_ip", str(ipaddress.ip_address(case.name))]
@@ -199,8 +242,9 @@ def _openssl_verify(case: Case, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run([*command, str(tmp_path / "leaf.pem")], capture_output=True, text=True, timeout=30)
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None,
-                    reason="openssl is not on PATH: no real strict verifier to cross-check with")
+@pytest.mark.skipif(
+    shutil.which("openssl") is None, reason="openssl is not on PATH: no real strict verifier to cross-check with"
+)
 @pytest.mark.parametrize("case_id", CASES)
 def test_the_judge_agrees_with_openssl_verify_x509_strict(case_id, tmp_path):
     case = CASES[case_id]
@@ -214,19 +258,22 @@ def test_the_judge_agrees_with_openssl_verify_x509_strict(case_id, tmp_path):
         assert openssl_accepts == judge_accepts, said
 
 
-@pytest.mark.parametrize(("pattern", "name", "matches"), [
-    ("agent.example.com", "AGENT.example.com", True),
-    ("agent.example.com.", "agent.example.com", True),
-    ("*.example.com", "a.example.com", True),
-    ("*.EXAMPLE.com", "a.example.COM", True),
-    ("*.example.com", "example.com", False),
-    ("*.example.com", "a.b.example.com", False),
-    ("*.example.com", ".example.com", False),
-    ("a*.example.com", "ab.example.com", False),  # a wildcard is the whole label or none
-    ("*.*.example.com", "a.b.example.com", False),
-    ("*.com", "example.com", False),
-    ("agent.example.com", "*.example.com", False),
-])
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("agent.example.com", "AGENT.example.com", True),
+        ("agent.example.com.", "agent.example.com", True),
+        ("*.example.com", "a.example.com", True),
+        ("*.EXAMPLE.com", "a.example.COM", True),
+        ("*.example.com", "example.com", False),
+        ("*.example.com", "a.b.example.com", False),
+        ("*.example.com", ".example.com", False),
+        ("a*.example.com", "ab.example.com", False),  # a wildcard is the whole label or none
+        ("*.*.example.com", "a.b.example.com", False),
+        ("*.com", "example.com", False),
+        ("agent.example.com", "*.example.com", False),
+    ],
+)
 def test_dns_names_match_as_rfc_6125_says(pattern, name, matches):
     assert strict.dns_matches(pattern, name) is matches
 
@@ -266,7 +313,8 @@ def test_chain_path_returns_the_path_or_as_far_as_signatures_lead():
 def test_issue_defaults_are_unchanged_and_its_options_make_the_faulty_certificates():
     server, client = _server().certificate, _client().certificate
     assert server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-        x509.DNSName) == [DOMAIN]
+        x509.DNSName
+    ) == [DOMAIN]
     assert list(server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [SERVER_AUTH]
     assert list(client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [CLIENT_AUTH]
     assert isinstance(server.signature_hash_algorithm, hashes.SHA256)

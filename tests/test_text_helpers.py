@@ -30,7 +30,9 @@ def test_redaction_masks_registered_values_url_passwords_keys_and_bearers():
 
 def test_debian_sources_are_read_from_both_formats(tmp_path):
     (tmp_path / "sources.list.d").mkdir()
-    (tmp_path / "sources.list").write_text("deb [arch=amd64] http://mirror.test/debian bookworm main\n# deb http://x.test/debian sid main\n")
+    (tmp_path / "sources.list").write_text(
+        "deb [arch=amd64] http://mirror.test/debian bookworm main\n# deb http://x.test/debian sid main\n"
+    )
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
         "Types: deb\nURIs: http://mirror.test/debian-security\nSuites: bookworm-security\nComponents: main\n\n"
         "Types: deb\nURIs: http://vendor.test/apt\nSuites: bookworm\nComponents: main\n"
@@ -44,10 +46,19 @@ def test_debian_sources_are_read_from_both_formats(tmp_path):
 def test_a_verdict_is_one_line_host_first_expected_then_found():
     from viworks_verify.verdict import CheckFailed, fail, verdict_line
 
-    assert verdict_line("ssh://gw-1", "viworks-gateway-agent.service", expected="Restart=always", found="Restart=no",
-                        evidence="systemctl cat viworks-gateway-agent") == (
-        "ssh://gw-1: viworks-gateway-agent.service: expected Restart=always; found Restart=no (systemctl cat viworks-gateway-agent)")
-    assert verdict_line("agent://gw-1", expected="Online", found="Offline\nsince 10:00") == "agent://gw-1: expected Online; found Offline since 10:00"
+    assert verdict_line(
+        "ssh://gw-1",
+        "viworks-gateway-agent.service",
+        expected="Restart=always",
+        found="Restart=no",
+        evidence="systemctl cat viworks-gateway-agent",
+    ) == (
+        "ssh://gw-1: viworks-gateway-agent.service: expected Restart=always; found Restart=no (systemctl cat viworks-gateway-agent)"
+    )
+    assert (
+        verdict_line("agent://gw-1", expected="Online", found="Offline\nsince 10:00")
+        == "agent://gw-1: expected Online; found Offline since 10:00"
+    )
     try:
         fail("local://backend", expected="a", found="b")
     except CheckFailed as exc:

@@ -47,13 +47,30 @@ def test_the_variant_passes_the_gate_with_no_failure(variant, tmp_path):
 def _write_report() -> None:
     reports = REPO / "reports"
     reports.mkdir(exist_ok=True)
-    rows = [{"variant": name, "description": VARIANTS[name].description, "up_s": round(up_s, 1), "gate_s": round(run.seconds, 1),
-             "checks": run.total, "failures": [f.case for f in run.failures], "skipped": run.skipped}
-            for name, (up_s, run) in RESULTS.items()]
+    rows = [
+        {
+            "variant": name,
+            "description": VARIANTS[name].description,
+            "up_s": round(up_s, 1),
+            "gate_s": round(run.seconds, 1),
+            "checks": run.total,
+            "failures": [f.case for f in run.failures],
+            "skipped": run.skipped,
+        }
+        for name, (up_s, run) in RESULTS.items()
+    ]
     (reports / "variant-matrix.json").write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["# Variant matrix", "", "Healthy deployments written differently; each must pass the smoke gate with no failure.", "",
-             "| variant | what differs | checks | failures | skipped | up s | gate s |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Variant matrix",
+        "",
+        "Healthy deployments written differently; each must pass the smoke gate with no failure.",
+        "",
+        "| variant | what differs | checks | failures | skipped | up s | gate s |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         failures = "<br>".join(row["failures"]) or "0"
-        lines.append(f"| `{row['variant']}` | {row['description']} | {row['checks']} | {failures} | {row['skipped']} | {row['up_s']} | {row['gate_s']} |")
+        lines.append(
+            f"| `{row['variant']}` | {row['description']} | {row['checks']} | {failures} | {row['skipped']} | {row['up_s']} | {row['gate_s']} |"
+        )
     (reports / "variant-matrix.md").write_text("\n".join(lines) + "\n")

@@ -26,7 +26,9 @@ def _waivers(tmp_path: Path, *entries: str) -> Path:
 
 
 def _judge_with(tmp_path: Path, waivers: Path, snapshot: str = "one-network"):
-    verdicts = judge(SNAPSHOTS / f"{snapshot}.json", tmp_path, f"--waivers={waivers}", f"--json-summary={tmp_path / 'summary.json'}")
+    verdicts = judge(
+        SNAPSHOTS / f"{snapshot}.json", tmp_path, f"--waivers={waivers}", f"--json-summary={tmp_path / 'summary.json'}"
+    )
     return verdicts, json.loads((tmp_path / "summary.json").read_text())
 
 
@@ -35,7 +37,10 @@ def _until(days: int) -> str:
 
 
 def test_a_waived_failure_keeps_the_gate_green_and_stays_visible(tmp_path):
-    waivers = _waivers(tmp_path, f'check = "{NETWORK_CHECK}"\nhost = "backend-lab"\njustification = "INC-4711: second network in the March deploy"\nexpires = {_until(30)}')
+    waivers = _waivers(
+        tmp_path,
+        f'check = "{NETWORK_CHECK}"\nhost = "backend-lab"\njustification = "INC-4711: second network in the March deploy"\nexpires = {_until(30)}',
+    )
     verdicts, summary = _judge_with(tmp_path, waivers)
     assert verdicts.exit_code == 0 and not verdicts.failed, verdicts.output
     assert summary["verdict"] == "GO" and summary["counts"].get("waived") == 1
@@ -64,22 +69,33 @@ def test_an_expired_waiver_fails_the_check_and_says_so(tmp_path):
 
 
 def test_a_waiver_for_a_passing_check_is_reported_stale(tmp_path):
-    waivers = _waivers(tmp_path, f'check = "{NETWORK_CHECK}"\njustification = "fixed since"\nexpires = {_until(30)}',
-                       f'check = "test_that_was_renamed"\njustification = "old"\nexpires = {_until(30)}')
+    waivers = _waivers(
+        tmp_path,
+        f'check = "{NETWORK_CHECK}"\njustification = "fixed since"\nexpires = {_until(30)}',
+        f'check = "test_that_was_renamed"\njustification = "old"\nexpires = {_until(30)}',
+    )
     verdicts, summary = _judge_with(tmp_path, waivers, snapshot="healthy")
     assert verdicts.exit_code == 0
     assert [w["status"] for w in summary["waivers"]] == ["stale", "unmatched"]
     assert f"stale: the check passes, remove the waiver: {NETWORK_CHECK}" in verdicts.output
 
 
-@pytest.mark.parametrize(("entry", "expected"), [
-    (f'check = "{NETWORK_CHECK}"\njustification = "forever"', "needs an expiry date"),
-    (f'check = "{NETWORK_CHECK}"\nexpires = 2027-01-31', "needs a justification"),
-    (f'check = "{NETWORK_CHECK}"\njustification = "x"\nexpires = "next week"', "is not a date"),
-    ('justification = "x"\nexpires = 2027-01-31', "needs the check it waives"),
-])
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (f'check = "{NETWORK_CHECK}"\njustification = "forever"', "needs an expiry date"),
+        (f'check = "{NETWORK_CHECK}"\nexpires = 2027-01-31', "needs a justification"),
+        (f'check = "{NETWORK_CHECK}"\njustification = "x"\nexpires = "next week"', "is not a date"),
+        ('justification = "x"\nexpires = 2027-01-31', "needs the check it waives"),
+    ],
+)
 def test_a_waiver_missing_what_makes_it_temporary_is_refused(tmp_path, entry, expected):
-    done = run_suite(f"--target={TARGET}", f"--snapshot-in={SNAPSHOTS / 'one-network.json'}", f"--waivers={_waivers(tmp_path, entry)}",
-                     "-q", junit=tmp_path / "junit.xml")
+    done = run_suite(
+        f"--target={TARGET}",
+        f"--snapshot-in={SNAPSHOTS / 'one-network.json'}",
+        f"--waivers={_waivers(tmp_path, entry)}",
+        "-q",
+        junit=tmp_path / "junit.xml",
+    )
     assert done.returncode == 4 and expected in done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
     assert "passed" not in done.stdout  # refused before anything ran

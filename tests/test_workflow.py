@@ -43,7 +43,11 @@ def test_secrets_come_from_repository_secrets_only():
 def test_reports_are_uploaded_always_and_attached_to_tagged_releases():
     gate = _workflow()["jobs"]["smoke-gate"]
     upload = _step(gate, "Upload the reports")
-    assert upload["if"] == "always()" and upload["uses"].startswith("actions/upload-artifact@") and upload["with"]["path"] == "reports/"
+    assert (
+        upload["if"] == "always()"
+        and upload["uses"].startswith("actions/upload-artifact@")
+        and upload["with"]["path"] == "reports/"
+    )
     attach = _step(gate, "Attach the report to the release")
     assert "startsWith(github.ref, 'refs/tags/')" in attach["if"] and attach["with"]["files"] == "reports/report.html"
 
@@ -56,11 +60,21 @@ def test_a_failed_gate_is_followed_by_the_rollback():
 def test_the_last_green_snapshot_is_the_next_gates_baseline():
     gate = _workflow()["jobs"]["smoke-gate"]
     names = [step.get("name") for step in gate["steps"]]
-    fetch, run, keep = (_step(gate, name) for name in (
-        "Fetch the last green snapshot", "Run the smoke gate", "Keep this snapshot as the next gate's baseline"))
+    fetch, run, keep = (
+        _step(gate, name)
+        for name in (
+            "Fetch the last green snapshot",
+            "Run the smoke gate",
+            "Keep this snapshot as the next gate's baseline",
+        )
+    )
     assert names.index(fetch["name"]) < names.index(run["name"]) < names.index(keep["name"])
     assert "--status success" in fetch["run"] and "--name last-green-snapshot --dir baseline" in fetch["run"]
     assert "--snapshot-out=reports/snapshot.json" in run["run"] and "--baseline=baseline/snapshot.json" in run["run"]
     assert run["env"]["VIWORKS_SNAPSHOT_KEY"] == "${{ secrets.VIWORKS_SNAPSHOT_KEY }}"  # secrets compare across runs
-    assert keep["if"] == "success()" and keep["with"] == {"name": "last-green-snapshot", "path": "reports/snapshot.json", "retention-days": 90}
+    assert keep["if"] == "success()" and keep["with"] == {
+        "name": "last-green-snapshot",
+        "path": "reports/snapshot.json",
+        "retention-days": 90,
+    }
     assert _workflow()["permissions"]["actions"] == "read"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -32,7 +32,9 @@ def probe_sessions(verified_edge, settings, probe_identity, api, recorder):
     try:
         open_session(edge, client_cert=cert, client_key=key).close()
     except UpgradeRefused as exc:
-        pytest.skip(f"{edge.wss_url()}: the agent path does not upgrade (HTTP {exc.status}; see test_agent_path_upgrades_with_a_client_certificate)")
+        pytest.skip(
+            f"{edge.wss_url()}: the agent path does not upgrade (HTTP {exc.status}; see test_agent_path_upgrades_with_a_client_certificate)"
+        )
 
     @contextlib.contextmanager
     def session() -> Iterator[ProbeSession]:
@@ -47,9 +49,18 @@ def probe_sessions(verified_edge, settings, probe_identity, api, recorder):
         finally:
             probe.close()
             try:
-                poll_until(lambda: api.agent_info(agent_id)["status"], lambda s: s != "Online", what=f"{agent_id} Offline", timeout_s=timeout)
+                poll_until(
+                    lambda: api.agent_info(agent_id)["status"],
+                    lambda s: s != "Online",
+                    what=f"{agent_id} Offline",
+                    timeout_s=timeout,
+                )
             except NotReady as exc:
-                fail(f"agent://{agent_id}", expected="Offline after its session closed", found=f"{exc.last} after {timeout:.0f} s")
+                fail(
+                    f"agent://{agent_id}",
+                    expected="Offline after its session closed",
+                    found=f"{exc.last} after {timeout:.0f} s",
+                )
 
     yield session
     forgotten = api.forget_agent(agent_id)
@@ -65,7 +76,9 @@ def registry_at_start(api) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def gateway_readiness(api, settings, deployed_agent_id, recorder, gateway_snapshot_of, registry_at_start) -> Ready | NotReady:
+def gateway_readiness(
+    api, settings, deployed_agent_id, recorder, gateway_snapshot_of, registry_at_start
+) -> Ready | NotReady:
     """Whether the deployed gateway became Online within the deadline: waited for once per run.
 
     The wait ends at once when the gateway's host snapshot proves it cannot come Online (host
@@ -81,8 +94,12 @@ def gateway_readiness(api, settings, deployed_agent_id, recorder, gateway_snapsh
         if proof:
             return NotReady(f"gateway {deployed_agent_id}", 0.0, first, proof)
     try:
-        ready = poll_until(lambda: api.agent_info(deployed_agent_id), lambda info: info.get("status") == "Online",
-                           what=f"gateway {deployed_agent_id}", timeout_s=settings.timing.ready_timeout_s)
+        ready = poll_until(
+            lambda: api.agent_info(deployed_agent_id),
+            lambda info: info.get("status") == "Online",
+            what=f"gateway {deployed_agent_id}",
+            timeout_s=settings.timing.ready_timeout_s,
+        )
     except NotReady as exc:
         return exc
     recorder.figure("gateway Online readiness", ready.elapsed_s * 1000, " ms", host=deployed_agent_id)
@@ -93,7 +110,9 @@ def gateway_readiness(api, settings, deployed_agent_id, recorder, gateway_snapsh
 def latest_telemetry(api, deployed_agents) -> dict[str, Timed]:
     """Every deployed gateway's latest telemetry as the API answers it, asked for all at once: a fleet
     costs the time of one request, not one per gateway."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(deployed_agents), 16) or 1, thread_name_prefix="viworks-telemetry") as pool:
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=min(len(deployed_agents), 16) or 1, thread_name_prefix="viworks-telemetry"
+    ) as pool:
         return dict(zip(deployed_agents, pool.map(api.agent_telemetry, deployed_agents)))
 
 
@@ -101,7 +120,9 @@ def latest_telemetry(api, deployed_agents) -> dict[str, Timed]:
 def online_gateway(gateway_readiness, deployed_agent_id) -> str:
     """The deployed gateway's id, once it is Online; checks that need it skip with the reason otherwise."""
     if isinstance(gateway_readiness, NotReady):
-        last = gateway_readiness.last if isinstance(gateway_readiness.last, dict) else {"status": gateway_readiness.last}
+        last = (
+            gateway_readiness.last if isinstance(gateway_readiness.last, dict) else {"status": gateway_readiness.last}
+        )
         pytest.skip(f"agent://{deployed_agent_id} is {last.get('status')} (see test_deployed_gateway_is_online)")
     return deployed_agent_id
 

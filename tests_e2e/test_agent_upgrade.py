@@ -27,7 +27,9 @@ def test_agent_path_upgrades_with_a_client_certificate(verified_edge, probe_iden
         session = open_session(edge, client_cert=cert, client_key=key)
     except UpgradeRefused as exc:
         fail(url, expected="HTTP 101 with the suite's client certificate", found=f"HTTP {exc.status} {exc.body!r}")
-    recorder.figure("wss upgrade (mTLS through the edge)", (time.perf_counter() - started) * 1000, " ms", host=edge.edge.domain)
+    recorder.figure(
+        "wss upgrade (mTLS through the edge)", (time.perf_counter() - started) * 1000, " ms", host=edge.edge.domain
+    )
     with session:
         status = session.response.status_code
         accept = session.response.headers.get("Sec-WebSocket-Accept")
@@ -46,10 +48,15 @@ def test_agent_path_is_not_a_plain_page(verified_edge, probe_identity):
     cert, key = probe_identity
     context = edge.tls_context(client_cert=cert, client_key=key)
     with httpx.Client(verify=context, timeout=edge.timeout_s) as http:
-        response = http.get(edge.https_url(edge.edge.ws_path), headers=edge.host_header, extensions=edge.request_extensions)
+        response = http.get(
+            edge.https_url(edge.edge.ws_path), headers=edge.host_header, extensions=edge.request_extensions
+        )
     if response.status_code == 200:
-        fail(edge.wss_url(), expected="a refusal of a plain GET (400/426, the path only upgrades)",
-             found=f"HTTP 200 {response.headers.get('content-type', '')} {response.text[:80]!r}")
+        fail(
+            edge.wss_url(),
+            expected="a refusal of a plain GET (400/426, the path only upgrades)",
+            found=f"HTTP 200 {response.headers.get('content-type', '')} {response.text[:80]!r}",
+        )
 
 
 def _refused(edge, cert, key) -> int | None:
@@ -67,7 +74,9 @@ def _refused(edge, cert, key) -> int | None:
 def test_upgrade_without_a_client_certificate_is_refused(verified_edge):
     status = _refused(verified_edge, None, None)
     if status == 101:
-        fail(verified_edge.wss_url(), expected="the upgrade to be refused without a client certificate", found="HTTP 101")
+        fail(
+            verified_edge.wss_url(), expected="the upgrade to be refused without a client certificate", found="HTTP 101"
+        )
     if status not in (None, 400, 401, 403, 495, 496):
         fail(verified_edge.wss_url(), "no client certificate", expected="a refusal (403)", found=f"HTTP {status}")
 
@@ -90,8 +99,13 @@ def test_upgrade_with_a_certificate_from_another_ca_is_refused(verified_edge, se
 def test_plain_ws_on_port_80_does_not_reach_the_backend_agent(edge):
     """The real outage: a gateway bypassing TLS with ws://. Port 80 may redirect or not exist."""
     url = f"http://{edge.address}:{edge.edge.http_port}{edge.edge.ws_path}"
-    headers = {**edge.host_header, "Connection": "Upgrade", "Upgrade": "websocket",
-               "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    headers = {
+        **edge.host_header,
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
     try:
         response = httpx.get(url, headers=headers, timeout=edge.timeout_s)
     except httpx.TransportError:

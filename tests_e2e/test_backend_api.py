@@ -21,7 +21,11 @@ def test_health_reports_every_service_healthy(anonymous_api, recorder):
     recorder.attach("GET /health", body)
     if body.get("status") != "healthy":
         fail(f"{host}/health", expected="status healthy", found=f"{body.get('status')!r}")
-    unhealthy = {name: service.get("status") for name, service in body.get("services", {}).items() if service.get("status") != "healthy"}
+    unhealthy = {
+        name: service.get("status")
+        for name, service in body.get("services", {}).items()
+        if service.get("status") != "healthy"
+    }
     if unhealthy:
         fail(f"{host}/health", expected="every service healthy", found=f"{unhealthy}")
     missing = {"database", "redis", "agent_registry"} - set(body.get("services", {}))
@@ -48,8 +52,12 @@ def test_health_reports_the_expected_release(anonymous_api, settings):
     host = anonymous_api.endpoint.edge.domain
     expected = settings.release.version
     if expected is None:
-        fail(f"{host}/health", expected="a release version set in the target settings", found="no expected release version to compare with",
-             evidence=f"set [release] version or release_manifest in {settings.source}")
+        fail(
+            f"{host}/health",
+            expected="a release version set in the target settings",
+            found="no expected release version to compare with",
+            evidence=f"set [release] version or release_manifest in {settings.source}",
+        )
     found = anonymous_api.health().json().get("version")
     if found != expected:
         fail(f"{host}/health", expected=f"version {expected}", found=f"{found!r}")
@@ -71,7 +79,12 @@ def test_api_accepts_the_suite_token(api_with_token):
     host = api_with_token.endpoint.edge.domain
     timed = api_with_token.agents()
     if timed.status != 200:
-        fail(f"{host}/api/v1/agents", "with the suite's token", expected="HTTP 200", found=f"{timed.status} {timed.response.text[:120]!r}")
+        fail(
+            f"{host}/api/v1/agents",
+            "with the suite's token",
+            expected="HTTP 200",
+            found=f"{timed.status} {timed.response.text[:120]!r}",
+        )
     body = timed.json()
     if not (isinstance(body.get("agents"), list) and body.get("total") == len(body["agents"])):
         fail(f"{host}/api/v1/agents", expected="{agents: [...], total: n}", found=f"keys {sorted(body)}")

@@ -28,7 +28,7 @@ def _forget(request, agent_id: str) -> None:
     """A forged hello that was welcomed left a registry record: remove it (best effort, the check has failed anyway)."""
     try:
         request.getfixturevalue("api_with_token").forget_agent(agent_id)
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
 
@@ -39,35 +39,49 @@ def test_backend_agent_ports_are_not_reachable_around_the_edge(public_address, s
     forged = forged_identity(backend.identity_headers, forged_agent_id)
     answers = [
         probe_api_port(public_address, backend.api_port, DIRECT_TIMEOUT_S),
-        probe_ws_port(public_address, backend.ws_port, settings.edge.ws_path, forged, forged_agent_id, DIRECT_TIMEOUT_S),
+        probe_ws_port(
+            public_address, backend.ws_port, settings.edge.ws_path, forged, forged_agent_id, DIRECT_TIMEOUT_S
+        ),
     ]
     if any(answer.welcomed for answer in answers):
         _forget(request, forged_agent_id)
     reached = [answer for answer in answers if answer.reached]
     if reached:
-        fail(f"tcp://{public_address}", expected="the backend agent's ports unreachable from outside (only nginx, over the Docker networks)",
-             found="; ".join(f"{answer.port}/tcp {answer.what}" for answer in reached))
+        fail(
+            f"tcp://{public_address}",
+            expected="the backend agent's ports unreachable from outside (only nginx, over the Docker networks)",
+            found="; ".join(f"{answer.port}/tcp {answer.what}" for answer in reached),
+        )
 
 
 @pytest.mark.smoke
 @pytest.mark.tls
 @pytest.mark.area("identity")
-def test_a_forged_identity_header_does_not_choose_the_agent_id(verified_edge, settings, probe_identity, forged_agent_id, request):
+def test_a_forged_identity_header_does_not_choose_the_agent_id(
+    verified_edge, settings, probe_identity, forged_agent_id, request
+):
     """With a good certificate plus a forged identity header, the hello as the forged id is refused."""
     cert, key = probe_identity
     forged = forged_identity(settings.backend.identity_headers, forged_agent_id)
     try:
-        session, answer, _ = start_probe(verified_edge, forged_agent_id, client_cert=cert, client_key=key, headers=forged)
+        session, answer, _ = start_probe(
+            verified_edge, forged_agent_id, client_cert=cert, client_key=key, headers=forged
+        )
     except UpgradeRefused as exc:
-        pytest.skip(f"{verified_edge.wss_url()}: the agent path does not upgrade (HTTP {exc.status}; see test_agent_path_upgrades_with_a_client_certificate)")
+        pytest.skip(
+            f"{verified_edge.wss_url()}: the agent path does not upgrade (HTTP {exc.status}; see test_agent_path_upgrades_with_a_client_certificate)"
+        )
     session.close()
     if answer.is_type(protocol.WELCOME):
         _forget(request, forged_agent_id)
-        fail(verified_edge.wss_url(),
-             f"a hello as {forged_agent_id} with the certificate of {settings.probe.agent_id} and forged headers "
-             f"({', '.join(f'{k}: {v}' for k, v in forged.items())})",
-             expected="a refusal", found="welcomed",
-             evidence=f"nginx must set {settings.backend.identity_headers[0]} from the verified certificate, not pass the client's")
+        fail(
+            verified_edge.wss_url(),
+            f"a hello as {forged_agent_id} with the certificate of {settings.probe.agent_id} and forged headers "
+            f"({', '.join(f'{k}: {v}' for k, v in forged.items())})",
+            expected="a refusal",
+            found="welcomed",
+            evidence=f"nginx must set {settings.backend.identity_headers[0]} from the verified certificate, not pass the client's",
+        )
 
 
 @pytest.mark.smoke
@@ -77,5 +91,9 @@ def test_the_api_decides_nothing_on_a_forged_identity_header(anonymous_api, sett
     forged = forged_identity(settings.backend.identity_headers, forged_agent_id)
     status = anonymous_api.request("GET", "/api/v1/agents", auth=False, headers=forged).status
     if status != 401:
-        fail(f"{anonymous_api.endpoint.edge.domain}/api/v1/agents", f"without a token, with forged {', '.join(forged)}",
-             expected="HTTP 401", found=f"{status}")
+        fail(
+            f"{anonymous_api.endpoint.edge.domain}/api/v1/agents",
+            f"without a token, with forged {', '.join(forged)}",
+            expected="HTTP 401",
+            found=f"{status}",
+        )

@@ -27,13 +27,17 @@ def backend_agent_files(backend_snapshot, fact_of) -> Reading:
 @pytest.fixture(scope="session")
 def backend_binary(backend_snapshot, settings, fact_of) -> Reading:
     """The agent binary's facts (size, mode, sha256), when it is there as a regular file."""
-    return fact_of(backend_snapshot, "agent_files").then(lambda _: Reading(*backend_facts.backend_binary(backend_snapshot, settings.backend)))
+    return fact_of(backend_snapshot, "agent_files").then(
+        lambda _: Reading(*backend_facts.backend_binary(backend_snapshot, settings.backend))
+    )
 
 
 @pytest.fixture(scope="session")
 def backend_config(backend_snapshot, fact_of) -> Reading:
     """The agent's TOML configuration as the checks need it (URLs masked, secrets only hashed)."""
-    return fact_of(backend_snapshot, "agent_config").then(lambda _: Reading(backend_facts.backend_config(backend_snapshot)))
+    return fact_of(backend_snapshot, "agent_config").then(
+        lambda _: Reading(backend_facts.backend_config(backend_snapshot))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -45,21 +49,26 @@ def nginx_config(backend_snapshot, fact_of) -> Reading:
 @pytest.fixture(scope="session")
 def agent_server(backend_snapshot, settings, nginx_config) -> Reading:
     """The server block nginx uses for the agent domain on its HTTPS port."""
-    return nginx_config.then(lambda config: Reading(*backend_facts.agent_server(backend_snapshot.host, config, settings)))
+    return nginx_config.then(
+        lambda config: Reading(*backend_facts.agent_server(backend_snapshot.host, config, settings))
+    )
 
 
 @pytest.fixture(scope="session")
 def nginx_tls_files(backend_snapshot, fact_of, agent_server) -> Reading:
     """The agent server's certificate, key and client CA files as nginx sees them (keys: stat only)."""
     return agent_server.then(lambda _: fact_of(backend_snapshot, "nginx_tls_files")).then(
-        lambda _: Reading(backend_snapshot.tls_files()))
+        lambda _: Reading(backend_snapshot.tls_files())
+    )
 
 
 @pytest.fixture(scope="session")
 def gateway_config_reading(gateway_snapshot, fact_of, settings) -> Reading:
     """The agent's effective configuration (EffectiveConfig): the .env over agent.toml's [outbound],
     each value with its file. The .env must be readable; agent.toml may be absent."""
-    return fact_of(gateway_snapshot, "env").then(lambda _: Reading(gateway_snapshot.effective_config(settings.gateway.env_file)))
+    return fact_of(gateway_snapshot, "env").then(
+        lambda _: Reading(gateway_snapshot.effective_config(settings.gateway.env_file))
+    )
 
 
 @pytest.fixture(scope="session")

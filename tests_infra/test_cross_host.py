@@ -23,7 +23,10 @@ def _fingerprint(certificate) -> str:
 
 
 def _named(certificates) -> str:
-    return ", ".join(f"{c.subject.rfc4514_string() or '(no subject)'} [sha256 {_fingerprint(c)}…]" for c in certificates) or "none"
+    return (
+        ", ".join(f"{c.subject.rfc4514_string() or '(no subject)'} [sha256 {_fingerprint(c)}…]" for c in certificates)
+        or "none"
+    )
 
 
 # ---------------------------------------------------------------------------------------- TLS
@@ -32,7 +35,9 @@ def _named(certificates) -> str:
 @pytest.mark.smoke
 @pytest.mark.tls
 @pytest.mark.gateway
-def test_gateway_pin_matches_the_served_certificate(gateway_host, edge_snapshot, fact_of, gateway_env, config_source, settings):
+def test_gateway_pin_matches_the_served_certificate(
+    gateway_host, edge_snapshot, fact_of, gateway_env, config_source, settings
+):
     configured_text = gateway_env.get(SPKI_PIN, "")
     try:
         configured = parse_pins(configured_text)
@@ -42,9 +47,13 @@ def test_gateway_pin_matches_the_served_certificate(gateway_host, edge_snapshot,
     leaf = edge_snapshot.leaf()
     match = matching_pin(configured, leaf)
     if match is None:
-        fail(gateway_host.id, f"{SPKI_PIN} in {config_source(SPKI_PIN)}",
-             expected=f"the gateway to pin the served key ({edge_snapshot.domain} serves a certificate with pin {spki_pin(leaf)})",
-             found=", ".join(p.value for p in configured), evidence="update the pin, or the certificate nginx serves")
+        fail(
+            gateway_host.id,
+            f"{SPKI_PIN} in {config_source(SPKI_PIN)}",
+            expected=f"the gateway to pin the served key ({edge_snapshot.domain} serves a certificate with pin {spki_pin(leaf)})",
+            found=", ".join(p.value for p in configured),
+            evidence="update the pin, or the certificate nginx serves",
+        )
 
 
 @pytest.mark.smoke
@@ -65,23 +74,32 @@ def test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_wit
     nginx = settings.backend.nginx_container
     client_ca_path = server.client_ca_path
     if not client_ca_path:
-        fail(backend_host.id, f"{nginx}: server {settings.edge.domain}",
-             expected="ssl_client_certificate naming the internal CA that issued the gateway's certificate", found="no ssl_client_certificate")
+        fail(
+            backend_host.id,
+            f"{nginx}: server {settings.edge.domain}",
+            expected="ssl_client_certificate naming the internal CA that issued the gateway's certificate",
+            found="no ssl_client_certificate",
+        )
     ca_file = nginx_tls_files.require().get(client_ca_path)
     if ca_file is None or ca_file.content is None:
         pytest.skip(f"{backend_host.id}: {nginx}: {client_ca_path} cannot be read; the nginx checks report it")
     try:
         nginx_cas = certs.load_pem_certificates(ca_file.content)
     except ValueError:
-        pytest.skip(f"{backend_host.id}: {nginx}: {client_ca_path} holds no PEM certificate; the nginx checks report it")
+        pytest.skip(
+            f"{backend_host.id}: {nginx}: {client_ca_path} holds no PEM certificate; the nginx checks report it"
+        )
 
     # Signatures, not bytes or names: the same CA in another layout, order or bundle is the same CA.
     if not certs.chains_to(certificate, nginx_cas, intermediates):
-        fail(gateway_host.id, path,
-             expected=f"the gateway's certificate to chain to one of them, the CAs {backend_host.id}: {nginx} verifies clients with "
-                      f"({client_ca_path}: {_named(nginx_cas)})",
-             found=f"it issued by {certificate.issuer.rfc4514_string()}{' (with ' + _named(intermediates) + ')' if intermediates else ''}",
-             evidence="nginx refuses it")
+        fail(
+            gateway_host.id,
+            path,
+            expected=f"the gateway's certificate to chain to one of them, the CAs {backend_host.id}: {nginx} verifies clients with "
+            f"({client_ca_path}: {_named(nginx_cas)})",
+            found=f"it issued by {certificate.issuer.rfc4514_string()}{' (with ' + _named(intermediates) + ')' if intermediates else ''}",
+            evidence="nginx refuses it",
+        )
 
 
 # -------------------------------------------------------------------------------------- clocks
@@ -104,7 +122,13 @@ def clock_skews(recorder, fact_of):
 
 def _check_against_runner(host, skew: clock.Skew, limit: float) -> None:
     if skew.exceeds(limit):
-        fail(host.id, "clock", expected=f"within {limit:.0f} s of the runner", found=skew.describe(), evidence="check NTP on the host")
+        fail(
+            host.id,
+            "clock",
+            expected=f"within {limit:.0f} s of the runner",
+            found=skew.describe(),
+            evidence="check NTP on the host",
+        )
 
 
 @pytest.mark.smoke
@@ -125,10 +149,19 @@ def test_backend_clock_matches_the_runner(backend_host, backend_snapshot, clock_
 @pytest.mark.gateway
 @pytest.mark.backend
 @pytest.mark.area("session")
-def test_gateway_and_backend_clocks_agree(gateway_host, backend_host, gateway_snapshot, backend_snapshot, clock_skews, settings, recorder):
+def test_gateway_and_backend_clocks_agree(
+    gateway_host, backend_host, gateway_snapshot, backend_snapshot, clock_skews, settings, recorder
+):
     between = clock_skews(gateway_snapshot).against(clock_skews(backend_snapshot))
-    recorder.figure("clock skew gateway vs backend", abs(between.seconds), " s", host=f"{gateway_host.id} {backend_host.id}")
+    recorder.figure(
+        "clock skew gateway vs backend", abs(between.seconds), " s", host=f"{gateway_host.id} {backend_host.id}"
+    )
     limit = settings.timing.clock_skew_max_s
     if between.exceeds(limit):
-        fail(gateway_host.id, "clock", expected=f"within {limit:.0f} s of {backend_host.id}", found=between.describe(backend_host.id),
-             evidence="check NTP on both hosts")
+        fail(
+            gateway_host.id,
+            "clock",
+            expected=f"within {limit:.0f} s of {backend_host.id}",
+            found=between.describe(backend_host.id),
+            evidence="check NTP on both hosts",
+        )

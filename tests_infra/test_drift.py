@@ -17,5 +17,9 @@ pytestmark = [pytest.mark.infra, pytest.mark.area("drift")]
 def test_no_gated_drift_since_the_baseline(drift_host, gated_drift):
     items, baseline = gated_drift(drift_host)
     if items:
-        fail(drift_host, f"gated facts since the baseline {baseline}", expected="no drift",
-             found="; ".join(item.line() for item in items))
+        fail(
+            drift_host,
+            f"gated facts since the baseline {baseline}",
+            expected="no drift",
+            found="; ".join(item.line() for item in items),
+        )

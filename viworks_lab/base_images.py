@@ -16,9 +16,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 from viworks_lab.apt_sources import debian_source_lines
 from viworks_lab.errors import LabError
@@ -38,7 +38,15 @@ class BaseFlavour:
 # The backend container is bare like production's: no ps, ss, netstat or curl in it.
 APP = BaseFlavour(
     "app",
-    ("python3", "python3-aiohttp", "python3-asyncpg", "python3-redis", "python3-jwt", "python3-cryptography", "ca-certificates"),
+    (
+        "python3",
+        "python3-aiohttp",
+        "python3-asyncpg",
+        "python3-redis",
+        "python3-jwt",
+        "python3-cryptography",
+        "ca-certificates",
+    ),
     "/bin/sh",
 )
 SERVICES = BaseFlavour(
@@ -49,10 +57,23 @@ SERVICES = BaseFlavour(
 GATEWAY_HOST = BaseFlavour(
     "gateway-host",
     (
-        "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "procps", "iproute2", "openssl",
-        "ca-certificates", "python3", "python3-websockets", "python3-jwt", "python3-cryptography",
+        "systemd",
+        "systemd-sysv",
+        "dbus",
+        "openssh-server",
+        "sudo",
+        "procps",
+        "iproute2",
+        "openssl",
+        "ca-certificates",
+        "python3",
+        "python3-websockets",
+        "python3-jwt",
+        "python3-cryptography",
         # A stock gateway host's other services (the stock-gateway-host variant starts them; off otherwise).
-        "systemd-resolved", "chrony", "fwknop-server",
+        "systemd-resolved",
+        "chrony",
+        "fwknop-server",
     ),
     "/sbin/init",
 )
@@ -90,7 +111,9 @@ def ensure_mmdebstrap() -> str:
         subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
         done = subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], capture_output=True, text=True)
     if done.returncode != 0:
-        raise LabError(f"mmdebstrap is needed to build the lab images and could not be installed: {done.stderr.strip()[-300:]}")
+        raise LabError(
+            f"mmdebstrap is needed to build the lab images and could not be installed: {done.stderr.strip()[-300:]}"
+        )
     return _mmdebstrap_version()
 
 
@@ -98,16 +121,33 @@ def build_base(flavour: BaseFlavour, tag: str, sources: list[str], log: Log) -> 
     with tempfile.TemporaryDirectory(prefix=f"viworks-lab-{flavour.name}-") as workdir:
         rootfs = Path(workdir) / "rootfs.tar"
         command = [
-            "mmdebstrap", "--variant=minbase", "--mode=root", "--format=tar", "--quiet",
-            "--include=" + ",".join(flavour.packages), SUITE, str(rootfs), "-",
+            "mmdebstrap",
+            "--variant=minbase",
+            "--mode=root",
+            "--format=tar",
+            "--quiet",
+            "--include=" + ",".join(flavour.packages),
+            SUITE,
+            str(rootfs),
+            "-",
         ]
         done = subprocess.run(command, input="\n".join(sources) + "\n", capture_output=True, text=True)
         if done.returncode != 0:
             raise LabError(f"mmdebstrap failed for the {flavour.name} image: {done.stderr.strip()[-500:]}")
         # The docker CLI streams a large tarball to the engine reliably; the SDK's import does not.
         imported = subprocess.run(
-            ["docker", "import", "--change", f'CMD ["{flavour.command}"]', "--change", f"LABEL {LABEL}=1", str(rootfs), tag],
-            capture_output=True, text=True,
+            [
+                "docker",
+                "import",
+                "--change",
+                f'CMD ["{flavour.command}"]',
+                "--change",
+                f"LABEL {LABEL}=1",
+                str(rootfs),
+                tag,
+            ],
+            capture_output=True,
+            text=True,
         )
         if imported.returncode != 0:
             raise LabError(f"docker import failed for the {flavour.name} image: {imported.stderr.strip()[-300:]}")
@@ -119,7 +159,9 @@ def ensure_bases(log: Log = print) -> dict[str, str]:
     version = ensure_mmdebstrap()
     sources = debian_source_lines(SUITE)
     if not sources:
-        raise LabError(f"no Debian {SUITE} source in this machine's apt configuration (/etc/apt): the lab builds from it")
+        raise LabError(
+            f"no Debian {SUITE} source in this machine's apt configuration (/etc/apt): the lab builds from it"
+        )
     tags = {flavour.name: base_tag(flavour, sources, version) for flavour in FLAVOURS}
     missing = [flavour for flavour in FLAVOURS if not has_image(tags[flavour.name])]
     if missing:
@@ -133,6 +175,7 @@ def ensure_bases(log: Log = print) -> dict[str, str]:
 def prebuild() -> int:
     """Build the missing base images now if an engine answers; otherwise leave it to ``viworks-lab up``
     (which starts one). Never fails the caller: ``up`` builds again and reports any error itself."""
+
     def log(message: str) -> None:
         print(f"viworks-lab (prebuild): {message}", file=sys.stderr, flush=True)
 

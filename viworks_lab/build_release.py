@@ -35,14 +35,19 @@ def build_release(directory: Path) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     backend, gateway = build_agent("backend"), build_agent("gateway")
     config = render((FIXTURES / "backend" / "backend-agent.toml.template").read_text(), PRODUCTION_VALUES)
-    config = config.replace("# /app/config/backend-agent.toml of the lab's backend agent (filled by the lab; holds secrets).",
-                            f"# /app/config/backend-agent.toml of the ViWorkS backend agent {BACKEND_VERSION} (secrets: CHANGE-ME).")
+    config = config.replace(
+        "# /app/config/backend-agent.toml of the lab's backend agent (filled by the lab; holds secrets).",
+        f"# /app/config/backend-agent.toml of the ViWorkS backend agent {BACKEND_VERSION} (secrets: CHANGE-ME).",
+    )
     config = config.replace("@viworks-postgres:", "@db.example.com:").replace("@viworks-redis:", "@redis.example.com:")
     files = {
         FILES["backend_binary"]: (backend.data, 0o755),
         FILES["backend_config"]: (config.rstrip() + "\n", 0o600),
         FILES["gateway_binary"]: (gateway.data, 0o755),
-        FILES["gateway_env"]: (render((FIXTURES / "gateway" / "agent.env.template").read_text(), PRODUCTION_VALUES), 0o600),
+        FILES["gateway_env"]: (
+            render((FIXTURES / "gateway" / "agent.env.template").read_text(), PRODUCTION_VALUES),
+            0o600,
+        ),
     }
     lines = []
     for name, (content, mode) in files.items():

@@ -54,11 +54,14 @@ class Candidate:
         return data.decode() if data is not None else None
 
     def describe(self) -> str:
-        return f"{', '.join(FILES[role] for role in self.files)} from {self.source}" + (" (lab secrets filled)" if self.lab_secrets else "")
+        return f"{', '.join(FILES[role] for role in self.files)} from {self.source}" + (
+            " (lab secrets filled)" if self.lab_secrets else ""
+        )
 
 
-def take_candidate(root: Path, release_dir: Path | None, given: dict[str, Path | None], lab_secrets: bool,
-                   version: str | None = None) -> Candidate:
+def take_candidate(
+    root: Path, release_dir: Path | None, given: dict[str, Path | None], lab_secrets: bool, version: str | None = None
+) -> Candidate:
     """Validate the operator's files and copy them into ``root/candidate`` (replacing an earlier candidate)."""
     chosen: dict[str, Path] = {}
     if release_dir is not None:
@@ -89,8 +92,9 @@ def take_candidate(root: Path, release_dir: Path | None, given: dict[str, Path |
         shutil.copyfile(path, copies[role])
     source = str(release_dir) if release_dir is not None else ", ".join(str(p) for p in given.values() if p is not None)
     candidate = Candidate(source, copies, lab_secrets, version)
-    (root / "candidate.json").write_text(json.dumps({"source": source, "roles": sorted(copies), "lab_secrets": lab_secrets,
-                                                     "version": version}) + "\n")
+    (root / "candidate.json").write_text(
+        json.dumps({"source": source, "roles": sorted(copies), "lab_secrets": lab_secrets, "version": version}) + "\n"
+    )
     return candidate
 
 
@@ -99,8 +103,12 @@ def load_candidate(root: Path) -> Candidate | None:
     if not path.exists():
         return None
     data = json.loads(path.read_text())
-    return Candidate(data["source"], {role: root / "candidate" / FILES[role] for role in data["roles"]}, bool(data["lab_secrets"]),
-                     data.get("version"))
+    return Candidate(
+        data["source"],
+        {role: root / "candidate" / FILES[role] for role in data["roles"]},
+        bool(data["lab_secrets"]),
+        data.get("version"),
+    )
 
 
 def forget_candidate(root: Path) -> bool:
@@ -126,7 +134,10 @@ def fill_backend_config(text: str, secrets: BackendSecrets) -> str:
     data = tomllib.loads(text)
     database = database_name(text) or "viworks_agent"
     values = {
-        ("database", "url"): f"postgresql://viworks:{quote(secrets.postgres_password, safe='')}@viworks-postgres:5432/{database}",
+        (
+            "database",
+            "url",
+        ): f"postgresql://viworks:{quote(secrets.postgres_password, safe='')}@viworks-postgres:5432/{database}",
         ("redis", "url"): f"redis://:{quote(secrets.redis_password, safe='')}@viworks-redis:6379/{_redis_db(data)}",
         ("security", "jwt_secret"): secrets.jwt_secret,
     }
@@ -186,7 +197,11 @@ def fill_gateway_env(text: str, values: GatewayValues) -> str:
     owned = values.by_env_key(current.get("VIW_AGENT_BACKEND_URL"))
     lines = []
     for line in text.splitlines():
-        name = line.split("=", 1)[0].strip().removeprefix("export ").strip() if "=" in line and not line.lstrip().startswith("#") else None
+        name = (
+            line.split("=", 1)[0].strip().removeprefix("export ").strip()
+            if "=" in line and not line.lstrip().startswith("#")
+            else None
+        )
         lines.append(f"{name}={owned[name]}" if name in owned else line)
     return "\n".join(lines) + "\n"
 
@@ -195,7 +210,9 @@ def fill_gateway_toml(text: str, values: GatewayValues) -> str:
     """The candidate's agent.toml with the lab's values for the ``[outbound]`` keys it has."""
     outbound = tomllib.loads(text).get("outbound", {})
     owned = values.by_env_key(outbound.get("backend_url") if isinstance(outbound.get("backend_url"), str) else None)
-    return set_toml_values(text, {("outbound", OUTBOUND_KEYS[env]): value for env, value in owned.items() if env in OUTBOUND_KEYS})
+    return set_toml_values(
+        text, {("outbound", OUTBOUND_KEYS[env]): value for env, value in owned.items() if env in OUTBOUND_KEYS}
+    )
 
 
 def _env_pairs(text: str):

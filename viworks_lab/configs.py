@@ -11,7 +11,13 @@ import json
 import re
 
 from viworks_lab.candidate import (
-    BackendSecrets, Candidate, GatewayValues, database_name, fill_backend_config, fill_gateway_env, fill_gateway_toml,
+    BackendSecrets,
+    Candidate,
+    GatewayValues,
+    database_name,
+    fill_backend_config,
+    fill_gateway_env,
+    fill_gateway_toml,
 )
 from viworks_lab.engine import LabError
 from viworks_lab.faults import Knobs
@@ -43,7 +49,9 @@ def _edge_values(knobs: Knobs) -> dict[str, str]:
     """nginx as the reference lab writes it, or as a fault breaks it."""
     unchecked = knobs.client_certificate_unchecked
     return {
-        "HTTP_ROOT": "proxy_pass http://viworks-backend-agent-new:8080;" if knobs.http_serves_agent else "return 301 https://$host$request_uri;",
+        "HTTP_ROOT": "proxy_pass http://viworks-backend-agent-new:8080;"
+        if knobs.http_serves_agent
+        else "return 301 https://$host$request_uri;",
         "VERIFY_CLIENT": "optional_no_ca" if unchecked else "optional",
         "WS_CLIENT_CHECK": "# any client certificate, or none, goes through" if unchecked else _REFUSE_UNVERIFIED,
         "API_IDENTITY_CN": "$http_x_client_cn" if knobs.api_identity_from_client else '""',
@@ -53,11 +61,17 @@ def _edge_values(knobs: Knobs) -> dict[str, str]:
 
 def _identity_values(from_client: bool) -> dict[str, str]:
     if from_client:
-        return {"IDENTITY_MAPS": _PASSTHROUGH_MAPS, "IDENTITY_CN": "$viworks_forwarded_cn", "IDENTITY_VERIFY": "$viworks_forwarded_verify"}
+        return {
+            "IDENTITY_MAPS": _PASSTHROUGH_MAPS,
+            "IDENTITY_CN": "$viworks_forwarded_cn",
+            "IDENTITY_VERIFY": "$viworks_forwarded_verify",
+        }
     return {"IDENTITY_MAPS": "", "IDENTITY_CN": "$viworks_client_cn", "IDENTITY_VERIFY": "$ssl_client_verify"}
 
 
-def render_backend_host(state: StateDir, variant: Variant, material: Material, knobs: Knobs, candidate: Candidate | None) -> None:
+def render_backend_host(
+    state: StateDir, variant: Variant, material: Material, knobs: Knobs, candidate: Candidate | None
+) -> None:
     """Write the backend host's files (nginx and its TLS files, the backend agent's config and signing key, Redis,
     Postgres) under the state's ``rendered`` directory, rewriting only what changed."""
     rendered = state.rendered
@@ -78,7 +92,7 @@ def render_backend_host(state: StateDir, variant: Variant, material: Material, k
         "WS_LOCATION": variant.ws_location,
         **_edge_values(knobs),
         "LAB_FAULTS": "# The lab agent's fault switches (see viworks_lab/faults.py).\n[lab_faults]\n"
-                      + "".join(f"{key} = {json.dumps(value)}\n" for key, value in knobs.backend_faults),
+        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in knobs.backend_faults),
         "TLS_PROTOCOLS": "TLSv1 TLSv1.1 TLSv1.2 TLSv1.3" if knobs.old_tls_protocols else "TLSv1.2 TLSv1.3",
         "TLS_CIPHERS": "DEFAULT:@SECLEVEL=0" if knobs.old_tls_protocols else "HIGH:!aNULL:!MD5",
     }
@@ -86,8 +100,10 @@ def render_backend_host(state: StateDir, variant: Variant, material: Material, k
     files = {
         "nginx/nginx.conf": ((nginx / "nginx.conf").read_text(), 0o644),
         "nginx/conf.d/viworks-agent.conf": (render((nginx / variant.nginx_template).read_text(), values), 0o644),
-        **{f"nginx/snippets/{snippet.name.removesuffix('.template')}": (render(snippet.read_text(), values), 0o644)
-           for snippet in sorted((nginx / "snippets").glob("*.template"))},
+        **{
+            f"nginx/snippets/{snippet.name.removesuffix('.template')}": (render(snippet.read_text(), values), 0o644)
+            for snippet in sorted((nginx / "snippets").glob("*.template"))
+        },
         "nginx/tls/server.crt": (material.read(f"{served}.crt").decode(), 0o644),
         "nginx/tls/server.key": (material.read(f"{served}.key").decode(), 0o600),
         "nginx/tls/client-ca.crt": (material.read("ca.crt").decode(), 0o644),
@@ -97,13 +113,17 @@ def render_backend_host(state: StateDir, variant: Variant, material: Material, k
         "postgres/postgres-password": (material.postgres_password, 0o600),
     }
     # Postgres creates the database the deployed config names (none with the database-missing fault).
-    files["postgres/database-name"] = (database_to_create(files["backend/backend-agent.toml"][0]) if knobs.database_created else "", 0o644)
+    files["postgres/database-name"] = (
+        database_to_create(files["backend/backend-agent.toml"][0]) if knobs.database_created else "",
+        0o644,
+    )
     for relative, (text, mode) in files.items():
         path = rendered / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text() != text:
             path.write_text(text)
         path.chmod(mode)
+
 
 def backend_config(material: Material, values: dict[str, str], candidate: Candidate | None) -> str:
     """The reference config, or the candidate's as given (its lab-owned values filled when asked)."""
@@ -112,11 +132,14 @@ def backend_config(material: Material, values: dict[str, str], candidate: Candid
         return render((FIXTURES / "backend" / "backend-agent.toml.template").read_text(), values)
     if not candidate.lab_secrets:
         return given
-    return fill_backend_config(given, BackendSecrets(material.postgres_password, material.redis_password, material.jwt_secret))
+    return fill_backend_config(
+        given, BackendSecrets(material.postgres_password, material.redis_password, material.jwt_secret)
+    )
 
 
-def gateway_config(variant: Variant, material: Material, gateway: GatewayHost, values: dict[str, str],
-                   candidate: Candidate | None) -> tuple[str | None, str]:
+def gateway_config(
+    variant: Variant, material: Material, gateway: GatewayHost, values: dict[str, str], candidate: Candidate | None
+) -> tuple[str | None, str]:
     """(agent.toml or None, .env) for a gateway host: the variant's, or the candidate's as given
     (the lab's own values filled when asked). A candidate that brings one file gets the other from the reference."""
     toml = variant.gateway_config == "toml"
@@ -152,5 +175,7 @@ def database_to_create(config_text: str) -> str:
     """The database Postgres must have for the backend's config (as a deploy would create it)."""
     name = database_name(config_text) or ""
     if name and not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", name):
-        raise LabError(f"the backend config's [database] url names {name!r}: the lab creates databases named [A-Za-z0-9_-] only")
+        raise LabError(
+            f"the backend config's [database] url names {name!r}: the lab creates databases named [A-Za-z0-9_-] only"
+        )
     return name

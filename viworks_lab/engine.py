@@ -35,7 +35,9 @@ def _start_dockerd() -> None:
         for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "docker.io"]):
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             if done.returncode != 0:
-                raise LabError(f"no Docker engine answers and `{' '.join(command)}` failed: {done.stderr.strip()[-300:]}")
+                raise LabError(
+                    f"no Docker engine answers and `{' '.join(command)}` failed: {done.stderr.strip()[-300:]}"
+                )
     log = Path("/var/log/viworks-lab-dockerd.log")
     with log.open("ab") as sink:
         subprocess.Popen(["dockerd"], stdout=sink, stderr=sink, start_new_session=True)

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import docker
 
@@ -22,9 +22,24 @@ from viworks_lab.configs import gateway_config, render_backend_host, stock_servi
 from viworks_lab.engine import LabError, docker_client
 from viworks_lab.faults import FAULTS, Fault, Knobs
 from viworks_lab.layout import (
-    BACKEND, BACKEND_HOST, NGINX, POSTGRES, REDIS,
-    AGENT_DOMAIN, BACKEND_VERSION, FIXTURES, GATEWAY_BINARY, GATEWAY_UNIT, LOOPBACK, MAX_GATEWAYS, PORTS, GatewayHost, StateDir,
-    default_state, fleet, gateway_by_id,
+    AGENT_DOMAIN,
+    BACKEND,
+    BACKEND_HOST,
+    BACKEND_VERSION,
+    FIXTURES,
+    GATEWAY_BINARY,
+    GATEWAY_UNIT,
+    LOOPBACK,
+    MAX_GATEWAYS,
+    NGINX,
+    PORTS,
+    POSTGRES,
+    REDIS,
+    GatewayHost,
+    StateDir,
+    default_state,
+    fleet,
+    gateway_by_id,
 )
 from viworks_lab.material import Material, ensure_material, gateway_pins
 from viworks_lab.readiness import CandidateDidNotStart, LabReadiness
@@ -42,10 +57,10 @@ Log = Callable[[str], None]
 
 
 _DOCKER_GROUP_FOR_OPS = (
-    'gid=$(stat -c %g /var/run/docker.sock)'
+    "gid=$(stat -c %g /var/run/docker.sock)"
     ' && { getent group "$gid" >/dev/null || groupadd -g "$gid" docker-engine; }'
     ' && usermod -aG "$(getent group "$gid" | cut -d: -f1)" ops'
-    ' && chown -R ops:ops /home/ops/.ssh && chmod 0700 /home/ops/.ssh'
+    " && chown -R ops:ops /home/ops/.ssh && chmod 0700 /home/ops/.ssh"
 )
 STOCK_SERVICES = ("systemd-resolved.service", "chrony.service", "fwknop-server.service", "vpnserver.service")
 _STOP_STOCK_SERVICES = (
@@ -100,8 +115,15 @@ class Lab(LabReadiness):
         return gateway_by_id(host, self.gateway_count) if host else self.gateways[0]
 
     # ---- up, break, heal ----------------------------------------------------------------------
-    def rehearse(self, release_dir, files: dict, lab_secrets: bool, version: str | None = None,
-                 gateways: int | None = None, variant: str | None = None) -> dict[str, float]:
+    def rehearse(
+        self,
+        release_dir,
+        files: dict,
+        lab_secrets: bool,
+        version: str | None = None,
+        gateways: int | None = None,
+        variant: str | None = None,
+    ) -> dict[str, float]:
         """Deploy a release candidate (``up --release``) and check that its agents start."""
         candidate = take_candidate(self.state.root, release_dir, files, lab_secrets, version)
         self.log(f"rehearsing a candidate: {candidate.describe()}")
@@ -141,10 +163,14 @@ class Lab(LabReadiness):
             if not fault.redeploy_gateway:
                 raise LabError(f"fault {name} is not a gateway host's: --host does not apply")
             if gateway_by_id(host, self.gateway_count) is None:
-                raise LabError(f"no gateway host {host} in the lab (it runs {', '.join(g.agent_id for g in self.gateways)})")
+                raise LabError(
+                    f"no gateway host {host} in the lab (it runs {', '.join(g.agent_id for g in self.gateways)})"
+                )
         if self.variant is not REFERENCE:
-            raise LabError(f"faults are injected into the reference lab; this lab is the {self.variant.name} variant "
-                           "(viworks-lab up --variant reference first)")
+            raise LabError(
+                f"faults are injected into the reference lab; this lab is the {self.variant.name} variant "
+                "(viworks-lab up --variant reference first)"
+            )
         if self.active_fault() is not None:
             self.heal()
         else:
@@ -205,10 +231,16 @@ class Lab(LabReadiness):
         ready_started = time.monotonic()
         if candidate is not None:
             # The expected release follows the candidate: the gate's binary check passes for it and nothing else.
-            write_manifest(self.state.release, None, [
-                dataclasses.replace(backend_build, version=self._binary_version(roles["backend-agent"]) or candidate.version),
-                dataclasses.replace(gateway_build, version=self._gateway_binary_version()),
-            ])
+            write_manifest(
+                self.state.release,
+                None,
+                [
+                    dataclasses.replace(
+                        backend_build, version=self._binary_version(roles["backend-agent"]) or candidate.version
+                    ),
+                    dataclasses.replace(gateway_build, version=self._gateway_binary_version()),
+                ],
+            )
             self._wait_candidate_started(candidate)
         else:
             self._wait_for(material, wait_for)
@@ -270,23 +302,31 @@ class Lab(LabReadiness):
         agent_ports = {"8080/tcp": PORTS["api"], "8081/tcp": PORTS["ws"]} if knobs.agent_ports_published else {}
         return [
             topology.ContainerSpec(
-                POSTGRES, roles["services"], {"viworks-internal": ()},
+                POSTGRES,
+                roles["services"],
+                {"viworks-internal": ()},
                 command=("/usr/local/bin/viworks-postgres-entrypoint",),
                 mounts={str(rendered / "postgres"): "/run/viworks:ro"},
             ),
             topology.ContainerSpec(
-                REDIS, roles["services"], {"viworks-internal": ()},
+                REDIS,
+                roles["services"],
+                {"viworks-internal": ()},
                 command=("redis-server", "/etc/viworks/redis.conf"),
                 mounts={str(rendered / "redis"): "/etc/viworks:ro"},
             ),
             topology.ContainerSpec(
-                BACKEND, roles["backend-agent"], {"viworks-internal": (), "viworks-public": ()},
+                BACKEND,
+                roles["backend-agent"],
+                {"viworks-internal": (), "viworks-public": ()},
                 ports=agent_ports,
                 mounts={str(rendered / "backend"): "/app/config:ro"},
             ),
             topology.ContainerSpec(
                 # Also on viworks-internal: "whatever reaches the backend agent" in the contract's words.
-                NGINX, roles["services"], {"viworks-public": (AGENT_DOMAIN,), "viworks-internal": ()},
+                NGINX,
+                roles["services"],
+                {"viworks-public": (AGENT_DOMAIN,), "viworks-internal": ()},
                 command=("nginx", "-g", "daemon off;"),
                 ports={"80/tcp": PORTS["http"], "443/tcp": PORTS["https"]},
                 mounts={
@@ -297,17 +337,29 @@ class Lab(LabReadiness):
                 },
             ),
             *(
-                [topology.ContainerSpec(
-                    # A VM of its own in production; here a systemd host with sshd and the lab's engine's socket.
-                    BACKEND_HOST, roles["gateway-host"], {"viworks-public": ()},
-                    ports={"22/tcp": PORTS["backend_ssh"]}, hostname="backend-lab", systemd=True,
-                    mounts={"/var/run/docker.sock": "/var/run/docker.sock:rw"},
-                )] if self.variant.backend_over_ssh else []
+                [
+                    topology.ContainerSpec(
+                        # A VM of its own in production; here a systemd host with sshd and the lab's engine's socket.
+                        BACKEND_HOST,
+                        roles["gateway-host"],
+                        {"viworks-public": ()},
+                        ports={"22/tcp": PORTS["backend_ssh"]},
+                        hostname="backend-lab",
+                        systemd=True,
+                        mounts={"/var/run/docker.sock": "/var/run/docker.sock:rw"},
+                    )
+                ]
+                if self.variant.backend_over_ssh
+                else []
             ),
             *(
                 topology.ContainerSpec(
-                    gateway.container, roles["gateway-host"], {"viworks-public": ()},
-                    ports={"22/tcp": gateway.ssh_port}, hostname=gateway.agent_id, systemd=True,
+                    gateway.container,
+                    roles["gateway-host"],
+                    {"viworks-public": ()},
+                    ports={"22/tcp": gateway.ssh_port},
+                    hostname=gateway.agent_id,
+                    systemd=True,
                 )
                 for gateway in self.gateways
             ),
@@ -323,7 +375,9 @@ class Lab(LabReadiness):
             lambda state: state in ("running", "degraded"),
             f"systemd in {BACKEND_HOST}",
         )
-        topology.put_files(container, {"/home/ops/.ssh/authorized_keys": ((self.state.ssh / "id_ed25519.pub").read_bytes(), 0o600)})
+        topology.put_files(
+            container, {"/home/ops/.ssh/authorized_keys": ((self.state.ssh / "id_ed25519.pub").read_bytes(), 0o600)}
+        )
         topology.exec_checked(container, ["sh", "-c", _DOCKER_GROUP_FOR_OPS], "give ops the engine's socket")
         key = topology.exec_checked(container, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], "read the ssh host key")
         algorithm, blob = key.split()[:2]
@@ -333,21 +387,29 @@ class Lab(LabReadiness):
         """Gateway hosts beyond the fleet's count (after ``up --gateways`` with fewer), and a backend
         host no variant asks for, are removed."""
         for container in topology.lab_containers(self.client):
-            if (container.name.startswith("viworks-gw-lab-") or container.name == BACKEND_HOST) and container.name not in wanted:
+            if (
+                container.name.startswith("viworks-gw-lab-") or container.name == BACKEND_HOST
+            ) and container.name not in wanted:
                 container.remove(force=True)
                 self.log(f"removed {container.name} (the fleet is {self.gateway_count})")
 
     # ---- the gateway host -------------------------------------------------------------------
-    def _deploy_gateways(self, material: Material, build: Build, other_known_hosts: str = "", candidate: Candidate | None = None) -> None:
+    def _deploy_gateways(
+        self, material: Material, build: Build, other_known_hosts: str = "", candidate: Candidate | None = None
+    ) -> None:
         """Deploy to every gateway host at once (each waits for its own systemd); record their ssh host keys."""
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.gateways)) as pool:
-            lines = list(pool.map(lambda gateway: self._deploy_gateway(material, build, gateway, candidate), self.gateways))
+            lines = list(
+                pool.map(lambda gateway: self._deploy_gateway(material, build, gateway, candidate), self.gateways)
+            )
         known_hosts = self.state.ssh / "known_hosts"
         text = "".join(lines) + other_known_hosts
         if not known_hosts.exists() or known_hosts.read_text() != text:
             known_hosts.write_text(text)
 
-    def _deploy_gateway(self, material: Material, build: Build, gateway: GatewayHost, candidate: Candidate | None = None) -> str:
+    def _deploy_gateway(
+        self, material: Material, build: Build, gateway: GatewayHost, candidate: Candidate | None = None
+    ) -> str:
         """Install the gateway agent the way a deploy would: binary, .env, certs, scripts, unit. Returns its known_hosts line."""
         container = self.client.containers.get(gateway.container)
         self._wait(
@@ -355,8 +417,13 @@ class Lab(LabReadiness):
             lambda state: state in ("running", "degraded"),
             f"systemd in {gateway.container}",
         )
-        values = {"AGENT_DOMAIN": AGENT_DOMAIN, "AGENT_ID": gateway.agent_id, "SPKI_PINS": gateway_pins(material, self.variant),
-                  "SITE": gateway.site, "WS_PATH": self.variant.ws_path}
+        values = {
+            "AGENT_DOMAIN": AGENT_DOMAIN,
+            "AGENT_ID": gateway.agent_id,
+            "SPKI_PINS": gateway_pins(material, self.variant),
+            "SITE": gateway.site,
+            "WS_PATH": self.variant.ws_path,
+        }
         toml_text, env_text = gateway_config(self.variant, material, gateway, values, candidate)
         toml = toml_text is not None
         files = {
@@ -379,7 +446,9 @@ class Lab(LabReadiness):
         deployed = container.exec_run(["cat", GATEWAY_FILES_MARK]).output.decode(errors="replace").strip()
         if deployed != digest or not _unit_active(container):
             # A deploy owns the scripts root and the unit: what a release did not put there goes.
-            topology.exec_checked(container, ["sh", "-c", f"rm -rf {GATEWAY_SCRIPTS} {GATEWAY_UNIT_OVERRIDES}"], "clear the scripts root")
+            topology.exec_checked(
+                container, ["sh", "-c", f"rm -rf {GATEWAY_SCRIPTS} {GATEWAY_UNIT_OVERRIDES}"], "clear the scripts root"
+            )
             topology.put_files(container, {**files, GATEWAY_FILES_MARK: (digest.encode(), 0o644)})
             if not toml:  # back from the toml-gateway-config variant: the .env alone again
                 topology.exec_checked(container, ["rm", "-f", "/opt/viworks/agent/agent.toml"], "remove agent.toml")
@@ -389,13 +458,21 @@ class Lab(LabReadiness):
             topology.exec_checked(container, ["systemctl", "enable", GATEWAY_UNIT], "enable the gateway unit")
             topology.exec_checked(container, ["systemctl", "restart", GATEWAY_UNIT], "start the gateway unit")
             # The stock host's services run in the stock-gateway-host variant only.
-            if stock:  # run through a link named vpnserver: the host sees a process of that name, as it would the real one
-                topology.exec_checked(container, ["ln", "-sf", "/usr/bin/python3", "/usr/local/vpnserver/vpnserver"], "link vpnserver")
+            if (
+                stock
+            ):  # run through a link named vpnserver: the host sees a process of that name, as it would the real one
+                topology.exec_checked(
+                    container, ["ln", "-sf", "/usr/bin/python3", "/usr/local/vpnserver/vpnserver"], "link vpnserver"
+                )
             if stock:
-                topology.exec_checked(container, ["systemctl", "enable", "--now", *STOCK_SERVICES], "start the stock services")
+                topology.exec_checked(
+                    container, ["systemctl", "enable", "--now", *STOCK_SERVICES], "start the stock services"
+                )
             else:  # back from the stock-gateway-host variant, or never in it: none of them runs
                 topology.exec_checked(container, ["sh", "-c", _STOP_STOCK_SERVICES], "stop the stock services")
-            self.log(f"deployed the gateway agent to {gateway.container} ({build.size} bytes, sha256 {build.sha256[:12]})")
+            self.log(
+                f"deployed the gateway agent to {gateway.container} ({build.size} bytes, sha256 {build.sha256[:12]})"
+            )
         key = topology.exec_checked(container, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], "read the ssh host key")
         algorithm, blob = key.split()[:2]
         return f"[{LOOPBACK}]:{gateway.ssh_port} {algorithm} {blob}\n"
@@ -411,15 +488,18 @@ class Lab(LabReadiness):
             networks = sorted(attrs["NetworkSettings"]["Networks"])
             ports = sorted(
                 f"{binding[0]['HostIp']}:{binding[0]['HostPort']}->{port}"
-                for port, binding in (attrs["NetworkSettings"]["Ports"] or {}).items() if binding
+                for port, binding in (attrs["NetworkSettings"]["Ports"] or {}).items()
+                if binding
             )
-            rows.append({
-                "container": container.name,
-                "state": attrs["State"]["Status"],
-                "restarts": str(attrs["RestartCount"]),
-                "networks": ",".join(networks),
-                "ports": " ".join(ports),
-            })
+            rows.append(
+                {
+                    "container": container.name,
+                    "state": attrs["State"]["Status"],
+                    "restarts": str(attrs["RestartCount"]),
+                    "networks": ",".join(networks),
+                    "ports": " ".join(ports),
+                }
+            )
         return rows
 
 

@@ -11,7 +11,6 @@ FIXTURES = REPO_ROOT / "fixtures" / "lab"
 
 AGENT_DOMAIN = "agent.lab.test"
 GATEWAY_ID = "gw-lab-01"
-GATEWAY_CONTAINER = "viworks-gw-lab-01"
 SUITE_AGENT_ID = "suite-probe-01"
 SITE = "lab"
 BACKEND_VERSION = "1.4.2-lab"

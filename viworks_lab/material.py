@@ -18,7 +18,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from viworks_lab.layout import AGENT_DOMAIN, GATEWAY_ID, LOOPBACK, PORTS, REPO_ROOT, SUITE_AGENT_ID, GatewayHost, StateDir, fleet
+from viworks_lab.layout import (
+    AGENT_DOMAIN,
+    GATEWAY_ID,
+    LOOPBACK,
+    PORTS,
+    REPO_ROOT,
+    SUITE_AGENT_ID,
+    GatewayHost,
+    StateDir,
+    fleet,
+)
 from viworks_lab.variants import REFERENCE, Variant
 from viworks_verify.pki import certs
 from viworks_verify.pki.pins import spki_pin
@@ -70,10 +80,14 @@ def _issuer(pki: Path) -> tuple[certs.Identity, bytes]:
     """The CA that issues this PKI's leaves, and the chain a leaf is sent with (its intermediates)."""
     if (pki / "issuing.crt").exists():  # root -> issuing intermediate -> leaves
         issuing = pki / "issuing.crt"
-        return certs.Identity(certs.load_pem_certificates(issuing.read_bytes())[0],
-                              certs.load_private_key((pki / "issuing.key").read_bytes())), issuing.read_bytes()
-    return certs.Identity(certs.load_pem_certificates((pki / "ca.crt").read_bytes())[0],
-                          certs.load_private_key((pki / "ca.key").read_bytes())), b""
+        return certs.Identity(
+            certs.load_pem_certificates(issuing.read_bytes())[0],
+            certs.load_private_key((pki / "issuing.key").read_bytes()),
+        ), issuing.read_bytes()
+    return certs.Identity(
+        certs.load_pem_certificates((pki / "ca.crt").read_bytes())[0],
+        certs.load_private_key((pki / "ca.key").read_bytes()),
+    ), b""
 
 
 def _ensure_pki(pki: Path, intermediate: bool) -> None:
@@ -124,7 +138,9 @@ def ensure_material(state: StateDir, gateways: int = 1, variant: Variant = REFER
         key = Ed25519PrivateKey.generate()
         _write(
             state.ssh / "id_ed25519",
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()),
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+            ),
             0o600,
         )
         public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
@@ -171,7 +187,7 @@ def ensure_server_variant(state: StateDir, stem: str) -> None:
     if stem == "server-rekeyed":
         identity = certs.issue(ca, AGENT_DOMAIN, server=True)
     elif stem == "server-expired":
-        start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=120)
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(days=120)
         identity = certs.issue(ca, AGENT_DOMAIN, server=True, key=key, not_before=start, days=90)
     elif stem == "server-cn-only":
         identity = certs.issue(ca, AGENT_DOMAIN, server=True, key=key, subject_alt_names=False)
@@ -235,7 +251,9 @@ def _write_suite_files(material: Material, gateways: list[GatewayHost], variant:
     if len(gateways) == 1 and not variant.backend_over_ssh:
         inventory = str(REPO_ROOT / "hosts.ini")
     else:
-        backend = "backend-lab ansible_become=true" if variant.backend_over_ssh else "backend-lab ansible_connection=local"
+        backend = (
+            "backend-lab ansible_become=true" if variant.backend_over_ssh else "backend-lab ansible_connection=local"
+        )
         _write(
             state.fleet_inventory,
             f"# Written by `viworks-lab up --gateways {len(gateways)} --variant {variant.name}`: the lab's hosts.\n\n"

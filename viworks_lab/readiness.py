@@ -13,7 +13,16 @@ import httpx
 from viworks_lab import topology
 from viworks_lab.candidate import Candidate
 from viworks_lab.engine import LabError
-from viworks_lab.layout import AGENT_DOMAIN, BACKEND, BACKEND_BINARY, GATEWAY_BINARY, GATEWAY_UNIT, LOOPBACK, PORTS, GatewayHost
+from viworks_lab.layout import (
+    AGENT_DOMAIN,
+    BACKEND,
+    BACKEND_BINARY,
+    GATEWAY_BINARY,
+    GATEWAY_UNIT,
+    LOOPBACK,
+    PORTS,
+    GatewayHost,
+)
 from viworks_lab.material import Material, ensure_material
 from viworks_verify.backend.tokens import mint_token
 from viworks_verify.polling import NotReady, poll_until
@@ -59,7 +68,9 @@ class LabReadiness:
         raise LabError(f"{BACKEND} has no address on any Docker network")
 
     def _wait_edge(self) -> None:
-        context = ssl.create_default_context(cafile=str(ensure_material(self.state, self.gateway_count, self.variant).path("ca.crt")))
+        context = ssl.create_default_context(
+            cafile=str(ensure_material(self.state, self.gateway_count, self.variant).path("ca.crt"))
+        )
 
         def health_via_nginx() -> int:
             # Reach the loopback port, but speak to it as the agent domain (SNI, certificate name, Host).
@@ -71,7 +82,11 @@ class LabReadiness:
                 )
             return response.status_code
 
-        self._wait(health_via_nginx, lambda status: status == 200, f"nginx https://{AGENT_DOMAIN} on {LOOPBACK}:{PORTS['https']}")
+        self._wait(
+            health_via_nginx,
+            lambda status: status == 200,
+            f"nginx https://{AGENT_DOMAIN} on {LOOPBACK}:{PORTS['https']}",
+        )
 
     def _wait(self, probe, ready, what: str) -> float:
         try:
@@ -85,7 +100,7 @@ class LabReadiness:
         try:
             outcome = container.wait(timeout=20)
             output = container.logs(stdout=True, stderr=False).decode(errors="replace")
-        except Exception:  # noqa: BLE001 - a binary that hangs on --version has no version to give
+        except Exception:
             return None
         finally:
             container.remove(force=True)
@@ -115,14 +130,21 @@ class LabReadiness:
             state, restarts = container.attrs["State"]["Status"], container.attrs["RestartCount"]
             if state == "running" and restarts == 0:
                 try:
-                    return f"answered HTTP {httpx.get(f'{self._backend_api()}/health', timeout=2).status_code}", restarts
+                    return (
+                        f"answered HTTP {httpx.get(f'{self._backend_api()}/health', timeout=2).status_code}",
+                        restarts,
+                    )
                 except (httpx.HTTPError, LabError):
                     return "running", restarts
             return state, restarts
 
         try:
-            seen, _ = poll_until(observe, lambda seen: seen[0].startswith("answered") or seen[0] != "running" or seen[1] > 0,
-                                 what="the candidate backend agent", timeout_s=self.ready_timeout_s).value
+            seen, _ = poll_until(
+                observe,
+                lambda seen: seen[0].startswith("answered") or seen[0] != "running" or seen[1] > 0,
+                what="the candidate backend agent",
+                timeout_s=self.ready_timeout_s,
+            ).value
         except NotReady as exc:
             seen = f"never answered /health ({exc.last})"
         if seen.startswith("answered"):
@@ -132,12 +154,30 @@ class LabReadiness:
 
     def _gateway_started(self, gateway: GatewayHost) -> list[str]:
         container = self.client.containers.get(gateway.container)
-        show = ["systemctl", "show", GATEWAY_UNIT, "-p", "ActiveState", "-p", "SubState", "-p", "NRestarts", "-p", "MainPID"]
+        show = [
+            "systemctl",
+            "show",
+            GATEWAY_UNIT,
+            "-p",
+            "ActiveState",
+            "-p",
+            "SubState",
+            "-p",
+            "NRestarts",
+            "-p",
+            "MainPID",
+        ]
 
         def observe() -> dict[str, str]:
-            properties = dict(line.split("=", 1) for line in topology.exec_checked(container, show, "systemctl show").splitlines() if "=" in line)
+            properties = dict(
+                line.split("=", 1)
+                for line in topology.exec_checked(container, show, "systemctl show").splitlines()
+                if "=" in line
+            )
             pid = properties.get("MainPID", "0")
-            running_s = container.exec_run(["ps", "-o", "etimes=", "-p", pid]).output.decode().strip() if pid != "0" else ""
+            running_s = (
+                container.exec_run(["ps", "-o", "etimes=", "-p", pid]).output.decode().strip() if pid != "0" else ""
+            )
             properties["running_s"] = running_s if running_s.isdigit() else "0"
             return properties
 
@@ -146,13 +186,28 @@ class LabReadiness:
             return failed or int(seen["running_s"]) >= SETTLED_S
 
         try:
-            seen = poll_until(observe, settled, what=f"the candidate gateway agent on {gateway.container}", timeout_s=self.ready_timeout_s).value
+            seen = poll_until(
+                observe,
+                settled,
+                what=f"the candidate gateway agent on {gateway.container}",
+                timeout_s=self.ready_timeout_s,
+            ).value
         except NotReady as exc:
             seen = exc.last or {}
-        if seen.get("ActiveState") == "active" and seen.get("NRestarts", "0") == "0" and int(seen.get("running_s", "0")) >= SETTLED_S:
+        if (
+            seen.get("ActiveState") == "active"
+            and seen.get("NRestarts", "0") == "0"
+            and int(seen.get("running_s", "0")) >= SETTLED_S
+        ):
             return []
-        journal = container.exec_run(["journalctl", "-u", GATEWAY_UNIT, "-n", "12", "--no-pager", "-o", "cat"]).output.decode(errors="replace").rstrip()
-        state = f"ActiveState={seen.get('ActiveState')} SubState={seen.get('SubState')} NRestarts={seen.get('NRestarts')}"
+        journal = (
+            container.exec_run(["journalctl", "-u", GATEWAY_UNIT, "-n", "12", "--no-pager", "-o", "cat"])
+            .output.decode(errors="replace")
+            .rstrip()
+        )
+        state = (
+            f"ActiveState={seen.get('ActiveState')} SubState={seen.get('SubState')} NRestarts={seen.get('NRestarts')}"
+        )
         return [f"{gateway.container}: {GATEWAY_UNIT} {state}; its last log lines:\n" + _indent(journal)]
 
     def _wait_gateway_online(self, material: Material, agent_id: str) -> None:
@@ -161,13 +216,16 @@ class LabReadiness:
         def registry_status() -> str:
             response = httpx.get(
                 f"{self._backend_api()}/api/v1/agents/{agent_id}",
-                headers={"Authorization": f"Bearer {token}"}, timeout=2,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=2,
             )
             if response.status_code == 404:
                 return "not registered"
             return response.json().get("status", f"HTTP {response.status_code}")
 
-        self._wait(registry_status, lambda status: status == "Online", f"gateway agent {agent_id} Online in the registry")
+        self._wait(
+            registry_status, lambda status: status == "Online", f"gateway agent {agent_id} Online in the registry"
+        )
 
 
 def _version_in(output: str) -> str | None:

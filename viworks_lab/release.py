@@ -24,7 +24,10 @@ def agent_sources(agent: str) -> tuple[str, ...]:
     """The repository files the ``agent`` zipapp needs: its package and, transitively, every module of
     ours it imports (with their packages' ``__init__``), found from the import statements, so moving
     a helper cannot leave the binary without it."""
-    wanted = [f"viworks_lab.agents.{agent}." + path.stem for path in sorted((REPO_ROOT / "viworks_lab/agents" / agent).glob("*.py"))]
+    wanted = [
+        f"viworks_lab.agents.{agent}." + path.stem
+        for path in sorted((REPO_ROOT / "viworks_lab/agents" / agent).glob("*.py"))
+    ]
     found: set[str] = set()
     while wanted:
         module = wanted.pop().removesuffix(".__init__")
@@ -85,8 +88,10 @@ def build_agent(agent: str, build_note: str | None = None) -> Build:
 
 def gateway_artifacts() -> dict[str, object]:
     """The gateway's other release artifacts, by sha256: the scripts and the unit file the lab deploys."""
-    scripts = {script.name: hashlib.sha256(script.read_bytes()).hexdigest()
-               for script in sorted((FIXTURES / "gateway" / "scripts").glob("*.sh"))}
+    scripts = {
+        script.name: hashlib.sha256(script.read_bytes()).hexdigest()
+        for script in sorted((FIXTURES / "gateway" / "scripts").glob("*.sh"))
+    }
     unit = hashlib.sha256((FIXTURES / "gateway" / GATEWAY_UNIT).read_bytes()).hexdigest()
     return {"scripts": scripts, "unit_sha256": unit}
 
@@ -94,7 +99,10 @@ def gateway_artifacts() -> dict[str, object]:
 def write_manifest(path: Path, version: str | None, builds: list[Build]) -> None:
     """The release manifest a deploy pipeline would publish: what it built, by sha256 and size (and the
     version each build says it is, else ``version``), and the gateway's scripts and unit file by sha256."""
-    manifest = {build.agent: {"version": build.version or version, "sha256": build.sha256, "size": build.size} for build in builds}
+    manifest = {
+        build.agent: {"version": build.version or version, "sha256": build.sha256, "size": build.size}
+        for build in builds
+    }
     if "gateway" in manifest:
         manifest["gateway"].update(gateway_artifacts())
     path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -89,7 +89,10 @@ def ensure_container(client: docker.DockerClient, spec: ContainerSpec) -> tuple[
         container.remove(force=True)
     (first, first_aliases), *others = spec.networks.items()
     options = dict(SYSTEMD_OPTIONS) if spec.systemd else {}
-    volumes = {source: {"bind": target.rsplit(":", 1)[0], "mode": target.rsplit(":", 1)[1]} for source, target in spec.mounts.items()}
+    volumes = {
+        source: {"bind": target.rsplit(":", 1)[0], "mode": target.rsplit(":", 1)[1]}
+        for source, target in spec.mounts.items()
+    }
     if spec.systemd:
         volumes["/sys/fs/cgroup"] = {"bind": "/sys/fs/cgroup", "mode": "rw"}
     container = client.containers.create(

@@ -41,8 +41,17 @@ class Variant:
         """The listeners the target declares for its gateway hosts (gateway.allowed_listeners)."""
         if not self.stock_gateway_services:
             return ("sshd:22/tcp",)
-        return ("sshd:22/tcp", "systemd-resolve:53", "systemd-resolve:5355", "chronyd:323/udp", "fwknopd:62201/udp",
-                "vpnserver:443/tcp", "vpnserver:992/tcp", "vpnserver:5555/tcp", "vpnserver:1194/udp")
+        return (
+            "sshd:22/tcp",
+            "systemd-resolve:53",
+            "systemd-resolve:5355",
+            "chronyd:323/udp",
+            "fwknopd:62201/udp",
+            "vpnserver:443/tcp",
+            "vpnserver:992/tcp",
+            "vpnserver:5555/tcp",
+            "vpnserver:1194/udp",
+        )
 
 
 REFERENCE = Variant("reference", "the lab as the contract draws it (the default)")
@@ -50,21 +59,48 @@ VARIANTS: dict[str, Variant] = {
     variant.name: variant
     for variant in (
         REFERENCE,
-        Variant("nginx-idioms", "nginx written another way: upstream blocks, the map $http_upgrade $connection_upgrade idiom, "
-                "location ^~ /ws/, the proxy headers from an included snippet", nginx_template="viworks-agent-idioms.conf.template"),
-        Variant("pin-forms", "pins written in both forms: the gateway pins sha256/<primary>,<backup>, the target <primary>, "
-                "sha256/<backup>; the backup is a key the edge does not serve", pins="forms"),
-        Variant("other-ws-path", "the agent path is /agent/ws everywhere (backend, nginx location /agent/, the gateway's URL, "
-                "the target's edge.ws_path)", ws_path="/agent/ws", ws_location="/agent/"),
-        Variant("intermediate-ca", "root -> issuing intermediate -> leaf for the edge (full chain served) and for client "
-                "certificates (their files carry the intermediate); the gateway's trust bundle and nginx's client CA hold the chain",
-                pki="intermediate"),
-        Variant("stock-gateway-host", "the gateway host runs what a real one does: systemd-resolved on 127.0.0.53:53, a VPN "
-                "server on TCP 443/992/5555 and UDP 1194, fwknopd, chrony; the target declares them", stock_gateway_services=True),
-        Variant("toml-gateway-config", "the gateway agent reads agent.toml (every section; a placeholder pin in [outbound]) and "
-                "a short .env overriding the URL, the id and the pin; the paths, site and features come from agent.toml",
-                gateway_config="toml"),
-        Variant("backend-over-ssh", "the backend host is reached over SSH as production reaches it (ansible_host, ansible_user, "
-                "become), its Docker engine through its socket forwarded over that connection", backend_over_ssh=True),
+        Variant(
+            "nginx-idioms",
+            "nginx written another way: upstream blocks, the map $http_upgrade $connection_upgrade idiom, "
+            "location ^~ /ws/, the proxy headers from an included snippet",
+            nginx_template="viworks-agent-idioms.conf.template",
+        ),
+        Variant(
+            "pin-forms",
+            "pins written in both forms: the gateway pins sha256/<primary>,<backup>, the target <primary>, "
+            "sha256/<backup>; the backup is a key the edge does not serve",
+            pins="forms",
+        ),
+        Variant(
+            "other-ws-path",
+            "the agent path is /agent/ws everywhere (backend, nginx location /agent/, the gateway's URL, "
+            "the target's edge.ws_path)",
+            ws_path="/agent/ws",
+            ws_location="/agent/",
+        ),
+        Variant(
+            "intermediate-ca",
+            "root -> issuing intermediate -> leaf for the edge (full chain served) and for client "
+            "certificates (their files carry the intermediate); the gateway's trust bundle and nginx's client CA hold the chain",
+            pki="intermediate",
+        ),
+        Variant(
+            "stock-gateway-host",
+            "the gateway host runs what a real one does: systemd-resolved on 127.0.0.53:53, a VPN "
+            "server on TCP 443/992/5555 and UDP 1194, fwknopd, chrony; the target declares them",
+            stock_gateway_services=True,
+        ),
+        Variant(
+            "toml-gateway-config",
+            "the gateway agent reads agent.toml (every section; a placeholder pin in [outbound]) and "
+            "a short .env overriding the URL, the id and the pin; the paths, site and features come from agent.toml",
+            gateway_config="toml",
+        ),
+        Variant(
+            "backend-over-ssh",
+            "the backend host is reached over SSH as production reaches it (ansible_host, ansible_user, "
+            "become), its Docker engine through its socket forwarded over that connection",
+            backend_over_ssh=True,
+        ),
     )
 }

@@ -47,9 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("before", type=Path)
     diff.add_argument("after", type=Path)
     diff.add_argument("--html", type=Path, help="also write the drift as an HTML page")
-    diff.add_argument("--all", action="store_true", help="list volatile differences too (PIDs, start times, addresses, clocks)")
-    diff.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
-                      help="leave out drift whose path matches (e.g. certificates, gw-lab-01.unit.Restart); repeatable, comma-separated")
+    diff.add_argument(
+        "--all", action="store_true", help="list volatile differences too (PIDs, start times, addresses, clocks)"
+    )
+    diff.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out drift whose path matches (e.g. certificates, gw-lab-01.unit.Restart); repeatable, comma-separated",
+    )
     args = parser.parse_args(argv)
     return snapshot_command(args) if args.command == "snapshot" else diff_command(args)
 
@@ -63,8 +70,11 @@ def snapshot_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     key = Secrets.load(settings.secrets_file).snapshot_key()
     if key is None:
-        print(f"viworks-verify: {SNAPSHOT_KEY} is not set: secret values are hashed with a one-off key, "
-              "so this snapshot's secrets compare with no other snapshot's", file=sys.stderr)
+        print(
+            f"viworks-verify: {SNAPSHOT_KEY} is not set: secret values are hashed with a one-off key, "
+            "so this snapshot's secrets compare with no other snapshot's",
+            file=sys.stderr,
+        )
     started = time.monotonic()
     gathering = Gathering(settings, SecretHasher(key))
     try:
@@ -77,7 +87,9 @@ def snapshot_command(args: argparse.Namespace) -> int:
     for host in run.hosts:
         if not host.connection.ok:
             print(f"viworks-verify: {REDACTOR.redact(host.connection.problem)}", file=sys.stderr)
-    print(f"wrote {args.output}: {len(run.hosts)} hosts of target {settings.name} in {time.monotonic() - started:.1f} s")
+    print(
+        f"wrote {args.output}: {len(run.hosts)} hosts of target {settings.name} in {time.monotonic() - started:.1f} s"
+    )
     return EXIT_OK
 
 

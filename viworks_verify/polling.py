@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 _PROGRAMMING_ERRORS = (TypeError, NameError, AttributeError, ImportError)
@@ -18,7 +19,10 @@ class NotReady(Exception):
     """The condition did not hold before the deadline; ``last`` is the last observation."""
 
     def __init__(self, what: str, timeout_s: float, last: object, proof: str | None = None) -> None:
-        super().__init__(f"{what} not ready after {timeout_s:.0f} s; last seen: {last}" + (f"; not waited for: {proof}" if proof else ""))
+        super().__init__(
+            f"{what} not ready after {timeout_s:.0f} s; last seen: {last}"
+            + (f"; not waited for: {proof}" if proof else "")
+        )
         self.what = what
         self.timeout_s = timeout_s
         self.last = last
@@ -58,7 +62,7 @@ def poll_until(
             value = probe()
         except _PROGRAMMING_ERRORS:
             raise  # a bug in the probe is not "not ready yet": waiting would only hide it
-        except Exception as exc:  # noqa: BLE001 - any other probe failure means "not ready yet"
+        except Exception as exc:
             last = f"{type(exc).__name__}: {exc}"
         else:
             if ready(value):

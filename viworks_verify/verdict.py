@@ -16,7 +16,9 @@ class CheckFailed(AssertionError):
     """A check's verdict; its text is the one line the terminal, JUnit and the report show."""
 
 
-def verdict_line(host: str, subject: str | None = None, *, expected: str, found: str, evidence: str | None = None) -> str:
+def verdict_line(
+    host: str, subject: str | None = None, *, expected: str, found: str, evidence: str | None = None
+) -> str:
     """``host: subject: expected E; found F (evidence)`` on one line (the subject and evidence when given)."""
     where = f"{host}: {subject}: " if subject else f"{host}: "
     line = f"{where}expected {expected}; found {found}"

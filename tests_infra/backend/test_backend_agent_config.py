@@ -23,13 +23,19 @@ def test_backend_config_ports_match_contract(backend_host, backend_config, setti
     config = backend_config.require()
     wrong = [
         (section, found, expected)
-        for section, found, expected in (("server", config.server_port, backend.api_port), ("agent_management", config.ws_port, backend.ws_port))
+        for section, found, expected in (
+            ("server", config.server_port, backend.api_port),
+            ("agent_management", config.ws_port, backend.ws_port),
+        )
         if found != expected
     ]
     if wrong:
-        fail(backend_host.id, f"{backend.agent_container}: {backend.config_path}",
-             expected=", ".join(f"[{section}].port = {expected}" for section, _, expected in wrong),
-             found=", ".join(f"[{section}].port = {found!r}" for section, found, _ in wrong))
+        fail(
+            backend_host.id,
+            f"{backend.agent_container}: {backend.config_path}",
+            expected=", ".join(f"[{section}].port = {expected}" for section, _, expected in wrong),
+            found=", ".join(f"[{section}].port = {found!r}" for section, found, _ in wrong),
+        )
 
 
 @pytest.mark.smoke
@@ -37,9 +43,17 @@ def test_backend_config_points_at_expected_database_and_redis(backend_host, back
     backend = settings.backend
     config = backend_config.require()
     expected_urls, found_urls = [], []
-    for section, url, expected in (("database", config.database, backend.database_host), ("redis", config.redis, backend.redis_host)):
+    for section, url, expected in (
+        ("database", config.database, backend.database_host),
+        ("redis", config.redis, backend.redis_host),
+    ):
         if url is None or url.host != expected:
             expected_urls.append(f"host {expected} in [{section}].url")
             found_urls.append(f"[{section}].url missing" if url is None else f"[{section}].url {url.redacted}")
     if found_urls:
-        fail(backend_host.id, f"{backend.agent_container}: {backend.config_path}", expected=", ".join(expected_urls), found=", ".join(found_urls))
+        fail(
+            backend_host.id,
+            f"{backend.agent_container}: {backend.config_path}",
+            expected=", ".join(expected_urls),
+            found=", ".join(found_urls),
+        )

@@ -48,7 +48,7 @@ def test_containers_are_not_restarting_repeatedly(backend_host, backend_snapshot
     backend = settings.backend
     # Judged at the moment of reading, by the engine's clock (the reader already watched a recent
     # restart settle for the rest of its window).
-    read_at = dt.datetime.fromtimestamp(backend_snapshot.gathered_at + backend_snapshot.engine_offset_s, dt.timezone.utc)
+    read_at = dt.datetime.fromtimestamp(backend_snapshot.gathered_at + backend_snapshot.engine_offset_s, dt.UTC)
     problems = []
     for name in _expected_containers(settings):
         facts = backend_snapshot.container(name)
@@ -58,8 +58,12 @@ def test_containers_are_not_restarting_repeatedly(backend_host, backend_snapshot
         if problem:
             problems.append(problem)
     if problems:
-        fail(backend_host.id, expected=f"at most {backend.max_restarts} restarts and every container up "
-                                       f"{backend.restart_window_s:.0f} s since its last restart", found="; ".join(problems))
+        fail(
+            backend_host.id,
+            expected=f"at most {backend.max_restarts} restarts and every container up "
+            f"{backend.restart_window_s:.0f} s since its last restart",
+            found="; ".join(problems),
+        )
 
 
 @pytest.mark.smoke
@@ -70,11 +74,19 @@ def test_backend_agent_is_on_exactly_the_expected_networks(backend_host, backend
     name = settings.backend.agent_container
     facts = _require_container(backend_snapshot, name)
     attached = facts.attrs.get("NetworkSettings", {}).get("Networks") or {}
-    recorder.attach(f"{name} networks", {network: {"ip": info.get("IPAddress"), "aliases": info.get("Aliases")} for network, info in attached.items()})
+    recorder.attach(
+        f"{name} networks",
+        {network: {"ip": info.get("IPAddress"), "aliases": info.get("Aliases")} for network, info in attached.items()},
+    )
     problem = network_set_problem(facts.networks, settings.backend.networks)
     if problem:
-        fail(backend_host.id, name, expected=f"on exactly [{', '.join(settings.backend.networks)}]", found=f"on [{', '.join(facts.networks)}], {problem.found}",
-             evidence=problem.fix(name))
+        fail(
+            backend_host.id,
+            name,
+            expected=f"on exactly [{', '.join(settings.backend.networks)}]",
+            found=f"on [{', '.join(facts.networks)}], {problem.found}",
+            evidence=problem.fix(name),
+        )
 
 
 @pytest.mark.smoke
@@ -94,18 +106,27 @@ def test_nginx_postgres_and_redis_are_on_no_unexpected_network(backend_host, bac
             continue  # test_containers_are_running says so
         problem = network_set_problem(facts.networks, networks)
         if problem:
-            problems.append(f"{name} on [{', '.join(facts.networks)}] (expected [{', '.join(networks)}]), {problem.found}")
+            problems.append(
+                f"{name} on [{', '.join(facts.networks)}] (expected [{', '.join(networks)}]), {problem.found}"
+            )
             fixes.append(problem.fix(name))
     nginx = backend_snapshot.container(backend.nginx_container)
     if nginx is not None:
         allowed = (*backend.edge_networks, *backend.networks)
         problem = network_set_problem(nginx.networks, backend.edge_networks, may_also=allowed)
         if problem:
-            problems.append(f"{nginx.name} on [{', '.join(nginx.networks)}] (expected [{', '.join(backend.edge_networks)}] and any of "
-                            f"[{', '.join(backend.networks)}]), {problem.found}")
+            problems.append(
+                f"{nginx.name} on [{', '.join(nginx.networks)}] (expected [{', '.join(backend.edge_networks)}] and any of "
+                f"[{', '.join(backend.networks)}]), {problem.found}"
+            )
             fixes.append(problem.fix(nginx.name))
     if problems:
-        fail(backend_host.id, expected="each container on its networks only", found="; ".join(problems), evidence="; ".join(fixes))
+        fail(
+            backend_host.id,
+            expected="each container on its networks only",
+            found="; ".join(problems),
+            evidence="; ".join(fixes),
+        )
 
 
 @pytest.mark.smoke
@@ -122,12 +143,20 @@ def test_nginx_publishes_only_the_edge_ports(backend_host, backend_snapshot, set
     if missing or extra:
         found = [f"missing {', '.join(map(str, missing))}"] if missing else []
         found += [f"also {', '.join(b for port in extra for b in _bindings_on(facts, port))}"] if extra else []
-        fail(backend_host.id, name, expected=f"published on exactly ports {', '.join(map(str, expected))}",
-             found=f"published on {', '.join(map(str, published)) or 'none'}: {'; '.join(found)}")
+        fail(
+            backend_host.id,
+            name,
+            expected=f"published on exactly ports {', '.join(map(str, expected))}",
+            found=f"published on {', '.join(map(str, published)) or 'none'}: {'; '.join(found)}",
+        )
 
 
 def _bindings_on(facts, port: int) -> list[str]:
-    return [f"{host_address(ip)}:{host_port}->{container_port}" for container_port, ip, host_port in facts.host_bindings() if host_port == str(port)]
+    return [
+        f"{host_address(ip)}:{host_port}->{container_port}"
+        for container_port, ip, host_port in facts.host_bindings()
+        if host_port == str(port)
+    ]
 
 
 @pytest.mark.smoke
@@ -143,7 +172,10 @@ def test_backend_agent_postgres_and_redis_publish_no_port(backend_host, backend_
             problems += publishing_problems(facts, backend.allow_loopback_publishing)
     allowed = "; the target allows loopback only" if backend.allow_loopback_publishing else ""
     if problems:
-        fail(backend_host.id,
-             expected=f"{backend.agent_container}, {backend.postgres_container} and {backend.redis_container} published on no host "
-                      f"address (nginx reaches them over the Docker networks{allowed})",
-             found="; ".join(problems), evidence="remove the ports: mapping")
+        fail(
+            backend_host.id,
+            expected=f"{backend.agent_container}, {backend.postgres_container} and {backend.redis_container} published on no host "
+            f"address (nginx reaches them over the Docker networks{allowed})",
+            found="; ".join(problems),
+            evidence="remove the ports: mapping",
+        )

@@ -18,27 +18,56 @@ def _check_served_by_backend_agent(host, settings, snapshot, port: int, role: st
     agent = f"the backend agent ({backend.binary_path})"
     listeners = snapshot.listening_on(port)
     if not listeners:
-        fail(host.id, where, expected=f"{agent} listening", found="nothing listening on it",
-             evidence=f"listening: {', '.join(map(str, snapshot.listening_ports)) or 'none'}; see docker logs {backend.agent_container}")
+        fail(
+            host.id,
+            where,
+            expected=f"{agent} listening",
+            found="nothing listening on it",
+            evidence=f"listening: {', '.join(map(str, snapshot.listening_ports)) or 'none'}; see docker logs {backend.agent_container}",
+        )
     reachable = [listener for listener in listeners if listener.socket.reachable_from_outside]
     if not reachable:
-        fail(host.id, where, expected="a listener on 0.0.0.0/:: or a container address (nginx must reach it)",
-             found=f"{', '.join(listener.socket.endpoint for listener in listeners)} only", evidence=f"check bind_address in {backend.config_path}")
+        fail(
+            host.id,
+            where,
+            expected="a listener on 0.0.0.0/:: or a container address (nginx must reach it)",
+            found=f"{', '.join(listener.socket.endpoint for listener in listeners)} only",
+            evidence=f"check bind_address in {backend.config_path}",
+        )
     for listener in reachable:
         if not listener.owners:
             unlisted = snapshot.unlisted_pids
-            why = f"/proc/<pid>/fd not readable for pids {', '.join(map(str, unlisted))}" if unlisted else "no process in the container holds it"
-            fail(host.id, where, expected=f"{agent} to hold {listener.socket.endpoint}", found="owner unknown", evidence=why)
+            why = (
+                f"/proc/<pid>/fd not readable for pids {', '.join(map(str, unlisted))}"
+                if unlisted
+                else "no process in the container holds it"
+            )
+            fail(
+                host.id,
+                where,
+                expected=f"{agent} to hold {listener.socket.endpoint}",
+                found="owner unknown",
+                evidence=why,
+            )
         strangers = [owner for owner in listener.owners if not owner.runs(backend.binary_path)]
         if strangers:
-            fail(host.id, where, expected=f"{agent} to hold {listener.socket.endpoint}", found=", ".join(o.describe() for o in strangers))
+            fail(
+                host.id,
+                where,
+                expected=f"{agent} to hold {listener.socket.endpoint}",
+                found=", ".join(o.describe() for o in strangers),
+            )
 
 
 @pytest.mark.smoke
 def test_backend_agent_listens_on_api_port(backend_host, backend_listeners, settings):
-    _check_served_by_backend_agent(backend_host, settings, backend_listeners.require(), settings.backend.api_port, "API")
+    _check_served_by_backend_agent(
+        backend_host, settings, backend_listeners.require(), settings.backend.api_port, "API"
+    )
 
 
 @pytest.mark.smoke
 def test_backend_agent_listens_on_ws_port(backend_host, backend_listeners, settings):
-    _check_served_by_backend_agent(backend_host, settings, backend_listeners.require(), settings.backend.ws_port, "agent WebSocket")
+    _check_served_by_backend_agent(
+        backend_host, settings, backend_listeners.require(), settings.backend.ws_port, "agent WebSocket"
+    )

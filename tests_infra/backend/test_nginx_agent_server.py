@@ -25,8 +25,16 @@ def _location(host, settings, server, uri, recorder):
     """The location nginx picks for a request to ``uri`` (judged as nginx matches, not as it is spelled)."""
     location = server.location_for(uri)
     if location is None:
-        found = ", ".join(f"{loc.modifier + ' ' if loc.modifier else ''}{loc.match}" for loc in server.locations) or "none"
-        fail(host.id, _where(settings, server), expected=f"a location for {uri}", found=f"locations {found}", evidence=server.where)
+        found = (
+            ", ".join(f"{loc.modifier + ' ' if loc.modifier else ''}{loc.match}" for loc in server.locations) or "none"
+        )
+        fail(
+            host.id,
+            _where(settings, server),
+            expected=f"a location for {uri}",
+            found=f"locations {found}",
+            evidence=server.where,
+        )
     recorder.attach(f"nginx location {location.match} (for {uri})", location.text())
     return location
 
@@ -36,8 +44,13 @@ def _check_proxies_to(host, settings, location, port):
     expected = f"http://{settings.backend.agent_container}:{port}"
     found = location.proxy_targets
     if not found or any(target != expected for target in found):
-        fail(host.id, f"{_where(settings)}: location {location.match}", expected=f"it to proxy to {expected}",
-             found=f"it proxies to {', '.join(found) or 'nothing (no proxy_pass)'}", evidence=location.directive.where)
+        fail(
+            host.id,
+            f"{_where(settings)}: location {location.match}",
+            expected=f"it to proxy to {expected}",
+            found=f"it proxies to {', '.join(found) or 'nothing (no proxy_pass)'}",
+            evidence=location.directive.where,
+        )
 
 
 @pytest.mark.smoke
@@ -52,8 +65,13 @@ def test_nginx_agent_server_listens_on_https(backend_host, agent_server, setting
     port = settings.edge.https_port
     listens = server.listens_on(port)
     if not any(listen.ssl for listen in listens):
-        fail(backend_host.id, _where(settings, server), expected=f"listen {port} ssl",
-             found=", ".join("listen " + listen.raw for listen in listens) or f"no listen {port}", evidence=server.where)
+        fail(
+            backend_host.id,
+            _where(settings, server),
+            expected=f"listen {port} ssl",
+            found=", ".join("listen " + listen.raw for listen in listens) or f"no listen {port}",
+            evidence=server.where,
+        )
 
 
 @pytest.mark.smoke
@@ -72,9 +90,15 @@ def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, set
     upgrade_request = {"http_upgrade": "websocket", "http_connection": "Upgrade"}
     config = server.config
     expected = {"proxy_http_version": "1.1", "Upgrade": "websocket", "Connection": "upgrade"}
-    written = {"proxy_http_version": location.proxy_http_version, "Upgrade": location.header("Upgrade"), "Connection": location.header("Connection")}
-    sent = {key: config.evaluate(value, upgrade_request) if value is not None and key != "proxy_http_version" else value
-            for key, value in written.items()}
+    written = {
+        "proxy_http_version": location.proxy_http_version,
+        "Upgrade": location.header("Upgrade"),
+        "Connection": location.header("Connection"),
+    }
+    sent = {
+        key: config.evaluate(value, upgrade_request) if value is not None and key != "proxy_http_version" else value
+        for key, value in written.items()
+    }
     wrong = [key for key in expected if (sent[key] or "").lower() != expected[key].lower()]
 
     def shown(key: str) -> str:
@@ -84,9 +108,13 @@ def test_nginx_ws_location_upgrades_to_websocket(backend_host, agent_server, set
         return f"{key} {written[key]}" + (f" (= {value} for an upgrade request)" if sent[key] != written[key] else "")
 
     if wrong:
-        fail(backend_host.id, f"{_where(settings)}: location {location.match}",
-             expected=", ".join(f"{k} {expected[k]}" for k in wrong) + " for an agent's upgrade request",
-             found=", ".join(shown(k) for k in wrong), evidence=location.directive.where)
+        fail(
+            backend_host.id,
+            f"{_where(settings)}: location {location.match}",
+            expected=", ".join(f"{k} {expected[k]}" for k in wrong) + " for an agent's upgrade request",
+            found=", ".join(shown(k) for k in wrong),
+            evidence=location.directive.where,
+        )
 
 
 @pytest.mark.smoke
@@ -95,8 +123,13 @@ def test_nginx_ws_location_keeps_idle_websockets_open(backend_host, agent_server
     location = _location(backend_host, settings, server, settings.edge.ws_path, recorder)
     minimum = settings.backend.ws_min_read_timeout_s
     if location.read_timeout_s < minimum:
-        fail(backend_host.id, f"{_where(settings)}: location {location.match}", expected=f"proxy_read_timeout at least {minimum:.0f} s",
-             found=f"proxy_read_timeout {location.read_timeout_text} ({location.read_timeout_s:.0f} s)", evidence=location.directive.where)
+        fail(
+            backend_host.id,
+            f"{_where(settings)}: location {location.match}",
+            expected=f"proxy_read_timeout at least {minimum:.0f} s",
+            found=f"proxy_read_timeout {location.read_timeout_text} ({location.read_timeout_s:.0f} s)",
+            evidence=location.directive.where,
+        )
 
 
 @pytest.mark.smoke
@@ -109,7 +142,9 @@ def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, age
 @pytest.mark.smoke
 @pytest.mark.tls
 @pytest.mark.area("identity")
-def test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent(backend_host, nginx_config, settings, recorder):
+def test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent(
+    backend_host, nginx_config, settings, recorder
+):
     """The agent trusts the identity headers nginx passes: on every route to it (any server, any
     port), nginx must set them itself, or a client chooses its own agent id."""
     config = nginx_config.require()
@@ -120,12 +155,17 @@ def test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent(
             found = [problem for header in headers if (problem := identity_header_problem(location, header))]
             if found:
                 recorder.attach(f"nginx location {location.match}", location.text())
-                problems.append(f"location {location.match} to {target} ({location.directive.where}) {' and '.join(found)}")
+                problems.append(
+                    f"location {location.match} to {target} ({location.directive.where}) {' and '.join(found)}"
+                )
     if problems:
-        fail(backend_host.id, _where(settings),
-             expected=f"every location that proxies to {agent} to set {', '.join(headers)} itself (from $ssl_client_*, or \"\" to clear), "
-                      "so a client can never supply them",
-             found="; ".join(problems))
+        fail(
+            backend_host.id,
+            _where(settings),
+            expected=f'every location that proxies to {agent} to set {", ".join(headers)} itself (from $ssl_client_*, or "" to clear), '
+            "so a client can never supply them",
+            found="; ".join(problems),
+        )
 
 
 @pytest.mark.smoke
@@ -136,10 +176,13 @@ def test_nginx_ws_location_requires_a_verified_client_certificate(backend_host, 
     _location(backend_host, settings, server, settings.edge.ws_path, recorder)
     verification = server.client_verification(settings.edge.ws_path)
     if not verification.enforced:
-        fail(backend_host.id, _where(settings, server),
-             expected=f"client certificates verified on {settings.edge.ws_path} "
-                      "(ssl_verify_client on, or optional + if ($ssl_client_verify != SUCCESS) { return 403; })",
-             found=verification.how)
+        fail(
+            backend_host.id,
+            _where(settings, server),
+            expected=f"client certificates verified on {settings.edge.ws_path} "
+            "(ssl_verify_client on, or optional + if ($ssl_client_verify != SUCCESS) { return 403; })",
+            found=verification.how,
+        )
 
 
 @pytest.mark.smoke
@@ -150,16 +193,36 @@ def test_nginx_client_ca_is_a_ca_certificate(backend_host, agent_server, nginx_t
     where = _where(settings, server)
     path = server.client_ca_path
     if not path:
-        fail(backend_host.id, where, expected="ssl_client_certificate naming the internal CA", found="none", evidence=server.where)
+        fail(
+            backend_host.id,
+            where,
+            expected="ssl_client_certificate naming the internal CA",
+            found="none",
+            evidence=server.where,
+        )
     ca_file = nginx_tls_files.require().get(path)
     if ca_file is None or not ca_file.exists:
-        fail(backend_host.id, f"{where}: ssl_client_certificate {path}", expected="the internal CA certificate", found="no such file")
+        fail(
+            backend_host.id,
+            f"{where}: ssl_client_certificate {path}",
+            expected="the internal CA certificate",
+            found="no such file",
+        )
     if ca_file.content is None:
-        fail(backend_host.id, f"{where}: ssl_client_certificate {path}", expected="a readable file",
-             found=f"a {ca_file.kind}, mode {ca_file.octal}")
+        fail(
+            backend_host.id,
+            f"{where}: ssl_client_certificate {path}",
+            expected="a readable file",
+            found=f"a {ca_file.kind}, mode {ca_file.octal}",
+        )
     problem = ca_bundle_problem(ca_file.content)
     if problem is not None:
-        fail(backend_host.id, f"{where}: ssl_client_certificate {path}", expected="CA certificates", found=f"it {problem}")
+        fail(
+            backend_host.id,
+            f"{where}: ssl_client_certificate {path}",
+            expected="CA certificates",
+            found=f"it {problem}",
+        )
 
 
 @pytest.mark.smoke
@@ -169,9 +232,23 @@ def test_nginx_server_certificate_and_key_exist(backend_host, agent_server, ngin
     server = agent_server.require()
     where = _where(settings, server)
     if not (server.certificate_paths and server.key_paths):
-        fail(backend_host.id, where, expected="ssl_certificate and ssl_certificate_key",
-             found=f"ssl_certificate {server.certificate_paths or 'none'}, ssl_certificate_key {server.key_paths or 'none'}", evidence=server.where)
+        fail(
+            backend_host.id,
+            where,
+            expected="ssl_certificate and ssl_certificate_key",
+            found=f"ssl_certificate {server.certificate_paths or 'none'}, ssl_certificate_key {server.key_paths or 'none'}",
+            evidence=server.where,
+        )
     files = nginx_tls_files.require()
-    missing = [path for path in (*server.certificate_paths, *server.key_paths) if "$" not in path and not (files.get(path) and files[path].is_file)]
+    missing = [
+        path
+        for path in (*server.certificate_paths, *server.key_paths)
+        if "$" not in path and not (files.get(path) and files[path].is_file)
+    ]
     if missing:
-        fail(backend_host.id, where, expected="the server certificate and key files", found=f"missing: {', '.join(missing)}")
+        fail(
+            backend_host.id,
+            where,
+            expected="the server certificate and key files",
+            found=f"missing: {', '.join(missing)}",
+        )

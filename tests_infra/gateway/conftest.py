@@ -14,7 +14,9 @@ from viworks_verify.gather.reading import Reading
 
 @pytest.fixture(scope="session")
 def gateway_unit_reading(gateway_snapshot, settings, fact_of) -> Reading:
-    return fact_of(gateway_snapshot, "unit").then(lambda _: Reading(gateway_snapshot.unit_properties(settings.gateway.unit)))
+    return fact_of(gateway_snapshot, "unit").then(
+        lambda _: Reading(gateway_snapshot.unit_properties(settings.gateway.unit))
+    )
 
 
 @pytest.fixture

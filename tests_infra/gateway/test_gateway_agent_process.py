@@ -21,12 +21,21 @@ def _main_pid(gateway_unit) -> int:
 def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway_snapshot, fact_of):
     pid, program = _main_pid(gateway_unit), gateway_unit.exec_start_path
     if pid == 0 or program is None:
-        fail(gateway_host.id, gateway_unit.unit, expected="a running agent process",
-             found=f"MainPID={pid}, ExecStart={program or '<none>'} (ActiveState={gateway_unit.get('ActiveState') or '?'})")
+        fail(
+            gateway_host.id,
+            gateway_unit.unit,
+            expected="a running agent process",
+            found=f"MainPID={pid}, ExecStart={program or '<none>'} (ActiveState={gateway_unit.get('ActiveState') or '?'})",
+        )
     fact_of(gateway_snapshot, "process").require()
     facts = gateway_snapshot.process_facts()
     if not facts.alive or not facts.runs_program:
-        fail(gateway_host.id, gateway_unit.unit, expected=f"a live process running {program}", found=f"MainPID {facts.describe()}")
+        fail(
+            gateway_host.id,
+            gateway_unit.unit,
+            expected=f"a live process running {program}",
+            found=f"MainPID {facts.describe()}",
+        )
 
 
 @pytest.mark.smoke
@@ -39,8 +48,12 @@ def test_agent_listens_on_no_port(gateway_host, gateway_unit, gateway_snapshot, 
         return  # inbound HTTP expected; or no agent process (test_agent_process_runs_the_unit_program says so)
     found = ss_listeners.owned_by(gateway_snapshot.host_listeners(), {pid})
     if found:
-        fail(gateway_host.id, "the agent", expected="no listener (outbound only, inbound HTTP off)",
-             found=f"it listens: {'; '.join(listener.describe({pid: 'the agent'}) for listener in found)}")
+        fail(
+            gateway_host.id,
+            "the agent",
+            expected="no listener (outbound only, inbound HTTP off)",
+            found=f"it listens: {'; '.join(listener.describe({pid: 'the agent'}) for listener in found)}",
+        )
 
 
 @pytest.mark.smoke
@@ -48,9 +61,20 @@ def test_host_listens_only_where_declared(gateway_host, gateway_unit, gateway_sn
     """The host's other services (sshd, a resolver, a VPN server...) are the target's declared set."""
     fact_of(gateway_snapshot, "listeners").require()
     gateway = settings.gateway
-    agent = ss_listeners.owned_by(gateway_snapshot.host_listeners(), {_main_pid(gateway_unit)})  # test_agent_listens_on_no_port's
-    found = [listener for listener in ss_listeners.undeclared(gateway_snapshot.host_listeners(), gateway.allowed_listeners,
-                                                              gateway.engine_listen_addresses) if listener not in agent]
+    agent = ss_listeners.owned_by(
+        gateway_snapshot.host_listeners(), {_main_pid(gateway_unit)}
+    )  # test_agent_listens_on_no_port's
+    found = [
+        listener
+        for listener in ss_listeners.undeclared(
+            gateway_snapshot.host_listeners(), gateway.allowed_listeners, gateway.engine_listen_addresses
+        )
+        if listener not in agent
+    ]
     if found:
-        fail(gateway_host.id, expected=f"only the declared listeners ({', '.join(gateway.allowed_listeners)})",
-             found=f"listening: {'; '.join(listener.describe() for listener in found)}", evidence=f"gateway.allowed_listeners in {settings.source}")
+        fail(
+            gateway_host.id,
+            expected=f"only the declared listeners ({', '.join(gateway.allowed_listeners)})",
+            found=f"listening: {'; '.join(listener.describe() for listener in found)}",
+            evidence=f"gateway.allowed_listeners in {settings.source}",
+        )

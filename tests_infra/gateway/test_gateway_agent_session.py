@@ -11,24 +11,37 @@ pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("session"
 
 @pytest.mark.smoke
 @pytest.mark.needs_agent("running")
-def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
+def test_agent_logged_a_connected_session_since_its_last_start(
+    gateway_host, gateway_unit, gateway_snapshot, fact_of, settings
+):
     invocation = gateway_unit.get("InvocationID")
     pattern = settings.gateway.connected_log_pattern
     started = gateway_unit.get("ActiveEnterTimestamp") or "?"
     active = gateway_unit.get("ActiveState")
     if active != "active" or not invocation:
         # An inactive unit keeps its last InvocationID: a session it once had is not a session now.
-        fail(gateway_host.id, gateway_unit.unit, expected=f"a running unit that logged {pattern!r}",
-             found=f"it is not running (ActiveState={active or '?'}, InvocationID={invocation or '<none>'})")
+        fail(
+            gateway_host.id,
+            gateway_unit.unit,
+            expected=f"a running unit that logged {pattern!r}",
+            found=f"it is not running (ActiveState={active or '?'}, InvocationID={invocation or '<none>'})",
+        )
     if pattern is None:
-        fail(gateway_host.id, gateway_unit.unit,
-             expected="a connected-session line to look for (what the agent logs once the backend welcomes it)",
-             found="none", evidence=f"set gateway.connected_log_pattern in {settings.source}")
+        fail(
+            gateway_host.id,
+            gateway_unit.unit,
+            expected="a connected-session line to look for (what the agent logs once the backend welcomes it)",
+            found="none",
+            evidence=f"set gateway.connected_log_pattern in {settings.source}",
+        )
     logged = fact_of(gateway_snapshot, "journal").require()
     if logged.get("connected"):
         return
-    telling = logged.get("telling")
-    seen = f"it logged: {telling[:240]}" if telling else "nothing logged (empty journal)"
-    fail(gateway_host.id, gateway_unit.unit,
-         expected=f"the agent connected to the backend: {pattern!r} in the journal since it started ({started}, invocation {invocation})",
-         found=f"no {pattern!r}; {seen}")
+    quoted = logged.get("quote")
+    seen = f"it logged: {quoted[:240]}" if quoted else "nothing logged (empty journal)"
+    fail(
+        gateway_host.id,
+        gateway_unit.unit,
+        expected=f"the agent connected to the backend: {pattern!r} in the journal since it started ({started}, invocation {invocation})",
+        found=f"no {pattern!r}; {seen}",
+    )

@@ -29,7 +29,9 @@ def _hashes(gateway_snapshot, fact_of) -> None:
 
 @pytest.mark.smoke
 @pytest.mark.needs_agent("program")  # a missing program: test_unit_program_exists_and_is_executable's finding
-def test_gateway_binary_is_the_expected_release(gateway_host, gateway_unit, gateway_files, gateway_snapshot, fact_of, settings, recorder):
+def test_gateway_binary_is_the_expected_release(
+    gateway_host, gateway_unit, gateway_files, gateway_snapshot, fact_of, settings, recorder
+):
     program = gateway_unit.exec_start_path or settings.gateway.binary_path
     _hashes(gateway_snapshot, fact_of)
     digest, facts = gateway_snapshot.sha256_of(program), gateway_files.get(program)
@@ -37,12 +39,20 @@ def test_gateway_binary_is_the_expected_release(gateway_host, gateway_unit, gate
     recorder.fact(f"{gateway_host.id} gateway binary sha256 (observed)", digest)
     expected = settings.release.gateway
     if not names_a_build(expected):
-        fail(gateway_host.id, program, expected="the target to name the gateway build to expect",
-             found=f"no expected build to compare with: set [release.gateway] sha256 (or size, or size_min and size_max), or a "
-                   f"release_manifest with a gateway entry, in {settings.source}")
+        fail(
+            gateway_host.id,
+            program,
+            expected="the target to name the gateway build to expect",
+            found=f"no expected build to compare with: set [release.gateway] sha256 (or size, or size_min and size_max), or a "
+            f"release_manifest with a gateway entry, in {settings.source}",
+        )
     if release_mismatch(size, digest, expected) is not None:
-        fail(gateway_host.id, f"{gateway_unit.unit}: ExecStart={program} is not the expected build", expected=describe_expected(expected),
-             found=f"{human_size(size) if size is not None else 'size unknown'}, sha256 {_short(digest)}")
+        fail(
+            gateway_host.id,
+            f"{gateway_unit.unit}: ExecStart={program} is not the expected build",
+            expected=describe_expected(expected),
+            found=f"{human_size(size) if size is not None else 'size unknown'}, sha256 {_short(digest)}",
+        )
 
 
 @pytest.mark.smoke
@@ -50,8 +60,11 @@ def test_scripts_are_the_released_ones(gateway_host, gateway_env, gateway_snapsh
     _hashes(gateway_snapshot, fact_of)
     released = settings.release.gateway.scripts
     if not released:
-        fail(gateway_host.id, expected="the scripts' sha256 from the release, to compare with",
-             found=f"none: set [release.gateway] scripts (name = sha256) or a release_manifest with them in {settings.source}")
+        fail(
+            gateway_host.id,
+            expected="the scripts' sha256 from the release, to compare with",
+            found=f"none: set [release.gateway] scripts (name = sha256) or a release_manifest with them in {settings.source}",
+        )
     root = gateway_env.get(SCRIPTS_ROOT)
     if not root:
         return  # test_scripts_are_present_and_executable says so
@@ -65,8 +78,13 @@ def test_scripts_are_the_released_ones(gateway_host, gateway_env, gateway_snapsh
         elif digest != released[name]:
             problems.append(f"{name} sha256 {_short(digest)}, the release's {_short(released[name])}")
     if problems:
-        fail(gateway_host.id, root, expected="every script the release's build (by sha256)", found="; ".join(problems),
-             evidence="redeploy the release's scripts")
+        fail(
+            gateway_host.id,
+            root,
+            expected="every script the release's build (by sha256)",
+            found="; ".join(problems),
+            evidence="redeploy the release's scripts",
+        )
 
 
 @pytest.mark.smoke
@@ -77,10 +95,19 @@ def test_unit_file_is_the_released_one(gateway_host, gateway_unit, gateway_snaps
     expected = settings.release.gateway.unit_sha256
     fragment = gateway_unit.get("FragmentPath")
     if not expected:
-        fail(gateway_host.id, fragment or gateway_unit.unit, expected="the unit file's sha256 from the release, to compare with",
-             found=f"none: set [release.gateway] unit_sha256 or a release_manifest with it in {settings.source}")
+        fail(
+            gateway_host.id,
+            fragment or gateway_unit.unit,
+            expected="the unit file's sha256 from the release, to compare with",
+            found=f"none: set [release.gateway] unit_sha256 or a release_manifest with it in {settings.source}",
+        )
     digest = gateway_snapshot.sha256_of(fragment) if fragment else None
     if digest != expected:
         why = (gateway_snapshot.artifacts.value or {}).get("errors", {}).get(fragment, "not read")
-        fail(gateway_host.id, f"{gateway_unit.unit}: {fragment or 'FragmentPath unset'}", expected=f"the release's unit file (sha256 {_short(expected)})",
-             found=f"sha256 {_short(digest)}" if digest else why, evidence="redeploy the release's unit file, then systemctl daemon-reload")
+        fail(
+            gateway_host.id,
+            f"{gateway_unit.unit}: {fragment or 'FragmentPath unset'}",
+            expected=f"the release's unit file (sha256 {_short(expected)})",
+            found=f"sha256 {_short(digest)}" if digest else why,
+            evidence="redeploy the release's unit file, then systemctl daemon-reload",
+        )

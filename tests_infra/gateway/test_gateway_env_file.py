@@ -6,8 +6,17 @@ import pytest
 
 from viworks_verify.gateway.config import SECTIONS, missing_sections
 from viworks_verify.gateway.env import (
-    BACKEND_URL, FEATURE_EXEC, FEATURE_INBOUND_HTTP, SPKI_PIN, backend_url_problems, expected_backend_url, flag_problem,
-    key_problems, pin_problem, shown, unknown_keys,
+    BACKEND_URL,
+    FEATURE_EXEC,
+    FEATURE_INBOUND_HTTP,
+    SPKI_PIN,
+    backend_url_problems,
+    expected_backend_url,
+    flag_problem,
+    key_problems,
+    pin_problem,
+    shown,
+    unknown_keys,
 )
 from viworks_verify.verdict import fail
 
@@ -30,9 +39,13 @@ def test_env_has_no_key_the_agent_does_not_know(gateway_host, gateway_snapshot, 
     gateway = settings.gateway
     unknown = unknown_keys(env, [*gateway.required_env_keys, *gateway.extra_env_keys])
     if unknown:
-        fail(gateway_host.id, gateway.env_file, expected="only keys the agent reads",
-             found=", ".join(f"{key} (did you mean {near}?)" if near else key for key, near in unknown.items()),
-             evidence=f"fix or remove them; a key your agent does read: gateway.extra_env_keys in {settings.source}")
+        fail(
+            gateway_host.id,
+            gateway.env_file,
+            expected="only keys the agent reads",
+            found=", ".join(f"{key} (did you mean {near}?)" if near else key for key, near in unknown.items()),
+            evidence=f"fix or remove them; a key your agent does read: gateway.extra_env_keys in {settings.source}",
+        )
 
 
 @pytest.mark.smoke
@@ -42,8 +55,13 @@ def test_backend_url_is_wss_to_the_agent_domain(gateway_host, gateway_env, confi
     url = gateway_env.get(BACKEND_URL)
     problems = backend_url_problems(url, edge.domain, edge.ws_path, edge.https_port)
     if problems:
-        fail(gateway_host.id, f"{config_source(BACKEND_URL)}: {BACKEND_URL}",
-             expected=expected_backend_url(edge.domain, edge.ws_path, edge.https_port), found=shown(BACKEND_URL, url), evidence="; ".join(problems))
+        fail(
+            gateway_host.id,
+            f"{config_source(BACKEND_URL)}: {BACKEND_URL}",
+            expected=expected_backend_url(edge.domain, edge.ws_path, edge.https_port),
+            found=shown(BACKEND_URL, url),
+            evidence="; ".join(problems),
+        )
 
 
 @pytest.mark.smoke
@@ -51,8 +69,12 @@ def test_backend_url_is_wss_to_the_agent_domain(gateway_host, gateway_env, confi
 def test_backend_pin_is_well_formed(gateway_host, gateway_env, config_source, settings):
     problem = pin_problem(gateway_env.get(SPKI_PIN))
     if problem is not None:
-        fail(gateway_host.id, f"{config_source(SPKI_PIN)}: {SPKI_PIN}",
-             expected="the base64 SHA-256 pin of the backend certificate's key (bare or sha256/, backup after a comma)", found=problem)
+        fail(
+            gateway_host.id,
+            f"{config_source(SPKI_PIN)}: {SPKI_PIN}",
+            expected="the base64 SHA-256 pin of the backend certificate's key (bare or sha256/, backup after a comma)",
+            found=problem,
+        )
 
 
 @pytest.mark.smoke
@@ -60,8 +82,12 @@ def test_inbound_http_is_as_expected(gateway_host, gateway_env, config_source, s
     expected = settings.gateway.expect_inbound_http
     problem = flag_problem(gateway_env, FEATURE_INBOUND_HTTP, expected)
     if problem is not None:
-        fail(gateway_host.id, config_source(FEATURE_INBOUND_HTTP),
-             expected=f"{FEATURE_INBOUND_HTTP}={str(expected).lower()}{'' if expected else ' (outbound only)'}", found=problem)
+        fail(
+            gateway_host.id,
+            config_source(FEATURE_INBOUND_HTTP),
+            expected=f"{FEATURE_INBOUND_HTTP}={str(expected).lower()}{'' if expected else ' (outbound only)'}",
+            found=problem,
+        )
 
 
 @pytest.mark.smoke
@@ -69,7 +95,12 @@ def test_exec_is_as_expected(gateway_host, gateway_env, config_source, settings)
     expected = settings.gateway.expect_exec_enabled
     problem = flag_problem(gateway_env, FEATURE_EXEC, expected)
     if problem is not None:
-        fail(gateway_host.id, config_source(FEATURE_EXEC), expected=f"{FEATURE_EXEC}={str(expected).lower()}", found=problem)
+        fail(
+            gateway_host.id,
+            config_source(FEATURE_EXEC),
+            expected=f"{FEATURE_EXEC}={str(expected).lower()}",
+            found=problem,
+        )
 
 
 @pytest.mark.smoke
@@ -80,4 +111,9 @@ def test_agent_toml_has_every_section(gateway_host, gateway_snapshot, fact_of):
         return  # the .env alone is the contract's reference form
     missing = missing_sections(toml.get("values") or {})
     if missing:
-        fail(gateway_host.id, toml["path"], expected=f"every section ({', '.join(SECTIONS)})", found=f"sections {', '.join(missing)} missing")
+        fail(
+            gateway_host.id,
+            toml["path"],
+            expected=f"every section ({', '.join(SECTIONS)})",
+            found=f"sections {', '.join(missing)} missing",
+        )

@@ -18,17 +18,41 @@ import os
 import platform
 import re
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 PROC = Path("/proc")
 
 # Filesystem types that hold no user data: never reported as a disk.
 PSEUDO_FILESYSTEMS = frozenset(
     {
-        "autofs", "binfmt_misc", "bpf", "cgroup", "cgroup2", "configfs", "debugfs", "devpts", "devtmpfs",
-        "efivarfs", "fusectl", "fuse.lxcfs", "hugetlbfs", "mqueue", "nsfs", "proc", "pstore", "ramfs",
-        "rpc_pipefs", "securityfs", "selinuxfs", "squashfs", "sysfs", "tmpfs", "tracefs", "shm",
+        "autofs",
+        "binfmt_misc",
+        "bpf",
+        "cgroup",
+        "cgroup2",
+        "configfs",
+        "debugfs",
+        "devpts",
+        "devtmpfs",
+        "efivarfs",
+        "fusectl",
+        "fuse.lxcfs",
+        "hugetlbfs",
+        "mqueue",
+        "nsfs",
+        "proc",
+        "pstore",
+        "ramfs",
+        "rpc_pipefs",
+        "securityfs",
+        "selinuxfs",
+        "squashfs",
+        "sysfs",
+        "tmpfs",
+        "tracefs",
+        "shm",
     }
 )
 
@@ -103,7 +127,7 @@ def parse_boot_time(stat_text: str) -> int:
 
 def parse_process_start_ticks(pid_stat_text: str) -> int:
     """Field 22 (starttime, clock ticks after boot) of ``/proc/<pid>/stat``; comm may hold spaces."""
-    after_comm = pid_stat_text[pid_stat_text.rindex(")") + 2:].split()
+    after_comm = pid_stat_text[pid_stat_text.rindex(")") + 2 :].split()
     # after_comm[0] is field 3 (state): field 22 is at index 19.
     return int(after_comm[19])
 
@@ -294,9 +318,7 @@ def kernel_release() -> str:
 
 
 def read_process_start_time(pid: int | str = "self") -> float:
-    return process_start_time(
-        read_text(PROC / str(pid) / "stat"), read_text(PROC / "stat"), os.sysconf("SC_CLK_TCK")
-    )
+    return process_start_time(read_text(PROC / str(pid) / "stat"), read_text(PROC / "stat"), os.sysconf("SC_CLK_TCK"))
 
 
 def read_disk_usage(
@@ -379,7 +401,7 @@ async def _run(argv: list[str], timeout_s: float) -> tuple[int, str] | None:
         return None
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()

@@ -44,7 +44,7 @@ class BackendApi:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "BackendApi":
+    def __enter__(self) -> BackendApi:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -57,7 +57,11 @@ class BackendApi:
             headers["Authorization"] = f"Bearer {bearer}"
         started = time.perf_counter()
         response = self._http.request(
-            method, self.endpoint.https_url(path), headers=headers, extensions=self.endpoint.request_extensions, **kwargs
+            method,
+            self.endpoint.https_url(path),
+            headers=headers,
+            extensions=self.endpoint.request_extensions,
+            **kwargs,
         )
         return Timed(response, (time.perf_counter() - started) * 1000)
 
@@ -85,7 +89,11 @@ class BackendApi:
         listed = self.agents()
         if listed.status != 200:
             return None
-        return {agent["agent_id"]: agent for agent in listed.json().get("agents") or [] if isinstance(agent, dict) and "agent_id" in agent}
+        return {
+            agent["agent_id"]: agent
+            for agent in listed.json().get("agents") or []
+            if isinstance(agent, dict) and "agent_id" in agent
+        }
 
     def agent_telemetry(self, agent_id: str) -> Timed:
         return self.request("GET", f"/api/v1/agents/{agent_id}/telemetry")
@@ -93,7 +101,9 @@ class BackendApi:
     def forget_agent(self, agent_id: str) -> Timed:
         return self.request("DELETE", f"/api/v1/agents/{agent_id}")
 
-    def submit_command(self, verb: str, args: dict[str, Any], agent_targets: list[str], timeout_s: int | None = None) -> Timed:
+    def submit_command(
+        self, verb: str, args: dict[str, Any], agent_targets: list[str], timeout_s: int | None = None
+    ) -> Timed:
         body: dict[str, Any] = {"verb": verb, "args": args, "agent_targets": agent_targets}
         if timeout_s is not None:
             body["timeout"] = timeout_s
@@ -102,12 +112,18 @@ class BackendApi:
     def command(self, correlation_id: str) -> Timed:
         return self.request("GET", f"/api/v1/commands/{correlation_id}")
 
-    def wait_for_command(self, correlation_id: str, timeout_s: float, *, interval_s: float = 0.05,
-                         max_interval_s: float = 0.25) -> dict[str, Any]:
+    def wait_for_command(
+        self, correlation_id: str, timeout_s: float, *, interval_s: float = 0.05, max_interval_s: float = 0.25
+    ) -> dict[str, Any]:
         """The command once it has settled (no longer Pending or Executing): its JSON.
 
         ``NotReady`` at the deadline, its ``last`` the command as last seen (or the error that read it).
         """
-        return poll_until(lambda: self.command(correlation_id).json(), lambda command: command.get("status") not in UNSETTLED,
-                          what=f"command {correlation_id}", timeout_s=timeout_s, interval_s=interval_s,
-                          max_interval_s=max_interval_s).value
+        return poll_until(
+            lambda: self.command(correlation_id).json(),
+            lambda command: command.get("status") not in UNSETTLED,
+            what=f"command {correlation_id}",
+            timeout_s=timeout_s,
+            interval_s=interval_s,
+            max_interval_s=max_interval_s,
+        ).value

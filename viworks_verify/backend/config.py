@@ -43,7 +43,9 @@ class ServiceUrl:
             raise BackendConfigError("URL has an invalid port") from None
         if not parts.scheme or not parts.netloc:
             raise BackendConfigError("value is not a scheme://host URL")
-        return cls(parts.scheme, parts.username, parts.hostname, port, parts.path, parts.password is not None, parts.password)
+        return cls(
+            parts.scheme, parts.username, parts.hostname, port, parts.path, parts.password is not None, parts.password
+        )
 
     @property
     def redacted(self) -> str:

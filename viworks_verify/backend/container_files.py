@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Iterable
+from collections.abc import Iterable
 
 from viworks_verify.gather.file_facts import MISSING, FileFacts
 
@@ -47,7 +47,9 @@ def parse_file_facts(text: str) -> dict[str, FileFacts]:
     current: dict | None = None
     for line in text.splitlines():
         if line.startswith("@@ "):
-            current = facts.setdefault(line[3:], {"path": line[3:], "kind": MISSING, "runnable": False, "readable": False})
+            current = facts.setdefault(
+                line[3:], {"path": line[3:], "kind": MISSING, "runnable": False, "readable": False}
+            )
             continue
         if current is None:
             continue

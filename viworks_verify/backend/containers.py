@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from viworks_verify.polling import NotReady, poll_until
 
@@ -68,10 +69,15 @@ class ContainerFacts:
         stopped or restarting container's publishing is seen too).
         """
         found: set[tuple[str, str, str]] = set()
-        for source in (self.attrs.get("NetworkSettings", {}).get("Ports"), self.attrs.get("HostConfig", {}).get("PortBindings")):
+        for source in (
+            self.attrs.get("NetworkSettings", {}).get("Ports"),
+            self.attrs.get("HostConfig", {}).get("PortBindings"),
+        ):
             for port, bindings in (source or {}).items():
                 for binding in bindings or []:
-                    found.add((port, str(binding.get("HostIp") or ""), str(binding.get("HostPort") or port.split("/")[0])))
+                    found.add(
+                        (port, str(binding.get("HostIp") or ""), str(binding.get("HostPort") or port.split("/")[0]))
+                    )
         # The configured "" and the bound "0.0.0.0" are the same binding: keep the engine's.
         bound = {(port, host_port) for port, ip, host_port in found if ip}
         return sorted(binding for binding in found if binding[1] or (binding[0], binding[2]) not in bound)
@@ -91,12 +97,15 @@ class NetworkSetProblem:
         return "; ".join(parts)
 
     def fix(self, container: str) -> str:
-        return "; ".join([f"docker network connect {n} {container}" for n in self.missing]
-                         + [f"docker network disconnect {n} {container}" for n in self.extra])
+        return "; ".join(
+            [f"docker network connect {n} {container}" for n in self.missing]
+            + [f"docker network disconnect {n} {container}" for n in self.extra]
+        )
 
 
-def network_set_problem(attached: list[str], expected: tuple[str, ...] | list[str],
-                        may_also: tuple[str, ...] | list[str] = ()) -> NetworkSetProblem | None:
+def network_set_problem(
+    attached: list[str], expected: tuple[str, ...] | list[str], may_also: tuple[str, ...] | list[str] = ()
+) -> NetworkSetProblem | None:
     """``attached`` against the networks a container must be on (``expected``) and may be on
     (``may_also``); None when it is on all of the first and none beyond both."""
     missing = [network for network in expected if network not in attached]
@@ -129,10 +138,10 @@ def parse_docker_time(value: str | None) -> _dt.datetime | None:
     main, dot, rest = text.partition(".")
     if dot:  # Python takes at most microseconds: cut the fraction to 6 digits, keep the offset
         digits = "".join(ch for ch in rest if ch.isdigit())
-        offset = rest[len(digits):]
+        offset = rest[len(digits) :]
         text = f"{main}.{digits[:6]}{offset}"
     parsed = _dt.datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_dt.UTC)
 
 
 def restart_problem(facts: ContainerFacts, now: _dt.datetime, max_restarts: int, window_s: float) -> str | None:
@@ -146,7 +155,9 @@ def restart_problem(facts: ContainerFacts, now: _dt.datetime, max_restarts: int,
         return f"{facts.name} restarted {facts.restart_count} times (max {max_restarts})"
     uptime = facts.uptime_s(now)
     if facts.restart_count and uptime is not None and uptime < window_s:
-        return f"{facts.name} restarted {facts.restart_count} times, last {uptime:.0f} s ago (less than {window_s:.0f} s)"
+        return (
+            f"{facts.name} restarted {facts.restart_count} times, last {uptime:.0f} s ago (less than {window_s:.0f} s)"
+        )
     return None
 
 
@@ -170,11 +181,24 @@ def watch_settling(
     remaining = max(window_s - (first.uptime_s(now()) or 0.0), 0.0)
 
     def settled_or_worse(facts: ContainerFacts | None) -> bool:
-        return facts is None or not facts.running or facts.restart_count != start_count or (facts.uptime_s(now()) or 0.0) >= window_s
+        return (
+            facts is None
+            or not facts.running
+            or facts.restart_count != start_count
+            or (facts.uptime_s(now()) or 0.0) >= window_s
+        )
 
     try:
-        facts = poll_until(inspect, settled_or_worse, what=f"{first.name} settling", timeout_s=remaining + slack_s,
-                           interval_s=1.0, max_interval_s=5.0, clock=clock, wait=wait).value
+        facts = poll_until(
+            inspect,
+            settled_or_worse,
+            what=f"{first.name} settling",
+            timeout_s=remaining + slack_s,
+            interval_s=1.0,
+            max_interval_s=5.0,
+            clock=clock,
+            wait=wait,
+        ).value
     except NotReady as exc:
         return f"{first.name} not settled after {exc.timeout_s:.0f} s; last seen: {exc.last}"
     if facts is None:

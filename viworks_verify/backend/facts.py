@@ -54,8 +54,13 @@ def backend_config(snapshot: BackendSnapshot) -> RecordedConfig:
     def url(item: dict[str, Any] | None) -> RecordedUrl | None:
         return RecordedUrl(item["redacted"], item.get("host")) if item else None
 
-    return RecordedConfig(data.get("server_port"), data.get("ws_port"), url(data.get("database")), url(data.get("redis")),
-                          tuple(data.get("sections", ())))
+    return RecordedConfig(
+        data.get("server_port"),
+        data.get("ws_port"),
+        url(data.get("database")),
+        url(data.get("redis")),
+        tuple(data.get("sections", ())),
+    )
 
 
 def agent_server(host_id: str, config: NginxConfig, settings: Settings) -> tuple[Server | None, str | None]:
@@ -63,6 +68,12 @@ def agent_server(host_id: str, config: NginxConfig, settings: Settings) -> tuple
     domain, port = settings.edge.domain, settings.edge.https_port
     server = config.server_for(domain, port)
     if server is None:
-        servers = ", ".join(f"{' '.join(s.server_names) or '_'} on {'/'.join(str(l.port) for l in s.listens)}" for s in config.servers)
-        return None, f"{host_id}: {settings.backend.nginx_container}: expected a server block for {domain} on port {port}; found {servers or 'no server blocks'}"
+        servers = ", ".join(
+            f"{' '.join(s.server_names) or '_'} on {'/'.join(str(listen.port) for listen in s.listens)}"
+            for s in config.servers
+        )
+        return (
+            None,
+            f"{host_id}: {settings.backend.nginx_container}: expected a server block for {domain} on port {port}; found {servers or 'no server blocks'}",
+        )
     return server, None

@@ -191,5 +191,7 @@ def parse_snapshot(text: str) -> ListenerSnapshot:
     close_process()
     if not seen_tcp or not any(line.strip() for line in sections["tcp"]):
         raise SnapshotError("no /proc/net/tcp table in the output (is /proc mounted, did sh run?)")
-    sockets = parse_proc_net_tcp("\n".join(sections["tcp"]), "tcp") + parse_proc_net_tcp("\n".join(sections["tcp6"]), "tcp6")
+    sockets = parse_proc_net_tcp("\n".join(sections["tcp"]), "tcp") + parse_proc_net_tcp(
+        "\n".join(sections["tcp6"]), "tcp6"
+    )
     return ListenerSnapshot(tuple(sockets), tuple(processes))

@@ -18,9 +18,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import re
-from typing import Iterator
-
-
+from collections.abc import Iterator
 
 VARIABLE = re.compile(r"\$\{?([A-Za-z0-9_]+)\}?")  # $name or ${name}
 _TIME_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
@@ -53,7 +51,7 @@ class Directive:
 
 
 def _quote(arg: str) -> str:
-    return f'"{arg}"' if (not arg or any(c.isspace() or c in ';{}"\'' for c in arg)) else arg
+    return f'"{arg}"' if (not arg or any(c.isspace() or c in ";{}\"'" for c in arg)) else arg
 
 
 class Block:
@@ -138,7 +136,11 @@ class Location(Block):
     @property
     def headers(self) -> dict[str, str]:
         """``proxy_set_header`` in force here, names lower-cased (nginx's inheritance rule applies)."""
-        return {d.args[0].lower(): d.args[1] if len(d.args) > 1 else "" for d in self.effective("proxy_set_header") if d.args}
+        return {
+            d.args[0].lower(): d.args[1] if len(d.args) > 1 else ""
+            for d in self.effective("proxy_set_header")
+            if d.args
+        }
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -280,7 +282,9 @@ class Server(Block):
         if mode == "on":
             return ClientVerification(True, "ssl_verify_client on")
         if mode != "optional":
-            reason = "does not verify against the CA" if mode == "optional_no_ca" else "no client certificate is asked for"
+            reason = (
+                "does not verify against the CA" if mode == "optional_no_ca" else "no client certificate is asked for"
+            )
             return ClientVerification(False, f"ssl_verify_client {mode} ({reason})")
         location = self.location_for(uri)
         prefix = location.match if location is not None else uri
@@ -289,9 +293,12 @@ class Server(Block):
                 continue
             for directive in block.ifs:
                 if _refuses_unverified(directive):
-                    return ClientVerification(True, f"ssl_verify_client optional + {_describe_if(directive)} in {where}")
+                    return ClientVerification(
+                        True, f"ssl_verify_client optional + {_describe_if(directive)} in {where}"
+                    )
         return ClientVerification(
-            False, f"ssl_verify_client optional without an if ($ssl_client_verify != SUCCESS) {{ return 403; }} in location {prefix}"
+            False,
+            f"ssl_verify_client optional without an if ($ssl_client_verify != SUCCESS) {{ return 403; }} in location {prefix}",
         )
 
 
@@ -369,13 +376,18 @@ class NginxConfig:
                 return self.evaluate(result, request, depth)
         for key, result in regexes:
             insensitive = key.startswith("~*")
-            pattern = re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", key[2:] if insensitive else key[1:])  # PCRE's (?<name> is Python's (?P<name>
+            pattern = re.sub(
+                r"\(\?<(?=[A-Za-z_])", "(?P<", key[2:] if insensitive else key[1:]
+            )  # PCRE's (?<name> is Python's (?P<name>
             try:
                 found = re.search(pattern, source, re.IGNORECASE if insensitive else 0)
             except re.error:
                 continue
             if found:
-                captures = {**{str(i): g or "" for i, g in enumerate(found.groups(), 1)}, **{k: v or "" for k, v in found.groupdict().items()}}
+                captures = {
+                    **{str(i): g or "" for i, g in enumerate(found.groups(), 1)},
+                    **{k: v or "" for k, v in found.groupdict().items()},
+                }
                 return self.evaluate(result, {**request, **captures}, depth)
         return self.evaluate(default, request, depth)
 

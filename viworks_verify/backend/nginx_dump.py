@@ -54,7 +54,9 @@ def parse_nginx_dump(text: str) -> NginxConfig:
             payload = crossplane.parse(str(scratch_file), single=True, check_ctx=False, comments=False)
             for error in payload["errors"]:
                 errors.append(f"{path}:{error.get('line')}: {error['error'].replace(str(scratch_file), path)}")
-            parsed[path] = [_directive(stmt, path) for stmt in payload["config"][0]["parsed"]] if payload["config"] else []
+            parsed[path] = (
+                [_directive(stmt, path) for stmt in payload["config"][0]["parsed"]] if payload["config"] else []
+            )
     main_file = next(iter(files))
     tree = _expand_includes(parsed[main_file], parsed, posixpath.dirname(main_file), errors, (main_file,))
     return NginxConfig(files=files, main_file=main_file, tree=tree, errors=errors)
@@ -63,13 +65,20 @@ def parse_nginx_dump(text: str) -> NginxConfig:
 def _directive(stmt: dict, path: str) -> Directive:
     block = stmt.get("block")
     return Directive(
-        name=stmt["directive"], args=tuple(stmt.get("args", ())), file=path, line=int(stmt.get("line", 0)),
+        name=stmt["directive"],
+        args=tuple(stmt.get("args", ())),
+        file=path,
+        line=int(stmt.get("line", 0)),
         block=[_directive(s, path) for s in block] if block is not None else None,
     )
 
 
 def _expand_includes(
-    directives: list[Directive], parsed: dict[str, list[Directive]], prefix: str, errors: list[str], stack: tuple[str, ...]
+    directives: list[Directive],
+    parsed: dict[str, list[Directive]],
+    prefix: str,
+    errors: list[str],
+    stack: tuple[str, ...],
 ) -> list[Directive]:
     expanded: list[Directive] = []
     for directive in directives:
@@ -87,7 +96,9 @@ def _expand_includes(
                 expanded.extend(_expand_includes(parsed[path], parsed, prefix, errors, (*stack, path)))
             continue
         if directive.block is not None:
-            directive = dataclasses.replace(directive, block=_expand_includes(directive.block, parsed, prefix, errors, stack))
+            directive = dataclasses.replace(
+                directive, block=_expand_includes(directive.block, parsed, prefix, errors, stack)
+            )
         expanded.append(directive)
     return expanded
 
@@ -103,4 +114,7 @@ def _glob_match(path: str, pattern: str) -> bool:
 def nginx_test_failure(stderr: str) -> str | None:
     """The line of ``nginx -t``/``-T`` stderr that says why the test failed, without timestamp and pid."""
     lines = [_LOG_PREFIX.sub("", line.strip()) for line in stderr.splitlines() if line.strip()]
-    return next((line for line in lines if line.startswith("[emerg]") or line.startswith("[alert]")), lines[0] if lines else None)
+    return next(
+        (line for line in lines if line.startswith(("[emerg]", "[alert]"))),
+        lines[0] if lines else None,
+    )

@@ -26,9 +26,16 @@ from viworks_verify.backend.listeners import SNAPSHOT_SCRIPT, SnapshotError, par
 from viworks_verify.backend.nginx_config import NginxConfigError
 from viworks_verify.backend.nginx_dump import nginx_test_failure, parse_nginx_dump
 from viworks_verify.gather.file_facts import FileFacts
-from viworks_verify.gather.snapshot import BackendSnapshot, Fact, SecretHasher, directive_to_json, file_facts_to_json, inspect_subset
+from viworks_verify.gather.snapshot import (
+    BackendSnapshot,
+    Fact,
+    SecretHasher,
+    directive_to_json,
+    file_facts_to_json,
+    inspect_subset,
+)
 from viworks_verify.report.redaction import REDACTOR
-from viworks_verify.target.settings import Edge, Backend
+from viworks_verify.target.settings import Backend, Edge
 
 if TYPE_CHECKING:
     import docker
@@ -50,7 +57,9 @@ class _Exec:
         return (lines[0] if lines else f"exit {self.exit_code}")[:300]
 
 
-def read_backend(host_id: str, name: str, client: "docker.DockerClient", backend: Backend, edge: Edge, hasher: SecretHasher) -> BackendSnapshot:
+def read_backend(
+    host_id: str, name: str, client: docker.DockerClient, backend: Backend, edge: Edge, hasher: SecretHasher
+) -> BackendSnapshot:
     import docker  # here, not at the top: the SDK takes a while to import, and this runs on a gather thread
 
     started = time.time()
@@ -60,7 +69,7 @@ def read_backend(host_id: str, name: str, client: "docker.DockerClient", backend
         before = time.time()
         info = api.info()
         after = time.time()
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine
+    except Exception as exc:
         snap.connection = Fact.failed(f"{host_id} unreachable: Docker engine: {' '.join(str(exc).split())[:300]}")
         return snap
     engine_time = parse_docker_time(info.get("SystemTime"))
@@ -72,7 +81,7 @@ def read_backend(host_id: str, name: str, client: "docker.DockerClient", backend
         snap.clock_skew = Fact.failed(f"{host_id}: the Docker engine reports no SystemTime; cannot read its clock")
 
     def engine_now() -> _dt.datetime:
-        return _dt.datetime.fromtimestamp(time.time() + snap.engine_offset_s, _dt.timezone.utc)
+        return _dt.datetime.fromtimestamp(time.time() + snap.engine_offset_s, _dt.UTC)
 
     def inspect(container: str) -> ContainerFacts | None:
         try:
@@ -82,16 +91,26 @@ def read_backend(host_id: str, name: str, client: "docker.DockerClient", backend
 
     for container in expected_containers(backend):
         facts = inspect(container)
-        if facts is not None and facts.running and facts.restart_count <= backend.max_restarts \
-                and restart_problem(facts, engine_now(), backend.max_restarts, backend.restart_window_s):
+        if (
+            facts is not None
+            and facts.running
+            and facts.restart_count <= backend.max_restarts
+            and restart_problem(facts, engine_now(), backend.max_restarts, backend.restart_window_s)
+        ):
             if watch_settling(facts, lambda c=container: inspect(c), engine_now, backend.restart_window_s) is None:
                 facts = inspect(container)
-        snap.containers[container] = Fact(inspect_subset(facts.attrs)) if facts is not None else \
-            Fact.failed(f"{host_id}: expected container {container}; found none by that name")
+        snap.containers[container] = (
+            Fact(inspect_subset(facts.attrs))
+            if facts is not None
+            else Fact.failed(f"{host_id}: expected container {container}; found none by that name")
+        )
 
     # The two containers' reads are independent: the engine runs both execs at once.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        reads = [pool.submit(_read_agent_container, snap, api, backend, hasher), pool.submit(_read_nginx, snap, api, backend, edge)]
+        reads = [
+            pool.submit(_read_agent_container, snap, api, backend, hasher),
+            pool.submit(_read_nginx, snap, api, backend, edge),
+        ]
     for read in reads:
         read.result()
     snap.gather_ms = round((time.time() - started) * 1000, 1)
@@ -144,7 +163,9 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
     config_file = files.get(backend.config_path)
     where = f"{snap.host}: {container}: {backend.config_path}"
     if config_file is None or backend.binary_path not in files:
-        snap.agent_files = snap.agent_config = Fact.failed(f"{snap.host}: {container}: expected sh and stat to report files; found {done.first_error}")
+        snap.agent_files = snap.agent_config = Fact.failed(
+            f"{snap.host}: {container}: expected sh and stat to report files; found {done.first_error}"
+        )
     else:
         snap.agent_config = _config(where, config_file, hasher)
         kept = {path: _without_content(f) for path, f in files.items()}
@@ -152,13 +173,27 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
     try:
         listeners = parse_snapshot(listeners_text)
     except SnapshotError as exc:
-        snap.agent_listeners = Fact.failed(f"{snap.host}: {container}: expected /proc readable by sh for listeners; found {exc} (exec: {done.first_error})")
+        snap.agent_listeners = Fact.failed(
+            f"{snap.host}: {container}: expected /proc readable by sh for listeners; found {exc} (exec: {done.first_error})"
+        )
     else:
-        snap.agent_listeners = Fact({
-            "sockets": [{"family": s.family, "address": str(s.address), "port": s.port, "state": s.state, "inode": s.inode} for s in listeners.sockets],
-            "processes": [{"pid": p.pid, "argv": [REDACTOR.redact(a) for a in p.argv[:4]], "socket_inodes": sorted(p.socket_inodes), "fds_listed": p.fds_listed}
-                          for p in listeners.processes],
-        })
+        snap.agent_listeners = Fact(
+            {
+                "sockets": [
+                    {"family": s.family, "address": str(s.address), "port": s.port, "state": s.state, "inode": s.inode}
+                    for s in listeners.sockets
+                ],
+                "processes": [
+                    {
+                        "pid": p.pid,
+                        "argv": [REDACTOR.redact(a) for a in p.argv[:4]],
+                        "socket_inodes": sorted(p.socket_inodes),
+                        "fds_listed": p.fds_listed,
+                    }
+                    for p in listeners.processes
+                ],
+            }
+        )
 
 
 def _without_content(facts: FileFacts) -> FileFacts:
@@ -169,7 +204,9 @@ def _config(where: str, file: FileFacts, hasher: SecretHasher) -> Fact:
     if not file.exists:
         return Fact.failed(f"{where}: expected the backend agent's TOML configuration; found no such file")
     if file.content is None:
-        return Fact.failed(f"{where}: expected a readable TOML file; found a {file.kind}, mode {file.octal}, owner {file.owner}, unreadable")
+        return Fact.failed(
+            f"{where}: expected a readable TOML file; found a {file.kind}, mode {file.octal}, owner {file.owner}, unreadable"
+        )
     try:
         config = parse_backend_config(file.content.decode(errors="replace"))
     except BackendConfigError as exc:
@@ -179,14 +216,25 @@ def _config(where: str, file: FileFacts, hasher: SecretHasher) -> Fact:
     def url(value) -> dict[str, Any] | None:
         if value is None:
             return None
-        return {"redacted": value.redacted, "scheme": value.scheme, "host": value.host, "port": value.port, "path": value.path,
-                "password": hasher(value._password) if value._password else None}
+        return {
+            "redacted": value.redacted,
+            "scheme": value.scheme,
+            "host": value.host,
+            "port": value.port,
+            "path": value.path,
+            "password": hasher(value._password) if value._password else None,
+        }
 
-    return Fact({
-        "server_port": config.server_port, "ws_port": config.ws_port, "sections": list(config.sections),
-        "database": url(config.database), "redis": url(config.redis),
-        "secrets": sorted(hasher(s) for s in config.secrets),
-    })
+    return Fact(
+        {
+            "server_port": config.server_port,
+            "ws_port": config.ws_port,
+            "sections": list(config.sections),
+            "database": url(config.database),
+            "redis": url(config.redis),
+            "secrets": sorted(hasher(s) for s in config.secrets),
+        }
+    )
 
 
 def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -> None:
@@ -198,19 +246,30 @@ def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -
     try:
         done = _exec(api, container, ["nginx", "-T"])
     except _api_error() as exc:
-        snap.nginx = snap.nginx_tls_files = Fact.failed(f"{snap.host}: {container}: cannot exec nginx in it: {exc.explanation or exc}"[:400])
+        snap.nginx = snap.nginx_tls_files = Fact.failed(
+            f"{snap.host}: {container}: cannot exec nginx in it: {exc.explanation or exc}"[:400]
+        )
         return
     if done.exit_code != 0:
         snap.nginx = snap.nginx_tls_files = Fact.failed(
-            f"{snap.host}: {container}: expected nginx -t to pass; found: {(nginx_test_failure(done.stderr) or done.first_error)[:300]}")
+            f"{snap.host}: {container}: expected nginx -t to pass; found: {(nginx_test_failure(done.stderr) or done.first_error)[:300]}"
+        )
         return
     try:
         config = parse_nginx_dump(done.stdout)
     except NginxConfigError as exc:
-        snap.nginx = snap.nginx_tls_files = Fact.failed(f"{snap.host}: {container}: expected nginx -T to dump the configuration; found {exc}")
+        snap.nginx = snap.nginx_tls_files = Fact.failed(
+            f"{snap.host}: {container}: expected nginx -T to dump the configuration; found {exc}"
+        )
         return
-    snap.nginx = Fact({"main_file": config.main_file, "files": list(config.files), "tree": [directive_to_json(d) for d in config.tree],
-                       "errors": list(config.errors)})
+    snap.nginx = Fact(
+        {
+            "main_file": config.main_file,
+            "files": list(config.files),
+            "tree": [directive_to_json(d) for d in config.tree],
+            "errors": list(config.errors),
+        }
+    )
     server = config.server_for(edge.domain, edge.https_port)
     if server is None:
         snap.nginx_tls_files = Fact({})
@@ -219,6 +278,8 @@ def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -
     try:
         files = _exec(api, container, file_facts_command(stat=server.key_paths, content=readable))
     except _api_error() as exc:
-        snap.nginx_tls_files = Fact.failed(f"{snap.host}: {container}: cannot exec sh in it: {exc.explanation or exc}"[:400])
+        snap.nginx_tls_files = Fact.failed(
+            f"{snap.host}: {container}: cannot exec sh in it: {exc.explanation or exc}"[:400]
+        )
         return
     snap.nginx_tls_files = Fact(file_facts_to_json(parse_file_facts(files.stdout)))

@@ -97,5 +97,5 @@ def _unverified_chain(tls: ssl.SSLSocket) -> list[bytes]:
         return [bytes(der) for der in public()]
     private = getattr(getattr(tls, "_sslobj", None), "get_unverified_chain", None)
     if private is not None:
-        return [certificate.public_bytes(ssl._ssl.ENCODING_DER) for certificate in private() or []]  # noqa: SLF001
+        return [certificate.public_bytes(ssl._ssl.ENCODING_DER) for certificate in private() or []]
     return [tls.getpeercert(binary_form=True)]

@@ -39,35 +39,58 @@ def probe_api_port(address: str, port: int, timeout_s: float) -> DirectAnswer:
         return DirectAnswer(port, False, f"no answer within {timeout_s:.1f} s")
     except httpx.TransportError as exc:
         return DirectAnswer(port, False, _unreached(exc))
-    return DirectAnswer(port, True, f"HTTP {response.status_code} to GET /health, with no TLS and no client certificate")
+    return DirectAnswer(
+        port, True, f"HTTP {response.status_code} to GET /health, with no TLS and no client certificate"
+    )
 
 
-def probe_ws_port(address: str, port: int, path: str, forged: dict[str, str], agent_id: str, timeout_s: float) -> DirectAnswer:
+def probe_ws_port(
+    address: str, port: int, path: str, forged: dict[str, str], agent_id: str, timeout_s: float
+) -> DirectAnswer:
     url = f"ws://{address}:{port}{path}"
     try:
         session = open_plain_session(url, headers=forged, timeout_s=timeout_s)
     except UpgradeRefused as exc:
         return DirectAnswer(port, True, f"HTTP {exc.status} to a WebSocket upgrade at {path}, with no TLS")
     except (TimeoutError, OSError) as exc:
-        return DirectAnswer(port, False, f"no answer within {timeout_s:.1f} s" if isinstance(exc, TimeoutError) else _unreached(exc))
-    except Exception as exc:  # noqa: BLE001 - anything else the handshake ran into: something answered, not HTTP
+        return DirectAnswer(
+            port, False, f"no answer within {timeout_s:.1f} s" if isinstance(exc, TimeoutError) else _unreached(exc)
+        )
+    except Exception as exc:
         return DirectAnswer(port, False, f"no WebSocket answer ({type(exc).__name__})")
     try:
         answer = say_hello(session, agent_id, timeout_s)
-    except Exception as exc:  # noqa: BLE001 - upgraded is already the finding; the hello only adds to it
-        return DirectAnswer(port, True, f"upgraded to a WebSocket at {path} with no TLS or client certificate (hello: {type(exc).__name__})")
+    except Exception as exc:
+        return DirectAnswer(
+            port,
+            True,
+            f"upgraded to a WebSocket at {path} with no TLS or client certificate (hello: {type(exc).__name__})",
+        )
     finally:
         try:
             session.close()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     claimed = ", ".join(f"{name}: {value}" for name, value in forged.items())
     if answer.is_type(protocol.WELCOME):
-        return DirectAnswer(port, True, f"upgraded to a WebSocket at {path} with no TLS or client certificate, and welcomed a hello as "
-                                        f"{agent_id} on the forged headers ({claimed})", welcomed=True)
-    return DirectAnswer(port, True, f"upgraded to a WebSocket at {path} with no TLS or client certificate (the hello as {agent_id}: {answer.type})")
+        return DirectAnswer(
+            port,
+            True,
+            f"upgraded to a WebSocket at {path} with no TLS or client certificate, and welcomed a hello as "
+            f"{agent_id} on the forged headers ({claimed})",
+            welcomed=True,
+        )
+    return DirectAnswer(
+        port,
+        True,
+        f"upgraded to a WebSocket at {path} with no TLS or client certificate (the hello as {agent_id}: {answer.type})",
+    )
 
 
 def _unreached(exc: Exception) -> str:
     text = str(exc).lower()
-    return "connection refused" if "refused" in text else f"not reachable ({' '.join(str(exc).split())[:120] or type(exc).__name__})"
+    return (
+        "connection refused"
+        if "refused" in text
+        else f"not reachable ({' '.join(str(exc).split())[:120] or type(exc).__name__})"
+    )

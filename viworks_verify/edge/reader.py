@@ -25,10 +25,13 @@ def read_edge(endpoint: EdgeEndpoint) -> EdgeSnapshot:
     domain = endpoint.edge.domain
     snap = EdgeSnapshot(host=f"https://{domain}", domain=domain, gathered_at=started)
     try:
-        served = [load_certificate(der).public_bytes(serialization.Encoding.PEM).decode() for der in endpoint.served_chain()]
+        served = [
+            load_certificate(der).public_bytes(serialization.Encoding.PEM).decode() for der in endpoint.served_chain()
+        ]
     except (OSError, ssl.SSLError, ValueError) as exc:
         snap.connection = Fact.failed(
-            f"{domain}: cannot read the certificate {endpoint.address}:{endpoint.edge.https_port} serves: {type(exc).__name__}: {exc}")
+            f"{domain}: cannot read the certificate {endpoint.address}:{endpoint.edge.https_port} serves: {type(exc).__name__}: {exc}"
+        )
         snap.gather_ms = round((time.time() - started) * 1000, 1)
         return snap
     snap.served_leaf = Fact(served[0])

@@ -45,18 +45,33 @@ def agent_blocker(snapshot: GatewaySnapshot, unit_name: str) -> Blocker | None:
     load = unit.get("LoadState")
     if load != "loaded":
         state = unit.get("UnitFileState")
-        return Blocker("loaded", f"{host}: {unit_name} is not loaded (LoadState={load or '?'}"
-                                 f"{', UnitFileState=' + state if state else ''}): nothing of the agent runs", UNIT_CHECK)
+        return Blocker(
+            "loaded",
+            f"{host}: {unit_name} is not loaded (LoadState={load or '?'}"
+            f"{', UnitFileState=' + state if state else ''}): nothing of the agent runs",
+            UNIT_CHECK,
+        )
     program = unit.exec_start_path
     if program is None:
-        return Blocker("program", f"{host}: {unit_name} has no ExecStart program: the agent cannot start", PROGRAM_CHECK)
+        return Blocker(
+            "program", f"{host}: {unit_name} has no ExecStart program: the agent cannot start", PROGRAM_CHECK
+        )
     if snapshot.files.ok:
         facts = snapshot.file_table().get(program)
         if facts is None or not facts.executable:
-            found = snapshot.file_table().absence(program) if facts is None else f"is a {facts.kind} mode {facts.octal}, not executable"
-            return Blocker("program", f"{host}: {unit_name}: ExecStart={program} {found}: the agent cannot start", PROGRAM_CHECK)
+            found = (
+                snapshot.file_table().absence(program)
+                if facts is None
+                else f"is a {facts.kind} mode {facts.octal}, not executable"
+            )
+            return Blocker(
+                "program", f"{host}: {unit_name}: ExecStart={program} {found}: the agent cannot start", PROGRAM_CHECK
+            )
     active = unit.get("ActiveState")
     if active not in RUNNING_STATES:
-        return Blocker("running", f"{host}: {unit_name} is not running (ActiveState={active or '?'}, "
-                                  f"SubState={unit.get('SubState') or '?'})", UNIT_CHECK)
+        return Blocker(
+            "running",
+            f"{host}: {unit_name} is not running (ActiveState={active or '?'}, SubState={unit.get('SubState') or '?'})",
+            UNIT_CHECK,
+        )
     return None

@@ -9,7 +9,8 @@ effective value and name the file it came from. Sans-I/O: parsed files in, value
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 SECTIONS = ("agent", "security", "scripts", "monitoring", "containers", "outbound")
 # VIW_AGENT_* variable -> the [outbound] key it overrides.
@@ -45,7 +46,9 @@ def _as_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def effective(env: Mapping[str, str], env_file: str, toml: Mapping[str, Any] | None, toml_file: str | None) -> EffectiveConfig:
+def effective(
+    env: Mapping[str, str], env_file: str, toml: Mapping[str, Any] | None, toml_file: str | None
+) -> EffectiveConfig:
     """The ``.env``'s values over ``agent.toml``'s ``[outbound]`` (absent file: the ``.env`` alone)."""
     values: dict[str, str] = {}
     sources: dict[str, str] = {}

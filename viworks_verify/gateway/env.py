@@ -12,7 +12,7 @@ import difflib
 import hashlib
 import ipaddress
 import posixpath
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from viworks_verify.gateway.config import OUTBOUND_KEYS
@@ -60,7 +60,9 @@ def unknown_keys(env: Mapping[str, str], known: tuple[str, ...] | list[str]) -> 
     """Keys of the .env that the agent does not read (beyond ``known`` and the ``[outbound]`` overrides),
     each with the known key it most resembles (a typo), or None."""
     names = sorted({*known, *OUTBOUND_KEYS})
-    return {key: next(iter(difflib.get_close_matches(key, names, n=1, cutoff=0.8)), None) for key in env if key not in names}
+    return {
+        key: next(iter(difflib.get_close_matches(key, names, n=1, cutoff=0.8)), None) for key in env if key not in names
+    }
 
 
 def expected_backend_url(domain: str, ws_path: str, https_port: int = 443) -> str:
@@ -84,7 +86,9 @@ def backend_url_problems(url: str | None, domain: str, ws_path: str, https_port:
     if not host:
         problems.append("no host")
     elif _is_ip(host):
-        problems.append(f"host {host} is an IP address, not the agent domain (certificate names and the pin belong to the domain)")
+        problems.append(
+            f"host {host} is an IP address, not the agent domain (certificate names and the pin belong to the domain)"
+        )
     elif host.rstrip(".").lower() != domain.rstrip(".").lower():
         problems.append(f"host {host}")
     try:

@@ -18,7 +18,7 @@ def parse_env(text: str) -> dict[str, str]:
         key, value = line.split("=", 1)
         key = key.strip()
         if key.startswith("export "):
-            key = key[len("export "):].strip()
+            key = key[len("export ") :].strip()
         value = value.strip()
         if value[:1] in ("'", '"'):
             try:

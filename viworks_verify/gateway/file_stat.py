@@ -17,10 +17,16 @@ FORMAT = SEPARATOR.join(("%a", "%u", "%U", "%g", "%G", "%s", "%F", "%n"))
 _ERROR = re.compile(r"""^stat: cannot (?:stat|statx) (?P<quoted>'(?:[^']|'\\'')*'|"[^"]*"|\S+): (?P<reason>.+)$""")
 
 
-def parse_stat(stdout: str, stderr: str = "") -> FileTable:
-    """What one ``stat -L -c FORMAT`` run printed: each path's facts, or why it could not be read."""
+def parse_stat(output: str) -> FileTable:
+    """What one ``stat -L -c FORMAT`` run printed (its output and errors, in any order): each path's facts, or why
+    it could not be read."""
     stats = {}
-    for line in stdout.splitlines():
+    errors = {}
+    for line in output.splitlines():
+        match = _ERROR.match(line.strip())
+        if match:
+            errors[_unquote(match["quoted"])] = match["reason"].strip()
+            continue
         fields = line.split(SEPARATOR, 7)
         if len(fields) != 8 or not fields[1].isdigit() or not fields[3].isdigit() or not fields[5].isdigit():
             continue
@@ -29,11 +35,6 @@ def parse_stat(stdout: str, stderr: str = "") -> FileTable:
             stats[path] = FileFacts(path, kind, int(mode, 8), user, group, int(uid), int(gid), int(size))
         except ValueError:
             continue
-    errors = {}
-    for line in stderr.splitlines():
-        match = _ERROR.match(line.strip())
-        if match:
-            errors[_unquote(match["quoted"])] = match["reason"].strip()
     return FileTable(stats, errors)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
-_SHORT_ISO = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{2}:?\d{2})\s+\S+\s+(?P<ident>[^:]+):\s?(?P<message>.*)$")
+_SHORT_ISO = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{2}:?\d{2})\s+\S+\s+(?P<ident>[^:]+):\s?(?P<message>.*)$"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +40,7 @@ def parse_lines(text: str) -> list[JournalLine]:
 _TROUBLE = re.compile(r"(?i)\b(error|failed|refused|denied|cannot|unable|mismatch|rejected|timed out)\b")
 
 
-def most_telling(lines: list[JournalLine]) -> JournalLine | None:
+def line_to_quote(lines: list[JournalLine]) -> JournalLine | None:
     """The line that best says why: the last one reporting trouble, else the last one."""
     for line in reversed(lines):
         if _TROUBLE.search(line.message):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Collection, Sequence
+from collections.abc import Collection, Sequence
 
 
 def runs_program(argv: Sequence[str], program_paths: Collection[str], exe: str | None = None) -> bool:
@@ -41,7 +41,7 @@ class ProcessFacts:
     argv: tuple[str, ...]
 
     @classmethod
-    def parse(cls, pid: int, program: str, text: str) -> "ProcessFacts":
+    def parse(cls, pid: int, program: str, text: str) -> ProcessFacts:
         values: dict[str, str] = {}
         argv: list[str] = []
         in_argv = False
@@ -53,7 +53,14 @@ class ProcessFacts:
             else:
                 key, _, value = line.partition("=")
                 values[key] = value
-        return cls(pid, program, values.get("program") or program, values.get("exe"), values.get("state", ""), tuple(a for a in argv if a))
+        return cls(
+            pid,
+            program,
+            values.get("program") or program,
+            values.get("exe"),
+            values.get("state", ""),
+            tuple(a for a in argv if a),
+        )
 
     @property
     def alive(self) -> bool:

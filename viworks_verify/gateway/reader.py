@@ -17,7 +17,8 @@ import base64
 import posixpath
 import time
 import tomllib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -61,20 +62,26 @@ printf '@@ key\n'; [ -n "$key" ] && openssl pkey -in "$key" -pubout -passin pass
 # The .env's values the script itself needs, one per line in a fixed order (empty when unset), read
 # as Python's parse_env reads them for the common forms (export, spaces around "=", quotes); where
 # it differs, read_gateway notices and asks again.
-_ENV_PATHS_AWK = r"""
+_ENV_PATHS_AWK = (
+    r"""
 { sub(/^[ \t]+/, ""); sub(/^export[ \t]+/, ""); eq = index($0, "="); if (eq == 0 || /^#/) next
   name = substr($0, 1, eq - 1); sub(/[ \t]+$/, "", name)
   value = substr($0, eq + 1); sub(/^[ \t]+/, "", value); sub(/[ \t\r]+$/, "", value)
   if (value ~ /^".*"$/ || value ~ /^\047.*\047$/) value = substr(value, 2, length(value) - 2)
   v[name] = value }
 END { print v["CERT_PATH"]; print v["TRUST_BUNDLE"]; print v["KEY_PATH"]; print v["SCRIPTS_ROOT"] }
-""".replace("CERT_PATH", CERT_PATH).replace("TRUST_BUNDLE", TRUST_BUNDLE).replace("KEY_PATH", KEY_PATH).replace("SCRIPTS_ROOT", SCRIPTS_ROOT)
+""".replace("CERT_PATH", CERT_PATH)
+    .replace("TRUST_BUNDLE", TRUST_BUNDLE)
+    .replace("KEY_PATH", KEY_PATH)
+    .replace("SCRIPTS_ROOT", SCRIPTS_ROOT)
+)
 
 # $1 unit, $2 env file, $3 the connected-session pattern (awk ERE), $4 the agent binary, then the
 # script names. Each section starts "@@ name"; a section's exit status follows as "@@ name-rc N".
 # Every process started costs the host (and, on a fleet sharing cores, the run): what the shell can
 # do itself (picking properties, building the path list) it does without one.
-HOST_SCRIPT = r"""
+HOST_SCRIPT = (
+    r"""
 unit=$1 envf=$2 pattern=$3 binary=$4; shift 4
 printf '@@ clock\n'; date -u +%s.%N
 show=$(systemctl show "$unit" --no-pager --property=PROPERTIES 2>&1); rc=$?
@@ -136,8 +143,12 @@ for p in "$binary" "$envf" "$prog" "$cert" "$key" "$ca"; do [ -n "$p" ] && paths
 if [ -n "$root" ]; then for s in "$@"; do paths=$paths${root%/}/$s$nl; done; fi
 IFS=$nl; set -f; set -- $paths; unset IFS; set +f
 FILES_PART
-""".replace("PROPERTIES", ",".join(PROPERTIES)).replace("JOURNAL_LINES", str(JOURNAL_LINES)).replace(
-    "ENV_PATHS_AWK", _ENV_PATHS_AWK).replace("FILES_PART", _FILES_PART).replace("ROOT_PART", _ROOT_PART)
+""".replace("PROPERTIES", ",".join(PROPERTIES))
+    .replace("JOURNAL_LINES", str(JOURNAL_LINES))
+    .replace("ENV_PATHS_AWK", _ENV_PATHS_AWK)
+    .replace("FILES_PART", _FILES_PART)
+    .replace("ROOT_PART", _ROOT_PART)
+)
 
 # The second round trip, only when the script's reading of the .env missed paths Python's names:
 # $1 certificate, $2 trust bundle, $3 key, $4 scripts root ('' when not set), then "--", then the paths to stat.
@@ -171,15 +182,30 @@ class _Unreachable(Exception):
     pass
 
 
-def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gateway, hasher: SecretHasher,
-                 read_secret_file: Callable[[str], bytes | None] | None = None) -> GatewaySnapshot:
+def read_gateway(
+    host_id: str,
+    name: str,
+    run: Callable[..., Any],
+    settings: Gateway,
+    hasher: SecretHasher,
+    read_secret_file: Callable[[str], bytes | None] | None = None,
+) -> GatewaySnapshot:
     """Every fact the gateway checks need. ``run(template, *args)`` is testinfra's (quoting its arguments)."""
     started = time.time()
     snap = GatewaySnapshot(host=host_id, name=name, gathered_at=started)
     try:
         before = time.time()
-        first = _run(host_id, run, "sh -c %s sh %s %s %s %s" + " %s" * len(settings.scripts), HOST_SCRIPT,
-                     settings.unit, settings.env_file, settings.connected_log_pattern or _NO_PATTERN, settings.binary_path, *settings.scripts)
+        first = _run(
+            host_id,
+            run,
+            "sh -c %s sh %s %s %s %s" + " %s" * len(settings.scripts),
+            HOST_SCRIPT,
+            settings.unit,
+            settings.env_file,
+            settings.connected_log_pattern or _NO_PATTERN,
+            settings.binary_path,
+            *settings.scripts,
+        )
         after = time.time()
     except _Unreachable as exc:
         snap.connection = Fact.failed(str(exc))
@@ -198,31 +224,44 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
 
     # The files the agent will open are named by its effective configuration (.env over agent.toml).
     toml_values = snap.agent_toml.value.get("values") if snap.agent_toml.ok and snap.agent_toml.value else None
-    env_values = effective(parse_env(parts.get("env", "")) if snap.env.ok else {}, settings.env_file, toml_values, toml_path).values
+    env_values = effective(
+        parse_env(parts.get("env", "")) if snap.env.ok else {}, settings.env_file, toml_values, toml_path
+    ).values
     cert, ca, key, root = (env_values.get(k, "").strip() for k in (CERT_PATH, TRUST_BUNDLE, KEY_PATH, SCRIPTS_ROOT))
-    table = parse_stat(parts.get("stat", ""), parts.get("stat", ""))
+    table = parse_stat(parts.get("stat", ""))
     read_by_script = dict(line.split("=", 1) for line in parts.get("paths", "").splitlines() if "=" in line)
     missed = [p for p in _required_files(settings, unit, env_values) if p not in table.stats and p not in table.errors]
     read_as = tuple(read_by_script.get(name) for name in ("certificate", "trust", "key", "root"))
     if missed or read_as != (cert, ca, key, root):
         # The script read the .env otherwise than Python does (quoting): one more round trip, for those paths.
         try:
-            second = _run(host_id, run, "sh -c %s sh %s %s %s %s -- " + " ".join(["%s"] * len(missed)), FILES_SCRIPT,
-                          cert, ca, key, root, *missed)
+            second = _run(
+                host_id,
+                run,
+                "sh -c %s sh %s %s %s %s -- " + " ".join(["%s"] * len(missed)),
+                FILES_SCRIPT,
+                cert,
+                ca,
+                key,
+                root,
+                *missed,
+            )
         except _Unreachable as exc:
             snap.files = snap.client_certificate = snap.trust_bundle = snap.client_key_spki = Fact.failed(str(exc))
             snap.scripts_root = snap.artifacts = Fact.failed(str(exc))
             snap.gather_ms = round((time.time() - started) * 1000, 1)
             return snap
         again = sections(second.stdout)
-        more = parse_stat(again.get("stat", ""), again.get("stat", ""))
+        more = parse_stat(again.get("stat", ""))
         table = FileTable({**table.stats, **more.stats}, {**table.errors, **more.errors})
         parts.update({k: v for k, v in again.items() if k != "stat"})
     snap.files = Fact({"stats": {p: stat_json(s) for p, s in table.stats.items()}, "errors": table.errors})
     snap.scripts_root = _scripts_root(host_id, root, parts)
     digests, errors = parse_sha256sum(parts.get("sha256", "") + "\n" + parts.get("root-sha256", ""))
     snap.artifacts = Fact({"sha256": digests, "errors": errors})
-    snap.client_certificate = _pem_section(host_id, settings.env_file, CERT_PATH, cert, parts, "certificate", first_only=True)
+    snap.client_certificate = _pem_section(
+        host_id, settings.env_file, CERT_PATH, cert, parts, "certificate", first_only=True
+    )
     snap.trust_bundle = _pem_section(host_id, settings.env_file, TRUST_BUNDLE, ca, parts, "trust", first_only=False)
     snap.client_key_spki = _key(host_id, settings.env_file, key, parts, read_secret_file)
     snap.gather_ms = round((time.time() - started) * 1000, 1)
@@ -232,7 +271,7 @@ def read_gateway(host_id: str, name: str, run: Callable[..., Any], settings: Gat
 def _run(host_id: str, run: Callable[..., Any], template: str, *args: str):
     try:
         return run(template, *args)
-    except Exception as exc:  # noqa: BLE001 - testinfra raises on ssh's own failure (exit 255)
+    except Exception as exc:
         raise _Unreachable(f"{host_id} unreachable: {connection_error(exc)}") from None
 
 
@@ -246,7 +285,9 @@ def _clock(host_id: str, text: str, before: float, after: float) -> Fact:
 
 def _unit(host_id: str, unit: str, parts: dict[str, str], result: Any) -> Fact:
     if parts.get("unit-rc", "1") != "0":
-        return Fact.failed(f"{host_id}: systemctl show {unit} failed: {(result.stderr or parts.get('unit', '')).strip()[:200]}")
+        return Fact.failed(
+            f"{host_id}: systemctl show {unit} failed: {(result.stderr or parts.get('unit', '')).strip()[:200]}"
+        )
     return Fact(UnitProperties.parse(unit, parts.get("unit", "")).values)
 
 
@@ -260,8 +301,10 @@ def _agent_toml(host_id: str, path: str, parts: dict[str, str], hasher: SecretHa
         return Fact.failed(f"{host_id}: {path}: expected valid TOML; found: {exc}")
 
     def masked(table: dict[str, Any]) -> dict[str, Any]:
-        return {key: masked(value) if isinstance(value, dict) else hasher(str(value)) if is_secret_name(key) else value
-                for key, value in table.items()}
+        return {
+            key: masked(value) if isinstance(value, dict) else hasher(str(value)) if is_secret_name(key) else value
+            for key, value in table.items()
+        }
 
     return Fact({"path": path, "present": True, "values": masked(values)})
 
@@ -277,24 +320,32 @@ def _env(host_id: str, env_file: str, parts: dict[str, str], hasher: SecretHashe
 
 def _listeners(host_id: str, parts: dict[str, str]) -> Fact:
     if parts.get("listeners-rc", "1") != "0":
-        return Fact.failed(f"{host_id}: {ss_listeners.COMMAND} failed (exit {parts.get('listeners-rc', '?')}): {parts.get('listeners', '').strip()[:200]}")
-    return Fact([{"proto": l.proto, "address": l.address, "port": l.port, "processes": [list(p) for p in l.processes]}
-                 for l in ss_listeners.parse(parts.get("listeners", ""))])
+        return Fact.failed(
+            f"{host_id}: {ss_listeners.COMMAND} failed (exit {parts.get('listeners-rc', '?')}): {parts.get('listeners', '').strip()[:200]}"
+        )
+    return Fact(
+        [
+            {"proto": x.proto, "address": x.address, "port": x.port, "processes": [list(p) for p in x.processes]}
+            for x in ss_listeners.parse(parts.get("listeners", ""))
+        ]
+    )
 
 
 def _journal(host_id: str, unit: str, parts: dict[str, str], looked_for: bool = True) -> Fact:
     if "journal-connected" not in parts:
-        return Fact({"connected": None, "telling": None, "lines": 0, "looked_for": looked_for})
+        return Fact({"connected": None, "quote": None, "lines": 0, "looked_for": looked_for})
     connected = journal.parse_lines(parts["journal-connected"])
     last = journal.parse_lines(parts.get("journal-last", ""))
-    telling = journal.most_telling(last)
-    return Fact({
-        "connected": REDACTOR.redact(str(connected[-1])) if connected else None,
-        "telling": REDACTOR.redact(str(telling)) if telling else None,
-        "trouble": bool(telling and journal.reports_trouble(telling)),
-        "lines": len(last),
-        "looked_for": looked_for,  # False: no connected-session line was configured to look for
-    })
+    quoted = journal.line_to_quote(last)
+    return Fact(
+        {
+            "connected": REDACTOR.redact(str(connected[-1])) if connected else None,
+            "quote": REDACTOR.redact(str(quoted)) if quoted else None,
+            "trouble": bool(quoted and journal.reports_trouble(quoted)),
+            "lines": len(last),
+            "looked_for": looked_for,  # False: no connected-session line was configured to look for
+        }
+    )
 
 
 def _process(unit: UnitProperties, text: str) -> Fact:
@@ -304,8 +355,16 @@ def _process(unit: UnitProperties, text: str) -> Fact:
     if program is None:
         return Fact({"pid": pid, "program": "", "program_resolved": "", "exe": None, "state": "", "argv": []})
     facts = ProcessFacts.parse(pid, program, text)
-    return Fact({"pid": facts.pid, "program": facts.program, "program_resolved": facts.program_resolved, "exe": facts.exe,
-                 "state": facts.state, "argv": [REDACTOR.redact(a) for a in facts.argv[:3]]})
+    return Fact(
+        {
+            "pid": facts.pid,
+            "program": facts.program,
+            "program_resolved": facts.program_resolved,
+            "exe": facts.exe,
+            "state": facts.state,
+            "argv": [REDACTOR.redact(a) for a in facts.argv[:3]],
+        }
+    )
 
 
 def _scripts_root(host_id: str, root: str, parts: dict[str, str]) -> Fact:
@@ -314,7 +373,9 @@ def _scripts_root(host_id: str, root: str, parts: dict[str, str]) -> Fact:
     lines = parts.get("scripts-root", "").splitlines()
     state = lines[0].removeprefix("state=") if lines and lines[0].startswith("state=") else ""
     if state not in ("directory", "missing", "unset"):
-        return Fact.failed(f"{host_id}: cannot list the scripts root {root or '(unset)'}: {' '.join(lines)[:200] or 'no answer'}")
+        return Fact.failed(
+            f"{host_id}: cannot list the scripts root {root or '(unset)'}: {' '.join(lines)[:200] or 'no answer'}"
+        )
     entries = scripts_root.parse_listing("\n".join(lines[1:]))
     return Fact({"path": root, "state": state, "entries": [entry.to_json() for entry in entries]})
 
@@ -325,8 +386,9 @@ def _required_files(settings: Gateway, unit: UnitProperties, env: dict[str, str]
     return list(dict.fromkeys(paths))
 
 
-
-def _pem_section(host_id: str, env_file: str, key: str, path: str, parts: dict[str, str], name: str, first_only: bool) -> Fact:
+def _pem_section(
+    host_id: str, env_file: str, key: str, path: str, parts: dict[str, str], name: str, first_only: bool
+) -> Fact:
     if not path:
         return Fact.failed(f"{host_id}: {env_file}: {key} not set; expected the path of the agent's {key}")
     text = parts.get(name, "")
@@ -339,10 +401,18 @@ def _pem_section(host_id: str, env_file: str, key: str, path: str, parts: dict[s
     if not found:
         return Fact.failed(f"{host_id}: {path} holds no PEM certificate; expected one")
     pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in found]
-    return Fact("".join(pems) if first_only else pems)  # a certificate file: its leaf, then any intermediates it carries
+    return Fact(
+        "".join(pems) if first_only else pems
+    )  # a certificate file: its leaf, then any intermediates it carries
 
 
-def _key(host_id: str, env_file: str, path: str, parts: dict[str, str], read_secret_file: Callable[[str], bytes | None] | None) -> Fact:
+def _key(
+    host_id: str,
+    env_file: str,
+    path: str,
+    parts: dict[str, str],
+    read_secret_file: Callable[[str], bytes | None] | None,
+) -> Fact:
     if not path:
         return Fact.failed(f"{host_id}: {env_file}: {KEY_PATH} not set; expected the path of the agent's {KEY_PATH}")
     rc = parts.get("key-rc", "1")
@@ -352,7 +422,7 @@ def _key(host_id: str, env_file: str, path: str, parts: dict[str, str], read_sec
         except ValueError as exc:
             return Fact.failed(f"{host_id}: {path}: {exc}")
     if rc != str(public_keys.COMMAND_NOT_FOUND) or read_secret_file is None:
-        message = next((l.strip() for l in parts.get("key", "").splitlines() if l.strip()), "no message")[:160]
+        message = next((line.strip() for line in parts.get("key", "").splitlines() if line.strip()), "no message")[:160]
         return Fact.failed(f"{host_id}: {path} unusable as a private key (openssl: {message})")
     # No openssl on the host: read the key once, keep its public half, drop the rest.
     data = read_secret_file(path)
@@ -363,4 +433,4 @@ def _key(host_id: str, env_file: str, path: str, parts: dict[str, str], read_sec
     except ValueError as exc:
         return Fact.failed(f"{host_id}: {path}: {exc}")
     finally:
-        data = None  # noqa: F841
+        data = None

@@ -8,13 +8,21 @@ the gateway reader's script asks ``find -printf`` for; ``parse_listing`` reads w
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 SEPARATOR = "|"
 # type, mode, uid, user, size, then the name last (a name may hold the separator).
 LISTING_FORMAT = SEPARATOR.join(("%y", "%m", "%U", "%u", "%s", "%P")) + r"\n"
-KINDS = {"f": "regular file", "d": "directory", "l": "symbolic link", "p": "named pipe", "s": "socket",
-         "b": "block device", "c": "character device"}
+KINDS = {
+    "f": "regular file",
+    "d": "directory",
+    "l": "symbolic link",
+    "p": "named pipe",
+    "s": "socket",
+    "b": "block device",
+    "c": "character device",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +49,7 @@ class Entry:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Entry":
+    def from_json(cls, data: dict[str, Any]) -> Entry:
         return cls(data["name"], data["kind"], int(data["mode"]), int(data["uid"]), data["user"], int(data["size"]))
 
 
@@ -72,4 +80,6 @@ def compare(entries: Iterable[Entry], scripts: Iterable[str], may_hold: Iterable
     entries = list(entries)
     allowed = set(scripts) | set(may_hold)
     names = {entry.name for entry in entries}
-    return Comparison([entry for entry in entries if entry.name not in allowed], [name for name in scripts if name not in names])
+    return Comparison(
+        [entry for entry in entries if entry.name not in allowed], [name for name in scripts if name not in names]
+    )

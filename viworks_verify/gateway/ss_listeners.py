@@ -28,7 +28,8 @@ class Listener:
     def describe(self, labels: dict[int, str] | None = None) -> str:
         """``8080/tcp on 0.0.0.0 by python3 (pid 117, the agent)``."""
         owners = ", ".join(
-            f"{name} (pid {pid}{', ' + labels[pid] if labels and pid in labels else ''})" for name, pid in self.processes
+            f"{name} (pid {pid}{', ' + labels[pid] if labels and pid in labels else ''})"
+            for name, pid in self.processes
         )
         return f"{self.port}/{self.proto} on {self.address} by {owners or 'no process visible on the host'}"
 
@@ -67,7 +68,7 @@ class Declared:
     proto: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "Declared":
+    def parse(cls, text: str) -> Declared:
         process, _, where = text.strip().partition(":")
         port, _, proto = where.partition("/")
         if not process or (port and not port.isdigit()) or proto not in ("", "tcp", "udp"):
@@ -78,7 +79,9 @@ class Declared:
         return name == self.process and self.port in (None, listener.port) and self.proto in (None, listener.proto)
 
     def __str__(self) -> str:
-        return self.process + (f":{self.port}" if self.port is not None else "") + (f"/{self.proto}" if self.proto else "")
+        return (
+            self.process + (f":{self.port}" if self.port is not None else "") + (f"/{self.proto}" if self.proto else "")
+        )
 
 
 def owned_by(listeners: list[Listener], pids: set[int]) -> list[Listener]:
@@ -86,7 +89,9 @@ def owned_by(listeners: list[Listener], pids: set[int]) -> list[Listener]:
     return [listener for listener in listeners if any(pid in pids for _, pid in listener.processes)]
 
 
-def undeclared(listeners: list[Listener], declared: tuple[str, ...], engine_addresses: tuple[str, ...] = ()) -> list[Listener]:
+def undeclared(
+    listeners: list[Listener], declared: tuple[str, ...], engine_addresses: tuple[str, ...] = ()
+) -> list[Listener]:
     """Listeners some process holds that no declaration admits; and sockets no host process holds,
     unless at an address of the container engine's own (Docker's DNS in a host that is a container)."""
     rules = [Declared.parse(text) for text in declared]

@@ -6,9 +6,22 @@ import dataclasses
 import re
 
 PROPERTIES = (
-    "LoadState", "ActiveState", "SubState", "UnitFileState", "NRestarts", "Restart", "RestartUSec", "Type",
-    "ExecStart", "EnvironmentFiles", "WorkingDirectory", "MainPID", "ActiveEnterTimestamp", "FragmentPath",
-    "InvocationID", "DropInPaths",
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "UnitFileState",
+    "NRestarts",
+    "Restart",
+    "RestartUSec",
+    "Type",
+    "ExecStart",
+    "EnvironmentFiles",
+    "WorkingDirectory",
+    "MainPID",
+    "ActiveEnterTimestamp",
+    "FragmentPath",
+    "InvocationID",
+    "DropInPaths",
 )
 
 
@@ -18,7 +31,7 @@ class UnitProperties:
     values: dict[str, str]
 
     @classmethod
-    def parse(cls, unit: str, text: str) -> "UnitProperties":
+    def parse(cls, unit: str, text: str) -> UnitProperties:
         """Properties by name; a repeated key (one ``EnvironmentFiles=`` line per file) keeps every value."""
         values: dict[str, str] = {}
         for line in text.splitlines():
@@ -50,4 +63,3 @@ class UnitProperties:
     def environment_files(self) -> list[str]:
         """EnvironmentFile paths (``/opt/a/.env (ignore_errors=no)``)."""
         return re.findall(r"(/[^ ]+) \(ignore_errors=", self.get("EnvironmentFiles"))
-

@@ -36,7 +36,10 @@ class GatherChild:
         self._stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty child cannot block on it
         self._process = subprocess.Popen(
             [*program, *argv],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
             env={**os.environ, RUN_KEY_ENV: self.run_key},
         )
         self._delivered: dict[str, dict[str, Any]] = {}

@@ -30,7 +30,7 @@ class Skew:
     uncertainty: float  # half the round trip the reading took
 
     @classmethod
-    def measure(cls, host_epoch: float, runner_before: float, runner_after: float) -> "Skew":
+    def measure(cls, host_epoch: float, runner_before: float, runner_after: float) -> Skew:
         return cls(host_epoch - (runner_before + runner_after) / 2, (runner_after - runner_before) / 2)
 
     def describe(self, reference: str = "the runner") -> str:
@@ -38,7 +38,7 @@ class Skew:
         direction = "ahead of" if self.seconds >= 0 else "behind"
         return f"{abs(self.seconds):.1f} s {direction} {reference} (±{self.uncertainty:.1f} s)"
 
-    def against(self, other: "Skew") -> "Skew":
+    def against(self, other: Skew) -> Skew:
         """This clock against another host's, both measured against the runner."""
         return Skew(self.seconds - other.seconds, self.uncertainty + other.uncertainty)
 

@@ -83,30 +83,61 @@ class FileTable:
 
 # -- the snapshot fields' JSON layouts ---------------------------------------------------------------
 
+
 def stat_json(facts: FileFacts) -> dict[str, Any]:
     """A gateway file as the snapshot's ``files.stats`` holds it."""
-    return {"path": facts.path, "mode": facts.mode, "uid": facts.uid, "user": facts.user, "gid": facts.gid,
-            "group": facts.group, "kind": facts.kind, "size": facts.size}
+    return {
+        "path": facts.path,
+        "mode": facts.mode,
+        "uid": facts.uid,
+        "user": facts.user,
+        "gid": facts.gid,
+        "group": facts.group,
+        "kind": facts.kind,
+        "size": facts.size,
+    }
 
 
 def from_stat_json(data: dict[str, Any]) -> FileFacts:
-    return FileFacts(data["path"], data["kind"], data.get("mode"), data.get("user"), data.get("group"), data.get("uid"), data.get("gid"),
-                     data.get("size"))
+    return FileFacts(
+        data["path"],
+        data["kind"],
+        data.get("mode"),
+        data.get("user"),
+        data.get("group"),
+        data.get("uid"),
+        data.get("gid"),
+        data.get("size"),
+    )
 
 
 def container_json(facts: FileFacts) -> dict[str, Any]:
     """A container file as the backend snapshot holds it (``owner`` as ``user:group``, content as text)."""
-    return {"path": facts.path, "kind": facts.kind, "mode": facts.mode, "size": facts.size,
-            "owner": f"{facts.user}:{facts.group}" if facts.user is not None else None,
-            "executable": bool(facts.runnable), "readable": bool(facts.readable), "sha256": facts.sha256,
-            "content": facts.content.decode(errors="replace") if facts.content is not None else None}
+    return {
+        "path": facts.path,
+        "kind": facts.kind,
+        "mode": facts.mode,
+        "size": facts.size,
+        "owner": f"{facts.user}:{facts.group}" if facts.user is not None else None,
+        "executable": bool(facts.runnable),
+        "readable": bool(facts.readable),
+        "sha256": facts.sha256,
+        "content": facts.content.decode(errors="replace") if facts.content is not None else None,
+    }
 
 
 def from_container_json(data: dict[str, Any]) -> FileFacts:
     user, _, group = (data.get("owner") or "").partition(":")
     content = data.get("content")
     return FileFacts(
-        data["path"], data["kind"], data.get("mode"), user or None, group or None, size=data.get("size"),
-        runnable=bool(data.get("executable")), readable=bool(data.get("readable")), sha256=data.get("sha256"),
+        data["path"],
+        data["kind"],
+        data.get("mode"),
+        user or None,
+        group or None,
+        size=data.get("size"),
+        runnable=bool(data.get("executable")),
+        readable=bool(data.get("readable")),
+        sha256=data.get("sha256"),
         content=content.encode() if content is not None else None,
     )

@@ -13,12 +13,22 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import time
-from typing import Iterable, Iterator, Protocol
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.edge.reader import read_edge
 from viworks_verify.gather.child import GatherChild
-from viworks_verify.gather.snapshot import BackendSnapshot, Fact, GatewaySnapshot, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError, host_snapshot_from_json
+from viworks_verify.gather.snapshot import (
+    BackendSnapshot,
+    Fact,
+    GatewaySnapshot,
+    RunSnapshot,
+    SecretHasher,
+    Snapshot,
+    SnapshotFormatError,
+    host_snapshot_from_json,
+)
 from viworks_verify.target.connections import HostUnreachable, TargetHost
 from viworks_verify.target.settings import Settings
 
@@ -39,7 +49,7 @@ class Gathering:
         self.hasher = hasher
         self.child = child
         self.secret_key_id = hasher.key_id
-        self.read_here: list[str] = []  # why hosts the child did not deliver were read in this process
+        self.read_in_process: list[str] = []  # why hosts the child did not deliver were read in this process
         self.started = time.time()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="viworks-gather")
         self._futures: dict[str, concurrent.futures.Future] = {}
@@ -89,13 +99,17 @@ class Gathering:
             # The child's budget: as long as a reader may take here (a restart being watched
             # settle, then connect timeouts), with room for its start-up.
             timing = self.settings.timing
-            delivered = self.child.snapshot_json(host.id, timeout_s=timing.ready_timeout_s + 3 * timing.connect_timeout_s + 10)
+            delivered = self.child.snapshot_json(
+                host.id, timeout_s=timing.ready_timeout_s + 3 * timing.connect_timeout_s + 10
+            )
             try:
                 if delivered is not None:
                     return host_snapshot_from_json(delivered, "the gathering child process")
-                self.read_here.append(self.child.missing(host.id))
+                self.read_in_process.append(self.child.missing(host.id))
             except (SnapshotFormatError, KeyError, TypeError, ValueError) as exc:
-                self.read_here.append(f"{host.id}: the gathering child process sent a snapshot that does not load: {exc}")
+                self.read_in_process.append(
+                    f"{host.id}: the gathering child process sent a snapshot that does not load: {exc}"
+                )
         if host.inventory_host.group == "backend":
             return self._read_backend(host)
         return self._read_gateway(host)
@@ -108,7 +122,9 @@ class Gathering:
             result = host.testinfra.run("cat -- %s", path)
             return result.stdout_bytes if result.rc == 0 else None
 
-        return read_gateway(host.id, host.name, host.testinfra.run, self.settings.gateway, self.hasher, read_secret_file)
+        return read_gateway(
+            host.id, host.name, host.testinfra.run, self.settings.gateway, self.hasher, read_secret_file
+        )
 
     def _read_backend(self, host: TargetHost) -> BackendSnapshot:
         from viworks_verify.backend.reader import read_backend
@@ -116,10 +132,14 @@ class Gathering:
         try:
             client = host.docker
         except HostUnreachable as exc:
-            return BackendSnapshot(host=host.id, name=host.name, gathered_at=time.time(), connection=Fact.failed(str(exc)))
-        except Exception as exc:  # noqa: BLE001 - the engine did not answer (the SDK asks its version at once)
+            return BackendSnapshot(
+                host=host.id, name=host.name, gathered_at=time.time(), connection=Fact.failed(str(exc))
+            )
+        except Exception as exc:
             problem = f"{host.id}: its Docker engine does not answer: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-            return BackendSnapshot(host=host.id, name=host.name, gathered_at=time.time(), connection=Fact.failed(problem))
+            return BackendSnapshot(
+                host=host.id, name=host.name, gathered_at=time.time(), connection=Fact.failed(problem)
+            )
         return read_backend(host.id, host.name, client, self.settings.backend, self.settings.edge, self.hasher)
 
 

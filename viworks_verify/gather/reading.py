@@ -9,7 +9,8 @@ and the plugin turns it into the failure (the first time) or the skip (every lat
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -43,6 +44,6 @@ class Reading(Generic[T]):
         """A check has already reported this problem in its own words: the ones that need the fact skip."""
         self._reported = True
 
-    def then(self, derive: Callable[[T], "Reading"]) -> "Reading":
+    def then(self, derive: Callable[[T], Reading]) -> Reading:
         """``derive(value)`` as a new Reading; a problem passes on as the same object (reported once)."""
         return self if self.problem is not None else derive(self.value)  # type: ignore[arg-type]

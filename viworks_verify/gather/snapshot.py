@@ -48,7 +48,7 @@ class Fact(Generic[T]):
     problem: str | None = None
 
     @classmethod
-    def failed(cls, problem: str) -> "Fact[T]":
+    def failed(cls, problem: str) -> Fact[T]:
         return cls(None, problem)
 
     @property
@@ -59,7 +59,7 @@ class Fact(Generic[T]):
         return {"problem": self.problem} if self.problem is not None else {"value": self.value}
 
     @classmethod
-    def from_json(cls, data: Any) -> "Fact[Any]":
+    def from_json(cls, data: Any) -> Fact[Any]:
         if not isinstance(data, dict) or not ({"value", "problem"} & data.keys()):
             return cls(None, "not recorded in this snapshot")
         return cls(data.get("value"), data.get("problem"))
@@ -124,7 +124,7 @@ class GatewaySnapshot:
     agent_toml: Fact = Fact()  # agent.toml in the WorkingDirectory: {"path", "present", "values"} (secrets hashed)
     clock_skew: Fact = Fact()  # {"seconds", "uncertainty"} against the runner
     listeners: Fact = Fact()  # ss -tulpn: [{"proto", "address", "port", "processes": [[name, pid]]}]
-    journal: Fact = Fact()  # {"connected": line or None, "telling": line or None} since the unit's last start
+    journal: Fact = Fact()  # {"connected": line or None, "quote": line or None} since the unit's last start
     process: Fact = Fact()  # the unit's MainPID: ProcessFacts fields
     files: Fact = Fact()  # stat of every required file: {"stats": {path: {...}}, "errors": {path: reason}}
     client_certificate: Fact = Fact()  # PEM text
@@ -137,7 +137,7 @@ class GatewaySnapshot:
         return _facts_to_json(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "GatewaySnapshot":
+    def from_json(cls, data: dict[str, Any]) -> GatewaySnapshot:
         return _facts_from_json(cls, data)
 
     def scripts_root_entries(self) -> list[ScriptsRootEntry]:
@@ -158,10 +158,15 @@ class GatewaySnapshot:
 
     def file_table(self) -> FileTable:
         data = self.files.value or {}
-        return FileTable({path: from_stat_json(stat) for path, stat in data.get("stats", {}).items()}, dict(data.get("errors", {})))
+        return FileTable(
+            {path: from_stat_json(stat) for path, stat in data.get("stats", {}).items()}, dict(data.get("errors", {}))
+        )
 
     def host_listeners(self) -> list[HostListener]:
-        return [HostListener(l["proto"], l["address"], int(l["port"]), tuple((n, int(p)) for n, p in l["processes"])) for l in self.listeners.value or []]
+        return [
+            HostListener(x["proto"], x["address"], int(x["port"]), tuple((n, int(p)) for n, p in x["processes"]))
+            for x in self.listeners.value or []
+        ]
 
     def process_facts(self) -> ProcessFacts:
         data = dict(self.process.value or {})
@@ -203,7 +208,10 @@ def inspect_subset(attrs: dict[str, Any]) -> dict[str, Any]:
         "State": state,
         "RestartCount": attrs.get("RestartCount", 0),
         "NetworkSettings": {
-            "Networks": {name: {"IPAddress": info.get("IPAddress"), "Aliases": info.get("Aliases")} for name, info in networks.items()},
+            "Networks": {
+                name: {"IPAddress": info.get("IPAddress"), "Aliases": info.get("Aliases")}
+                for name, info in networks.items()
+            },
             "Ports": attrs.get("NetworkSettings", {}).get("Ports") or {},
         },
         "HostConfig": {"PortBindings": attrs.get("HostConfig", {}).get("PortBindings") or {}},
@@ -222,7 +230,9 @@ class BackendSnapshot:
     gather_ms: float = 0.0
     engine_offset_s: float = 0.0  # the engine's clock minus the runner's (container times are the engine's)
     connection: Fact = Fact()
-    containers: dict = dataclasses.field(default_factory=dict)  # name -> Fact(inspect subset); problem: no such container
+    containers: dict = dataclasses.field(
+        default_factory=dict
+    )  # name -> Fact(inspect subset); problem: no such container
     clock_skew: Fact = Fact()
     agent_listeners: Fact = Fact()  # {"sockets": [...], "processes": [...]} from /proc in the agent container
     agent_files: Fact = Fact()  # {path: FileFacts fields} for the binary (with sha256) and the config (no content)
@@ -234,7 +244,7 @@ class BackendSnapshot:
         return _facts_to_json(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "BackendSnapshot":
+    def from_json(cls, data: dict[str, Any]) -> BackendSnapshot:
         return _facts_from_json(cls, data)
 
     def container(self, name: str) -> ContainerFacts | None:
@@ -243,14 +253,25 @@ class BackendSnapshot:
 
     def listener_snapshot(self) -> ListenerSnapshot:
         data = self.agent_listeners.value or {}
-        sockets = tuple(TcpSocket(s["family"], ipaddress.ip_address(s["address"]), s["port"], s["state"], s["inode"]) for s in data.get("sockets", []))
-        processes = tuple(Process(p["pid"], tuple(p["argv"]), frozenset(p["socket_inodes"]), p["fds_listed"]) for p in data.get("processes", []))
+        sockets = tuple(
+            TcpSocket(s["family"], ipaddress.ip_address(s["address"]), s["port"], s["state"], s["inode"])
+            for s in data.get("sockets", [])
+        )
+        processes = tuple(
+            Process(p["pid"], tuple(p["argv"]), frozenset(p["socket_inodes"]), p["fds_listed"])
+            for p in data.get("processes", [])
+        )
         return ListenerSnapshot(sockets, processes)
 
     def nginx_config(self) -> NginxConfig:
         data = self.nginx.value or {}
         tree = [directive_from_json(d) for d in data.get("tree", [])]
-        return NginxConfig(files={path: "" for path in data.get("files", [])}, main_file=data.get("main_file", ""), tree=tree, errors=list(data.get("errors", [])))
+        return NginxConfig(
+            files=dict.fromkeys(data.get("files", []), ""),
+            main_file=data.get("main_file", ""),
+            tree=tree,
+            errors=list(data.get("errors", [])),
+        )
 
     def tls_files(self) -> dict[str, FileFacts]:
         return file_facts_from_json(self.nginx_tls_files.value or {})
@@ -273,8 +294,13 @@ def directive_to_json(d: Directive) -> dict[str, Any]:
 
 def directive_from_json(data: dict[str, Any]) -> Directive:
     block = data.get("block")
-    return Directive(name=data["name"], args=tuple(data["args"]), file=data["file"], line=data["line"],
-                     block=[directive_from_json(child) for child in block] if block is not None else None)
+    return Directive(
+        name=data["name"],
+        args=tuple(data["args"]),
+        file=data["file"],
+        line=data["line"],
+        block=[directive_from_json(child) for child in block] if block is not None else None,
+    )
 
 
 # --------------------------------------------------------------------------------------- edge
@@ -299,7 +325,7 @@ class EdgeSnapshot:
         return _facts_to_json(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "EdgeSnapshot":
+    def from_json(cls, data: dict[str, Any]) -> EdgeSnapshot:
         return _facts_from_json(cls, data)
 
     def leaf(self) -> x509.Certificate:
@@ -319,7 +345,9 @@ def host_snapshot_from_json(data: Any, source: str = "snapshot") -> Snapshot:
     """One host's snapshot from its JSON, whatever its kind."""
     kind = _KINDS.get(data.get("kind")) if isinstance(data, dict) else None
     if kind is None:
-        raise SnapshotFormatError(f"{source}: a host of unknown kind {data.get('kind') if isinstance(data, dict) else data!r}")
+        raise SnapshotFormatError(
+            f"{source}: a host of unknown kind {data.get('kind') if isinstance(data, dict) else data!r}"
+        )
     return kind.from_json(data)
 
 
@@ -339,15 +367,20 @@ class RunSnapshot:
         return next((h for h in self.hosts if h.host == host_id), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "target": self.target, "taken_at": self.taken_at, "secret_key_id": self.secret_key_id,
-                "hosts": [h.to_json() for h in self.hosts]}
+        return {
+            "format": FORMAT,
+            "target": self.target,
+            "taken_at": self.taken_at,
+            "secret_key_id": self.secret_key_id,
+            "hosts": [h.to_json() for h in self.hosts],
+        }
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=1, sort_keys=True) + "\n")
 
     @classmethod
-    def from_json(cls, data: Any, source: str = "snapshot") -> "RunSnapshot":
+    def from_json(cls, data: Any, source: str = "snapshot") -> RunSnapshot:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise SnapshotFormatError(f"{source}: not a {FORMAT} snapshot (format: {found!r})")
@@ -356,11 +389,15 @@ class RunSnapshot:
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, SnapshotFormatError):
                 raise
-            raise SnapshotFormatError(f"{source}: a host entry is not a snapshot ({type(exc).__name__}: {str(exc)[:120]})") from None
-        return cls(str(data.get("target", "")), float(data.get("taken_at", 0.0)), hosts, str(data.get("secret_key_id") or ""))
+            raise SnapshotFormatError(
+                f"{source}: a host entry is not a snapshot ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
+        return cls(
+            str(data.get("target", "")), float(data.get("taken_at", 0.0)), hosts, str(data.get("secret_key_id") or "")
+        )
 
     @classmethod
-    def load(cls, path: Path) -> "RunSnapshot":
+    def load(cls, path: Path) -> RunSnapshot:
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import ipaddress
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -39,15 +39,22 @@ class Identity:
 
 
 def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def new_ca(common_name: str, *, days: int = 3650, now: _dt.datetime | None = None, issuer: Identity | None = None,
-           key: PrivateKey | None = None, hash_algorithm: hashes.HashAlgorithm | None = None) -> Identity:
+def new_ca(
+    common_name: str,
+    *,
+    days: int = 3650,
+    now: _dt.datetime | None = None,
+    issuer: Identity | None = None,
+    key: PrivateKey | None = None,
+    hash_algorithm: hashes.HashAlgorithm | None = None,
+) -> Identity:
     """A CA: self-signed (a root), or an intermediate signed by ``issuer`` (``key``: its own, else a new P-256 one;
     ``hash_algorithm``: its signature's, SHA-256 by default)."""
     key = key or new_key()
@@ -63,14 +70,13 @@ def new_ca(common_name: str, *, days: int = 3650, now: _dt.datetime | None = Non
         .not_valid_after(now + _dt.timedelta(days=days))
         # A root may sign an intermediate; an intermediate signs leaves only.
         .add_extension(x509.BasicConstraints(ca=True, path_length=None if issuer is None else 0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if issuer is not None:
         builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.certificate.public_key()), critical=False)
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.certificate.public_key()), critical=False
+        )
     return Identity(_sign(builder, issuer.key if issuer else key, hash_algorithm), key)
 
 
@@ -106,9 +112,7 @@ def issue(
         .not_valid_before(start)
         .not_valid_after(start + _dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.certificate.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.certificate.public_key()), critical=False)
     )
     if extended_usages:
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_usages)), critical=False)
@@ -134,8 +138,9 @@ _LEGACY_SIGNATURES = {  # (issuer key type, digest) -> DER AlgorithmIdentifier
 }
 
 
-def _sign(builder: x509.CertificateBuilder, key: PrivateKey,
-          algorithm: hashes.HashAlgorithm | None) -> x509.Certificate:
+def _sign(
+    builder: x509.CertificateBuilder, key: PrivateKey, algorithm: hashes.HashAlgorithm | None
+) -> x509.Certificate:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return builder.sign(key, None)  # EdDSA hashes internally
     algorithm = algorithm or hashes.SHA256()
@@ -168,13 +173,13 @@ def _der_header(data: bytes, at: int) -> tuple[int, int]:
     size, start = data[at + 1], at + 2
     if size & 0x80:
         count = size & 0x7F
-        size, start = int.from_bytes(data[start:start + count], "big"), start + count
+        size, start = int.from_bytes(data[start : start + count], "big"), start + count
     return start, size
 
 
 def _der_content(element: bytes) -> bytes:
     start, size = _der_header(element, 0)
-    return element[start:start + size]
+    return element[start : start + size]
 
 
 def _der_elements(content: bytes) -> list[bytes]:
@@ -182,7 +187,7 @@ def _der_elements(content: bytes) -> list[bytes]:
     elements, at = [], 0
     while at < len(content):
         start, size = _der_header(content, at)
-        elements.append(content[at:start + size])
+        elements.append(content[at : start + size])
         at = start + size
     return elements
 
@@ -212,7 +217,9 @@ def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         if isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(
-                certificate.signature, certificate.tbs_certificate_bytes, padding.PKCS1v15(),
+                certificate.signature,
+                certificate.tbs_certificate_bytes,
+                padding.PKCS1v15(),
                 certificate.signature_hash_algorithm,
             )
         elif isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -228,15 +235,17 @@ def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def chains_to(certificate: x509.Certificate, anchors: Iterable[x509.Certificate],
-              intermediates: Iterable[x509.Certificate] = ()) -> bool:
+def chains_to(
+    certificate: x509.Certificate, anchors: Iterable[x509.Certificate], intermediates: Iterable[x509.Certificate] = ()
+) -> bool:
     """Whether a path of signatures leads from ``certificate`` to one of ``anchors``, through any of
     ``intermediates`` (the CA certificates a certificate file carries after its leaf)."""
     return chain_path(certificate, anchors, intermediates)[1]
 
 
-def chain_path(certificate: x509.Certificate, anchors: Iterable[x509.Certificate],
-               intermediates: Iterable[x509.Certificate] = ()) -> tuple[list[x509.Certificate], bool]:
+def chain_path(
+    certificate: x509.Certificate, anchors: Iterable[x509.Certificate], intermediates: Iterable[x509.Certificate] = ()
+) -> tuple[list[x509.Certificate], bool]:
     """The path of signatures from ``certificate`` (first) through ``intermediates`` (in any order) to the
     anchor that signs its last step (last), and True; or, when no path leads to an anchor, the longest one
     found, and False: the issuer of its last certificate is the one missing."""

@@ -60,7 +60,7 @@ def parse_pin(text: str) -> Pin:
     """One pin, bare or ``sha256/``-prefixed; PinFormatError unless it is base64 of 32 bytes."""
     text = text.strip()
     prefixed = text.lower().startswith(PREFIX)
-    value = text[len(PREFIX):] if prefixed else text
+    value = text[len(PREFIX) :] if prefixed else text
     try:
         digest = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):

@@ -8,7 +8,6 @@ an exception or a return value.
 
 from __future__ import annotations
 
-
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -34,7 +33,7 @@ def spki_from_private_pem(data: bytes) -> bytes:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError):
         raise ValueError("not an unencrypted PEM private key") from None
-    except Exception:  # noqa: BLE001 - an unsupported algorithm: say so, show nothing of the key
+    except Exception:
         raise ValueError("a private key of an unsupported kind") from None
     return spki_der(key.public_key())
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import ipaddress
-from typing import Sequence
+from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -32,14 +32,22 @@ RULES = ("name", "chain", "validity", "usage", "key", "signature")
 SERVER, CLIENT = "server", "client"
 _USAGE = {SERVER: ExtendedKeyUsageOID.SERVER_AUTH, CLIENT: ExtendedKeyUsageOID.CLIENT_AUTH}
 _USAGE_NAMES = {
-    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth", ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
-    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning", ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
-    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping", ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.CODE_SIGNING: "codeSigning",
+    ExtendedKeyUsageOID.EMAIL_PROTECTION: "emailProtection",
+    ExtendedKeyUsageOID.TIME_STAMPING: "timeStamping",
+    ExtendedKeyUsageOID.OCSP_SIGNING: "OCSPSigning",
     ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE: "anyExtendedKeyUsage",
 }
 _CURVES = (ec.SECP256R1, ec.SECP384R1)  # what webpki (rustls) and browsers verify
-_NIST_NAMES = {"secp192r1": "P-192", "secp224r1": "P-224", "secp256r1": "P-256", "secp384r1": "P-384",
-               "secp521r1": "P-521"}
+_NIST_NAMES = {
+    "secp192r1": "P-192",
+    "secp224r1": "P-224",
+    "secp256r1": "P-256",
+    "secp384r1": "P-384",
+    "secp521r1": "P-521",
+}
 _MIN_RSA_BITS = 2048
 _WEAK_HASHES = {"sha1": "SHA-1", "md5": "MD5"}
 _NEED_KEY = f"RSA >= {_MIN_RSA_BITS} or EC P-256/P-384"
@@ -56,8 +64,15 @@ def summary(findings: Sequence[Finding]) -> str:
     return "; ".join(finding.message for finding in findings)
 
 
-def judge(leaf: x509.Certificate, *, anchors: Sequence[x509.Certificate], chain: Sequence[x509.Certificate] = (),
-          purpose: str = SERVER, name: str | None = None, now: _dt.datetime | None = None) -> list[Finding]:
+def judge(
+    leaf: x509.Certificate,
+    *,
+    anchors: Sequence[x509.Certificate],
+    chain: Sequence[x509.Certificate] = (),
+    purpose: str = SERVER,
+    name: str | None = None,
+    now: _dt.datetime | None = None,
+) -> list[Finding]:
     """Everything a strict client refuses in this certificate as presented (leaf + the chain sent with it),
     against the trust anchors. Empty list: a strict client accepts it.
 
@@ -66,9 +81,9 @@ def judge(leaf: x509.Certificate, *, anchors: Sequence[x509.Certificate], chain:
     ``name``: a DNS name or IP address the leaf must be valid for (None: not judged); ``now``: UTC."""
     if purpose not in _USAGE:
         raise ValueError(f"purpose {purpose!r}: expected {SERVER!r} or {CLIENT!r}")
-    now = now or _dt.datetime.now(_dt.timezone.utc)
+    now = now or _dt.datetime.now(_dt.UTC)
     if now.tzinfo is None:
-        now = now.replace(tzinfo=_dt.timezone.utc)
+        now = now.replace(tzinfo=_dt.UTC)
     findings: list[Finding] = []
     if name is not None:
         findings += _name(leaf, name)
@@ -109,11 +124,21 @@ def _name(leaf: x509.Certificate, name: str) -> list[Finding]:
     except x509.ExtensionNotFound:
         cn = certs.common_name(leaf)
         if address is None and cn is not None and dns_matches(cn, name):
-            return [Finding("name", f"{_label(leaf)} has {name} only in its subject CN, no subjectAltName: Python's "
-                                    f"ssl accepts that (it falls back to the CN), rustls, Go and browsers refuse it; "
-                                    f"reissue it with {name} as a DNS subjectAltName")]
-        return [Finding("name", f"{_label(leaf)} has no subjectAltName, and its subject CN is not {name} either: "
-                                f"reissue it with {name} as {kind} subjectAltName")]
+            return [
+                Finding(
+                    "name",
+                    f"{_label(leaf)} has {name} only in its subject CN, no subjectAltName: Python's "
+                    f"ssl accepts that (it falls back to the CN), rustls, Go and browsers refuse it; "
+                    f"reissue it with {name} as a DNS subjectAltName",
+                )
+            ]
+        return [
+            Finding(
+                "name",
+                f"{_label(leaf)} has no subjectAltName, and its subject CN is not {name} either: "
+                f"reissue it with {name} as {kind} subjectAltName",
+            )
+        ]
     dns_names = san.get_values_for_type(x509.DNSName)
     addresses = san.get_values_for_type(x509.IPAddress)
     if address is not None and address in addresses:
@@ -123,8 +148,13 @@ def _name(leaf: x509.Certificate, name: str) -> list[Finding]:
     listed = f"DNS names {', '.join(dns_names)}" if dns_names else "no DNS name"
     if addresses:
         listed += f" and IP addresses {', '.join(map(str, addresses))}"
-    return [Finding("name", f"{_label(leaf)} is not valid for {name}: its subjectAltName lists {listed}; "
-                            f"reissue it with {name} as {kind} subjectAltName")]
+    return [
+        Finding(
+            "name",
+            f"{_label(leaf)} is not valid for {name}: its subjectAltName lists {listed}; "
+            f"reissue it with {name} as {kind} subjectAltName",
+        )
+    ]
 
 
 def dns_matches(pattern: str, name: str) -> bool:
@@ -158,8 +188,9 @@ def _is_ca(certificate: x509.Certificate) -> bool:
         return False
 
 
-def _path(leaf: x509.Certificate, anchors: list[x509.Certificate], chain: list[x509.Certificate],
-          purpose: str) -> tuple[list[x509.Certificate], list[Finding]]:
+def _path(
+    leaf: x509.Certificate, anchors: list[x509.Certificate], chain: list[x509.Certificate], purpose: str
+) -> tuple[list[x509.Certificate], list[Finding]]:
     """The certificates from the leaf up to, not including, the trust anchor (without a path to one: as far
     as signatures lead), and what a strict client refuses in that path."""
     if _is_anchor(leaf, anchors):
@@ -170,19 +201,36 @@ def _path(leaf: x509.Certificate, anchors: list[x509.Certificate], chain: list[x
         return path[:-1], []
     path, complete = certs.chain_path(leaf, anchors, sent)  # through a non-CA, maybe: named below
     below_anchor = path[:-1] if complete else path
-    findings = [Finding("chain", f"{_label(issuer)} signs {_label(subject)} but is not a CA (basicConstraints "
-                                 f"CA:TRUE): {_judges(purpose)} refuse the chain; issue {_label(subject)} from a CA")
-                for subject, issuer in zip(below_anchor, below_anchor[1:]) if not _is_ca(issuer)]
+    findings = [
+        Finding(
+            "chain",
+            f"{_label(issuer)} signs {_label(subject)} but is not a CA (basicConstraints "
+            f"CA:TRUE): {_judges(purpose)} refuse the chain; issue {_label(subject)} from a CA",
+        )
+        for subject, issuer in zip(below_anchor, below_anchor[1:])
+        if not _is_ca(issuer)
+    ]
     if not complete:
         last = path[-1]
         if last.issuer == last.subject and certs.issued_by(last, last):
-            findings.append(Finding("chain", f"{_label(leaf)} chains to the root {_label(last)}, which is not a trust "
-                                             f"anchor: {_judges(purpose)} refuse it; issue it under a trusted CA"))
+            findings.append(
+                Finding(
+                    "chain",
+                    f"{_label(leaf)} chains to the root {_label(last)}, which is not a trust "
+                    f"anchor: {_judges(purpose)} refuse it; issue it under a trusted CA",
+                )
+            )
         else:
-            findings.append(Finding("chain", (
-                f"{_label(last)} is issued by {last.issuer.rfc4514_string() or '(empty issuer)'}, which is neither "
-                f"sent nor a trust anchor: the {purpose} must send the full chain (leaf, then every intermediate), "
-                f"{_judges(purpose)} do not fetch missing intermediates")))
+            findings.append(
+                Finding(
+                    "chain",
+                    (
+                        f"{_label(last)} is issued by {last.issuer.rfc4514_string() or '(empty issuer)'}, which is neither "
+                        f"sent nor a trust anchor: the {purpose} must send the full chain (leaf, then every intermediate), "
+                        f"{_judges(purpose)} do not fetch missing intermediates"
+                    ),
+                )
+            )
     return below_anchor, findings
 
 
@@ -191,11 +239,19 @@ def _path(leaf: x509.Certificate, anchors: list[x509.Certificate], chain: list[x
 
 def _validity(certificate: x509.Certificate, now: _dt.datetime) -> list[Finding]:
     if now > certificate.not_valid_after_utc:
-        return [Finding("validity", f"{_label(certificate)} expired on {certificate.not_valid_after_utc:%Y-%m-%d}: "
-                                    f"renew it")]
+        return [
+            Finding(
+                "validity", f"{_label(certificate)} expired on {certificate.not_valid_after_utc:%Y-%m-%d}: renew it"
+            )
+        ]
     if now < certificate.not_valid_before_utc:
-        return [Finding("validity", f"{_label(certificate)} is not valid before "
-                                    f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC: check the issuer's clock")]
+        return [
+            Finding(
+                "validity",
+                f"{_label(certificate)} is not valid before "
+                f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} UTC: check the issuer's clock",
+            )
+        ]
     return []
 
 
@@ -210,8 +266,13 @@ def _usage(leaf: x509.Certificate, purpose: str) -> list[Finding]:
     listed = ", ".join(_USAGE_NAMES.get(usage, usage.dotted_string) for usage in usages) or "none"
     # webpki (rustls) takes anyExtendedKeyUsage for no purpose; OpenSSL 3 neither.
     why = " (anyExtendedKeyUsage does not count)" if ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages else ""
-    return [Finding("usage", f"{_label(leaf)} lists extended key usage {listed} without {wanted}{why}: "
-                             f"{_judges(purpose)} refuse it as a TLS {purpose} certificate; reissue it with {wanted}")]
+    return [
+        Finding(
+            "usage",
+            f"{_label(leaf)} lists extended key usage {listed} without {wanted}{why}: "
+            f"{_judges(purpose)} refuse it as a TLS {purpose} certificate; reissue it with {wanted}",
+        )
+    ]
 
 
 def _key(certificate: x509.Certificate, purpose: str) -> list[Finding]:
@@ -244,5 +305,10 @@ def _signature(certificate: x509.Certificate, purpose: str) -> list[Finding]:
     weak = _WEAK_HASHES.get(algorithm.name) if algorithm is not None else None
     if weak is None:
         return []
-    return [Finding("signature", f"{_label(certificate)} is signed with {weak}: {_judges(purpose)} refuse it; "
-                                 f"reissue it signed with SHA-256")]
+    return [
+        Finding(
+            "signature",
+            f"{_label(certificate)} is signed with {weak}: {_judges(purpose)} refuse it; "
+            f"reissue it signed with SHA-256",
+        )
+    ]

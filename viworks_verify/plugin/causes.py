@@ -40,8 +40,12 @@ def _blocker(config: pytest.Config, host_id: str) -> Blocker | None:
 def _selected_reporters(session: pytest.Session) -> set[tuple[str, str]]:
     """(check name, host id) of every gateway check of the run: whether a blocker's reporter runs."""
     if _REPORTERS not in session.config.stash:
-        session.config.stash[_REPORTERS] = {(item.originalname, host) for item in session.items
-                                            if isinstance(item, pytest.Function) for host in _host_ids(item)}
+        session.config.stash[_REPORTERS] = {
+            (item.originalname, host)
+            for item in session.items
+            if isinstance(item, pytest.Function)
+            for host in _host_ids(item)
+        }
     return session.config.stash[_REPORTERS]
 
 

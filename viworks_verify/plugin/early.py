@@ -27,28 +27,63 @@ CHECK_DIRS = ("tests_infra", "tests_e2e")
 PROJECT_DIR = Path(__file__).resolve().parents[2]  # the checkout: the suite, its targets/ (an editable install)
 TARGETS_DIR = PROJECT_DIR / "targets"  # where target names are looked up unless --targets-dir says otherwise
 GATHER_CHILD = pytest.StashKey[GatherChild]()
-IN_PROCESS_ENV = "VIWORKS_GATHER_IN_PROCESS"  # 1: no head start, every host read in the pytest process (profiling, debugging)
+IN_PROCESS_ENV = (
+    "VIWORKS_GATHER_IN_PROCESS"  # 1: no head start, every host read in the pytest process (profiling, debugging)
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("viworks", "ViWorkS deploy verification")
-    group.addoption("--target", default=os.environ.get("VIWORKS_TARGET", "lab"),
-                    help="target name (targets/<name>.toml) or settings file path; default $VIWORKS_TARGET or lab")
-    group.addoption("--targets-dir", default=None, help="where target names are looked up (default: the checkout's targets/)")
-    group.addoption("--ready-timeout", type=float, default=None,
-                    help="seconds a check waits for something to become ready (default from the target's settings)")
-    group.addoption("--json-summary", default=None, metavar="PATH",
-                    help="write a compact JSON summary (counts, failures with host and message, figures) for pipelines")
-    group.addoption("--snapshot-out", default=None, metavar="PATH",
-                    help="save the snapshots this run gathered (every host and the edge; no secret values) as JSON")
-    group.addoption("--snapshot-in", default=None, metavar="PATH",
-                    help="judge a recorded snapshot instead of the live target: no host is contacted, live checks are deselected")
-    group.addoption("--baseline", default=None, metavar="PATH",
-                    help="a snapshot to compare this run with (the last green deploy's): the report and the JSON summary say what drifted")
-    group.addoption("--fail-on-drift", default=None, metavar="PATHS",
-                    help="comma-separated drift paths that fail the gate (binary,networks,unit.Restart); default: the target's [drift] fail_on")
-    group.addoption("--waivers", default=None, metavar="PATH",
-                    help="waivers file (default: the target's waivers key, else waivers.toml beside the target's settings)")
+    group.addoption(
+        "--target",
+        default=os.environ.get("VIWORKS_TARGET", "lab"),
+        help="target name (targets/<name>.toml) or settings file path; default $VIWORKS_TARGET or lab",
+    )
+    group.addoption(
+        "--targets-dir", default=None, help="where target names are looked up (default: the checkout's targets/)"
+    )
+    group.addoption(
+        "--ready-timeout",
+        type=float,
+        default=None,
+        help="seconds a check waits for something to become ready (default from the target's settings)",
+    )
+    group.addoption(
+        "--json-summary",
+        default=None,
+        metavar="PATH",
+        help="write a compact JSON summary (counts, failures with host and message, figures) for pipelines",
+    )
+    group.addoption(
+        "--snapshot-out",
+        default=None,
+        metavar="PATH",
+        help="save the snapshots this run gathered (every host and the edge; no secret values) as JSON",
+    )
+    group.addoption(
+        "--snapshot-in",
+        default=None,
+        metavar="PATH",
+        help="judge a recorded snapshot instead of the live target: no host is contacted, live checks are deselected",
+    )
+    group.addoption(
+        "--baseline",
+        default=None,
+        metavar="PATH",
+        help="a snapshot to compare this run with (the last green deploy's): the report and the JSON summary say what drifted",
+    )
+    group.addoption(
+        "--fail-on-drift",
+        default=None,
+        metavar="PATHS",
+        help="comma-separated drift paths that fail the gate (binary,networks,unit.Restart); default: the target's [drift] fail_on",
+    )
+    group.addoption(
+        "--waivers",
+        default=None,
+        metavar="PATH",
+        help="waivers file (default: the target's waivers key, else waivers.toml beside the target's settings)",
+    )
 
 
 def runs_checks(rootpath: Path, paths: list[str]) -> bool:
@@ -64,7 +99,10 @@ def _judges_live_target(config: pytest.Config) -> bool:
     if os.environ.get(IN_PROCESS_ENV, "") not in ("", "0"):
         return False
     options = config.known_args_namespace
-    if any(getattr(options, name, False) for name in ("help", "version", "collectonly", "showfixtures", "show_fixtures_per_test", "markers")):
+    if any(
+        getattr(options, name, False)
+        for name in ("help", "version", "collectonly", "showfixtures", "show_fixtures_per_test", "markers")
+    ):
         return False
     if options.snapshot_in or os.environ.get("PYTEST_XDIST_WORKER") or getattr(options, "numprocesses", None):
         return False  # a replay reads no host; under xdist every worker gathers for itself, in-process
@@ -105,7 +143,7 @@ def settle_setup(config: pytest.Config, parser: pytest.Parser, args: list[str]) 
     differs. Costs next to nothing unless an existing path follows an option as a separate word.
     """
     stale = config.getini("addopts")  # the chosen ini's addopts, which pytest put in front of ``args``
-    given = args[len(stale):] if args[:len(stale)] == stale else args  # the words pytest chose its setup from
+    given = args[len(stale) :] if args[: len(stale)] == stale else args  # the words pytest chose its setup from
     if not any(_takes_value(option) and _is_path(word) for option, word in zip(given, given[1:])):
         return  # the common case: no existing path given as an option's separate value
     ns, unknown = parser.parse_known_and_unknown_args(given, namespace=copy.copy(config.option))
@@ -123,8 +161,15 @@ def _takes_value(word: str) -> bool:
     return word.startswith("-") and word != "--" and "=" not in word
 
 
-def _redo_setup(config: pytest.Config, parser: pytest.Parser, args: list[str], stale: int, ns: argparse.Namespace, paths: list[str],
-                given: list[str]) -> None:
+def _redo_setup(
+    config: pytest.Config,
+    parser: pytest.Parser,
+    args: list[str],
+    stale: int,
+    ns: argparse.Namespace,
+    paths: list[str],
+    given: list[str],
+) -> None:
     """Determine pytest's rootdir and ini file again from the real test ``paths`` and redo what
     ``Config._preparse`` derived from the first ones: ``args`` (in place: the ini's addopts in front
     instead of the ``stale`` ones), the plugins its addopts ``-p``, the early options, ``confcutdir``.
@@ -139,12 +184,18 @@ def _redo_setup(config: pytest.Config, parser: pytest.Parser, args: list[str], s
 
         if not all(hasattr(config, name) for name in ("_rootpath", "_inipath", "_inicache", "inicfg")):
             raise AttributeError("Config's setup attributes")
-        rootpath, inipath, inicfg = determine_setup(inifile=ns.inifilename, args=paths, rootdir_cmd_arg=ns.rootdir or None,
-                                                    invocation_dir=config.invocation_params.dir)
+        rootpath, inipath, inicfg = determine_setup(
+            inifile=ns.inifilename,
+            args=paths,
+            rootdir_cmd_arg=ns.rootdir or None,
+            invocation_dir=config.invocation_params.dir,
+        )
     except (ImportError, AttributeError, TypeError):
         pairs = [(option, word) for option, word in zip(given, given[1:]) if _takes_value(option) and _is_path(word)]
         option, value = next((pair for pair in pairs if pair[1] not in paths), pairs[0])
-        raise pytest.UsageError(f"{option} {value}: this pytest takes {value} for a test path: give it as {option}={value}") from None
+        raise pytest.UsageError(
+            f"{option} {value}: this pytest takes {value} for a test path: give it as {option}={value}"
+        ) from None
     if (rootpath, inipath) == (config.rootpath, config.inipath):
         return
     config._rootpath, config._inipath, config.inicfg = rootpath, inipath, inicfg
@@ -155,7 +206,9 @@ def _redo_setup(config: pytest.Config, parser: pytest.Parser, args: list[str], s
     manager = config.pluginmanager
     manager.consider_preparse(addopts, exclude_only=False)  # `-p no:anyio` unregisters it, loaded meanwhile
     if isinstance(getattr(manager, "_plugin_distinfo", None), list):  # nor is it in the header's "plugins:" then
-        manager._plugin_distinfo[:] = [(plugin, dist) for plugin, dist in manager._plugin_distinfo if manager.is_registered(plugin)]
+        manager._plugin_distinfo[:] = [
+            (plugin, dist) for plugin, dist in manager._plugin_distinfo if manager.is_registered(plugin)
+        ]
     for check in ("_checkversion", "_validate_plugins"):  # the right ini's minversion and required_plugins
         getattr(config, check, lambda: None)()
     for path in reversed(config.getini("pythonpath")):

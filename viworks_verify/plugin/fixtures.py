@@ -3,8 +3,9 @@ without the suite's token, the synthetic agent's identity, the round trips sent 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -26,8 +27,9 @@ def started_round_trips(pytestconfig: pytest.Config) -> dict:
         return {}
     try:
         return dict(future.result())
-    except Exception:  # noqa: BLE001 - a failed early send is retried by the fixture that needs it
+    except Exception:
         return {}
+
 
 @pytest.fixture(scope="session")
 def settings(pytestconfig: pytest.Config) -> Settings:
@@ -53,7 +55,10 @@ def edge(settings: Settings) -> EdgeEndpoint:
 def probe_identity(settings: Settings, secrets: Secrets) -> tuple[Path, Path]:
     """The synthetic agent's client certificate and key (CN = settings.probe.agent_id)."""
     if settings.probe.client_cert is None or not settings.probe.client_cert.is_file():
-        pytest.fail(f"probe.client_cert in {settings.source} must name the synthetic agent's certificate; found {settings.probe.client_cert}", pytrace=False)
+        pytest.fail(
+            f"probe.client_cert in {settings.source} must name the synthetic agent's certificate; found {settings.probe.client_cert}",
+            pytrace=False,
+        )
     try:
         return settings.probe.client_cert, secrets.agent_key_file()
     except MissingSecret as exc:
@@ -83,7 +88,7 @@ def verified_edge(edge: EdgeEndpoint) -> EdgeEndpoint:
 
 
 @pytest.fixture(scope="session")
-def api_with_token(verified_edge: EdgeEndpoint, api_token: str) -> Iterator["BackendApi"]:
+def api_with_token(verified_edge: EdgeEndpoint, api_token: str) -> Iterator[BackendApi]:
     """The API with the suite's token, whether or not the target accepts it (for the check that it does)."""
     from viworks_verify.backend.api import BackendApi
 
@@ -92,17 +97,19 @@ def api_with_token(verified_edge: EdgeEndpoint, api_token: str) -> Iterator["Bac
 
 
 @pytest.fixture(scope="session")
-def api(api_with_token: "BackendApi") -> "BackendApi":
+def api(api_with_token: BackendApi) -> BackendApi:
     """The API, once it accepts the suite's token; checks that need it are skipped with the reason otherwise."""
     status = api_with_token.agents().status
     if status != 200:
-        pytest.skip(f"https://{api_with_token.endpoint.edge.domain}/api/v1 answers HTTP {status} to the suite's token "
-                    "(see test_api_accepts_the_suite_token)")
+        pytest.skip(
+            f"https://{api_with_token.endpoint.edge.domain}/api/v1 answers HTTP {status} to the suite's token "
+            "(see test_api_accepts_the_suite_token)"
+        )
     return api_with_token
 
 
 @pytest.fixture(scope="session")
-def anonymous_api(verified_edge: EdgeEndpoint) -> Iterator["BackendApi"]:
+def anonymous_api(verified_edge: EdgeEndpoint) -> Iterator[BackendApi]:
     from viworks_verify.backend.api import BackendApi
 
     with BackendApi(verified_edge) as client:

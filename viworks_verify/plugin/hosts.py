@@ -4,13 +4,34 @@ snapshot fixtures, a fact as a Reading shared by the run (an unreadable one fail
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from viworks_verify.gather.reading import Reading, Unreadable
 from viworks_verify.gather.snapshot import Snapshot
-from viworks_verify.plugin.state import RecordedHost, _HOST, _HOSTS, _RECORDER, _SOURCE, _area_of, _baseline, _deployed_agent_ids, _drift, _fail_on_drift, _gateway_host_running, _group_hosts, _host_ids, _host_of, _inventory, _reading, _replay, _row_of, _settings, _source
+from viworks_verify.plugin.state import (
+    _HOST,
+    _HOSTS,
+    _RECORDER,
+    _SOURCE,
+    RecordedHost,
+    _area_of,
+    _baseline,
+    _deployed_agent_ids,
+    _drift,
+    _fail_on_drift,
+    _gateway_host_running,
+    _group_hosts,
+    _host_ids,
+    _host_of,
+    _inventory,
+    _reading,
+    _replay,
+    _row_of,
+    _settings,
+    _source,
+)
 from viworks_verify.report.drift import DriftItem, selected
 from viworks_verify.target.connections import TargetHost
 
@@ -20,7 +41,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for fixture, group in (("backend_host", "backend"), ("gateway_host", "gateway")):
         if fixture in metafunc.fixturenames:
             hosts = _group_hosts(metafunc.config, group)
-            metafunc.parametrize(fixture, [name for name, _ in hosts], ids=[host_id for _, host_id in hosts], indirect=True, scope="session")
+            metafunc.parametrize(
+                fixture,
+                [name for name, _ in hosts],
+                ids=[host_id for _, host_id in hosts],
+                indirect=True,
+                scope="session",
+            )
     if "drift_host" in metafunc.fixturenames:
         hosts = [host_id for group in ("backend", "gateway") for _, host_id in _group_hosts(metafunc.config, group)]
         hosts.append(f"https://{_settings(metafunc.config).edge.domain}")
@@ -39,6 +66,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 metafunc.parametrize(fixture, [domain], ids=[f"https://{domain}"], indirect=True, scope="session")
                 break
 
+
 @pytest.fixture(scope="session")
 def deployed_agents(pytestconfig: pytest.Config) -> list[str]:
     """Every deployed gateway agent id of the target (the ``deployed_agent_id`` parameters, all at once)."""
@@ -52,6 +80,7 @@ def _target_host(request: pytest.FixtureRequest) -> TargetHost | RecordedHost:
         return RecordedHost(found.host, found.name)
     _inventory(request.config)
     return request.config.stash[_HOSTS][request.param]
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -88,6 +117,7 @@ def _unreadable_reported_once() -> Iterator[None]:
         if exc.first:
             pytest.fail(exc.problem, pytrace=False)
         pytest.skip(f"already reported: {exc.problem}")
+
 
 @pytest.fixture(scope="session")
 def fact_of(pytestconfig: pytest.Config) -> Callable[[Snapshot, str], Reading]:

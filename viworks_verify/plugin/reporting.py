@@ -8,8 +8,8 @@ import datetime as dt
 import html
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from pytest_html import extras as html_extras
@@ -30,8 +30,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     if report.failed and call.excinfo is not None and call.excinfo.errisinstance(CheckFailed):
         # A check's own one-line verdict is the whole story: not the exception it was handling.
         report.longrepr = _verdict(item, str(call.excinfo.value))
-    elif report.failed and call.excinfo is not None and call.excinfo.errisinstance(pytest.fail.Exception) \
-            and not call.excinfo.value.pytrace:
+    elif (
+        report.failed
+        and call.excinfo is not None
+        and call.excinfo.errisinstance(pytest.fail.Exception)
+        and not call.excinfo.value.pytrace
+    ):
         report.longrepr = _verdict(item, call.excinfo.value.msg)
     elif report.failed and call.excinfo is not None and call.excinfo.errisinstance(AssertionError):
         crash = getattr(report.longrepr, "reprcrash", None)
@@ -74,6 +78,7 @@ def _apply_waivers(item: pytest.Item, report: pytest.TestReport) -> None:
         crash.message += f" [waiver expired on {waiver.expires.isoformat()}: {waiver.justification}]"
     report.sections.append(("waiver", f"expired on {waiver.expires.isoformat()}: {waiver.describe()}"))
 
+
 @dataclasses.dataclass
 class CheckVerdict:
     """A failure that is just the check's one-line verdict.
@@ -88,7 +93,7 @@ class CheckVerdict:
     lineno: int
 
     @property
-    def reprcrash(self) -> "CheckVerdict":
+    def reprcrash(self) -> CheckVerdict:
         return self
 
     def toterminal(self, out) -> None:
@@ -122,14 +127,16 @@ def _redact_longrepr(report: pytest.TestReport) -> None:
     if isinstance(longrepr, str) or not hasattr(longrepr, "chain"):
         report.longrepr = REDACTOR.redact(str(longrepr))
         return
-    for traceback, crash, description in longrepr.chain:
+    for traceback, crash, _description in longrepr.chain:
         if crash is not None:
             crash.message = REDACTOR.redact(crash.message)
         for entry in traceback.reprentries:
             if hasattr(entry, "lines"):
                 entry.lines = [REDACTOR.redact(line) for line in entry.lines]
             if getattr(entry, "reprfuncargs", None) is not None:
-                entry.reprfuncargs.args = [(name, REDACTOR.redact(str(value))) for name, value in entry.reprfuncargs.args]
+                entry.reprfuncargs.args = [
+                    (name, REDACTOR.redact(str(value))) for name, value in entry.reprfuncargs.args
+                ]
             if getattr(entry, "reprlocals", None) is not None:
                 entry.reprlocals.lines = [REDACTOR.redact(line) for line in entry.reprlocals.lines]
     if longrepr.reprcrash is not None:
@@ -143,12 +150,14 @@ class _RunReports:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.outcomes: list[CheckOutcome] = []
-        self.started = dt.datetime.now(dt.timezone.utc)
+        self.started = dt.datetime.now(dt.UTC)
         self._drift: dict | None = None
         self._drift_done = False
 
     def facts(self) -> dict[str, str]:
-        target = self.config.stash[_SETTINGS].name if _SETTINGS in self.config.stash else self.config.getoption("--target")
+        target = (
+            self.config.stash[_SETTINGS].name if _SETTINGS in self.config.stash else self.config.getoption("--target")
+        )
         return run_facts(target, Path(self.config.rootpath), self.started)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -158,11 +167,25 @@ class _RunReports:
         if hasattr(report, "wasxfail"):
             verdict = "waived"
         crash = getattr(report.longrepr, "reprcrash", None)
-        message = report.longrepr[2] if isinstance(report.longrepr, tuple) else crash.message if crash is not None else str(report.longrepr or "")
+        message = (
+            report.longrepr[2]
+            if isinstance(report.longrepr, tuple)
+            else crash.message
+            if crash is not None
+            else str(report.longrepr or "")
+        )
         name = re.sub(r"\[.*\]$", "", report.nodeid.split("::")[-1])
         properties = dict(report.user_properties)
-        self.outcomes.append(CheckOutcome(name, str(properties.get("host", "")), verdict, _first_line(message),
-                                          str(properties.get("area", "")), str(properties.get("row", ""))))
+        self.outcomes.append(
+            CheckOutcome(
+                name,
+                str(properties.get("host", "")),
+                verdict,
+                _first_line(message),
+                str(properties.get("area", "")),
+                str(properties.get("row", "")),
+            )
+        )
 
     def drift(self) -> dict | None:
         """The drift since ``--baseline`` over every host of the run (None without a baseline), once."""
@@ -171,7 +194,9 @@ class _RunReports:
             drift = _drift(self.config)
             if drift is not None:
                 ignored = selected(drift.items, _settings(self.config).drift.ignore)
-                self._drift = dataclasses.replace(drift, items=[item for item in drift.items if item not in ignored]).to_json()
+                self._drift = dataclasses.replace(
+                    drift, items=[item for item in drift.items if item not in ignored]
+                ).to_json()
         return self._drift
 
     def waivers(self) -> list[dict]:
@@ -194,7 +219,9 @@ class _RunReports:
         facts = self.config.stash[_RECORDER].facts
         parts = [f"version {facts['backend version (observed)']}" if facts.get("backend version (observed)") else ""]
         if facts.get("backend binary sha256 (observed)"):
-            parts.append(f"binary sha256 {facts['backend binary sha256 (observed)'][:12]}…, {facts.get('backend binary size (observed)', '')}")
+            parts.append(
+                f"binary sha256 {facts['backend binary sha256 (observed)'][:12]}…, {facts.get('backend binary size (observed)', '')}"
+            )
         return "; ".join(p for p in parts if p)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -206,8 +233,9 @@ class _RunReports:
             self.config.stash[_SOURCE].close()
         path = self.config.getoption("--json-summary")
         if path:
-            document = summary_document(self.facts(), self.outcomes, self.config.stash[_RECORDER], int(exitstatus),
-                                        self.drift(), self.waivers())
+            document = summary_document(
+                self.facts(), self.outcomes, self.config.stash[_RECORDER], int(exitstatus), self.drift(), self.waivers()
+            )
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(json.dumps(document, indent=2) + "\n")
 
@@ -216,9 +244,13 @@ class _RunReports:
         report.title = "ViWorkS deploy verification"
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_html_results_summary(self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
+    def pytest_html_results_summary(
+        self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+    ) -> None:
         target = self.facts()["target"]
-        prefix.append(banner_html(target, self.release_observed(), self.outcomes, self.rows(), self.drift(), self.waivers()))
+        prefix.append(
+            banner_html(target, self.release_observed(), self.outcomes, self.rows(), self.drift(), self.waivers())
+        )
         prefix.append(grid_html(self.outcomes, self.rows()))
         if self.drift() is not None:
             prefix.append(drift_html(self.drift()))
@@ -252,9 +284,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                 f"{row['name']:<40} n={row['count']:<3} p50={row['p50']:.1f} {row['unit']}  p95={row['p95']:.1f} {row['unit']}  max={row['max']:.1f} {row['unit']}"
             )
     source = config.stash.get(_SOURCE, None)
-    if isinstance(source, Gathering) and source.read_here:
+    if isinstance(source, Gathering) and source.read_in_process:
         terminalreporter.section("viworks gathering")
-        for reason in source.read_here:
+        for reason in source.read_in_process:
             terminalreporter.write_line(f"read in the pytest process instead: {reason}")
     reports = config.pluginmanager.get_plugin("viworks-run-reports")
     drift = reports.drift() if reports is not None else None

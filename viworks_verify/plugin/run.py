@@ -11,7 +11,25 @@ import pytest
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.gather.gathering import Gathering
 from viworks_verify.plugin.reporting import _RunReports
-from viworks_verify.plugin.state import EXIT_NOT_READY, _LIVE_FIXTURES, _NEEDS_SECRETS, _RECORDER, _ROUND_TRIPS, _SNAPSHOT_FIXTURES, _baseline, _deployed_agent_ids, _distributes, _fail_on_drift, _inventory, _replay, _runs_checks, _settings, _source, _usage_error, _waiver_ledger
+from viworks_verify.plugin.state import (
+    _LIVE_FIXTURES,
+    _NEEDS_SECRETS,
+    _RECORDER,
+    _ROUND_TRIPS,
+    _SNAPSHOT_FIXTURES,
+    EXIT_NOT_READY,
+    _baseline,
+    _deployed_agent_ids,
+    _distributes,
+    _fail_on_drift,
+    _inventory,
+    _replay,
+    _runs_checks,
+    _settings,
+    _source,
+    _usage_error,
+    _waiver_ledger,
+)
 from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.report.recorder import Recorder
 from viworks_verify.target.secrets import MissingSecret, Secrets
@@ -20,6 +38,7 @@ from viworks_verify.target.secrets import MissingSecret, Secrets
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RECORDER] = Recorder()
     config.pluginmanager.register(_RunReports(config), "viworks-run-reports")
+
 
 def _start_round_trips(config: pytest.Config, edge: EdgeEndpoint) -> None:
     """Send the command round trip to every Online gateway now, in the background: it runs while
@@ -40,6 +59,7 @@ def _start_round_trips(config: pytest.Config, edge: EdgeEndpoint) -> None:
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="viworks-round-trips")
     config.stash[_ROUND_TRIPS] = pool.submit(send)
     pool.shutdown(wait=False)
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -96,7 +116,9 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         return
     uses = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     saving = bool(session.config.getoption("--snapshot-out") or session.config.getoption("--baseline"))
-    source = _source(session.config) if uses & set(_SNAPSHOT_FIXTURES) or saving else None  # reading every host starts now
+    source = (
+        _source(session.config) if uses & set(_SNAPSHOT_FIXTURES) or saving else None
+    )  # reading every host starts now
     wants_edge = "edge_snapshot" in uses or saving
     if _replay(session.config) is not None or not any(item.get_closest_marker("e2e") for item in session.items):
         if wants_edge and isinstance(source, Gathering):
@@ -106,11 +128,15 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     edge = EdgeEndpoint(settings.edge, timeout_s=settings.timing.connect_timeout_s)
     timeout = settings.timing.ready_timeout_s
     try:
-        ready = poll_until(edge.answers, lambda answered: answered, what=f"https://{settings.edge.domain}", timeout_s=timeout)
+        ready = poll_until(
+            edge.answers, lambda answered: answered, what=f"https://{settings.edge.domain}", timeout_s=timeout
+        )
     except NotReady as exc:
         last = exc.last
     else:
-        session.config.stash[_RECORDER].figure("edge readiness", ready.elapsed_s * 1000, " ms", host=settings.edge.domain)
+        session.config.stash[_RECORDER].figure(
+            "edge readiness", ready.elapsed_s * 1000, " ms", host=settings.edge.domain
+        )
         if wants_edge and isinstance(source, Gathering):
             source.start_edge()
         if "system_health_round_trips" in uses:

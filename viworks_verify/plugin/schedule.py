@@ -18,7 +18,8 @@ as the synthetic agent are one group there (``loadgroup``), kept on one worker.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 import pytest
 

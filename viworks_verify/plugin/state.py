@@ -22,7 +22,6 @@ from viworks_verify.target.inventory import Inventory, InventoryError
 from viworks_verify.target.secrets import Secrets
 from viworks_verify.target.settings import Settings, SettingsError, load_settings
 
-
 _SETTINGS = pytest.StashKey[Settings]()
 _INVENTORY = pytest.StashKey[Inventory]()
 _RECORDER = pytest.StashKey[Recorder]()
@@ -41,7 +40,17 @@ EXIT_USAGE = 4  # pytest's own code for a usage error: bad settings, inventory, 
 EXIT_NOT_READY = 6  # the target's edge never answered within --ready-timeout: nothing was checked
 _NEEDS_SECRETS = {"api_token": "api_token", "probe_identity": "agent_key_file"}
 # Fixtures of live interactions: a replayed run deselects the checks that use them.
-_LIVE_FIXTURES = {"edge", "verified_edge", "public_address", "api", "api_with_token", "anonymous_api", "api_token", "probe_identity", "deployed_agent_id"}
+_LIVE_FIXTURES = {
+    "edge",
+    "verified_edge",
+    "public_address",
+    "api",
+    "api_with_token",
+    "anonymous_api",
+    "api_token",
+    "probe_identity",
+    "deployed_agent_id",
+}
 _SNAPSHOT_FIXTURES = ("backend_host", "gateway_host", "edge_snapshot", "drift_host")
 
 
@@ -52,7 +61,9 @@ def _usage_error(message: str) -> None:
 
 def _settings(config: pytest.Config) -> Settings:
     if _SETTINGS not in config.stash:
-        targets_dir = Path(config.getoption("--targets-dir") or TARGETS_DIR)  # the checkout's, wherever pytest's rootdir is
+        targets_dir = Path(
+            config.getoption("--targets-dir") or TARGETS_DIR
+        )  # the checkout's, wherever pytest's rootdir is
         try:
             settings = load_settings(config.getoption("--target"), targets_dir, config.getoption("--ready-timeout"))
         except SettingsError as exc:
@@ -104,7 +115,9 @@ def _fail_on_drift(config: pytest.Config) -> list[str]:
         if given is not None and not config.getoption("--baseline"):
             _usage_error("--fail-on-drift needs --baseline: the snapshot the drift is measured from")
         settings = _settings(config)
-        patterns = [p.strip() for p in given.split(",") if p.strip()] if given is not None else list(settings.drift.fail_on)
+        patterns = (
+            [p.strip() for p in given.split(",") if p.strip()] if given is not None else list(settings.drift.fail_on)
+        )
         baseline = _baseline(config)
         if baseline is not None:
             _check_drift_patterns(config, baseline, settings, given_patterns=patterns if given is not None else None)
@@ -112,13 +125,17 @@ def _fail_on_drift(config: pytest.Config) -> list[str]:
     return config.stash[_FAIL_ON_DRIFT]
 
 
-def _check_drift_patterns(config: pytest.Config, baseline: RunSnapshot, settings: Settings, given_patterns: list[str] | None) -> None:
+def _check_drift_patterns(
+    config: pytest.Config, baseline: RunSnapshot, settings: Settings, given_patterns: list[str] | None
+) -> None:
     """A usage error naming the first place (``--fail-on-drift``, the settings file's ``[drift]``
     keys) with patterns that select nothing of the baseline, the patterns and what there is."""
     paths = drift_paths(baseline)
     name = config.getoption("--baseline")
     places = [("--fail-on-drift", given_patterns)] if given_patterns is not None else []
-    places += [(f"{settings.source}: [drift] {key}", list(getattr(settings.drift, key))) for key in ("fail_on", "ignore")]
+    places += [
+        (f"{settings.source}: [drift] {key}", list(getattr(settings.drift, key))) for key in ("fail_on", "ignore")
+    ]
     for place, patterns in places:
         unknown = unknown_patterns(patterns, paths)
         if unknown:
@@ -156,6 +173,7 @@ def _group_hosts(config: pytest.Config, group: str) -> list[tuple[str, str]]:
         return [(h.name, h.host) for h in replay.of_kind(group)]
     return [(h.name, h.id) for h in _inventory(config).group(group)]
 
+
 def _distributes(config: pytest.Config) -> bool:
     """This process hands the checks to pytest-xdist workers (``-n``): the workers gather, not it."""
     return config.pluginmanager.hasplugin("dsession")
@@ -183,7 +201,7 @@ def _inventory(config: pytest.Config) -> Inventory:
         settings = _settings(config)
         try:
             inventory = Inventory.of_target(settings)
-            inventory.hosts  # parse now: a broken inventory is a usage error, not fifty failures
+            _ = inventory.hosts  # parse now: a broken inventory is a usage error, not fifty failures
         except InventoryError as exc:
             _usage_error(str(exc))
         config.stash[_INVENTORY] = inventory
@@ -195,10 +213,12 @@ def _runs_checks(config: pytest.Config) -> bool:
     """Whether this run collects checks (as opposed to, say, the project's own tests only)."""
     return runs_checks(config.rootpath, config.args)
 
+
 def _deployed_agent_ids(config: pytest.Config) -> list[str]:
     """The gateway agents the target runs: the settings' agent_ids, else the inventory's gateway names."""
     settings = _settings(config)
     return list(settings.gateway.agent_ids) or [name for name, _ in _group_hosts(config, "gateway")]
+
 
 def _host_ids(item: pytest.Item) -> list[str]:
     """The hosts a check is about, from its parameters (not parsed out of its id)."""
@@ -208,6 +228,7 @@ def _host_ids(item: pytest.Item) -> list[str]:
         if fixture in params:
             ids += [host_id for name, host_id in _group_hosts(item.config, group) if name == params[fixture]]
     return ids
+
 
 def _gateway_host_running(config: pytest.Config, agent_id: str) -> str | None:
     """The id of the gateway host that runs ``agent_id`` (by its snapshot's .env, its inventory name
@@ -224,6 +245,7 @@ def _reading(config: pytest.Config, snapshot: Snapshot, field: str) -> Reading:
         fact: Fact = getattr(snapshot, field)
         readings[key] = Reading(fact.value, fact.problem)
     return readings[key]
+
 
 def _host_of(item: pytest.Item) -> str:
     """The host a check is about, from its parameters (its first host when it pairs two): the id its
@@ -242,6 +264,7 @@ def _host_of(item: pytest.Item) -> str:
             return f"https://{params[fixture]}"
     return ""
 
+
 def _area_of(item: pytest.Item) -> str:
     marker = item.get_closest_marker("area")
     return str(marker.args[0]) if marker and marker.args else ""
@@ -258,7 +281,10 @@ def _row_of(item: pytest.Item) -> str:
         return params["drift_host"]
     if "deployed_agent_id" in params:
         hosts = _group_hosts(config, "gateway")
-        return next((host_id for name, host_id in hosts if name == params["deployed_agent_id"]), f"agent://{params['deployed_agent_id']}")
+        return next(
+            (host_id for name, host_id in hosts if name == params["deployed_agent_id"]),
+            f"agent://{params['deployed_agent_id']}",
+        )
     if "public_address" in params:
         backends = _group_hosts(config, "backend")
         return backends[0][1] if backends else f"tcp://{params['public_address']}"

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from viworks_verify.backend.listeners import TCP_LISTEN
 from viworks_verify.backend.nginx_config import Directive
@@ -39,13 +40,30 @@ from viworks_verify.target.settings import Backend, Gateway
 
 SECRET_PREFIX = "hmac-sha256:"
 # systemctl show properties that change with every start, not with the deployment.
-VOLATILE_UNIT_PROPERTIES = frozenset({
-    "MainPID", "ExecMainPID", "ControlPID", "InvocationID", "ActiveEnterTimestamp", "ActiveExitTimestamp",
-    "InactiveEnterTimestamp", "InactiveExitTimestamp", "StateChangeTimestamp", "ExecMainStartTimestamp",
-    "ExecMainExitTimestamp", "ConditionTimestamp", "AssertTimestamp", "MemoryCurrent", "CPUUsageNSec", "TasksCurrent",
-})
+VOLATILE_UNIT_PROPERTIES = frozenset(
+    {
+        "MainPID",
+        "ExecMainPID",
+        "ControlPID",
+        "InvocationID",
+        "ActiveEnterTimestamp",
+        "ActiveExitTimestamp",
+        "InactiveEnterTimestamp",
+        "InactiveExitTimestamp",
+        "StateChangeTimestamp",
+        "ExecMainStartTimestamp",
+        "ExecMainExitTimestamp",
+        "ConditionTimestamp",
+        "AssertTimestamp",
+        "MemoryCurrent",
+        "CPUUsageNSec",
+        "TasksCurrent",
+    }
+)
 EPHEMERAL_PORTS = range(32768, 61000)
-DATA_BLOCKS = frozenset({"map", "geo", "types", "split_clients", "match"})  # nginx blocks whose lines are data  # Linux's default local port range: ports the kernel hands out
+DATA_BLOCKS = frozenset(
+    {"map", "geo", "types", "split_clients", "match"}
+)  # nginx blocks whose lines are data  # Linux's default local port range: ports the kernel hands out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,13 +118,21 @@ def _problem_or(fact, path: str, values: Iterator[tuple[str, Observed]]) -> Iter
 def _backend(snap: BackendSnapshot) -> Iterator[tuple[str, Observed]]:
     threshold = Backend().max_restarts
     for name, fact in sorted(snap.containers.items()):
-        yield from _problem_or(fact, key("containers", name), _container(key("containers", name), fact.value or {}, threshold))
+        yield from _problem_or(
+            fact, key("containers", name), _container(key("containers", name), fact.value or {}, threshold)
+        )
     yield from _problem_or(snap.agent_files, "files", _agent_files(snap.agent_files.value or {}))
-    yield from _problem_or(snap.agent_config, "config", _flatten("config", _without(snap.agent_config.value or {}, "redacted")))
+    yield from _problem_or(
+        snap.agent_config, "config", _flatten("config", _without(snap.agent_config.value or {}, "redacted"))
+    )
     yield from _problem_or(snap.agent_listeners, "listeners", _agent_listeners(snap.agent_listeners.value or {}))
     yield from _problem_or(snap.nginx, "nginx", _nginx(snap.nginx.value or {}))
     yield from _problem_or(snap.nginx_tls_files, "tls_files", _tls_files(snap.nginx_tls_files.value or {}))
-    yield from _problem_or(snap.clock_skew, "clock_skew_s", iter([("clock_skew_s", Observed((snap.clock_skew.value or {}).get("seconds"), volatile=True))]))
+    yield from _problem_or(
+        snap.clock_skew,
+        "clock_skew_s",
+        iter([("clock_skew_s", Observed((snap.clock_skew.value or {}).get("seconds"), volatile=True))]),
+    )
 
 
 def _container(prefix: str, inspect: dict[str, Any], restart_threshold: int) -> Iterator[tuple[str, Observed]]:
@@ -117,11 +143,16 @@ def _container(prefix: str, inspect: dict[str, Any], restart_threshold: int) -> 
     yield f"{prefix}.networks", Observed(sorted(networks))
     for network, info in sorted(networks.items()):
         yield f"{prefix}.{key('address', network)}", Observed((info or {}).get("IPAddress"), volatile=True)
-    yield f"{prefix}.published", Observed(sorted(
-        f"{binding.get('HostIp') or '*'}:{binding.get('HostPort')}->{port}"
-        for port, bindings in ((inspect.get("HostConfig") or {}).get("PortBindings") or {}).items()
-        for binding in bindings or [{}]
-    ))
+    yield (
+        f"{prefix}.published",
+        Observed(
+            sorted(
+                f"{binding.get('HostIp') or '*'}:{binding.get('HostPort')}->{port}"
+                for port, bindings in ((inspect.get("HostConfig") or {}).get("PortBindings") or {}).items()
+                for binding in bindings or [{}]
+            )
+        ),
+    )
     yield f"{prefix}.status", Observed(state.get("Status"))
     health = state.get("Health")
     yield f"{prefix}.health", Observed(health.get("Status") if isinstance(health, dict) else None, volatile=True)
@@ -143,8 +174,19 @@ def _agent_files(files: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
 
 def _agent_listeners(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
     listening = [s for s in data.get("sockets", []) if s.get("state") == TCP_LISTEN]
-    yield "listeners", Observed(sorted({f"{s['family']} {s['address']}:{s['port']}" for s in listening if s["port"] not in EPHEMERAL_PORTS}))
-    yield "listeners.ephemeral", Observed(sorted({f"{s['family']} {s['address']}:{s['port']}" for s in listening if s["port"] in EPHEMERAL_PORTS}), volatile=True)
+    yield (
+        "listeners",
+        Observed(
+            sorted({f"{s['family']} {s['address']}:{s['port']}" for s in listening if s["port"] not in EPHEMERAL_PORTS})
+        ),
+    )
+    yield (
+        "listeners.ephemeral",
+        Observed(
+            sorted({f"{s['family']} {s['address']}:{s['port']}" for s in listening if s["port"] in EPHEMERAL_PORTS}),
+            volatile=True,
+        ),
+    )
 
 
 def _tls_files(files: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
@@ -162,7 +204,9 @@ def _certificates(prefix: str, pem: str) -> Iterator[tuple[str, Observed]]:
         yield prefix, Observed(f"unreadable: {exc}")
         return
     for index, certificate in enumerate(found):
-        yield from _flatten(prefix if index == 0 else f"{prefix}.{key('chain', str(index))}", certs.describe(certificate))
+        yield from _flatten(
+            prefix if index == 0 else f"{prefix}.{key('chain', str(index))}", certs.describe(certificate)
+        )
 
 
 def _nginx(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
@@ -225,16 +269,30 @@ def _gateway(snap: GatewaySnapshot) -> Iterator[tuple[str, Observed]]:
             yield f"config.{key('from', file)}", Observed(names)
     else:
         yield "config", Observed(f"unreadable: {snap.env.problem or snap.agent_toml.problem}")
-    yield from _problem_or(snap.agent_toml, "agent_toml", iter([("agent_toml.present", Observed((snap.agent_toml.value or {}).get("present")))]))
+    yield from _problem_or(
+        snap.agent_toml,
+        "agent_toml",
+        iter([("agent_toml.present", Observed((snap.agent_toml.value or {}).get("present")))]),
+    )
     yield from _problem_or(snap.files, "files", _gateway_files(snap.files.value or {}))
     yield from _problem_or(snap.artifacts, "artifacts", _gateway_artifacts(snap))
     yield from _problem_or(snap.scripts_root, "scripts_root", _scripts_root(snap))
-    yield from _problem_or(snap.client_certificate, "certificate", _certificates("certificate", snap.client_certificate.value or ""))
+    yield from _problem_or(
+        snap.client_certificate, "certificate", _certificates("certificate", snap.client_certificate.value or "")
+    )
     yield from _problem_or(snap.trust_bundle, "trust", _trust(snap.trust_bundle.value or []))
     yield from _problem_or(snap.process, "process", _process(snap.process.value or {}))
     yield from _problem_or(snap.listeners, "listeners", _host_listeners(snap.listeners.value or []))
-    yield from _problem_or(snap.journal, "journal", iter([("journal.connected", Observed((snap.journal.value or {}).get("connected"), volatile=True))]))
-    yield from _problem_or(snap.clock_skew, "clock_skew_s", iter([("clock_skew_s", Observed((snap.clock_skew.value or {}).get("seconds"), volatile=True))]))
+    yield from _problem_or(
+        snap.journal,
+        "journal",
+        iter([("journal.connected", Observed((snap.journal.value or {}).get("connected"), volatile=True))]),
+    )
+    yield from _problem_or(
+        snap.clock_skew,
+        "clock_skew_s",
+        iter([("clock_skew_s", Observed((snap.clock_skew.value or {}).get("seconds"), volatile=True))]),
+    )
 
 
 def _unit(properties: dict[str, str], restart_threshold: int) -> Iterator[tuple[str, Observed]]:
@@ -280,7 +338,10 @@ def _gateway_artifacts(snap: GatewaySnapshot) -> Iterator[tuple[str, Observed]]:
         if root and path.startswith(root.rstrip("/") + "/"):
             continue
         if path == program:
-            yield "binary", Observed({"path": path, "size": (stats.get(path) or {}).get("size"), "sha256": digests.get(path)})
+            yield (
+                "binary",
+                Observed({"path": path, "size": (stats.get(path) or {}).get("size"), "sha256": digests.get(path)}),
+            )
         elif path in digests:
             yield f"{key('files', path)}.sha256", Observed(digests[path])
         else:
@@ -300,12 +361,15 @@ def _scripts_root(snap: GatewaySnapshot) -> Iterator[tuple[str, Observed]]:
         yield f"{prefix}.mode", Observed(entry.octal)
         yield f"{prefix}.owner", Observed(entry.user)
         if entry.kind == "regular file":
-            yield f"{prefix}.content", Observed({"size": entry.size, "sha256": snap.sha256_of(f"{root.rstrip('/')}/{entry.name}")})
+            yield (
+                f"{prefix}.content",
+                Observed({"size": entry.size, "sha256": snap.sha256_of(f"{root.rstrip('/')}/{entry.name}")}),
+            )
 
 
 def _trust(bundle: list[str]) -> Iterator[tuple[str, Observed]]:
     anchors = [certs.describe(c) for pem in bundle for c in certs.load_pem_certificates(pem.encode())]
-    yield "trust", Observed(sorted((f"{a['subject']} ({a['spki_pin']})" for a in anchors)))
+    yield "trust", Observed(sorted(f"{a['subject']} ({a['spki_pin']})" for a in anchors))
 
 
 def _process(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
@@ -332,12 +396,21 @@ def _host_listeners(listeners: list[dict[str, Any]]) -> Iterator[tuple[str, Obse
 def _edge(snap: EdgeSnapshot) -> Iterator[tuple[str, Observed]]:
     yield from _problem_or(snap.served_leaf, "certificate", _certificates("certificate", snap.served_leaf.value or ""))
     if snap.served_chain.ok:  # the intermediates served after the leaf (an older snapshot has none recorded)
-        yield from _certificates("served_chain", "".join(snap.served_chain.value or [])) if snap.served_chain.value else iter(
-            [("served_chain", Observed([]))])
-    yield from _problem_or(snap.verification, "verification", iter([
-        ("verification.verified", Observed((snap.verification.value or {}).get("verified"))),
-        ("verification.problem", Observed((snap.verification.value or {}).get("problem"))),
-    ]))
+        yield from (
+            _certificates("served_chain", "".join(snap.served_chain.value or []))
+            if snap.served_chain.value
+            else iter([("served_chain", Observed([]))])
+        )
+    yield from _problem_or(
+        snap.verification,
+        "verification",
+        iter(
+            [
+                ("verification.verified", Observed((snap.verification.value or {}).get("verified"))),
+                ("verification.problem", Observed((snap.verification.value or {}).get("problem"))),
+            ]
+        ),
+    )
     yield from _problem_or(snap.tls_floor, "tls_floor", _flatten("tls_floor", snap.tls_floor.value or {}))
 
 

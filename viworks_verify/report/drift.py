@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from viworks_verify.backend.container_files import human_size
 from viworks_verify.gather.snapshot import RunSnapshot, Snapshot
@@ -42,14 +43,26 @@ class DriftItem:
             return f"{self.path}: removed (was {render(self.before)})"
         if _has_secret(self.before) or _has_secret(self.after):
             return f"{self.path}: secret value changed (values not shown)"
-        if isinstance(self.before, list) and isinstance(self.after, list) and max(len(self.before), len(self.after)) > LIST_IN_FULL:
-            changes = [f"-{render(x)}" for x in self.before if x not in self.after] + [f"+{render(x)}" for x in self.after if x not in self.before]
+        if (
+            isinstance(self.before, list)
+            and isinstance(self.after, list)
+            and max(len(self.before), len(self.after)) > LIST_IN_FULL
+        ):
+            changes = [f"-{render(x)}" for x in self.before if x not in self.after] + [
+                f"+{render(x)}" for x in self.after if x not in self.before
+            ]
             return f"{self.path}: {', '.join(changes) or 'same items, another order'}"
         return f"{self.path}: {render(self.before)} -> {render(self.after)}"
 
     def to_json(self) -> dict[str, Any]:
-        return {"path": self.path, "change": self.change, "before": render(self.before), "after": render(self.after),
-                "volatile": self.volatile, "line": self.line()}
+        return {
+            "path": self.path,
+            "change": self.change,
+            "before": render(self.before),
+            "after": render(self.after),
+            "volatile": self.volatile,
+            "line": self.line(),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,16 +97,24 @@ class Drift:
     def summary(self) -> str:
         significant = self.significant()
         if not significant:
-            return (f"no drift: {len(self.pairs)} hosts, {self.facts_compared} facts compared"
-                    f" ({len(self.volatile())} volatile differences ignored)")
+            return (
+                f"no drift: {len(self.pairs)} hosts, {self.facts_compared} facts compared"
+                f" ({len(self.volatile())} volatile differences ignored)"
+            )
         counts = {kind: sum(1 for item in significant if item.change == kind) for kind in (CHANGED, ADDED, REMOVED)}
         hosts = sorted({item.host for item in significant})
-        return (f"drift on {len(hosts)} of {len(self.pairs)} hosts ({', '.join(hosts)}): "
-                f"{counts[CHANGED]} changed, {counts[ADDED]} added, {counts[REMOVED]} removed")
+        return (
+            f"drift on {len(hosts)} of {len(self.pairs)} hosts ({', '.join(hosts)}): "
+            f"{counts[CHANGED]} changed, {counts[ADDED]} added, {counts[REMOVED]} removed"
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "items": [item.to_json() for item in self.significant()],
-                "volatile_ignored": len(self.volatile()), "notes": self.notes}
+        return {
+            "summary": self.summary(),
+            "items": [item.to_json() for item in self.significant()],
+            "volatile_ignored": len(self.volatile()),
+            "notes": self.notes,
+        }
 
 
 def pair_hosts(before: RunSnapshot, after: RunSnapshot) -> list[HostPair]:
@@ -149,7 +170,9 @@ def diff_runs(before: RunSnapshot, after: RunSnapshot) -> Drift:
     notes = []
     compare_secrets = not (before.secret_key_id and after.secret_key_id and before.secret_key_id != after.secret_key_id)
     if not compare_secrets:
-        notes.append("secret values not compared: the two snapshots hash them with different keys (set VIWORKS_SNAPSHOT_KEY to the same value for both)")
+        notes.append(
+            "secret values not compared: the two snapshots hash them with different keys (set VIWORKS_SNAPSHOT_KEY to the same value for both)"
+        )
     items: list[DriftItem] = []
     compared = 0
     pairs = pair_hosts(before, after)
@@ -158,9 +181,15 @@ def diff_runs(before: RunSnapshot, after: RunSnapshot) -> Drift:
             present = pair.after or pair.before
             change = ADDED if pair.before is None else REMOVED
             value = f"{present.kind} host {present.host}"
-            items.append(DriftItem(f"{pair.label}.host", change, None if change == ADDED else value, value if change == ADDED else None))
+            items.append(
+                DriftItem(
+                    f"{pair.label}.host", change, None if change == ADDED else value, value if change == ADDED else None
+                )
+            )
             continue
-        host_items, count = diff_facts(pair.label, canonical_facts(pair.before), canonical_facts(pair.after), compare_secrets)
+        host_items, count = diff_facts(
+            pair.label, canonical_facts(pair.before), canonical_facts(pair.after), compare_secrets
+        )
         items += host_items
         compared += count
     return Drift(items, pairs, compared, notes)
@@ -224,13 +253,19 @@ def unknown_patterns_message(unknown: list[str], paths: Iterable[str], baseline:
     selects nothing in the baseline b.json (known: binary, config, ...; a path may start with a host: ...)``."""
     paths = list(paths)
     segments = known_segments(paths)
-    names = sorted({part for path in paths for segment in split_path(path) for part in segment.rstrip("]").split("[") if part})
-    hints = [f"'{p}'" + (f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(p, names, 1, 0.7)) else "")
-             for p in unknown]
+    names = sorted(
+        {part for path in paths for segment in split_path(path) for part in segment.rstrip("]").split("[") if part}
+    )
+    hints = [
+        f"'{p}'" + (f" (did you mean {close[0]}?)" if (close := difflib.get_close_matches(p, names, 1, 0.7)) else "")
+        for p in unknown
+    ]
     hosts = sorted({split_path(path)[0] for path in paths})
-    return (f"unknown drift path{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: {'they select' if len(unknown) > 1 else 'it selects'}"
-            f" nothing in the baseline{' ' + baseline if baseline else ''} (known: {_some(segments, limit)};"
-            f" a path may start with a host: {_some(hosts, limit // 3)})")
+    return (
+        f"unknown drift path{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: {'they select' if len(unknown) > 1 else 'it selects'}"
+        f" nothing in the baseline{' ' + baseline if baseline else ''} (known: {_some(segments, limit)};"
+        f" a path may start with a host: {_some(hosts, limit // 3)})"
+    )
 
 
 def _some(names: list[str], limit: int) -> str:

@@ -57,5 +57,14 @@ class Recorder:
             values = sorted(f.value for f in self.figures if f.name == name)
             unit = next(f.unit for f in self.figures if f.name == name)
             p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-            rows.append({"name": name, "unit": unit.strip(), "count": len(values), "p50": statistics.median(values), "p95": p95, "max": values[-1]})
+            rows.append(
+                {
+                    "name": name,
+                    "unit": unit.strip(),
+                    "count": len(values),
+                    "p50": statistics.median(values),
+                    "p95": p95,
+                    "max": values[-1],
+                }
+            )
         return rows

@@ -33,7 +33,9 @@ class CheckOutcome:
 
 def suite_commit(repo: Path) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5)
+        done = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return done.stdout.strip() if done.returncode == 0 else "unknown"
@@ -49,13 +51,21 @@ def run_facts(target: str, repo: Path, started: dt.datetime) -> dict[str, str]:
     }
 
 
-def summary_document(facts: dict[str, str], outcomes: list[CheckOutcome], recorder: Recorder, exit_code: int,
-                     drift: dict[str, Any] | None = None, waivers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def summary_document(
+    facts: dict[str, str],
+    outcomes: list[CheckOutcome],
+    recorder: Recorder,
+    exit_code: int,
+    drift: dict[str, Any] | None = None,
+    waivers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for outcome in outcomes:
         counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
     document = {
-        "verdict": "NO-GO" if any(o.outcome in ("failed", "error") for o in outcomes) or exit_code not in (0, 5) else "GO",
+        "verdict": "NO-GO"
+        if any(o.outcome in ("failed", "error") for o in outcomes) or exit_code not in (0, 5)
+        else "GO",
         "facts": {**facts, **recorder.facts},
         "exit_code": exit_code,
         "counts": counts,
@@ -70,8 +80,10 @@ def summary_document(facts: dict[str, str], outcomes: list[CheckOutcome], record
 
 def evidence_html(evidence: Evidence) -> str:
     """A failure's evidence, inline in its row of the HTML report."""
-    return (f"<div class='viworks-evidence'><strong>evidence: {html.escape(evidence.label)}</strong>"
-            f"<pre>{html.escape(REDACTOR.redact(evidence.text))}</pre></div>")
+    return (
+        f"<div class='viworks-evidence'><strong>evidence: {html.escape(evidence.label)}</strong>"
+        f"<pre>{html.escape(REDACTOR.redact(evidence.text))}</pre></div>"
+    )
 
 
 def html_summary(facts: dict[str, str], recorder: Recorder) -> list[str]:

@@ -12,14 +12,22 @@ Pure functions of the run's outcomes; every string that leaves here is escaped a
 from __future__ import annotations
 
 import html
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from viworks_verify.report.redaction import REDACTOR
 from viworks_verify.report.summary import CheckOutcome
 
 AREAS = (
-    ("containers", "containers"), ("network", "network"), ("nginx", "nginx"), ("tls", "TLS/mTLS"), ("unit", "unit"),
-    ("files", "files"), ("identity", "identity"), ("session", "session"), ("round-trip", "round trip"),
+    ("containers", "containers"),
+    ("network", "network"),
+    ("nginx", "nginx"),
+    ("tls", "TLS/mTLS"),
+    ("unit", "unit"),
+    ("files", "files"),
+    ("identity", "identity"),
+    ("session", "session"),
+    ("round-trip", "round trip"),
 )
 FAILING = ("failed", "error")
 GO, NO_GO = "GO", "NO-GO"
@@ -52,8 +60,14 @@ def verdict(outcomes: Iterable[CheckOutcome]) -> str:
     return NO_GO if any(o.outcome in FAILING for o in outcomes) else GO
 
 
-def banner_html(target: str, release: str, outcomes: list[CheckOutcome], rows: list[tuple[str, str]],
-                drift: dict[str, Any] | None, waivers: list[dict[str, Any]]) -> str:
+def banner_html(
+    target: str,
+    release: str,
+    outcomes: list[CheckOutcome],
+    rows: list[tuple[str, str]],
+    drift: dict[str, Any] | None,
+    waivers: list[dict[str, Any]],
+) -> str:
     """The verdict in large type with what an operator reads next."""
     decision = verdict(outcomes)
     failing: dict[str, int] = {}
@@ -62,7 +76,10 @@ def banner_html(target: str, release: str, outcomes: list[CheckOutcome], rows: l
             failing[outcome.row or outcome.host] = failing.get(outcome.row or outcome.host, 0) + 1
     labels = dict(rows)
     per_host = ", ".join(f"{labels.get(host, host)}: {count}" for host, count in failing.items()) or "none"
-    counts = {kind: sum(1 for o in outcomes if o.outcome == kind) for kind in ("passed", "failed", "error", "waived", "skipped")}
+    counts = {
+        kind: sum(1 for o in outcomes if o.outcome == kind)
+        for kind in ("passed", "failed", "error", "waived", "skipped")
+    }
     lines = [
         ("target", target),
         ("release observed", release or "not observed"),
@@ -73,7 +90,9 @@ def banner_html(target: str, release: str, outcomes: list[CheckOutcome], rows: l
         lines.append(("drift since the baseline", drift["summary"]))
     in_force = [w for w in waivers if w["status"] in ("applied", "expired")]
     if waivers:
-        lines.append(("waivers", "; ".join(w["line"] for w in in_force) or f"{len(waivers)} on file, none applied in this run"))
+        lines.append(
+            ("waivers", "; ".join(w["line"] for w in in_force) or f"{len(waivers)} on file, none applied in this run")
+        )
     body = "".join(f"<tr><th>{_text(k)}</th><td>{_text(v)}</td></tr>" for k, v in lines)
     css = "go" if decision == GO else "no-go"
     return f"{STYLE}{MOVE_ENVIRONMENT_DOWN}<div class='viworks-banner {css}' id='viworks-verdict'><div class='verdict'>{decision}</div><table>{body}</table></div>"
@@ -100,11 +119,15 @@ def grid_html(outcomes: list[CheckOutcome], rows: list[tuple[str, str]]) -> str:
                 continue
             state = _cell_state(found)
             anchor = f"cell-{row_index}-{area}"
-            tds.append(f"<td class='cell-{state}' title='{_text(state)}'><a href='#{anchor}'>{_text(_cell_text(found))}</a></td>")
+            tds.append(
+                f"<td class='cell-{state}' title='{_text(state)}'><a href='#{anchor}'>{_text(_cell_text(found))}</a></td>"
+            )
             details.append(_cell_details(anchor, f"{label} / {area_label}", state, found))
         body.append(f"<tr><th class='row'>{_text(label)}</th>{''.join(tds)}</tr>")
-    return (f"<h2>Hosts and areas</h2><table class='viworks-grid' id='viworks-grid'><tr><th>host</th>{head}</tr>{''.join(body)}</table>"
-            f"<div class='viworks-cells'>{''.join(details)}</div>")
+    return (
+        f"<h2>Hosts and areas</h2><table class='viworks-grid' id='viworks-grid'><tr><th>host</th>{head}</tr>{''.join(body)}</table>"
+        f"<div class='viworks-cells'>{''.join(details)}</div>"
+    )
 
 
 def drift_html(drift: dict[str, Any]) -> str:

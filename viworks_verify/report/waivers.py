@@ -74,11 +74,11 @@ def _waiver(path: Path, index: int, entry: Any) -> Waiver:
         raise WaiverError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     check = entry.get("check")
     if not isinstance(check, str) or not check.strip():
-        raise WaiverError(f"{where}: needs the check it waives (check = \"test_...\")")
+        raise WaiverError(f'{where}: needs the check it waives (check = "test_...")')
     where = f"{where} ({check})"
     justification = entry.get("justification")
     if not isinstance(justification, str) or not justification.strip():
-        raise WaiverError(f"{where}: needs a justification (justification = \"why, and who decided\")")
+        raise WaiverError(f'{where}: needs a justification (justification = "why, and who decided")')
     expires = entry.get("expires")
     if isinstance(expires, str):
         try:
@@ -131,9 +131,17 @@ class WaiverLedger:
                 status, hosts = STALE, self.passed[index]
             else:
                 status, hosts = UNMATCHED, []
-            rows.append({"check": waiver.check, "host": waiver.host, "expires": waiver.expires.isoformat(),
-                         "justification": waiver.justification, "status": status, "hosts": hosts,
-                         "line": _line(waiver, status, self.today)})
+            rows.append(
+                {
+                    "check": waiver.check,
+                    "host": waiver.host,
+                    "expires": waiver.expires.isoformat(),
+                    "justification": waiver.justification,
+                    "status": status,
+                    "hosts": hosts,
+                    "line": _line(waiver, status, self.today),
+                }
+            )
         return rows
 
 

@@ -19,7 +19,6 @@ from testinfra.host import Host as TestinfraHost
 
 from viworks_verify.target.inventory import Inventory, InventoryHost
 
-
 if TYPE_CHECKING:
     import docker
 
@@ -59,13 +58,13 @@ class TargetHost:
                 result = self.testinfra.run("true")
                 if result.rc != 0:
                     self._failure = f"{self.id} unreachable: {(result.stderr or result.stdout).strip()[:200] or f'exit {result.rc}'}"
-            except Exception as exc:  # noqa: BLE001 - any connection failure means unreachable
+            except Exception as exc:
                 self._failure = f"{self.id} unreachable: {connection_error(exc)}"
         if self._failure:
             raise HostUnreachable(self._failure)
 
     @functools.cached_property
-    def docker(self) -> "docker.DockerClient":
+    def docker(self) -> docker.DockerClient:
         """The Docker engine on this host: local for a local host, over SSH otherwise."""
         import docker  # only runs that read a backend host need the SDK
 
@@ -89,13 +88,17 @@ class TargetHost:
         # A socket left by a connection that is gone: cancel its forwarding (if the master still has
         # it) and forward afresh over this run's connection.
         forward = inventory.ssh_forward_command(host, local, self.docker_socket)
-        subprocess.run([*forward[:-4], "-O", "cancel", *forward[-3:]], capture_output=True, timeout=inventory.timeout_s + 5)
+        subprocess.run(
+            [*forward[:-4], "-O", "cancel", *forward[-3:]], capture_output=True, timeout=inventory.timeout_s + 5
+        )
         local.unlink(missing_ok=True)
         done = subprocess.run(forward, capture_output=True, text=True, timeout=inventory.timeout_s + 5)
         if done.returncode != 0 or not _answers(local):
             said = " ".join((done.stderr or done.stdout).split())[:300]
-            raise HostUnreachable(f"{self.id}: its Docker engine ({self.docker_socket}) cannot be reached over ssh: "
-                                  f"{said or f'exit {done.returncode}, and nothing answers at the forwarded socket'}")
+            raise HostUnreachable(
+                f"{self.id}: its Docker engine ({self.docker_socket}) cannot be reached over ssh: "
+                f"{said or f'exit {done.returncode}, and nothing answers at the forwarded socket'}"
+            )
         return local
 
 
@@ -114,11 +117,15 @@ def _answers(path: Path) -> bool:
         probe.close()
 
 
-def target_hosts(settings: "Settings", inventory: Inventory) -> dict[str, TargetHost]:
+def target_hosts(settings: Settings, inventory: Inventory) -> dict[str, TargetHost]:
     """Every host of the inventory (name -> host); a backend host's Docker engine as the settings say."""
     return {
-        host.name: TargetHost(host, inventory, docker_url=settings.backend.docker_url if host.group == "backend" else None,
-                              docker_socket=settings.backend.docker_socket)
+        host.name: TargetHost(
+            host,
+            inventory,
+            docker_url=settings.backend.docker_url if host.group == "backend" else None,
+            docker_socket=settings.backend.docker_socket,
+        )
         for host in inventory.hosts
     }
 

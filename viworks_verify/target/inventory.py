@@ -64,7 +64,7 @@ def ssh_control_dir() -> Path:
 
 class Inventory:
     @classmethod
-    def of_target(cls, settings: "Settings") -> "Inventory":
+    def of_target(cls, settings: Settings) -> Inventory:
         """The target's inventory, its hosts reached with the target's ssh config and connect timeout."""
         return cls(settings.inventory, settings.ssh_config, ssh_control_dir(), int(settings.timing.connect_timeout_s))
 
@@ -104,7 +104,9 @@ class Inventory:
         if connection in _SSH_CONNECTIONS:
             connection = "ssh"
         elif connection not in _LOCAL_CONNECTIONS:
-            raise InventoryError(f"inventory {self.path}: host {name} has ansible_connection={connection}; the suite speaks ssh or local")
+            raise InventoryError(
+                f"inventory {self.path}: host {name} has ansible_connection={connection}; the suite speaks ssh or local"
+            )
         port = variables.get("ansible_port")
         return InventoryHost(
             name=name,
@@ -129,10 +131,24 @@ class Inventory:
             command += ["-o", f"Port={host.port}"]
         if host.identity_file:
             command += ["-i", str(host.identity_file)]
-        command += ["-o", f"ConnectTimeout={self.timeout_s}", "-o", "StreamLocalBindUnlink=yes", "-o", "ExitOnForwardFailure=yes"]
+        command += [
+            "-o",
+            f"ConnectTimeout={self.timeout_s}",
+            "-o",
+            "StreamLocalBindUnlink=yes",
+            "-o",
+            "ExitOnForwardFailure=yes",
+        ]
         if self.control_dir:
             command += ["-o", f"ControlPath={self.control_dir / '%C'}"]
-        return [*command, "-O", "forward", "-L", f"{local_socket}:{remote_socket}", host.address if host.address else host.name]
+        return [
+            *command,
+            "-O",
+            "forward",
+            "-L",
+            f"{local_socket}:{remote_socket}",
+            host.address if host.address else host.name,
+        ]
 
     def testinfra_host(self, host: InventoryHost) -> testinfra.host.Host:
         """The testinfra host for an inventory host (cached by testinfra: one per run)."""

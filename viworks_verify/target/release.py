@@ -41,6 +41,8 @@ def release_mismatch(size: int | None, sha256: str | None, release: Release) -> 
         return f"found a binary of unknown size; expected {expected}"
     if release.size is not None and size != release.size:
         return f"found {found}; expected {expected}"
-    if (release.size_min is not None and size < release.size_min) or (release.size_max is not None and size > release.size_max):
+    if (release.size_min is not None and size < release.size_min) or (
+        release.size_max is not None and size > release.size_max
+    ):
         return f"found {found}; expected {expected}"
     return None

@@ -33,7 +33,7 @@ class Secrets:
     source: str
 
     @classmethod
-    def load(cls, secrets_file: Path | None) -> "Secrets":
+    def load(cls, secrets_file: Path | None) -> Secrets:
         from_file = parse_env(secrets_file.read_text()) if secrets_file and secrets_file.is_file() else {}
         names = (API_TOKEN, JWT_SECRET, AGENT_KEY_FILE, SNAPSHOT_KEY)
         values = {name: os.environ.get(name) or from_file.get(name, "") for name in names}

@@ -19,10 +19,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from viworks_verify.pki.pins import PinFormatError, parse_pins
 
 REQUIRED_ENV_KEYS = (
-    "VIW_AGENT_BACKEND_URL", "VIW_AGENT_ID", "VIW_AGENT_CERT_PATH", "VIW_AGENT_KEY_PATH",
-    "VIW_AGENT_TRUST_BUNDLE", "VIW_AGENT_BACKEND_SPKI_PIN", "VIW_AGENT_SITE", "VIW_AGENT_CONTAINER_ENGINE",
-    "VIW_AGENT_SCRIPTS_ROOT", "VIW_AGENT_MAX_CONCURRENCY", "VIW_AGENT_CMD_TIMEOUT_SECS",
-    "VIW_AGENT_FEATURE_EXEC_ENABLE", "VIW_AGENT_FEATURE_INBOUND_HTTP", "RUST_LOG",
+    "VIW_AGENT_BACKEND_URL",
+    "VIW_AGENT_ID",
+    "VIW_AGENT_CERT_PATH",
+    "VIW_AGENT_KEY_PATH",
+    "VIW_AGENT_TRUST_BUNDLE",
+    "VIW_AGENT_BACKEND_SPKI_PIN",
+    "VIW_AGENT_SITE",
+    "VIW_AGENT_CONTAINER_ENGINE",
+    "VIW_AGENT_SCRIPTS_ROOT",
+    "VIW_AGENT_MAX_CONCURRENCY",
+    "VIW_AGENT_CMD_TIMEOUT_SECS",
+    "VIW_AGENT_FEATURE_EXEC_ENABLE",
+    "VIW_AGENT_FEATURE_INBOUND_HTTP",
+    "RUST_LOG",
 )
 
 
@@ -121,7 +131,6 @@ class Gateway(_Section):
     # Sockets a container engine, not the host, holds in the host's network namespace: ignored when no
     # host process owns them (the lab's gateway host is a container: Docker's DNS on 127.0.0.11).
     engine_listen_addresses: tuple[str, ...] = ()
-
 
     @field_validator("allowed_listeners")
     @classmethod
@@ -230,9 +239,13 @@ def load_settings(target: str, targets_dir: Path, ready_timeout_s: float | None 
         raise SettingsError(f"{path}: {key}: {first['msg']}") from None
     if settings.edge.ca_bundle is not None and not settings.edge.ca_bundle.is_file():
         # The chain is judged against it: a missing bundle must not turn into "judged against nothing".
-        raise SettingsError(f"{path}: edge.ca_bundle {settings.edge.ca_bundle} does not exist{_hinted(settings.missing_file_hint)}")
+        raise SettingsError(
+            f"{path}: edge.ca_bundle {settings.edge.ca_bundle} does not exist{_hinted(settings.missing_file_hint)}"
+        )
     if ready_timeout_s is not None:
-        settings = settings.model_copy(update={"timing": settings.timing.model_copy(update={"ready_timeout_s": ready_timeout_s})})
+        settings = settings.model_copy(
+            update={"timing": settings.timing.model_copy(update={"ready_timeout_s": ready_timeout_s})}
+        )
     return _with_manifest(settings)
 
 
@@ -291,7 +304,9 @@ def _with_manifest(settings: Settings) -> Settings:
     if settings.release_manifest is None:
         return settings
     if not settings.release_manifest.exists():
-        raise SettingsError(f"{settings.source}: release_manifest {settings.release_manifest} does not exist{_hinted(settings.missing_file_hint)}")
+        raise SettingsError(
+            f"{settings.source}: release_manifest {settings.release_manifest} does not exist{_hinted(settings.missing_file_hint)}"
+        )
     try:
         manifest = json.loads(settings.release_manifest.read_text())
         backend, gateway = manifest["backend"], manifest.get("gateway") or {}
@@ -301,11 +316,24 @@ def _with_manifest(settings: Settings) -> Settings:
         raise SettingsError(f"{settings.release_manifest}: not a release manifest with a 'backend' entry") from None
     given = settings.release.model_dump(exclude_none=True, exclude={"gateway"})
     given_gateway = settings.release.gateway.model_dump(exclude_none=True, exclude_defaults=True)
-    from_manifest = {key: gateway[key] for key in ("version", "sha256", "size", "scripts", "unit_sha256") if gateway.get(key) is not None}
+    from_manifest = {
+        key: gateway[key]
+        for key in ("version", "sha256", "size", "scripts", "unit_sha256")
+        if gateway.get(key) is not None
+    }
     try:
-        release = Release.model_validate({"version": backend.get("version"), "sha256": backend.get("sha256"), "size": backend.get("size"),
-                                          **given, "gateway": {**from_manifest, **given_gateway}})
+        release = Release.model_validate(
+            {
+                "version": backend.get("version"),
+                "sha256": backend.get("sha256"),
+                "size": backend.get("size"),
+                **given,
+                "gateway": {**from_manifest, **given_gateway},
+            }
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise SettingsError(f"{settings.release_manifest}: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        raise SettingsError(
+            f"{settings.release_manifest}: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        ) from None
     return settings.model_copy(update={"release": release})

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -33,7 +34,14 @@ VERB_ARGS: dict[str, tuple[str, ...]] = {
 }
 # Verbs that change nothing on the target: the only ones a smoke check may send.
 READ_ONLY_VERBS = frozenset(
-    {"list_users", "get_session_status", "list_containers", "get_system_health", "get_service_status", "get_monitoring_data"}
+    {
+        "list_users",
+        "get_session_status",
+        "list_containers",
+        "get_system_health",
+        "get_service_status",
+        "get_monitoring_data",
+    }
 )
 
 CLAIMS = ("corr_id", "verb", "args", "actor", "policy_id", "nonce", "iat", "exp", "agent_targets")
@@ -174,7 +182,9 @@ class CommandGate:
         if not isinstance(claims["iat"], (int, float)) or abs(now - claims["iat"]) > CLOCK_SKEW_S:
             raise CommandRejected("EXPIRED", f"iat {claims['iat']} is more than {CLOCK_SKEW_S}s from now {int(now)}")
         if self.nonces.seen_recently(str(claims["nonce"]), now):
-            raise CommandRejected("REPLAY_DETECTED", f"nonce {claims['nonce']} seen in the last {self.nonces.window_s:.0f}s")
+            raise CommandRejected(
+                "REPLAY_DETECTED", f"nonce {claims['nonce']} seen in the last {self.nonces.window_s:.0f}s"
+            )
         if self.signing_key is not None:
             verify_signature(token, self.signing_key)
         problem = args_problem(verb, claims["args"])

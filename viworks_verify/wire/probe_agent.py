@@ -15,8 +15,9 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -40,7 +41,7 @@ class UpgradeRefused(Exception):
 class _LoopThread:
     """One event loop in a daemon thread, shared by every session of the process."""
 
-    _instance: "_LoopThread | None" = None
+    _instance: _LoopThread | None = None
     _lock = threading.Lock()
 
     def __init__(self) -> None:
@@ -73,13 +74,13 @@ class Session:
         """The next message; TimeoutError when none arrives in time."""
         try:
             return _LoopThread.run(self._connection.recv(), timeout)
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             raise TimeoutError(f"no message within {timeout:.1f} s") from None
 
     def close(self) -> None:
         _LoopThread.run(self._connection.close(), self._timeout_s)
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -100,6 +101,7 @@ def open_session(
     ``headers``: more request headers (a forged identity header, for the checks that nginx ignores it).
     """
     timeout = timeout_s or endpoint.timeout_s
+
     async def upgrade() -> ClientConnection:
         return await connect(
             endpoint.wss_url(path),
@@ -123,8 +125,11 @@ def open_plain_session(url: str, *, headers: dict[str, str] | None = None, timeo
     UpgradeRefused with the HTTP status when an HTTP server answers without upgrading; OSError or
     TimeoutError when nothing answers.
     """
+
     async def upgrade() -> ClientConnection:
-        return await connect(url, additional_headers=headers, open_timeout=timeout_s, close_timeout=1, ping_interval=None)
+        return await connect(
+            url, additional_headers=headers, open_timeout=timeout_s, close_timeout=1, ping_interval=None
+        )
 
     return _session(upgrade(), timeout_s)
 
@@ -153,8 +158,9 @@ def upgrade_status(endpoint: EdgeEndpoint, *, client_cert: Path | None, client_k
     }
     context = endpoint.tls_context(client_cert=client_cert, client_key=client_key)
     with httpx.Client(verify=context, timeout=endpoint.timeout_s) as http:
-        with http.stream("GET", endpoint.https_url(endpoint.edge.ws_path), headers=headers,
-                         extensions=endpoint.request_extensions) as response:
+        with http.stream(
+            "GET", endpoint.https_url(endpoint.edge.ws_path), headers=headers, extensions=endpoint.request_extensions
+        ) as response:
             return response.status_code
 
 
@@ -225,7 +231,12 @@ class ProbeSession:
 
 
 def start_probe(
-    endpoint: EdgeEndpoint, agent_id: str, *, client_cert: Path, client_key: Path, hello_agent_id: str | None = None,
+    endpoint: EdgeEndpoint,
+    agent_id: str,
+    *,
+    client_cert: Path,
+    client_key: Path,
+    hello_agent_id: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[Session, protocol.Frame, float]:
     """Upgrade (with ``headers``, when given) and say hello; return the session, the backend's answer and the upgrade time (ms)."""

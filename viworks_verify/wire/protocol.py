@@ -7,12 +7,13 @@ both sides of the wire.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as _dt
-import base64
 import hashlib
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 HELLO = "hello"
 WELCOME = "welcome"
@@ -22,19 +23,6 @@ COMMAND = "COMMAND"
 RESULT = "RESULT"
 
 RESULT_STATUSES = ("SUCCESS", "ERROR", "DENIED", "TIMEOUT")
-ERROR_CODES = (
-    "NONE",
-    "VALIDATION_FAILED",
-    "UNKNOWN_VERB",
-    "REPLAY_DETECTED",
-    "EXPIRED",
-    "EXEC_DISABLED",
-    "EXEC_TIMEOUT",
-    "SCRIPT_NOT_FOUND",
-    "NOT_TARGETED",
-    "SIGNATURE_INVALID",
-    "EXEC_FAILED",
-)
 
 HELLO_FIELDS = (
     "agent_id",
@@ -85,10 +73,10 @@ class ProtocolError(ValueError):
 def rfc3339(moment: _dt.datetime | float | None = None) -> str:
     """RFC 3339 UTC timestamp (``2026-11-22T10:00:00.123Z``) for a datetime or epoch seconds."""
     if moment is None:
-        moment = _dt.datetime.now(_dt.timezone.utc)
+        moment = _dt.datetime.now(_dt.UTC)
     elif isinstance(moment, (int, float)):
-        moment = _dt.datetime.fromtimestamp(moment, _dt.timezone.utc)
-    return moment.astimezone(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        moment = _dt.datetime.fromtimestamp(moment, _dt.UTC)
+    return moment.astimezone(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_rfc3339(text: str) -> _dt.datetime:
@@ -119,7 +107,7 @@ class Frame:
         return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
 
     @classmethod
-    def parse(cls, message: str | bytes) -> "Frame":
+    def parse(cls, message: str | bytes) -> Frame:
         """Decode a received message; raises ProtocolError for anything but a well-formed frame."""
         if isinstance(message, bytes):
             try:
@@ -193,13 +181,21 @@ def telemetry_problems(payload: Any) -> list[str]:
     if not _positive_number(payload["uptime_s"]):
         problems.append(f"uptime_s {payload['uptime_s']!r} is not a positive number")
     mem = payload["mem"]
-    if not isinstance(mem, Mapping) or not _positive_number(mem.get("total_mb")) or not _positive_number(mem.get("used_mb")):
+    if (
+        not isinstance(mem, Mapping)
+        or not _positive_number(mem.get("total_mb"))
+        or not _positive_number(mem.get("used_mb"))
+    ):
         problems.append(f"mem {mem!r} lacks positive total_mb and used_mb")
     loadavg = payload["loadavg"]
     if not (isinstance(loadavg, list) and len(loadavg) == 3 and all(isinstance(v, (int, float)) for v in loadavg)):
         problems.append(f"loadavg {loadavg!r} is not 3 numbers")
     disk = payload["disk"]
-    if not (isinstance(disk, list) and disk and all(isinstance(d, Mapping) and "mount" in d and "used_pct" in d for d in disk)):
+    if not (
+        isinstance(disk, list)
+        and disk
+        and all(isinstance(d, Mapping) and "mount" in d and "used_pct" in d for d in disk)
+    ):
         problems.append(f"disk {disk!r} is not a list of mount/used_pct")
     if not isinstance(payload["cpu_pct"], (int, float)):
         problems.append(f"cpu_pct {payload['cpu_pct']!r} is not a number")

@@ -49,5 +49,7 @@ def round_trips(api: BackendApi, agent_ids: list[str], timeout_s: float) -> dict
     online = [agent_id for agent_id in agent_ids if (listed.get(agent_id) or {}).get("status") == "Online"]
     if not online:
         return {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(online), 16), thread_name_prefix="viworks-round-trip") as pool:
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=min(len(online), 16), thread_name_prefix="viworks-round-trip"
+    ) as pool:
         return dict(zip(online, pool.map(lambda agent_id: round_trip(api, agent_id, timeout_s), online)))

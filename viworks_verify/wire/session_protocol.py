@@ -17,11 +17,23 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Mapping, Union
+from collections.abc import Mapping
+from typing import Any
 
 from viworks_verify.wire.protocol import (
-    COMMAND, ERROR, HELLO, RESULT, TELEMETRY, WELCOME, Frame, ProtocolError, error_frame, make_frame,
-    result_problems, telemetry_problems, validate_hello,
+    COMMAND,
+    ERROR,
+    HELLO,
+    RESULT,
+    TELEMETRY,
+    WELCOME,
+    Frame,
+    ProtocolError,
+    error_frame,
+    make_frame,
+    result_problems,
+    telemetry_problems,
+    validate_hello,
 )
 
 
@@ -34,6 +46,7 @@ class State(enum.Enum):
 
 
 # -- events ---------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Welcomed:
@@ -118,13 +131,22 @@ class Malformed:
     problem: str
 
 
-Event = Union[
-    Welcomed, Rejected, HelloReceived, CommandReceived, ErrorReceived, TelemetryReceived, ResultReceived, Unexpected,
-    Answered, Malformed,
-]
+Event = (
+    Welcomed
+    | Rejected
+    | HelloReceived
+    | CommandReceived
+    | ErrorReceived
+    | TelemetryReceived
+    | ResultReceived
+    | Unexpected
+    | Answered
+    | Malformed
+)
 
 
 # -- the two ends ---------------------------------------------------------------------------------
+
 
 class _Protocol:
     def __init__(self, state: State) -> None:
@@ -278,7 +300,9 @@ class BackendProtocol(_Protocol):
         elif frame.is_type(HELLO):
             self._answer("UNEXPECTED_FRAME", "hello was already received on this session", frame.correlation_id)
         elif frame.is_type(WELCOME) or frame.is_type(COMMAND):
-            self._answer("UNEXPECTED_FRAME", f"{frame.type} frames are sent by the backend, not to it", frame.correlation_id)
+            self._answer(
+                "UNEXPECTED_FRAME", f"{frame.type} frames are sent by the backend, not to it", frame.correlation_id
+            )
         else:
             self._answer("UNKNOWN_TYPE", f"unknown frame type {frame.type[:64]!r}", frame.correlation_id)
 
@@ -288,7 +312,10 @@ class BackendProtocol(_Protocol):
             self._answer("INVALID_PAYLOAD", "telemetry payload must be a JSON object")
             return
         if "agent_id" in payload and payload["agent_id"] != self.agent_id:
-            self._answer("AGENT_ID_MISMATCH", f"telemetry agent_id {payload['agent_id']!r} is not this session's {self.agent_id!r}")
+            self._answer(
+                "AGENT_ID_MISMATCH",
+                f"telemetry agent_id {payload['agent_id']!r} is not this session's {self.agent_id!r}",
+            )
             return
         problems = tuple(telemetry_problems(payload))
         if problems:
@@ -308,6 +335,10 @@ class BackendProtocol(_Protocol):
             self._answer("INVALID_RESULT", "frame correlation_id differs from the payload's corr_id", corr_id)
             return
         if payload["agent_id"] != self.agent_id:
-            self._answer("AGENT_ID_MISMATCH", f"RESULT agent_id {payload['agent_id']!r} is not this session's {self.agent_id!r}", corr_id)
+            self._answer(
+                "AGENT_ID_MISMATCH",
+                f"RESULT agent_id {payload['agent_id']!r} is not this session's {self.agent_id!r}",
+                corr_id,
+            )
             return
         self._events.append(ResultReceived(corr_id, payload))

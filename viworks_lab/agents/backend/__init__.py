@@ -30,20 +30,51 @@ import asyncio
 import logging
 import signal
 import sys
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from viworks_lab.agents.backend.api_model import (
-    ApiError, CommandRequest, agent_view, aggregate_status, command_view, decode_bearer, parse_command_request, require_role,
+    ApiError,
+    CommandRequest,
+    agent_view,
+    aggregate_status,
+    command_view,
+    decode_bearer,
+    parse_command_request,
+    require_role,
 )
 from viworks_lab.agents.backend.config import (
-    DEFAULT_CONFIG, DEFAULT_CONFIG_PATH, ConfigError, brief_error, load_config, log_level, merge_config, redact_url, url_password,
+    DEFAULT_CONFIG,
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    brief_error,
+    load_config,
+    log_level,
+    merge_config,
+    redact_url,
+    url_password,
 )
 from viworks_lab.agents.backend.service import BackendAgent
 
 __all__ = [  # the package's public names (the unit tests and the zipapp's __main__ use them)
-    "ApiError", "BackendAgent", "CommandRequest", "ConfigError", "DEFAULT_CONFIG", "agent_view", "aggregate_status",
-    "command_view", "decode_bearer", "load_config", "log_level", "main", "merge_config", "parse_command_request",
-    "redact_url", "require_role", "serve", "url_password",
+    "ApiError",
+    "BackendAgent",
+    "CommandRequest",
+    "ConfigError",
+    "DEFAULT_CONFIG",
+    "agent_view",
+    "aggregate_status",
+    "command_view",
+    "decode_bearer",
+    "load_config",
+    "log_level",
+    "main",
+    "merge_config",
+    "parse_command_request",
+    "redact_url",
+    "require_role",
+    "serve",
+    "url_password",
 ]
 
 log = logging.getLogger("viworks.backend")
@@ -76,14 +107,18 @@ async def serve(config: Mapping[str, Mapping[str, Any]]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="viworks-backend-agent", description="ViWorkS backend agent (lab reference)")
-    parser.add_argument("--config", default=DEFAULT_CONFIG_PATH, help=f"TOML configuration (default {DEFAULT_CONFIG_PATH})")
-    parser.add_argument("--version", action="version", version=f"viworks-backend-agent {DEFAULT_CONFIG['server']['version']}")
+    parser.add_argument(
+        "--config", default=DEFAULT_CONFIG_PATH, help=f"TOML configuration (default {DEFAULT_CONFIG_PATH})"
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"viworks-backend-agent {DEFAULT_CONFIG['server']['version']}"
+    )
     options = parser.parse_args(argv)
     try:
         config = load_config(options.config)
     except ConfigError as exc:
         print(f"viworks-backend-agent: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     logging.basicConfig(
         stream=sys.stdout,
         level=log_level(config["logging"]["level"]),
@@ -101,4 +136,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-

@@ -8,7 +8,6 @@ import time
 import uuid
 from typing import Any
 
-
 from viworks_verify.wire import protocol, session_protocol
 
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
@@ -18,7 +17,7 @@ except ImportError:  # pragma: no cover - only the pure helpers are usable witho
 
 from viworks_lab.agents.backend.api_model import as_text
 from viworks_lab.agents.backend.config import brief_error
-from viworks_lab.agents.backend.responses import json_error, utc_now, client_address
+from viworks_lab.agents.backend.responses import client_address, json_error, utc_now
 from viworks_lab.agents.backend.sessions import AgentSession
 from viworks_lab.agents.backend.store import SHUTDOWN_STEP_TIMEOUT_S, CacheUnavailable, DatabaseError
 
@@ -46,7 +45,9 @@ class AgentWebSocket:
             return json_error(403, "forbidden", "a verified client certificate is required")
         ws = web.WebSocketResponse(heartbeat=self.heartbeat, autoping=True)
         if not ws.can_prepare(request).ok:
-            return json_error(426, "upgrade_required", f"{self.ws_path} needs a WebSocket upgrade", {"Upgrade": "websocket"})
+            return json_error(
+                426, "upgrade_required", f"{self.ws_path} needs a WebSocket upgrade", {"Upgrade": "websocket"}
+            )
         await ws.prepare(request)
         session: AgentSession | None = None
         reason = "connection closed"
@@ -70,7 +71,9 @@ class AgentWebSocket:
                     pass
         return ws
 
-    async def _reject(self, ws: Any, wire: session_protocol.BackendProtocol, code: str, message: str, *, client_cn: str) -> None:
+    async def _reject(
+        self, ws: Any, wire: session_protocol.BackendProtocol, code: str, message: str, *, client_cn: str
+    ) -> None:
         """Refuse the hello (or its absence) with the contract's error frame, then close (1008)."""
         log.warning("agent session rejected client_cn=%s code=%s: %s", client_cn, code, message)
         if wire.state is not session_protocol.State.CLOSED:
@@ -86,8 +89,10 @@ class AgentWebSocket:
         wire = session_protocol.BackendProtocol()
         try:
             msg = await ws.receive(timeout=self.hello_timeout)
-        except asyncio.TimeoutError:
-            await self._reject(ws, wire, "HELLO_TIMEOUT", f"no hello within {self.hello_timeout:g}s", client_cn=client_cn)
+        except TimeoutError:
+            await self._reject(
+                ws, wire, "HELLO_TIMEOUT", f"no hello within {self.hello_timeout:g}s", client_cn=client_cn
+            )
             return None
         if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             log.info("agent connection closed before hello client_cn=%s remote=%s", client_cn, remote)
@@ -99,16 +104,26 @@ class AgentWebSocket:
             return None
         agent_id = event.agent_id
         if agent_id != client_cn and not self.faults.get("hello_unbound_to_cn"):
-            await self._reject(ws, wire, "AGENT_ID_MISMATCH",
-                               f"hello agent_id {agent_id!r} does not match the client certificate CN {client_cn!r}", client_cn=client_cn)
+            await self._reject(
+                ws,
+                wire,
+                "AGENT_ID_MISMATCH",
+                f"hello agent_id {agent_id!r} does not match the client certificate CN {client_cn!r}",
+                client_cn=client_cn,
+            )
             return None
         if self._stopping:
             await self._reject(ws, wire, "SERVER_SHUTTING_DOWN", "the backend is shutting down", client_cn=client_cn)
             return None
         existing = self._live(agent_id)
         if existing is not None and not self.faults.get("duplicate_sessions"):
-            await self._reject(ws, wire, "DUPLICATE_SESSION", f"agent {agent_id} already has a live session {existing.session_id}",
-                               client_cn=client_cn)
+            await self._reject(
+                ws,
+                wire,
+                "DUPLICATE_SESSION",
+                f"agent {agent_id} already has a live session {existing.session_id}",
+                client_cn=client_cn,
+            )
             return None
         now = utc_now()
         session = AgentSession(
@@ -220,7 +235,7 @@ class AgentWebSocket:
                 return session.close_reason
             try:
                 msg = await ws.receive(timeout=self.connection_timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return f"silent for {self.connection_timeout:g}s"
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 session.last_seen = utc_now()
@@ -251,8 +266,13 @@ class AgentWebSocket:
             elif isinstance(event, session_protocol.ResultReceived):
                 await self._on_result(session, event)
             elif isinstance(event, session_protocol.ErrorReceived):
-                log.warning("agent_id=%s reported error code=%s message=%s correlation_id=%s",
-                            session.agent_id, event.code[:64], event.message[:300], event.correlation_id)
+                log.warning(
+                    "agent_id=%s reported error code=%s message=%s correlation_id=%s",
+                    session.agent_id,
+                    event.code[:64],
+                    event.message[:300],
+                    event.correlation_id,
+                )
             elif isinstance(event, session_protocol.Answered):
                 log.info("frame from agent_id=%s answered %s: %s", session.agent_id, event.code, event.message[:500])
         await session.flush()
@@ -271,7 +291,9 @@ class AgentWebSocket:
             outcome = await self.record_result(session.agent_id, event.payload)
         except DatabaseError as exc:
             log.warning("RESULT %s from agent_id=%s not stored: %s", corr_id, session.agent_id, exc)
-            await session.send(protocol.error_frame("BACKEND_UNAVAILABLE", "result not stored: database unavailable", corr_id))
+            await session.send(
+                protocol.error_frame("BACKEND_UNAVAILABLE", "result not stored: database unavailable", corr_id)
+            )
             return
         if outcome == "unknown":
             log.info("RESULT for unknown corr_id=%s from agent_id=%s", corr_id, session.agent_id)

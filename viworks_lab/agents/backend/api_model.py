@@ -6,12 +6,12 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from viworks_verify.wire import commands, protocol
-
 
 if TYPE_CHECKING:
     from viworks_lab.agents.backend.sessions import AgentSession
@@ -154,7 +154,7 @@ def command_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def agent_view(row: Mapping[str, Any] | None, session: "AgentSession | None") -> dict[str, Any]:
+def agent_view(row: Mapping[str, Any] | None, session: AgentSession | None) -> dict[str, Any]:
     """AgentInfo. A live in-memory session is the truth for status and connection_info."""
     if row is None and session is None:
         raise ValueError("agent_view needs a row or a session")

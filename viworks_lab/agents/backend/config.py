@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from viworks_lab.agents.log_levels import LOG_LEVELS
@@ -116,8 +117,12 @@ def load_config(path: str) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
-    missing = [f"[{section}] {key}" for section, keys in REQUIRED_KEYS.items() for key in keys
-               if not isinstance(data.get(section), Mapping) or key not in data[section]]
+    missing = [
+        f"[{section}] {key}"
+        for section, keys in REQUIRED_KEYS.items()
+        for key in keys
+        if not isinstance(data.get(section), Mapping) or key not in data[section]
+    ]
     if missing:
         raise ConfigError(f"config {path}: required key(s) missing: {', '.join(missing)}")
     return merge_config(data)

@@ -8,7 +8,6 @@ import time
 import uuid
 from typing import Any
 
-
 from viworks_verify.wire import protocol
 
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping
-
-
-from viworks_verify.wire import commands, protocol
-
+from collections.abc import Mapping
+from typing import Any
 
 from viworks_lab.agents.backend.api_model import ACTIVE_STATUSES, TERMINAL_STATUSES, CommandRequest, aggregate_status
 from viworks_lab.agents.backend.store import DatabaseError
+from viworks_verify.wire import commands, protocol
 
 log = logging.getLogger("viworks.backend")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from typing import Any, Mapping
-
+from collections.abc import Mapping
+from typing import Any
 
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
     from aiohttp import web
@@ -17,7 +17,7 @@ log = logging.getLogger("viworks.backend")
 
 
 def utc_now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 def client_address(request: Any) -> str:

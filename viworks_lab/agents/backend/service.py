@@ -6,24 +6,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Mapping
-
+from collections.abc import Mapping
+from typing import Any
 
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
     from aiohttp import web
 except ImportError:  # pragma: no cover - only the pure helpers are usable without them
     web = None  # type: ignore[assignment]
 
+from viworks_lab.agents.backend.agent_ws import AgentWebSocket
 from viworks_lab.agents.backend.api_model import ApiError, decode_bearer
 from viworks_lab.agents.backend.config import brief_error, url_password
-from viworks_lab.agents.backend.sessions import AgentSession
-from viworks_lab.agents.backend.store import (
-    SHUTDOWN_STEP_TIMEOUT_S, CacheUnavailable, Database, DatabaseError, DatabaseUnavailable, TelemetryCache,
-)
-from viworks_lab.agents.backend.agent_ws import AgentWebSocket
 from viworks_lab.agents.backend.http_api import HttpApi
 from viworks_lab.agents.backend.pipeline import CommandPipeline
 from viworks_lab.agents.backend.responses import json_error
+from viworks_lab.agents.backend.sessions import AgentSession
+from viworks_lab.agents.backend.store import (
+    SHUTDOWN_STEP_TIMEOUT_S,
+    CacheUnavailable,
+    Database,
+    DatabaseError,
+    DatabaseUnavailable,
+    TelemetryCache,
+)
 
 log = logging.getLogger("viworks.backend")
 
@@ -90,7 +95,11 @@ class BackendAgent(HttpApi, CommandPipeline, AgentWebSocket):
         await api_runner.setup()
         self._runners.append(api_runner)
         await web.TCPSite(
-            api_runner, server["bind_address"], server["port"], shutdown_timeout=SHUTDOWN_STEP_TIMEOUT_S, reuse_address=True
+            api_runner,
+            server["bind_address"],
+            server["port"],
+            shutdown_timeout=SHUTDOWN_STEP_TIMEOUT_S,
+            reuse_address=True,
         ).start()
         log.info("api listening on %s:%s", server["bind_address"], server["port"])
 
@@ -128,9 +137,7 @@ class BackendAgent(HttpApi, CommandPipeline, AgentWebSocket):
 
         async def close(session: AgentSession) -> None:
             try:
-                await asyncio.wait_for(
-                    session.ws.close(code=1001, message=b"server shutdown"), SHUTDOWN_STEP_TIMEOUT_S
-                )
+                await asyncio.wait_for(session.ws.close(code=1001, message=b"server shutdown"), SHUTDOWN_STEP_TIMEOUT_S)
             except Exception:
                 pass
 
@@ -160,10 +167,16 @@ class BackendAgent(HttpApi, CommandPipeline, AgentWebSocket):
             with open(self.signing_key_path, "rb") as handle:
                 key = serialization.load_pem_private_key(handle.read(), password=None)
         except (OSError, ValueError, TypeError) as exc:
-            log.error("command signing key %s unusable (%s): commands cannot be dispatched", self.signing_key_path, brief_error(exc))
+            log.error(
+                "command signing key %s unusable (%s): commands cannot be dispatched",
+                self.signing_key_path,
+                brief_error(exc),
+            )
             return None
         if not isinstance(key, Ed25519PrivateKey):
-            log.error("command signing key %s is not an Ed25519 key: commands cannot be dispatched", self.signing_key_path)
+            log.error(
+                "command signing key %s is not an Ed25519 key: commands cannot be dispatched", self.signing_key_path
+            )
             return None
         self._signing_key = key
         log.info("command signing key loaded from %s (Ed25519)", self.signing_key_path)
@@ -213,14 +226,23 @@ class BackendAgent(HttpApi, CommandPipeline, AgentWebSocket):
             try:
                 if request.path.startswith("/api/") and self.faults.get("api_open"):
                     request["claims"] = {"sub": "anonymous", "role": "admin"}
-                elif (request.path.startswith("/api/") and self.faults.get("api_trusts_identity_headers")
-                      and request.headers.get(self.verify_header) == "SUCCESS" and request.headers.get(self.cn_header)):
+                elif (
+                    request.path.startswith("/api/")
+                    and self.faults.get("api_trusts_identity_headers")
+                    and request.headers.get(self.verify_header) == "SUCCESS"
+                    and request.headers.get(self.cn_header)
+                ):
                     request["claims"] = {"sub": request.headers[self.cn_header], "role": "operator"}
                 elif request.path.startswith("/api/"):
                     try:
                         request["claims"] = decode_bearer(request.headers.get("Authorization"), self.jwt_secret)
                     except ApiError as exc:
-                        log.info("api request refused status=401 method=%s path=%s: %s", request.method, request.path, exc.message)
+                        log.info(
+                            "api request refused status=401 method=%s path=%s: %s",
+                            request.method,
+                            request.path,
+                            exc.message,
+                        )
                         raise
                 return await handler(request)
             except ApiError as exc:

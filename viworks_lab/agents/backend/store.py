@@ -10,8 +10,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable
-
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 try:  # Runtime-only dependencies: the lab image has them; the suite's venv (pure unit tests) need not.
     import asyncpg
@@ -160,7 +160,7 @@ class Database:
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
                 await asyncio.sleep(min(wait, RECONNECT_BACKOFF_S[0]))  # woken by a failure: brief pause
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _execute(self, sql: str) -> None:
@@ -282,7 +282,7 @@ class TelemetryCache:
             raise CacheUnavailable(self.last_error)
         try:
             result = await asyncio.wait_for(operation(self.client), timeout)
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             await self._drop_connections()
             self._down(exc)
             raise CacheUnavailable(self.last_error) from exc
@@ -310,7 +310,7 @@ class TelemetryCache:
             try:
                 await asyncio.wait_for(self._wake.wait(), wait)
                 await asyncio.sleep(min(wait, RECONNECT_BACKOFF_S[0]))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def probe(self) -> dict[str, Any]:
@@ -358,5 +358,3 @@ class TelemetryCache:
             await asyncio.wait_for(self.client.connection_pool.disconnect(), SHUTDOWN_STEP_TIMEOUT_S)
         except Exception:
             pass
-
-

@@ -68,6 +68,20 @@ from viworks_lab.agents.gateway.redaction import Backoff, ResultCache, result_st
 from viworks_lab.agents.gateway.session import GatewayAgent
 
 __all__ = [
-    "Backoff", "CommandExecutor", "ConfigError", "GatewayAgent", "HostInfo", "ResultCache", "key_mode_warning", "load_config",
-    "log", "main", "parse_log_level", "path_problem", "process_start_time", "result_stdout", "run", "setup_logging",
+    "Backoff",
+    "CommandExecutor",
+    "ConfigError",
+    "GatewayAgent",
+    "HostInfo",
+    "ResultCache",
+    "key_mode_warning",
+    "load_config",
+    "log",
+    "main",
+    "parse_log_level",
+    "path_problem",
+    "process_start_time",
+    "result_stdout",
+    "run",
+    "setup_logging",
 ]

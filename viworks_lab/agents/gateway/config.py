@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from viworks_lab.agents.log_levels import LOG_LEVELS
 from viworks_verify.pki import pins
@@ -22,7 +22,6 @@ SCRIPT_VERBS: dict[str, str] = {
     "delete_user": "delete_user.sh",
     "create_openvpn_user": "add_vpn_user.sh",
 }
-BUILTIN_VERBS = ("get_system_health", "get_service_status", "get_monitoring_data", "list_containers", "list_users")
 WATCHED_SERVICES = ("sshd", "viworks-gateway-agent")
 RESULT_CACHE_TTL_S = 600.0
 RESULT_CACHE_MAX = 1024
@@ -33,7 +32,6 @@ DEAD_LINK_S = 45.0
 STDOUT_LIMIT = 256 * 1024
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 30.0
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +111,9 @@ def parse_log_level(text: str) -> int:
         _, sep, level = directive.rpartition("=")
         value = LOG_LEVELS.get(level.strip().lower())
         if value is None:
-            raise ConfigError("RUST_LOG", f"unknown log level in directive {directive!r} (use trace, debug, info, warn, error or off)")
+            raise ConfigError(
+                "RUST_LOG", f"unknown log level in directive {directive!r} (use trace, debug, info, warn, error or off)"
+            )
         if sep:
             first_targeted = value if first_targeted is None else first_targeted
         else:
@@ -139,11 +139,14 @@ def load_config(environ: Mapping[str, str]) -> Config:
     url = required("VIW_AGENT_BACKEND_URL")
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme.lower() != "wss":
-        raise ConfigError("VIW_AGENT_BACKEND_URL", f"must be a wss:// URL (scheme is {parsed.scheme or 'none'!r}); plain ws:// bypasses TLS")
+        raise ConfigError(
+            "VIW_AGENT_BACKEND_URL",
+            f"must be a wss:// URL (scheme is {parsed.scheme or 'none'!r}); plain ws:// bypasses TLS",
+        )
     if not parsed.hostname:
         raise ConfigError("VIW_AGENT_BACKEND_URL", "has no host name")
     try:
-        parsed.port
+        _ = parsed.port
     except ValueError:
         raise ConfigError("VIW_AGENT_BACKEND_URL", "has a malformed port") from None
 
@@ -162,19 +165,32 @@ def load_config(environ: Mapping[str, str]) -> Config:
     scripts_root = Path(required("VIW_AGENT_SCRIPTS_ROOT"))
     engine = optional("VIW_AGENT_CONTAINER_ENGINE", "docker")
 
-    max_concurrency = int(parse_number("VIW_AGENT_MAX_CONCURRENCY", optional("VIW_AGENT_MAX_CONCURRENCY", "4"), integer=True, minimum=1))
-    cmd_timeout = parse_number("VIW_AGENT_CMD_TIMEOUT_SECS", optional("VIW_AGENT_CMD_TIMEOUT_SECS", "45"), integer=False, minimum=0.1)
+    max_concurrency = int(
+        parse_number("VIW_AGENT_MAX_CONCURRENCY", optional("VIW_AGENT_MAX_CONCURRENCY", "4"), integer=True, minimum=1)
+    )
+    cmd_timeout = parse_number(
+        "VIW_AGENT_CMD_TIMEOUT_SECS", optional("VIW_AGENT_CMD_TIMEOUT_SECS", "45"), integer=False, minimum=0.1
+    )
     exec_enabled = parse_bool("VIW_AGENT_FEATURE_EXEC_ENABLE", optional("VIW_AGENT_FEATURE_EXEC_ENABLE", "true"))
     inbound_http = parse_bool("VIW_AGENT_FEATURE_INBOUND_HTTP", optional("VIW_AGENT_FEATURE_INBOUND_HTTP", "false"))
     log_level = parse_log_level(optional("RUST_LOG", "info"))
     signing = environ.get("VIW_AGENT_SIGNING_PUBKEY", "").strip()
-    ping_interval = parse_number("VIW_AGENT_PING_INTERVAL_SECS", optional("VIW_AGENT_PING_INTERVAL_SECS", "15"), integer=False, minimum=1)
+    ping_interval = parse_number(
+        "VIW_AGENT_PING_INTERVAL_SECS", optional("VIW_AGENT_PING_INTERVAL_SECS", "15"), integer=False, minimum=1
+    )
     if ping_interval >= DEAD_LINK_S:
         raise ConfigError("VIW_AGENT_PING_INTERVAL_SECS", f"must be below {DEAD_LINK_S:g} s (the dead-link limit)")
     telemetry_interval = parse_number(
-        "VIW_AGENT_TELEMETRY_INTERVAL_SECS", optional("VIW_AGENT_TELEMETRY_INTERVAL_SECS", "30"), integer=False, minimum=1
+        "VIW_AGENT_TELEMETRY_INTERVAL_SECS",
+        optional("VIW_AGENT_TELEMETRY_INTERVAL_SECS", "30"),
+        integer=False,
+        minimum=1,
     )
-    http_port = int(parse_number("VIW_AGENT_INBOUND_HTTP_PORT", optional("VIW_AGENT_INBOUND_HTTP_PORT", "8090"), integer=True, minimum=1))
+    http_port = int(
+        parse_number(
+            "VIW_AGENT_INBOUND_HTTP_PORT", optional("VIW_AGENT_INBOUND_HTTP_PORT", "8090"), integer=True, minimum=1
+        )
+    )
     if http_port > 65535:
         raise ConfigError("VIW_AGENT_INBOUND_HTTP_PORT", "must be at most 65535")
     return Config(
@@ -199,5 +215,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         agent_version=optional("VIW_AGENT_VERSION", DEFAULT_VERSION),
         inbound_http_bind=optional("VIW_AGENT_INBOUND_HTTP_BIND", "0.0.0.0"),
         inbound_http_port=http_port,
-        placeholder_telemetry=parse_bool("VIW_LAB_PLACEHOLDER_TELEMETRY", optional("VIW_LAB_PLACEHOLDER_TELEMETRY", "false")),
+        placeholder_telemetry=parse_bool(
+            "VIW_LAB_PLACEHOLDER_TELEMETRY", optional("VIW_LAB_PLACEHOLDER_TELEMETRY", "false")
+        ),
     )

@@ -11,11 +11,11 @@ import os
 import signal
 import stat
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-
-from viworks_lab.agents.gateway.config import Config, SAFE_PATH, SCRIPT_VERBS, STDOUT_LIMIT
+from viworks_lab.agents.gateway.config import SAFE_PATH, SCRIPT_VERBS, STDOUT_LIMIT, Config
 from viworks_lab.agents.gateway.readings import HostInfo
 from viworks_lab.agents.gateway.redaction import ResultCache, result_stdout
 from viworks_verify.wire import commands, protocol
@@ -78,7 +78,9 @@ class CommandExecutor:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self.cache.put(corr_id, future)
         actor = claims.get("actor") if isinstance(claims.get("actor"), dict) else {}
-        log.info("command admitted corr_id=%s verb=%s actor=%s role=%s", corr_id, verb, actor.get("id"), actor.get("role"))
+        log.info(
+            "command admitted corr_id=%s verb=%s actor=%s role=%s", corr_id, verb, actor.get("id"), actor.get("role")
+        )
         try:
             result = await self._execute(corr_id, verb, claims["args"])
         except BaseException:
@@ -88,7 +90,12 @@ class CommandExecutor:
         future.set_result(result)
         log.info(
             "command finished corr_id=%s verb=%s status=%s rc=%s error_code=%s duration_ms=%s",
-            corr_id, verb, result["status"], result["rc"], result["error_code"], result["duration_ms"],
+            corr_id,
+            verb,
+            result["status"],
+            result["rc"],
+            result["error_code"],
+            result["duration_ms"],
         )
         return result
 
@@ -97,8 +104,10 @@ class CommandExecutor:
             started = time.monotonic()
             try:
                 outcome = await asyncio.wait_for(self._run_verb(verb, args), self.config.cmd_timeout_s)
-            except asyncio.TimeoutError:
-                log.warning("command timed out corr_id=%s verb=%s after %.0fs", corr_id, verb, self.config.cmd_timeout_s)
+            except TimeoutError:
+                log.warning(
+                    "command timed out corr_id=%s verb=%s after %.0fs", corr_id, verb, self.config.cmd_timeout_s
+                )
                 outcome = Outcome("TIMEOUT", -1, error_code="EXEC_TIMEOUT")
             except Exception as exc:  # a bug in a built-in must not kill the session
                 log.error("command failed corr_id=%s verb=%s: %s: %s", corr_id, verb, type(exc).__name__, exc)
@@ -121,7 +130,12 @@ class CommandExecutor:
             return Outcome("SUCCESS", 0, stdout=json.dumps(data, separators=(",", ":")))
         script = SCRIPT_VERBS.get(verb)
         if script is None:
-            return Outcome("ERROR", -1, stdout=json.dumps({"error": f"verb {verb} is not implemented by this agent"}), error_code="UNSUPPORTED_VERB")
+            return Outcome(
+                "ERROR",
+                -1,
+                stdout=json.dumps({"error": f"verb {verb} is not implemented by this agent"}),
+                error_code="UNSUPPORTED_VERB",
+            )
         return await self._run_script(self.config.scripts_root / script, args)
 
     async def _run_script(self, path: Path, args: Mapping[str, Any]) -> Outcome:
@@ -129,13 +143,25 @@ class CommandExecutor:
             st = path.stat()
         except FileNotFoundError:
             log.error("script missing: %s", path)
-            return Outcome("ERROR", 127, stdout=json.dumps({"error": f"script {path} not found"}), error_code="SCRIPT_NOT_FOUND")
+            return Outcome(
+                "ERROR", 127, stdout=json.dumps({"error": f"script {path} not found"}), error_code="SCRIPT_NOT_FOUND"
+            )
         if not stat.S_ISREG(st.st_mode) or not os.access(path, os.X_OK):
             log.error("script not executable: %s (mode %04o)", path, stat.S_IMODE(st.st_mode))
-            return Outcome("ERROR", 126, stdout=json.dumps({"error": f"script {path} is not executable"}), error_code="SCRIPT_NOT_EXECUTABLE")
+            return Outcome(
+                "ERROR",
+                126,
+                stdout=json.dumps({"error": f"script {path} is not executable"}),
+                error_code="SCRIPT_NOT_EXECUTABLE",
+            )
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             log.error("script refused: %s is group- or world-writable (mode %04o)", path, stat.S_IMODE(st.st_mode))
-            return Outcome("ERROR", 126, stdout=json.dumps({"error": f"script {path} is group- or world-writable"}), error_code="SCRIPT_INSECURE")
+            return Outcome(
+                "ERROR",
+                126,
+                stdout=json.dumps({"error": f"script {path} is group- or world-writable"}),
+                error_code="SCRIPT_INSECURE",
+            )
         try:
             proc = await asyncio.create_subprocess_exec(
                 str(path),

@@ -9,7 +9,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-
 from viworks_lab.agents.gateway.config import Config, ConfigError
 
 log = logging.getLogger("viworks-gateway-agent")

@@ -8,13 +8,18 @@ import os
 import sys
 import time
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
-
 
 from viworks_lab.agents import host_readings
-from viworks_lab.agents.gateway.config import ConfigError, DEFAULT_VERSION, load_config
-from viworks_lab.agents.gateway.files import certificate_cn, file_problems, key_mode_warning, load_signing_key, required_paths
+from viworks_lab.agents.gateway.config import DEFAULT_VERSION, ConfigError, load_config
+from viworks_lab.agents.gateway.files import (
+    certificate_cn,
+    file_problems,
+    key_mode_warning,
+    load_signing_key,
+    required_paths,
+)
 from viworks_lab.agents.gateway.session import GatewayAgent
 from viworks_verify.gateway import config as gateway_config
 
@@ -63,8 +68,11 @@ def toml_settings(path: Path) -> dict[str, str]:
     if missing:
         raise ConfigError(str(path), f"sections {', '.join(missing)} missing")
     outbound = data["outbound"]
-    return {variable: str(outbound[key]).lower() if isinstance(outbound[key], bool) else str(outbound[key])
-            for variable, key in gateway_config.OUTBOUND_KEYS.items() if key in outbound}
+    return {
+        variable: str(outbound[key]).lower() if isinstance(outbound[key], bool) else str(outbound[key])
+        for variable, key in gateway_config.OUTBOUND_KEYS.items()
+        if key in outbound
+    }
 
 
 def run(environ: Mapping[str, str] | None = None) -> int:
@@ -88,7 +96,11 @@ def run(environ: Mapping[str, str] | None = None) -> int:
         log.warning("%s", warning)
     cn = certificate_cn(config.cert_path)
     if cn is not None and cn != config.agent_id:
-        log.warning("client certificate CN %r differs from VIW_AGENT_ID %r: the backend will reject the hello", cn, config.agent_id)
+        log.warning(
+            "client certificate CN %r differs from VIW_AGENT_ID %r: the backend will reject the hello",
+            cn,
+            config.agent_id,
+        )
     signing_key = None
     if config.signing_pubkey_path is not None:
         try:
@@ -101,11 +113,23 @@ def run(environ: Mapping[str, str] | None = None) -> int:
     log.info(
         "starting viworks gateway agent %s agent_id=%s site=%s backend=%s pins=%s (%s) exec_enable=%s inbound_http=%s "
         "max_concurrency=%d cmd_timeout=%gs ping=%gs/%gs telemetry=%gs engine=%s scripts=%s",
-        config.agent_version, config.agent_id, config.site, config.backend_url, config.pin_text,
-        ", ".join(p.form for p in config.pins), config.exec_enabled, config.inbound_http, config.max_concurrency,
-        config.cmd_timeout_s, config.ping_interval_s, config.ping_timeout_s, config.telemetry_interval_s,
-        config.container_engine, config.scripts_root,
+        config.agent_version,
+        config.agent_id,
+        config.site,
+        config.backend_url,
+        config.pin_text,
+        ", ".join(p.form for p in config.pins),
+        config.exec_enabled,
+        config.inbound_http,
+        config.max_concurrency,
+        config.cmd_timeout_s,
+        config.ping_interval_s,
+        config.ping_timeout_s,
+        config.telemetry_interval_s,
+        config.container_engine,
+        config.scripts_root,
     )
+
     async def main_async() -> int:
         return await GatewayAgent(config, signing_key, start_time).run()
 

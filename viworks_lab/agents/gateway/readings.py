@@ -6,9 +6,8 @@ import logging
 import time
 from typing import Any
 
-
 from viworks_lab.agents import host_readings
-from viworks_lab.agents.gateway.config import Config, WATCHED_SERVICES
+from viworks_lab.agents.gateway.config import WATCHED_SERVICES, Config
 from viworks_verify.wire import commands, protocol
 
 log = logging.getLogger("viworks-gateway-agent")
@@ -44,9 +43,19 @@ class HostInfo:
 
     async def telemetry_payload(self) -> dict[str, Any]:
         if self.config.placeholder_telemetry:
-            return {"agent_id": self.config.agent_id, "site": self.config.site, "ts": protocol.rfc3339(), "uptime_s": 0,
-                    "cpu_pct": 0, "mem": {"total_mb": 0, "used_mb": 0}, "loadavg": [0, 0, 0], "disk": [], "services": {},
-                    "containers": [], "version": self.config.agent_version}
+            return {
+                "agent_id": self.config.agent_id,
+                "site": self.config.site,
+                "ts": protocol.rfc3339(),
+                "uptime_s": 0,
+                "cpu_pct": 0,
+                "mem": {"total_mb": 0, "used_mb": 0},
+                "loadavg": [0, 0, 0],
+                "disk": [],
+                "services": {},
+                "containers": [],
+                "version": self.config.agent_version,
+            }
         cpu = await self.cpu.read()
         total_mb, used_mb = host_readings.memory_mb(host_readings.read_meminfo())
         services = await host_readings.service_states(self.watched_services())

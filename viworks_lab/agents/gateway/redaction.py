@@ -6,10 +6,17 @@ import json
 import logging
 import random
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-
-from viworks_lab.agents.gateway.config import BACKOFF_BASE_S, BACKOFF_CAP_S, REDACTED, RESULT_CACHE_MAX, RESULT_CACHE_TTL_S, SECRET_ARG_NAMES
+from viworks_lab.agents.gateway.config import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    REDACTED,
+    RESULT_CACHE_MAX,
+    RESULT_CACHE_TTL_S,
+    SECRET_ARG_NAMES,
+)
 
 log = logging.getLogger("viworks-gateway-agent")
 
@@ -17,7 +24,9 @@ log = logging.getLogger("viworks-gateway-agent")
 class Backoff:
     """Exponential backoff with jitter: 1 s doubling up to 30 s, each delay drawn in [0.8, 1.0] of it."""
 
-    def __init__(self, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S, rng: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self, base_s: float = BACKOFF_BASE_S, cap_s: float = BACKOFF_CAP_S, rng: Callable[[], float] = random.random
+    ) -> None:
         self.base_s = base_s
         self.cap_s = cap_s
         self.rng = rng
@@ -38,7 +47,12 @@ class Backoff:
 class ResultCache:
     """Results (or in-flight futures) by corr_id, kept ``ttl_s`` seconds, at most ``max_entries``."""
 
-    def __init__(self, ttl_s: float = RESULT_CACHE_TTL_S, max_entries: int = RESULT_CACHE_MAX, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl_s: float = RESULT_CACHE_TTL_S,
+        max_entries: int = RESULT_CACHE_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.clock = clock

@@ -13,7 +13,7 @@ from typing import Any
 import websockets
 import websockets.exceptions
 
-from viworks_lab.agents.gateway.config import CLOSE_TIMEOUT_S, Config, OPEN_TIMEOUT_S, WELCOME_TIMEOUT_S
+from viworks_lab.agents.gateway.config import CLOSE_TIMEOUT_S, OPEN_TIMEOUT_S, WELCOME_TIMEOUT_S, Config
 from viworks_lab.agents.gateway.executor import CommandExecutor
 from viworks_lab.agents.gateway.files import build_tls_context, file_problems, required_paths
 from viworks_lab.agents.gateway.readings import HostInfo
@@ -129,7 +129,7 @@ class GatewayAgent:
         if ws is not None:
             try:
                 await asyncio.wait_for(ws.close(code=code, reason=reason), CLOSE_TIMEOUT_S + 1)
-            except Exception:  # noqa: BLE001 - closing a dying socket
+            except Exception:
                 pass
         if not attempt.done():
             attempt.cancel()
@@ -162,8 +162,10 @@ class GatewayAgent:
             )
         except asyncio.CancelledError:
             raise
-        except (asyncio.TimeoutError, TimeoutError):
-            log.error("connect to %s failed: no WebSocket upgrade within %.0fs", self.config.backend_url, OPEN_TIMEOUT_S)
+        except TimeoutError:
+            log.error(
+                "connect to %s failed: no WebSocket upgrade within %.0fs", self.config.backend_url, OPEN_TIMEOUT_S
+            )
             return False
         except Exception as exc:  # OSError, ssl errors, InvalidStatusCode/InvalidHandshake ...
             log.error("connect to %s failed: %s", self.config.backend_url, describe_error(exc))
@@ -177,7 +179,12 @@ class GatewayAgent:
                 log.error("pin mismatch: expected %s got %s", self.config.pin_text, live)
                 await ws.close(code=1008, reason="pin mismatch")
                 return False
-            log.info("TLS established to %s; backend SPKI pin matched (%s, %s)", self.config.backend_url, matched.value, matched.form)
+            log.info(
+                "TLS established to %s; backend SPKI pin matched (%s, %s)",
+                self.config.backend_url,
+                matched.value,
+                matched.form,
+            )
             return await self._session(ws)
         except websockets.exceptions.ConnectionClosed as exc:
             if self.session_id is None:
@@ -190,7 +197,7 @@ class GatewayAgent:
             self.session_id = None
             try:
                 await ws.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
     async def _flush(self, ws: Any) -> None:
@@ -216,7 +223,7 @@ class GatewayAgent:
                 return None
             try:
                 message = await asyncio.wait_for(ws.recv(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             self._protocol.receive(message)
             for event in self._protocol.events_received():
@@ -235,13 +242,23 @@ class GatewayAgent:
         self._session_ws = ws
         self._protocol.send_hello(self.host.hello_payload())
         await self._flush(ws)
-        log.info("hello sent agent_id=%s site=%s version=%s", self.config.agent_id, self.config.site, self.config.agent_version)
+        log.info(
+            "hello sent agent_id=%s site=%s version=%s",
+            self.config.agent_id,
+            self.config.site,
+            self.config.agent_version,
+        )
         session_id = await self._await_welcome(ws)
         if session_id is None:
             return False
         self.session_id = session_id
         self.backoff.reset()
-        log.info("session established agent_id=%s session_id=%s backend=%s", self.config.agent_id, session_id, self.config.backend_url)
+        log.info(
+            "session established agent_id=%s session_id=%s backend=%s",
+            self.config.agent_id,
+            session_id,
+            self.config.backend_url,
+        )
         telemetry = asyncio.create_task(self._telemetry_loop(ws))
         try:
             async for message in ws:
@@ -263,8 +280,12 @@ class GatewayAgent:
                 self._command_tasks.add(task)
                 task.add_done_callback(self._command_tasks.discard)
             elif isinstance(event, session_protocol.ErrorReceived):
-                log.warning("backend error frame: %s %s (correlation_id=%s); session kept",
-                            event.code, event.message, event.correlation_id or "-")
+                log.warning(
+                    "backend error frame: %s %s (correlation_id=%s); session kept",
+                    event.code,
+                    event.message,
+                    event.correlation_id or "-",
+                )
             elif isinstance(event, session_protocol.Malformed):
                 log.warning("malformed frame ignored: %s", event.problem)
             elif isinstance(event, session_protocol.Unexpected):
@@ -273,7 +294,10 @@ class GatewayAgent:
     async def _handle_command(self, ws: Any, frame: protocol.Frame) -> None:
         result = await self.executor.process(frame.payload, frame.correlation_id)
         try:
-            await self._send(ws, protocol.make_frame(protocol.RESULT, result, correlation_id=result["corr_id"] or frame.correlation_id))
+            await self._send(
+                ws,
+                protocol.make_frame(protocol.RESULT, result, correlation_id=result["corr_id"] or frame.correlation_id),
+            )
         except (websockets.exceptions.ConnectionClosed, SessionGone):
             log.warning("RESULT corr_id=%s not delivered: the session closed (cached for a resend)", result["corr_id"])
 
@@ -281,7 +305,7 @@ class GatewayAgent:
         while True:
             try:
                 payload = await self.host.telemetry_payload()
-            except Exception as exc:  # noqa: BLE001 - a reading failing must not end the session
+            except Exception as exc:
                 log.error("telemetry reading failed: %s", describe_error(exc))
             else:
                 try:
@@ -302,20 +326,32 @@ class GatewayAgent:
                 parts = request.decode("latin-1").split()
                 if len(parts) >= 2 and parts[0] == "GET" and parts[1] == "/health":
                     status = "200 OK"
-                    body = {"status": "ok", "agent_id": self.config.agent_id, "connected": self.session_id is not None,
-                            "session_id": self.session_id, "version": self.config.agent_version}
+                    body = {
+                        "status": "ok",
+                        "agent_id": self.config.agent_id,
+                        "connected": self.session_id is not None,
+                        "session_id": self.session_id,
+                        "version": self.config.agent_version,
+                    }
                 else:
                     status, body = "404 Not Found", {"error": "not found"}
                 data = json.dumps(body).encode()
-                writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+                writer.write(
+                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                    + data
+                )
                 await writer.drain()
-            except (asyncio.TimeoutError, OSError):
+            except (TimeoutError, OSError):
                 pass
             finally:
                 writer.close()
 
         server = await asyncio.start_server(handle, self.config.inbound_http_bind, self.config.inbound_http_port)
-        log.warning("inbound HTTP enabled: serving GET /health on %s:%d", self.config.inbound_http_bind, self.config.inbound_http_port)
+        log.warning(
+            "inbound HTTP enabled: serving GET /health on %s:%d",
+            self.config.inbound_http_bind,
+            self.config.inbound_http_port,
+        )
         return server
 
 
