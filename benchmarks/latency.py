@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from viworks_verify.backend.api import BackendApi
+from viworks_verify.core.polling import poll_until
 from viworks_verify.edge.endpoint import EdgeEndpoint
-from viworks_verify.polling import poll_until
 from viworks_verify.target.secrets import Secrets
 from viworks_verify.target.settings import load_settings
 from viworks_verify.wire import protocol

@@ -4,8 +4,9 @@ import datetime as dt
 import hashlib
 import subprocess
 
-from viworks_verify.backend.container_files import file_facts_command, human_size, parse_file_facts
+from viworks_verify.backend.container_files import file_facts_command, parse_file_facts
 from viworks_verify.backend.containers import ContainerFacts, parse_docker_time, restart_problem, watch_settling
+from viworks_verify.core.sizes import human_size
 from viworks_verify.target.release import names_a_build, release_mismatch
 from viworks_verify.target.settings import Release
 

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from viworks_lab.agents import gateway
-from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.core.polling import NotReady, poll_until
 from viworks_verify.wire import commands, protocol
 
 PIN = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="

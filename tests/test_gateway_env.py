@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
+from viworks_verify.core.envfile import parse_env
 from viworks_verify.gateway import env as ge
-from viworks_verify.gateway.envfile import parse_env
 from viworks_verify.target.settings import REQUIRED_ENV_KEYS
 
 DOMAIN, WS_PATH = "agent.example.com", "/ws/agent"

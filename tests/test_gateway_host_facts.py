@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from viworks_verify.core import clock
 from viworks_verify.gateway import journal, ss_listeners
 from viworks_verify.gateway.file_stat import parse_stat
 from viworks_verify.gateway.processes import ProcessFacts, runs_program
-from viworks_verify.gather import clock
 from viworks_verify.pki import certs, public_keys
 from viworks_verify.pki.pins import spki_pin
 

@@ -10,15 +10,11 @@ import subprocess
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from viworks_verify.backend.snapshot import inspect_subset
+from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.gateway.reader import FILES_SCRIPT, HOST_SCRIPT, read_gateway, sections
-from viworks_verify.gather.snapshot import (
-    FORMAT,
-    GatewaySnapshot,
-    RunSnapshot,
-    SecretHasher,
-    SnapshotFormatError,
-    inspect_subset,
-)
+from viworks_verify.gateway.snapshot import GatewaySnapshot
+from viworks_verify.gather.snapshot import FORMAT, RunSnapshot, SnapshotFormatError
 from viworks_verify.pki import certs, public_keys
 from viworks_verify.target.settings import Gateway
 

@@ -14,9 +14,9 @@ import pytest
 
 from tests.conftest import REPO, run_lab, run_suite
 from viworks_verify.backend.api import BackendApi
-from viworks_verify.backend.tokens import mint_token
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.target.settings import load_settings
+from viworks_verify.target.tokens import mint_token
 from viworks_verify.wire.probe_agent import open_session, upgrade_status
 
 pytestmark = pytest.mark.lab

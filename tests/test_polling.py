@@ -2,7 +2,7 @@
 
 import pytest
 
-from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.core.polling import NotReady, poll_until
 
 
 class FakeClock:

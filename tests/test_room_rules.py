@@ -4,7 +4,9 @@
 - the checks (``tests_infra``, ``tests_e2e``) import the helpers, never the lab;
 - the lab (``viworks_lab``) imports the helpers only, never the checks or the plugin;
 - no import cycle anywhere in the helpers or the lab (typing-only imports count: a cycle is a
-  misplaced concept whether or not it breaks at run time).
+  misplaced concept whether or not it breaks at run time);
+- the helpers' packages are layered: each imports only the packages below it (``LAYERS``);
+- no module imports another module's underscore name: what a module shares is its public API.
 """
 
 from __future__ import annotations
@@ -129,6 +131,90 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if len(component) > 1:
                     found.append(sorted(component))
     return found
+
+
+# The helpers' packages, lowest first: a package may import only the packages listed before it. Each line
+# says what the layer is; a new package goes on the line that says what it may build on.
+LAYERS = (
+    "core",  # values and problems, redaction, the env-file parser, sizes, time, polling, the verdict: nothing of the suite
+    "pki",  # certificates, pins, public keys, the strict judge
+    "target",  # settings, inventory, connections, secrets, the expected release
+    "gateway",  # a gateway host: its reader, its snapshot, the knowledge to judge it
+    "edge",  # the TLS edge as a client sees it
+    "backend",  # the backend host: containers, nginx, the agent's configuration and listeners
+    "wire",  # the protocol and the live sessions through the edge
+    "gather",  # every host read at once into a run's snapshot
+    "report",  # drift, summaries, waivers: what a run says
+    "plugin",  # pytest: fixtures, scheduling, reporting
+    "cli",  # viworks-verify's commands
+)
+
+
+def _layer_of(module: str) -> str | None:
+    """``viworks_verify.gateway.reader`` -> ``gateway``; the top-level modules are their own layer."""
+    parts = module.split(".")
+    if parts[0] != "viworks_verify":
+        return None
+    return parts[1] if len(parts) > 1 else "core"  # viworks_verify/__init__: the version only
+
+
+def _layering_violations(imports: dict[str, set[str]]) -> list[str]:
+    found = []
+    for name, targets in imports.items():
+        own = _layer_of(name)
+        for target in sorted(targets):
+            other = _layer_of(target)
+            if own is None or other is None or other == own or other not in LAYERS:
+                continue
+            if own not in LAYERS or LAYERS.index(other) > LAYERS.index(own):
+                found.append(f"{name} ({own}) imports {target} ({other}, a layer above it or unlisted)")
+    return found
+
+
+def test_every_helper_package_has_a_layer():
+    packages = {path.parent.name for path in (REPO / "viworks_verify").glob("*/__init__.py")}
+    modules = {path.stem for path in (REPO / "viworks_verify").glob("*.py") if path.stem != "__init__"}
+    assert packages | modules <= set(LAYERS), f"not in LAYERS: {sorted((packages | modules) - set(LAYERS))}"
+
+
+def test_each_helper_package_imports_only_the_layers_below_it():
+    sources = _sources("viworks_verify")
+    imports = {
+        name: {t for t in _imports(path) if t.split(".")[0] == "viworks_verify"} for name, path in sources.items()
+    }
+    violations = _layering_violations(imports)
+    assert not violations, "\n".join(violations)
+
+
+def test_the_layering_rule_finds_an_upward_import():
+    """The rule above cannot pass vacuously."""
+    assert _layering_violations(
+        {
+            "viworks_verify.gather.gathering": {"viworks_verify.gateway.reader", "viworks_verify.core.fact"},
+            "viworks_verify.core.fact": {"viworks_verify.report.redaction"},
+        }
+    ) == [
+        "viworks_verify.core.fact (core) imports viworks_verify.report.redaction (report, a layer above it or unlisted)"
+    ]
+
+
+def _underscore_imports(sources: dict[str, Path]) -> list[str]:
+    """``from a.b import _name`` where ``a.b`` is another module of the repository (dunders aside)."""
+    found = []
+    for name, path in sources.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in (*PACKAGES, "tests"):
+                found.extend(
+                    f"{name}:{node.lineno} imports {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                )
+    return found
+
+
+def test_no_module_imports_another_modules_underscore_name():
+    found = _underscore_imports(_sources(*PACKAGES, *CHECKS, "tests"))
+    assert not found, "\n".join(found)
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -1,8 +1,8 @@
 """Environment files, redaction of secrets, and reading the Debian mirror from apt sources."""
 
 from viworks_lab.apt_sources import debian_source_lines
-from viworks_verify.gateway.envfile import is_secret_name, parse_env
-from viworks_verify.report.redaction import Redactor
+from viworks_verify.core.envfile import is_secret_name, parse_env
+from viworks_verify.core.redaction import Redactor
 
 
 def test_env_files_parse_like_systemd_reads_them():
@@ -44,7 +44,7 @@ def test_debian_sources_are_read_from_both_formats(tmp_path):
 
 
 def test_a_verdict_is_one_line_host_first_expected_then_found():
-    from viworks_verify.verdict import CheckFailed, fail, verdict_line
+    from viworks_verify.core.verdict import CheckFailed, fail, verdict_line
 
     assert verdict_line(
         "ssh://gw-1",

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from viworks_verify.backend.api import Timed
+from viworks_verify.core.polling import NotReady, Ready, poll_until
+from viworks_verify.core.verdict import fail
 from viworks_verify.gateway.readiness import why_it_cannot_come_online
-from viworks_verify.polling import NotReady, Ready, poll_until
-from viworks_verify.verdict import fail
 from viworks_verify.wire import protocol
 from viworks_verify.wire.probe_agent import ProbeSession, UpgradeRefused, open_session, start_probe
 from viworks_verify.wire.round_trips import RoundTrip, round_trips

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
+from viworks_verify.core.verdict import fail
 from viworks_verify.pki import certs
-from viworks_verify.verdict import fail
 from viworks_verify.wire.probe_agent import UpgradeRefused, open_session, upgrade_status
 from viworks_verify.wire.protocol import websocket_accept
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.verdict import fail
+from viworks_verify.core.verdict import fail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backend, pytest.mark.area("containers")]
 

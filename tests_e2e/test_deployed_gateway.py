@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from viworks_verify.polling import NotReady
-from viworks_verify.verdict import fail
+from viworks_verify.core.polling import NotReady
+from viworks_verify.core.verdict import fail
 from viworks_verify.wire.protocol import parse_rfc3339, telemetry_problems
 
 # A gateway whose unit is not loaded, whose program is missing or whose unit is not running is

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.edge.exposure import forged_identity, probe_api_port, probe_ws_port
-from viworks_verify.verdict import fail
+from viworks_verify.core.verdict import fail
 from viworks_verify.wire import protocol
+from viworks_verify.wire.exposure import forged_identity, probe_api_port, probe_ws_port
 from viworks_verify.wire.probe_agent import UpgradeRefused, start_probe
 
 pytestmark = [pytest.mark.e2e, pytest.mark.backend, pytest.mark.area("network")]

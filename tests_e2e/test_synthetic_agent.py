@@ -8,8 +8,8 @@ import time
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from viworks_verify.polling import NotReady, poll_until
-from viworks_verify.verdict import fail
+from viworks_verify.core.polling import NotReady, poll_until
+from viworks_verify.core.verdict import fail
 from viworks_verify.wire import protocol
 from viworks_verify.wire.commands import CommandGate, CommandRejected, read_claims
 from viworks_verify.wire.probe_agent import start_probe

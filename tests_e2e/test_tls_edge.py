@@ -11,11 +11,11 @@ import warnings
 
 import pytest
 
+from viworks_verify.core.verdict import fail
 from viworks_verify.edge.trust import describe_trust, trust_anchors
 from viworks_verify.gather.reading import Reading
 from viworks_verify.pki import certs, strict
 from viworks_verify.pki.pins import matching_pin, parse_pins, spki_pin
-from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tls, pytest.mark.area("tls")]
 

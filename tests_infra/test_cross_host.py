@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import hashes
 
+from viworks_verify.core import clock
+from viworks_verify.core.verdict import fail
 from viworks_verify.gateway.env import CERT_PATH, SPKI_PIN
-from viworks_verify.gather import clock
 from viworks_verify.pki import certs
 from viworks_verify.pki.pins import PinFormatError, matching_pin, parse_pins, spki_pin
-from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.area("tls")]
 

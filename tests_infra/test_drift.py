@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.verdict import fail
+from viworks_verify.core.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.area("drift")]
 

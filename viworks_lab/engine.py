@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 
 from viworks_lab.errors import LabError
-from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.core.polling import NotReady, poll_until
 
 __all__ = ["LabError", "docker_client"]
 

@@ -103,7 +103,7 @@ def _stop_postgres(lab: FaultTarget) -> None:
 
 def _wait_for_postgres_to_answer(lab: FaultTarget) -> None:
     """The re-created Postgres answers (without the database): the backend then reports what is really wrong."""
-    from viworks_verify.polling import poll_until
+    from viworks_verify.core.polling import poll_until
 
     postgres = lab.client.containers.get(POSTGRES)
     poll_until(

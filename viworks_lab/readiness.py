@@ -24,8 +24,8 @@ from viworks_lab.layout import (
     GatewayHost,
 )
 from viworks_lab.material import Material, ensure_material
-from viworks_verify.backend.tokens import mint_token
-from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.core.polling import NotReady, poll_until
+from viworks_verify.target.tokens import mint_token
 
 SETTLED_S = 2  # a candidate's process counts as started once it has run this long (or, the backend, answered /health)
 _VERSION = re.compile(r"\b\d+\.\d+(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?\b")

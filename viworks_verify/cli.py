@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from viworks_verify.core.redaction import REDACTOR
+from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.gather.gathering import Gathering
-from viworks_verify.gather.snapshot import RunSnapshot, SecretHasher, SnapshotFormatError
+from viworks_verify.gather.snapshot import RunSnapshot, SnapshotFormatError
 from viworks_verify.report.drift import Drift, DriftItem, diff_runs
 from viworks_verify.report.drift import selected as drift_selected
-from viworks_verify.report.redaction import REDACTOR
 from viworks_verify.target.connections import target_hosts
 from viworks_verify.target.inventory import Inventory, InventoryError
 from viworks_verify.target.secrets import SNAPSHOT_KEY, Secrets

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.backend.container_files import human_size
+from viworks_verify.core.sizes import human_size
+from viworks_verify.core.verdict import fail
 from viworks_verify.target.release import describe_expected, names_a_build, release_mismatch
-from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("files")]
 

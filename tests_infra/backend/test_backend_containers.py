@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from viworks_verify.backend.containers import host_address, network_set_problem, publishing_problems, restart_problem
-from viworks_verify.verdict import CheckFailed, fail
+from viworks_verify.core.verdict import CheckFailed, fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("containers")]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from viworks_verify.backend.nginx_identity import identity_header_problem
+from viworks_verify.core.verdict import fail
 from viworks_verify.pki.certs import ca_bundle_problem
-from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("nginx")]
 

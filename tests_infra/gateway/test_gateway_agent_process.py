@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from viworks_verify.core.verdict import fail
 from viworks_verify.gateway import ss_listeners
-from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("network")]
 

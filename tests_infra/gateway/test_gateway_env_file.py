@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from viworks_verify.core.verdict import fail
 from viworks_verify.gateway.config import SECTIONS, missing_sections
 from viworks_verify.gateway.env import (
     BACKEND_URL,
@@ -18,7 +19,6 @@ from viworks_verify.gateway.env import (
     shown,
     unknown_keys,
 )
-from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("files")]
 

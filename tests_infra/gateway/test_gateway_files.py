@@ -7,9 +7,9 @@ import posixpath
 
 import pytest
 
+from viworks_verify.core.verdict import fail
 from viworks_verify.gateway import scripts_root
 from viworks_verify.gateway.env import SCRIPTS_ROOT
-from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("files")]
 

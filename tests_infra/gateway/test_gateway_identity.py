@@ -12,10 +12,10 @@ import warnings
 
 import pytest
 
+from viworks_verify.core.verdict import fail
 from viworks_verify.gateway.env import AGENT_ID, CERT_PATH, KEY_PATH, TRUST_BUNDLE
 from viworks_verify.pki import certs, strict
 from viworks_verify.pki.public_keys import certificate_spki, spki_digest
-from viworks_verify.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.tls, pytest.mark.area("identity")]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from viworks_verify.verdict import fail
+from viworks_verify.core.verdict import fail
 
 pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("unit")]
 

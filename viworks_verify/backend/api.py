@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
+from viworks_verify.core.polling import poll_until
 from viworks_verify.edge.endpoint import EdgeEndpoint
-from viworks_verify.polling import poll_until
 
 UNSETTLED = ("Pending", "Executing")  # a command's statuses before its RESULT (or its timeout) settles it
 

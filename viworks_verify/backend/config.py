@@ -13,7 +13,7 @@ import tomllib
 from typing import Any
 from urllib.parse import urlsplit
 
-from viworks_verify.report.redaction import MARK
+from viworks_verify.core.redaction import MARK
 
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "private_key")
 

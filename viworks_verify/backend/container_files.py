@@ -13,7 +13,7 @@ import base64
 import binascii
 from collections.abc import Iterable
 
-from viworks_verify.gather.file_facts import MISSING, FileFacts
+from viworks_verify.core.file_facts import MISSING, FileFacts
 
 # Arguments: "--stat", "--hash" or "--content" switch what is reported for the paths after them.
 _SCRIPT = r"""
@@ -74,14 +74,3 @@ def parse_file_facts(text: str) -> dict[str, FileFacts]:
             except binascii.Error:
                 current["content"] = None
     return {path: FileFacts(**values) for path, values in facts.items()}
-
-
-def human_size(size: int | None) -> str:
-    """``7340032`` -> ``7.0 MB (7340032 bytes)``: what an operator compares at a glance."""
-    if size is None:
-        return "unknown size"
-    if size >= 1_000_000:
-        return f"{size / 1_048_576:.1f} MB ({size} bytes)"
-    if size >= 1000:
-        return f"{size / 1024:.1f} KB ({size} bytes)"
-    return f"{size} bytes"

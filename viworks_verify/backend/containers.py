@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from viworks_verify.polling import NotReady, poll_until
+from viworks_verify.core.polling import NotReady, poll_until
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,8 +10,8 @@ import dataclasses
 from typing import Any
 
 from viworks_verify.backend.nginx_config import NginxConfig, Server
-from viworks_verify.gather.file_facts import FileFacts
-from viworks_verify.gather.snapshot import BackendSnapshot, file_facts_from_json
+from viworks_verify.backend.snapshot import BackendSnapshot, file_facts_from_json
+from viworks_verify.core.file_facts import FileFacts
 from viworks_verify.target.settings import Backend, Settings
 
 

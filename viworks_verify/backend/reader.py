@@ -25,16 +25,11 @@ from viworks_verify.backend.containers import ContainerFacts, parse_docker_time,
 from viworks_verify.backend.listeners import SNAPSHOT_SCRIPT, SnapshotError, parse_snapshot
 from viworks_verify.backend.nginx_config import NginxConfigError
 from viworks_verify.backend.nginx_dump import nginx_test_failure, parse_nginx_dump
-from viworks_verify.gather.file_facts import FileFacts
-from viworks_verify.gather.snapshot import (
-    BackendSnapshot,
-    Fact,
-    SecretHasher,
-    directive_to_json,
-    file_facts_to_json,
-    inspect_subset,
-)
-from viworks_verify.report.redaction import REDACTOR
+from viworks_verify.backend.snapshot import BackendSnapshot, directive_to_json, file_facts_to_json, inspect_subset
+from viworks_verify.core.fact import Fact
+from viworks_verify.core.file_facts import FileFacts
+from viworks_verify.core.redaction import REDACTOR
+from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.target.settings import Backend, Edge
 
 if TYPE_CHECKING:

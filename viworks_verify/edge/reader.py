@@ -13,8 +13,9 @@ import warnings
 
 from cryptography.hazmat.primitives import serialization
 
+from viworks_verify.core.fact import Fact
 from viworks_verify.edge.endpoint import EdgeEndpoint
-from viworks_verify.gather.snapshot import EdgeSnapshot, Fact
+from viworks_verify.edge.snapshot import EdgeSnapshot
 from viworks_verify.pki.pins import load_certificate
 
 OLD_PROTOCOLS = (("TLSv1.0", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1))

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from viworks_verify.gateway.snapshot import GatewaySnapshot
 from viworks_verify.gateway.systemd_unit import UnitProperties
-from viworks_verify.gather.snapshot import GatewaySnapshot
 
 LEVELS = ("loaded", "program", "running")
 UNIT_CHECK = "test_unit_is_loaded_enabled_and_active"

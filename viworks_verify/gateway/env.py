@@ -15,8 +15,8 @@ import posixpath
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from viworks_verify.core.envfile import is_secret_name
 from viworks_verify.gateway.config import OUTBOUND_KEYS
-from viworks_verify.gateway.envfile import is_secret_name
 from viworks_verify.pki.pins import PinFormatError, parse_pins
 
 BACKEND_URL = "VIW_AGENT_BACKEND_URL"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from viworks_verify.gather.file_facts import FileFacts, FileTable
+from viworks_verify.core.file_facts import FileFacts, FileTable
 
 SEPARATOR = "|"
 # %n (the name as given) last, so a path holding the separator still parses.

@@ -22,20 +22,22 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
+from viworks_verify.core import clock
+from viworks_verify.core.envfile import is_secret_name, parse_env
+from viworks_verify.core.fact import Fact
+from viworks_verify.core.file_facts import FileTable, stat_json
+from viworks_verify.core.redaction import REDACTOR
+from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.gateway import journal, scripts_root, ss_listeners
 from viworks_verify.gateway.artifacts import parse_sha256sum
 from viworks_verify.gateway.config import effective
 from viworks_verify.gateway.env import CERT_PATH, KEY_PATH, SCRIPTS_ROOT, TRUST_BUNDLE, required_paths
-from viworks_verify.gateway.envfile import is_secret_name, parse_env
 from viworks_verify.gateway.file_stat import FORMAT as STAT_FORMAT
 from viworks_verify.gateway.file_stat import parse_stat
 from viworks_verify.gateway.processes import ProcessFacts
+from viworks_verify.gateway.snapshot import GatewaySnapshot
 from viworks_verify.gateway.systemd_unit import PROPERTIES, UnitProperties
-from viworks_verify.gather import clock
-from viworks_verify.gather.file_facts import FileTable, stat_json
-from viworks_verify.gather.snapshot import Fact, GatewaySnapshot, SecretHasher
 from viworks_verify.pki import certs, public_keys
-from viworks_verify.report.redaction import REDACTOR
 from viworks_verify.target.connections import connection_error
 from viworks_verify.target.settings import Gateway
 

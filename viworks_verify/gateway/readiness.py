@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from viworks_verify.gateway.blockers import agent_blocker
 from viworks_verify.gateway.env import AGENT_ID
-from viworks_verify.gather.snapshot import GatewaySnapshot
+from viworks_verify.gateway.snapshot import GatewaySnapshot
 
 
 def serves_agent(snapshot: GatewaySnapshot, agent_id: str) -> bool:
@@ -27,5 +27,7 @@ def why_it_cannot_come_online(snapshot: GatewaySnapshot, unit_name: str) -> str 
         return blocker.cause
     logged = snapshot.journal.value if snapshot.journal.ok else None
     if logged and logged.get("looked_for", True) and not logged.get("connected") and logged.get("trouble"):
-        return f"{snapshot.host}: the agent logged since its start that it cannot connect: {logged.get('quote', '')[:200]}"
+        return (
+            f"{snapshot.host}: the agent logged since its start that it cannot connect: {logged.get('quote', '')[:200]}"
+        )
     return None

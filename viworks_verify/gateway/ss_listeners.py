@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from viworks_verify.target.declared_listeners import Declared
+
 COMMAND = "ss -H -tulpn"
 _PROCESS = re.compile(r'\("(?P<name>(?:[^"\\]|\\.)*)",pid=(?P<pid>\d+)')
 
@@ -57,31 +59,6 @@ def _split_address(text: str) -> tuple[str, int | None]:
     address = address.strip("[]")
     address = address.split("%", 1)[0].strip("[]")  # the interface a socket is bound to is not part of the address
     return address, int(port)
-
-
-@dataclasses.dataclass(frozen=True)
-class Declared:
-    """A listener a target declares for its hosts: ``sshd`` (any port), ``sshd:22`` (TCP or UDP), ``vpnserver:1194/udp``."""
-
-    process: str
-    port: int | None = None
-    proto: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Declared:
-        process, _, where = text.strip().partition(":")
-        port, _, proto = where.partition("/")
-        if not process or (port and not port.isdigit()) or proto not in ("", "tcp", "udp"):
-            raise ValueError(f"{text!r} is not PROCESS[:PORT[/tcp|udp]]")
-        return cls(process, int(port) if port else None, proto or None)
-
-    def admits(self, listener: Listener, name: str) -> bool:
-        return name == self.process and self.port in (None, listener.port) and self.proto in (None, listener.proto)
-
-    def __str__(self) -> str:
-        return (
-            self.process + (f":{self.port}" if self.port is not None else "") + (f"/{self.proto}" if self.proto else "")
-        )
 
 
 def owned_by(listeners: list[Listener], pids: set[int]) -> list[Listener]:

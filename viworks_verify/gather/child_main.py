@@ -15,9 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.gather.child import RUN_KEY_ENV
 from viworks_verify.gather.gathering import Gathering
-from viworks_verify.gather.snapshot import SecretHasher
 from viworks_verify.target.connections import target_hosts
 from viworks_verify.target.inventory import Inventory, InventoryError
 from viworks_verify.target.secrets import Secrets

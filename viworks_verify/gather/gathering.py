@@ -16,19 +16,14 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+from viworks_verify.backend.snapshot import BackendSnapshot
+from viworks_verify.core.fact import Fact
+from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.edge.reader import read_edge
+from viworks_verify.gateway.snapshot import GatewaySnapshot
 from viworks_verify.gather.child import GatherChild
-from viworks_verify.gather.snapshot import (
-    BackendSnapshot,
-    Fact,
-    GatewaySnapshot,
-    RunSnapshot,
-    SecretHasher,
-    Snapshot,
-    SnapshotFormatError,
-    host_snapshot_from_json,
-)
+from viworks_verify.gather.snapshot import RunSnapshot, Snapshot, SnapshotFormatError, host_snapshot_from_json
 from viworks_verify.target.connections import HostUnreachable, TargetHost
 from viworks_verify.target.settings import Settings
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from pytest_html import extras as html_extras
 
+from viworks_verify.core.redaction import REDACTOR
+from viworks_verify.core.verdict import CheckFailed
 from viworks_verify.gather.gathering import Gathering
 from viworks_verify.plugin.state import _HOST, _RECORDER, _SETTINGS, _SOURCE, _WAIVERS, _drift, _group_hosts, _settings
 from viworks_verify.report.drift import selected
-from viworks_verify.report.redaction import REDACTOR
 from viworks_verify.report.summary import CheckOutcome, evidence_html, html_summary, run_facts, summary_document
 from viworks_verify.report.top import banner_html, drift_html, grid_html, waivers_html
-from viworks_verify.verdict import CheckFailed
 
 
 @pytest.hookimpl(hookwrapper=True)

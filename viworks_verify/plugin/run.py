@@ -8,6 +8,7 @@ import gc
 
 import pytest
 
+from viworks_verify.core.polling import NotReady, poll_until
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.gather.gathering import Gathering
 from viworks_verify.plugin.reporting import _RunReports
@@ -30,7 +31,6 @@ from viworks_verify.plugin.state import (
     _usage_error,
     _waiver_ledger,
 )
-from viworks_verify.polling import NotReady, poll_until
 from viworks_verify.report.recorder import Recorder
 from viworks_verify.target.secrets import MissingSecret, Secrets
 

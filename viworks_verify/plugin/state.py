@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from viworks_verify.core.fact import Fact
+from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.gateway.readiness import serves_agent
 from viworks_verify.gather.gathering import Gathering, Replay, SnapshotSource
 from viworks_verify.gather.reading import Reading
-from viworks_verify.gather.snapshot import Fact, RunSnapshot, SecretHasher, Snapshot, SnapshotFormatError
+from viworks_verify.gather.snapshot import RunSnapshot, Snapshot, SnapshotFormatError
 from viworks_verify.plugin.early import GATHER_CHILD, TARGETS_DIR, runs_checks
 from viworks_verify.report.drift import Drift, diff_runs, drift_paths, unknown_patterns, unknown_patterns_message
 from viworks_verify.report.recorder import Recorder

@@ -34,7 +34,10 @@ from typing import Any
 
 from viworks_verify.backend.listeners import TCP_LISTEN
 from viworks_verify.backend.nginx_config import Directive
-from viworks_verify.gather.snapshot import BackendSnapshot, EdgeSnapshot, GatewaySnapshot, Snapshot
+from viworks_verify.backend.snapshot import BackendSnapshot
+from viworks_verify.edge.snapshot import EdgeSnapshot
+from viworks_verify.gateway.snapshot import GatewaySnapshot
+from viworks_verify.gather.snapshot import Snapshot
 from viworks_verify.pki import certs
 from viworks_verify.target.settings import Backend, Gateway
 
@@ -210,7 +213,7 @@ def _certificates(prefix: str, pem: str) -> Iterator[tuple[str, Observed]]:
 
 
 def _nginx(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
-    from viworks_verify.gather.snapshot import directive_from_json
+    from viworks_verify.backend.snapshot import directive_from_json
 
     tree = [directive_from_json(d) for d in data.get("tree", [])]
     yield from _nginx_block("nginx", tree)

@@ -15,7 +15,7 @@ import fnmatch
 from collections.abc import Iterable
 from typing import Any
 
-from viworks_verify.backend.container_files import human_size
+from viworks_verify.core.sizes import human_size
 from viworks_verify.gather.snapshot import RunSnapshot, Snapshot
 from viworks_verify.report.canonical import SECRET_PREFIX, Facts, canonical_facts, split_path
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from viworks_verify import __version__
+from viworks_verify.core.redaction import REDACTOR
 from viworks_verify.report.recorder import Evidence, Recorder
-from viworks_verify.report.redaction import REDACTOR
 
 
 @dataclasses.dataclass(frozen=True)

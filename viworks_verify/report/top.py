@@ -15,7 +15,7 @@ import html
 from collections.abc import Iterable
 from typing import Any
 
-from viworks_verify.report.redaction import REDACTOR
+from viworks_verify.core.redaction import REDACTOR
 from viworks_verify.report.summary import CheckOutcome
 
 AREAS = (

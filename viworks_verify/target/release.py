@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from viworks_verify.backend.container_files import human_size
+from viworks_verify.core.sizes import human_size
 from viworks_verify.target.settings import Release
 
 

@@ -13,9 +13,9 @@ import dataclasses
 import os
 from pathlib import Path
 
-from viworks_verify.backend.tokens import mint_token
-from viworks_verify.gateway.envfile import parse_env
-from viworks_verify.report.redaction import REDACTOR
+from viworks_verify.core.envfile import parse_env
+from viworks_verify.core.redaction import REDACTOR
+from viworks_verify.target.tokens import mint_token
 
 API_TOKEN = "VIWORKS_API_TOKEN"
 JWT_SECRET = "VIWORKS_JWT_SECRET"

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from viworks_verify.pki.pins import PinFormatError, parse_pins
+from viworks_verify.target.declared_listeners import Declared
 
 REQUIRED_ENV_KEYS = (
     "VIW_AGENT_BACKEND_URL",
@@ -135,8 +136,6 @@ class Gateway(_Section):
     @field_validator("allowed_listeners")
     @classmethod
     def _listeners_well_formed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from viworks_verify.gateway.ss_listeners import Declared
-
         for text in value:
             Declared.parse(text)  # a ValueError names the entry
         return value

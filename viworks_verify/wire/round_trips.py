@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from viworks_verify.backend.api import BackendApi
-from viworks_verify.polling import NotReady, Ready
+from viworks_verify.core.polling import NotReady, Ready
 
 VERB = "get_system_health"  # read-only: the smoke gate sends nothing else to a real gateway
 
