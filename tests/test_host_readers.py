@@ -94,15 +94,15 @@ def files_output() -> str:
 
 
 class FakeHost:
-    """testinfra's ``run(template, *args)``: answers the reader's scripts from canned output."""
+    """``run_script(script, *args)``: answers the reader's scripts from canned output."""
 
     def __init__(self, first: str, second: str) -> None:
         self.outputs = {HOST_SCRIPT: first + second, FILES_SCRIPT: second}
         self.calls: list[tuple[str, ...]] = []
 
-    def run(self, template: str, *args: str) -> Result:
-        self.calls.append(args)
-        return Result(0, self.outputs[args[0]])
+    def run(self, script: str, *args: str) -> Result:
+        self.calls.append((script, *args))
+        return Result(0, self.outputs[script])
 
 
 def read(host: FakeHost, hasher: SecretHasher | None = None) -> GatewaySnapshot:
@@ -182,7 +182,7 @@ def test_an_unreachable_gateway_is_one_connection_problem():
     class Refused(Exception):
         pass
 
-    def run(template, *args):
+    def run(script, *args):
         raise Refused(Result(255, "", "ssh: connect to host gw.example.test port 22: Connection refused\n"))
 
     snapshot = read_gateway("ssh://gw-test-01", "gw-test-01", run, Gateway(), SecretHasher())
@@ -254,9 +254,9 @@ def test_the_host_script_reads_the_env_and_the_files_it_names_with_a_real_shell(
     )
     calls = []
 
-    def run(template, *args):
-        calls.append(args)
-        done = subprocess.run(["sh", "-c", args[0], "sh", *args[1:]], capture_output=True, text=True, timeout=30)
+    def run(script, *args):
+        calls.append((script, *args))
+        done = subprocess.run(["sh", "-s", "--", *args], input=script, capture_output=True, text=True, timeout=30)
         return Result(done.returncode, done.stdout, done.stderr)
 
     settings = Gateway(env_file=str(env), binary_path=str(tmp_path / "viworks-gateway-agent"))

@@ -109,6 +109,20 @@ def test_the_smoke_suite_passes_against_the_healthy_lab(lab, tmp_path):
     assert int(suite.get("tests")) >= 10
 
 
+def test_the_gate_leaves_only_a_short_sudo_line_in_the_gateways_journal(lab, docker_client, tmp_path):
+    """sudo logs each command line to the journal: the gathering script goes in on standard input, so
+    the line is ``/bin/sh -s -- ARGS`` and the operator's journal is not 6 KB of the suite per run."""
+    gateway = docker_client.containers.get("viworks-gw-lab-01")
+    since = gateway.exec_run(["date", "+%Y-%m-%d %H:%M:%S"]).output.decode().strip()
+    done = run_suite("-m", "smoke and gateway and infra", "--target", "lab", junit=tmp_path / "junit.xml")
+    assert done.returncode == 0, done.stdout[-2000:]
+    logged = gateway.exec_run(["journalctl", "_COMM=sudo", "--since", since, "--no-pager", "-o", "cat"]).output.decode()
+    commands = [line for line in logged.splitlines() if "COMMAND=" in line]
+    assert commands, f"sudo logged no command since {since}: {logged[-500:]}"
+    assert all("COMMAND=/bin/sh -s -- " in line and "@@" not in line for line in commands), commands
+    assert max(len(line) for line in commands) < 600
+
+
 def test_the_smoke_suite_spread_over_workers_runs_every_check_once(lab, tmp_path):
     """``pytest -n 2`` (pytest-xdist): the same checks as a serial run, each run once, all passing."""
     collected = run_suite("-m", "smoke", "--target", "lab", "--collect-only", "-q", junit=tmp_path / "collected.xml")

@@ -8,7 +8,8 @@ the connection). The script finds the .env's paths with one awk; where Python's 
 (quoting, ``export``) names other paths, a second round trip reads those.
 
 Sans-I/O where it matters: the scripts and the parsing of their sections are plain functions;
-``read_gateway`` takes any object with testinfra's ``run(template, *args)``.
+``read_gateway`` takes any ``run_script(script, *args)`` (``TargetHost.run_script``: the script goes to
+``/bin/sh -s`` on standard input, as root where the host says so, so sudo never logs it).
 """
 
 from __future__ import annotations
@@ -187,20 +188,19 @@ class _Unreachable(Exception):
 def read_gateway(
     host_id: str,
     name: str,
-    run: Callable[..., Any],
+    run_script: Callable[..., Any],
     settings: Gateway,
     hasher: SecretHasher,
     read_secret_file: Callable[[str], bytes | None] | None = None,
 ) -> GatewaySnapshot:
-    """Every fact the gateway checks need. ``run(template, *args)`` is testinfra's (quoting its arguments)."""
+    """Every fact the gateway checks need. ``run_script(script, *args)`` runs a shell script with those arguments."""
     started = time.time()
     snap = GatewaySnapshot(host=host_id, name=name, gathered_at=started)
     try:
         before = time.time()
         first = _run(
             host_id,
-            run,
-            "sh -c %s sh %s %s %s %s" + " %s" * len(settings.scripts),
+            run_script,
             HOST_SCRIPT,
             settings.unit,
             settings.env_file,
@@ -239,13 +239,13 @@ def read_gateway(
         try:
             second = _run(
                 host_id,
-                run,
-                "sh -c %s sh %s %s %s %s -- " + " ".join(["%s"] * len(missed)),
+                run_script,
                 FILES_SCRIPT,
                 cert,
                 ca,
                 key,
                 root,
+                "--",
                 *missed,
             )
         except _Unreachable as exc:
@@ -270,9 +270,9 @@ def read_gateway(
     return snap
 
 
-def _run(host_id: str, run: Callable[..., Any], template: str, *args: str):
+def _run(host_id: str, run_script: Callable[..., Any], script: str, *args: str):
     try:
-        return run(template, *args)
+        return run_script(script, *args)
     except Exception as exc:
         raise _Unreachable(f"{host_id} unreachable: {connection_error(exc)}") from None
 

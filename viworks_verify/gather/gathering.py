@@ -117,9 +117,7 @@ class Gathering:
             result = host.testinfra.run("cat -- %s", path)
             return result.stdout_bytes if result.rc == 0 else None
 
-        return read_gateway(
-            host.id, host.name, host.testinfra.run, self.settings.gateway, self.hasher, read_secret_file
-        )
+        return read_gateway(host.id, host.name, host.run_script, self.settings.gateway, self.hasher, read_secret_file)
 
     def _read_backend(self, host: TargetHost) -> BackendSnapshot:
         from viworks_verify.backend.reader import read_backend

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from testinfra.backend.base import CommandResult
 from testinfra.host import Host as TestinfraHost
 
 from viworks_verify.target.inventory import Inventory, InventoryHost
@@ -49,6 +50,18 @@ class TargetHost:
     @functools.cached_property
     def testinfra(self) -> TestinfraHost:
         return self.inventory.testinfra_host(self.inventory_host)
+
+    @functools.cached_property
+    def _without_sudo(self) -> TestinfraHost:
+        """The same host with testinfra's sudo off: ``run_script`` says sudo itself."""
+        return self.inventory.testinfra_host(self.inventory_host, sudo=False)
+
+    def run_script(self, script: str, *args: str) -> CommandResult:
+        """Run a shell script with arguments, as root where the host is ``become``. The script goes to
+        ``sudo -n /bin/sh -s`` on standard input: sudo logs its command line to the host's journal on
+        every run, and that line is then ``/bin/sh -s -- ARGS``, not the gathering script."""
+        shell = "sudo -n /bin/sh -s --" if self.inventory.needs_sudo(self.inventory_host) else "/bin/sh -s --"
+        return self._without_sudo.run("printf '%%s' %s | " + shell + " %s" * len(args), script, *args)
 
     def ensure_reachable(self) -> None:
         """Connect once; remember a failure so later checks on this host do not retry it."""

@@ -150,12 +150,19 @@ class Inventory:
             host.address if host.address else host.name,
         ]
 
-    def testinfra_host(self, host: InventoryHost) -> testinfra.host.Host:
-        """The testinfra host for an inventory host (cached by testinfra: one per run)."""
+    @staticmethod
+    def needs_sudo(host: InventoryHost) -> bool:
+        """Whether commands on ``host`` go through sudo: it says ``become``, and we are not root there already."""
+        return host.become and (host.connection != "local" or os.geteuid() != 0)
+
+    def testinfra_host(self, host: InventoryHost, sudo: bool | None = None) -> testinfra.host.Host:
+        """The testinfra host for an inventory host (cached by testinfra: one per run and sudo setting);
+        ``sudo`` None: as the inventory says."""
+        sudo = self.needs_sudo(host) if sudo is None else sudo
         if host.connection == "local":
-            return testinfra.get_host("local://", sudo=host.become and os.geteuid() != 0)
+            return testinfra.get_host("local://", sudo=sudo)
         spec = "ssh://" + (f"{host.user}@" if host.user else "") + host.address + (f":{host.port}" if host.port else "")
-        options: dict[str, Any] = {"sudo": host.become, "timeout": self.timeout_s, "controlpersist": 60}
+        options: dict[str, Any] = {"sudo": sudo, "timeout": self.timeout_s, "controlpersist": 60}
         if self.ssh_config:
             options["ssh_config"] = str(self.ssh_config)
         if host.identity_file:
