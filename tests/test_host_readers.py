@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from viworks_verify.backend.snapshot import inspect_subset
+from viworks_verify.core.redaction import REDACTOR
 from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.gateway.reader import FILES_SCRIPT, HOST_SCRIPT, read_gateway, sections
 from viworks_verify.gateway.snapshot import GatewaySnapshot
@@ -106,13 +107,14 @@ class FakeHost:
 
 
 def read(host: FakeHost, hasher: SecretHasher | None = None) -> GatewaySnapshot:
-    return read_gateway(
+    snapshot, _secrets = read_gateway(
         "ssh://gw-test-01",
         "gw-test-01",
         host.run,
         Gateway(connected_log_pattern="session established"),
         hasher or SecretHasher(b"k" * 32),
     )
+    return snapshot
 
 
 def test_a_gateway_is_read_in_one_round_trip_into_every_fact():
@@ -185,7 +187,7 @@ def test_an_unreachable_gateway_is_one_connection_problem():
     def run(script, *args):
         raise Refused(Result(255, "", "ssh: connect to host gw.example.test port 22: Connection refused\n"))
 
-    snapshot = read_gateway("ssh://gw-test-01", "gw-test-01", run, Gateway(), SecretHasher())
+    snapshot, _secrets = read_gateway("ssh://gw-test-01", "gw-test-01", run, Gateway(), SecretHasher())
     assert (
         snapshot.connection.problem
         == "ssh://gw-test-01 unreachable: ssh: connect to host gw.example.test port 22: Connection refused"
@@ -260,9 +262,11 @@ def test_the_host_script_reads_the_env_and_the_files_it_names_with_a_real_shell(
         return Result(done.returncode, done.stdout, done.stderr)
 
     settings = Gateway(env_file=str(env), binary_path=str(tmp_path / "viworks-gateway-agent"))
-    snapshot = read_gateway("ssh://here", "here", run, settings, SecretHasher(b"k" * 32))
+    snapshot, secrets = read_gateway("ssh://here", "here", run, settings, SecretHasher(b"k" * 32))
     assert len(calls) == 1, "the script read the .env's paths as Python does: one round trip"
     assert snapshot.env.ok and SECRET not in json.dumps(snapshot.to_json())
+    # The reader returns what it saw for the run to register; it registers nothing itself.
+    assert secrets == (SECRET,) and REDACTOR.redact(SECRET) == SECRET
     assert certs.common_name(snapshot.certificate()) == "gw-test-01"
     assert certs.chains_to(snapshot.certificate(), snapshot.trust_anchors())
     if shutil.which("openssl"):

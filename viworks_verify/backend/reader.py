@@ -54,7 +54,8 @@ class _Exec:
 
 def read_backend(
     host_id: str, name: str, client: docker.DockerClient, backend: Backend, edge: Edge, hasher: SecretHasher
-) -> BackendSnapshot:
+) -> tuple[BackendSnapshot, tuple[str, ...]]:
+    """Every fact the backend checks need, and the secret values the reading saw (for the run to redact)."""
     import docker  # here, not at the top: the SDK takes a while to import, and this runs on a gather thread
 
     started = time.time()
@@ -66,7 +67,7 @@ def read_backend(
         after = time.time()
     except Exception as exc:
         snap.connection = Fact.failed(f"{host_id} unreachable: Docker engine: {' '.join(str(exc).split())[:300]}")
-        return snap
+        return snap, ()
     engine_time = parse_docker_time(info.get("SystemTime"))
     if engine_time is not None:
         offset = engine_time.timestamp() - (before + after) / 2
@@ -106,10 +107,10 @@ def read_backend(
             pool.submit(_read_agent_container, snap, api, backend, hasher),
             pool.submit(_read_nginx, snap, api, backend, edge),
         ]
-    for read in reads:
-        read.result()
+    secrets = reads[0].result()
+    reads[1].result()
     snap.gather_ms = round((time.time() - started) * 1000, 1)
-    return snap
+    return snap, secrets
 
 
 def _running_problem(snap: BackendSnapshot, container: str) -> str | None:
@@ -136,12 +137,13 @@ def _exec(api: Any, container: str, argv: list[str]) -> _Exec:
     return _Exec(exit_code if exit_code is not None else -1, decode(stdout), decode(stderr))
 
 
-def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, hasher: SecretHasher) -> None:
+def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, hasher: SecretHasher) -> tuple[str, ...]:
+    """Fills the agent container's facts; returns the secret values of its configuration."""
     container = backend.agent_container
     problem = _running_problem(snap, container)
     if problem:
         snap.agent_listeners = snap.agent_files = snap.agent_config = Fact.failed(problem)
-        return
+        return ()
     files_argv = file_facts_command(hash=[backend.binary_path], content=[backend.config_path])
     # One exec: the listener script, a mark, then the file-facts script with its arguments.
     script = SNAPSHOT_SCRIPT + f"\nprintf '%s\\n' '{_FILES_MARK}'\n" + files_argv[2]
@@ -150,11 +152,12 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
     except _api_error() as exc:
         problem = f"{snap.host}: {container}: cannot exec sh in it: {exc.explanation or exc}"[:400]
         snap.agent_listeners = snap.agent_files = snap.agent_config = Fact.failed(problem)
-        return
+        return ()
     listeners_text, _, files_text = done.stdout.partition(_FILES_MARK)
     files = parse_file_facts(files_text)
 
-    # The configuration first: its secrets are registered before anything else from this container is kept.
+    # The configuration first: its secrets redact anything else kept from this container.
+    secrets: tuple[str, ...] = ()
     config_file = files.get(backend.config_path)
     where = f"{snap.host}: {container}: {backend.config_path}"
     if config_file is None or backend.binary_path not in files:
@@ -162,9 +165,10 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
             f"{snap.host}: {container}: expected sh and stat to report files; found {done.first_error}"
         )
     else:
-        snap.agent_config = _config(where, config_file, hasher)
+        snap.agent_config, secrets = _config(where, config_file, hasher)
         kept = {path: _without_content(f) for path, f in files.items()}
         snap.agent_files = Fact(file_facts_to_json(kept))
+    redact = REDACTOR.with_secrets(*secrets).redact
     try:
         listeners = parse_snapshot(listeners_text)
     except SnapshotError as exc:
@@ -181,7 +185,7 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
                 "processes": [
                     {
                         "pid": p.pid,
-                        "argv": [REDACTOR.redact(a) for a in p.argv[:4]],
+                        "argv": [redact(a) for a in p.argv[:4]],
                         "socket_inodes": sorted(p.socket_inodes),
                         "fds_listed": p.fds_listed,
                     }
@@ -189,24 +193,24 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
                 ],
             }
         )
+    return secrets
 
 
 def _without_content(facts: FileFacts) -> FileFacts:
     return dataclasses.replace(facts, content=None)
 
 
-def _config(where: str, file: FileFacts, hasher: SecretHasher) -> Fact:
+def _config(where: str, file: FileFacts, hasher: SecretHasher) -> tuple[Fact, tuple[str, ...]]:
     if not file.exists:
-        return Fact.failed(f"{where}: expected the backend agent's TOML configuration; found no such file")
+        return Fact.failed(f"{where}: expected the backend agent's TOML configuration; found no such file"), ()
     if file.content is None:
         return Fact.failed(
             f"{where}: expected a readable TOML file; found a {file.kind}, mode {file.octal}, owner {file.owner}, unreadable"
-        )
+        ), ()
     try:
         config = parse_backend_config(file.content.decode(errors="replace"))
     except BackendConfigError as exc:
-        return Fact.failed(f"{where}: expected valid TOML; found {exc}")
-    REDACTOR.register(*config.secrets)
+        return Fact.failed(f"{where}: expected valid TOML; found {exc}"), ()
 
     def url(value) -> dict[str, Any] | None:
         if value is None:
@@ -229,7 +233,7 @@ def _config(where: str, file: FileFacts, hasher: SecretHasher) -> Fact:
             "redis": url(config.redis),
             "secrets": sorted(hasher(s) for s in config.secrets),
         }
-    )
+    ), tuple(config.secrets)
 
 
 def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -> None:

@@ -15,8 +15,15 @@ _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
 
 class Redactor:
-    def __init__(self) -> None:
-        self._secrets: set[str] = set()
+    def __init__(self, secrets: set[str] | None = None) -> None:
+        self._secrets: set[str] = set(secrets or ())
+
+    def with_secrets(self, *values: str | None) -> Redactor:
+        """A redactor that also hides ``values``; this one is left as it is (a reader redacts what it keeps
+        with the secrets it found, and returns them for the run to register)."""
+        extended = Redactor(self._secrets)
+        extended.register(*values)
+        return extended
 
     def register(self, *values: str | None) -> None:
         for value in values:
@@ -33,5 +40,6 @@ class Redactor:
         return text
 
 
-# One per process: the secrets a run loaded, so every output path can consult it.
+# One per process: the secrets a run loaded (its target's, and those its readers returned), so every output
+# path can consult it. Registered by the run (plugin, cli, the gathering), never by a reader.
 REDACTOR = Redactor()

@@ -192,8 +192,9 @@ def read_gateway(
     settings: Gateway,
     hasher: SecretHasher,
     read_secret_file: Callable[[str], bytes | None] | None = None,
-) -> GatewaySnapshot:
-    """Every fact the gateway checks need. ``run_script(script, *args)`` runs a shell script with those arguments."""
+) -> tuple[GatewaySnapshot, tuple[str, ...]]:
+    """Every fact the gateway checks need, and the secret values the reading saw (for the run to redact).
+    ``run_script(script, *args)`` runs a shell script with those arguments."""
     started = time.time()
     snap = GatewaySnapshot(host=host_id, name=name, gathered_at=started)
     try:
@@ -212,15 +213,18 @@ def read_gateway(
     except _Unreachable as exc:
         snap.connection = Fact.failed(str(exc))
         snap.gather_ms = round((time.time() - started) * 1000, 1)
-        return snap
+        return snap, ()
     parts = sections(first.stdout)
     snap.clock_skew = _clock(host_id, parts.get("clock", ""), before, after)
     snap.unit = _unit(host_id, settings.unit, parts, first)
-    snap.env = _env(host_id, settings.env_file, parts, hasher)
+    snap.env, secrets = _env(host_id, settings.env_file, parts, hasher)
+    redact = REDACTOR.with_secrets(*secrets).redact
     snap.listeners = _listeners(host_id, parts)
-    snap.journal = _journal(host_id, settings.unit, parts, looked_for=settings.connected_log_pattern is not None)
+    snap.journal = _journal(
+        host_id, settings.unit, parts, redact, looked_for=settings.connected_log_pattern is not None
+    )
     unit = UnitProperties(settings.unit, dict(snap.unit.value or {}))
-    snap.process = _process(unit, parts.get("process", ""))
+    snap.process = _process(unit, parts.get("process", ""), redact)
     toml_path = posixpath.join(unit.get("WorkingDirectory").lstrip("-!") or settings.working_directory, "agent.toml")
     snap.agent_toml = _agent_toml(host_id, toml_path, parts, hasher)
 
@@ -252,7 +256,7 @@ def read_gateway(
             snap.files = snap.client_certificate = snap.trust_bundle = snap.client_key_spki = Fact.failed(str(exc))
             snap.scripts_root = snap.artifacts = Fact.failed(str(exc))
             snap.gather_ms = round((time.time() - started) * 1000, 1)
-            return snap
+            return snap, secrets
         again = sections(second.stdout)
         more = parse_stat(again.get("stat", ""))
         table = FileTable({**table.stats, **more.stats}, {**table.errors, **more.errors})
@@ -267,7 +271,7 @@ def read_gateway(
     snap.trust_bundle = _pem_section(host_id, settings.env_file, TRUST_BUNDLE, ca, parts, "trust", first_only=False)
     snap.client_key_spki = _key(host_id, settings.env_file, key, parts, read_secret_file)
     snap.gather_ms = round((time.time() - started) * 1000, 1)
-    return snap
+    return snap, secrets
 
 
 def _run(host_id: str, run_script: Callable[..., Any], script: str, *args: str):
@@ -311,13 +315,15 @@ def _agent_toml(host_id: str, path: str, parts: dict[str, str], hasher: SecretHa
     return Fact({"path": path, "present": True, "values": masked(values)})
 
 
-def _env(host_id: str, env_file: str, parts: dict[str, str], hasher: SecretHasher) -> Fact:
+def _env(host_id: str, env_file: str, parts: dict[str, str], hasher: SecretHasher) -> tuple[Fact, tuple[str, ...]]:
+    """The .env with secret values as their keyed hash, and those values."""
     if parts.get("env-rc", "1") != "0":
-        return Fact.failed(f"{host_id}: {env_file} cannot be read (missing?); expected the agent's environment file")
+        return Fact.failed(
+            f"{host_id}: {env_file} cannot be read (missing?); expected the agent's environment file"
+        ), ()
     values = parse_env(parts.get("env", ""))
-    secret = [value for key, value in values.items() if is_secret_name(key)]
-    REDACTOR.register(*secret)
-    return Fact({key: hasher(value) if is_secret_name(key) else value for key, value in values.items()})
+    secrets = tuple(value for key, value in values.items() if is_secret_name(key))
+    return Fact({key: hasher(value) if is_secret_name(key) else value for key, value in values.items()}), secrets
 
 
 def _listeners(host_id: str, parts: dict[str, str]) -> Fact:
@@ -333,7 +339,9 @@ def _listeners(host_id: str, parts: dict[str, str]) -> Fact:
     )
 
 
-def _journal(host_id: str, unit: str, parts: dict[str, str], looked_for: bool = True) -> Fact:
+def _journal(
+    host_id: str, unit: str, parts: dict[str, str], redact: Callable[[str], str], looked_for: bool = True
+) -> Fact:
     if "journal-connected" not in parts:
         return Fact({"connected": None, "quote": None, "lines": 0, "looked_for": looked_for})
     connected = journal.parse_lines(parts["journal-connected"])
@@ -341,8 +349,8 @@ def _journal(host_id: str, unit: str, parts: dict[str, str], looked_for: bool = 
     quoted = journal.line_to_quote(last)
     return Fact(
         {
-            "connected": REDACTOR.redact(str(connected[-1])) if connected else None,
-            "quote": REDACTOR.redact(str(quoted)) if quoted else None,
+            "connected": redact(str(connected[-1])) if connected else None,
+            "quote": redact(str(quoted)) if quoted else None,
             "trouble": bool(quoted and journal.reports_trouble(quoted)),
             "lines": len(last),
             "looked_for": looked_for,  # False: no connected-session line was configured to look for
@@ -350,7 +358,7 @@ def _journal(host_id: str, unit: str, parts: dict[str, str], looked_for: bool = 
     )
 
 
-def _process(unit: UnitProperties, text: str) -> Fact:
+def _process(unit: UnitProperties, text: str, redact: Callable[[str], str]) -> Fact:
     main_pid = unit.get("MainPID")
     pid = int(main_pid) if main_pid.isdigit() else 0
     program = unit.exec_start_path
@@ -364,7 +372,7 @@ def _process(unit: UnitProperties, text: str) -> Fact:
             "program_resolved": facts.program_resolved,
             "exe": facts.exe,
             "state": facts.state,
-            "argv": [REDACTOR.redact(a) for a in facts.argv[:3]],
+            "argv": [redact(a) for a in facts.argv[:3]],
         }
     )
 

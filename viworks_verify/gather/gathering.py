@@ -18,6 +18,7 @@ from typing import Protocol
 
 from viworks_verify.backend.snapshot import BackendSnapshot
 from viworks_verify.core.fact import Fact
+from viworks_verify.core.redaction import REDACTOR, Redactor
 from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.edge.reader import read_edge
@@ -39,9 +40,16 @@ class SnapshotSource(Protocol):
 class Gathering:
     """Snapshots of a live target, read concurrently."""
 
-    def __init__(self, settings: Settings, hasher: SecretHasher, child: GatherChild | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        hasher: SecretHasher,
+        child: GatherChild | None = None,
+        redactor: Redactor = REDACTOR,
+    ) -> None:
         self.settings = settings
         self.hasher = hasher
+        self.redactor = redactor  # the secrets a reader returns are registered here, before any check sees its host
         self.child = child
         self.secret_key_id = hasher.key_id
         self.read_in_process: list[str] = []  # why hosts the child did not deliver were read in this process
@@ -117,7 +125,11 @@ class Gathering:
             result = host.testinfra.run("cat -- %s", path)
             return result.stdout_bytes if result.rc == 0 else None
 
-        return read_gateway(host.id, host.name, host.run_script, self.settings.gateway, self.hasher, read_secret_file)
+        snapshot, secrets = read_gateway(
+            host.id, host.name, host.run_script, self.settings.gateway, self.hasher, read_secret_file
+        )
+        self.redactor.register(*secrets)
+        return snapshot
 
     def _read_backend(self, host: TargetHost) -> BackendSnapshot:
         from viworks_verify.backend.reader import read_backend
@@ -133,7 +145,11 @@ class Gathering:
             return BackendSnapshot(
                 host=host.id, name=host.name, gathered_at=time.time(), connection=Fact.failed(problem)
             )
-        return read_backend(host.id, host.name, client, self.settings.backend, self.settings.edge, self.hasher)
+        snapshot, secrets = read_backend(
+            host.id, host.name, client, self.settings.backend, self.settings.edge, self.hasher
+        )
+        self.redactor.register(*secrets)
+        return snapshot
 
 
 class Replay:
