@@ -13,7 +13,6 @@ import pytest
 
 from viworks_verify.core.verdict import fail
 from viworks_verify.edge.trust import describe_trust, trust_anchors
-from viworks_verify.gather.reading import Reading
 from viworks_verify.pki import certs, strict
 from viworks_verify.pki.pins import matching_pin, parse_pins, spki_pin
 
@@ -22,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.tls, pytest.mark.area("tls")]
 
 def _leaf(edge_snapshot, fact_of, recorder):
     fact_of(edge_snapshot, "connection").require()
-    leaf = edge_snapshot.leaf()
+    leaf = fact_of(edge_snapshot, "served_leaf").require().leaf
     recorder.attach("served certificate", certs.describe(leaf))
     return leaf
 
@@ -34,9 +33,7 @@ def test_served_chain_validates_for_the_agent_domain(edge_snapshot, fact_of, set
     it lists usages, a strong key, no SHA-1. Then as Python verified it in the handshake."""
     domain = edge_snapshot.domain
     leaf = _leaf(edge_snapshot, fact_of, recorder)
-    intermediates = (
-        fact_of(edge_snapshot, "served_chain").then(lambda _: Reading(edge_snapshot.intermediates())).require()
-    )
+    intermediates = fact_of(edge_snapshot, "served_chain").require().certificates
     verification = fact_of(edge_snapshot, "verification").require()
     recorder.attach("served chain", [certs.describe(c) for c in intermediates])
     trust = describe_trust(settings.edge.ca_bundle)
@@ -55,11 +52,11 @@ def test_served_chain_validates_for_the_agent_domain(edge_snapshot, fact_of, set
             expected=f"a certificate chain a strict client (rustls, Go, browsers) accepts for {domain} against {trust}",
             found=strict.summary(findings),
         )
-    if not verification["verified"]:
+    if not verification.verified:
         fail(
             domain,
-            expected=f"a certificate chain valid for {domain} against {verification['trust']}",
-            found=f"{verification['problem']}",
+            expected=f"a certificate chain valid for {domain} against {verification.trust}",
+            found=f"{verification.problem}",
         )
 
 

@@ -44,7 +44,7 @@ def test_gateway_pin_matches_the_served_certificate(
     except PinFormatError as exc:
         pytest.skip(f"{gateway_host.id}: {SPKI_PIN} unusable ({exc}); test_backend_pin_is_well_formed reports it")
     fact_of(edge_snapshot, "connection").require()
-    leaf = edge_snapshot.leaf()
+    leaf = fact_of(edge_snapshot, "served_leaf").require().leaf
     match = matching_pin(configured, leaf)
     if match is None:
         fail(

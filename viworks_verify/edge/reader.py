@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 
 from viworks_verify.core.fact import Fact
 from viworks_verify.edge.endpoint import EdgeEndpoint
-from viworks_verify.edge.snapshot import EdgeSnapshot
+from viworks_verify.edge.snapshot import EdgeSnapshot, Verification
+from viworks_verify.pki.pem import PemBundle, PemCertificates
 from viworks_verify.pki.pins import load_certificate
 
 OLD_PROTOCOLS = (("TLSv1.0", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1))
@@ -35,14 +36,14 @@ def read_edge(endpoint: EdgeEndpoint) -> EdgeSnapshot:
         )
         snap.gather_ms = round((time.time() - started) * 1000, 1)
         return snap
-    snap.served_leaf = Fact(served[0])
-    snap.served_chain = Fact(served[1:])
+    snap.served_leaf = Fact(PemCertificates(served[0]))
+    snap.served_chain = Fact(PemBundle(tuple(served[1:])))
     trust = str(endpoint.edge.ca_bundle) if endpoint.edge.ca_bundle else "the system trust store"
     try:
         with endpoint.open_tcp() as raw, endpoint.tls_context().wrap_socket(raw, server_hostname=domain):
-            snap.verification = Fact({"verified": True, "trust": trust, "problem": None})
+            snap.verification = Fact(Verification(verified=True, trust=trust))
     except ssl.SSLCertVerificationError as exc:
-        snap.verification = Fact({"verified": False, "trust": trust, "problem": exc.verify_message})
+        snap.verification = Fact(Verification(verified=False, trust=trust, problem=exc.verify_message))
     except (OSError, ssl.SSLError) as exc:
         snap.verification = Fact.failed(f"{domain}: verified TLS session failed: {type(exc).__name__}: {exc}")
     snap.tls_floor = Fact({name: _offer_only(endpoint, version) for name, version in OLD_PROTOCOLS})

@@ -1,40 +1,37 @@
-"""The TLS edge as a client sees it, as plain data that checks judge (filled by ``edge.reader``)."""
+"""The TLS edge as a client sees it, declared once (filled by ``edge.reader``, judged by ``tests_e2e/test_tls_edge.py``)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
-from cryptography import x509
+from viworks_verify.core.canonical import Canonical, Observed
+from viworks_verify.core.fact import Fact
+from viworks_verify.core.host_snapshot import HostSnapshot, Record, fact
+from viworks_verify.pki.pem import PemBundle, PemCertificates
 
-from viworks_verify.core.fact import Fact, facts_from_json, facts_to_json
-from viworks_verify.pki import certs
+
+@dataclasses.dataclass(frozen=True)
+class Verification(Record):
+    """Whether Python's TLS verified the served chain for the domain, against what, and why not."""
+
+    verified: bool
+    trust: str  # the target's CA bundle, or "the system trust store"
+    problem: str | None = None  # OpenSSL's verify message when not verified
+
+    def canonical(self, path: str) -> Canonical:
+        yield f"{path}.verified", Observed(self.verified)
+        yield f"{path}.problem", Observed(self.problem)
 
 
 @dataclasses.dataclass
-class EdgeSnapshot:
-    """The TLS edge as a client sees it: the served certificate, whether it verifies, the protocol floor."""
+class EdgeSnapshot(HostSnapshot):
+    """The TLS edge: the served certificate and chain, whether it verifies, the protocol floor."""
 
-    host: str  # https://agent.example.com
-    domain: str
-    kind: str = "edge"
-    gathered_at: float = 0.0
-    gather_ms: float = 0.0
-    connection: Fact = Fact()
-    served_leaf: Fact = Fact()  # PEM of the leaf certificate served for the domain
-    served_chain: Fact = Fact()  # [PEM]: the certificates served after the leaf (intermediates), in the order sent
-    verification: Fact = Fact()  # {"verified": bool, "trust": what it was checked against, "problem": str|None}
-    tls_floor: Fact = Fact()  # {"TLSv1": "refused" | "negotiated TLSv1" ..., "TLSv1_1": ...}
-
-    def to_json(self) -> dict[str, Any]:
-        return facts_to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> EdgeSnapshot:
-        return facts_from_json(cls, data)
-
-    def leaf(self) -> x509.Certificate:
-        return certs.load_pem_certificates(self.served_leaf.value.encode())[0]
-
-    def intermediates(self) -> list[x509.Certificate]:
-        return [c for pem in self.served_chain.value or [] for c in certs.load_pem_certificates(pem.encode())]
+    KIND = "edge"
+    domain: str = ""
+    served_leaf: Fact[PemCertificates] = fact("the leaf certificate served for the domain", path="certificate")
+    served_chain: Fact[PemBundle] = fact("the certificates served after the leaf (intermediates), in the order sent")
+    verification: Fact[Verification] = fact("whether the served chain verifies for the domain")
+    tls_floor: Fact[dict[str, str]] = fact(
+        "each protocol below TLS 1.2 offered alone: refused, negotiated <version>, or untested: <why>"
+    )

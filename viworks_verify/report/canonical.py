@@ -27,7 +27,6 @@ is in brackets: ``backend-1.containers[viworks-backend-agent-new].networks``.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -35,13 +34,20 @@ from typing import Any
 from viworks_verify.backend.listeners import TCP_LISTEN
 from viworks_verify.backend.nginx_config import Directive
 from viworks_verify.backend.snapshot import BackendSnapshot
+from viworks_verify.core.canonical import (
+    EPHEMERAL_PORTS,
+    Facts,
+    Observed,
+    flatten,
+    key,
+    octal_mode,
+)
 from viworks_verify.edge.snapshot import EdgeSnapshot
 from viworks_verify.gateway.snapshot import GatewaySnapshot
 from viworks_verify.gather.snapshot import Snapshot
 from viworks_verify.pki import certs
 from viworks_verify.target.settings import Backend, Gateway
 
-SECRET_PREFIX = "hmac-sha256:"
 # systemctl show properties that change with every start, not with the deployment.
 VOLATILE_UNIT_PROPERTIES = frozenset(
     {
@@ -63,35 +69,7 @@ VOLATILE_UNIT_PROPERTIES = frozenset(
         "TasksCurrent",
     }
 )
-EPHEMERAL_PORTS = range(32768, 61000)
-DATA_BLOCKS = frozenset(
-    {"map", "geo", "types", "split_clients", "match"}
-)  # nginx blocks whose lines are data  # Linux's default local port range: ports the kernel hands out
-
-
-@dataclasses.dataclass(frozen=True)
-class Observed:
-    """One canonical fact of a host."""
-
-    value: Any  # JSON-plain: str, int, float, bool, None, list, dict
-    volatile: bool = False
-
-    @property
-    def secret(self) -> bool:
-        return isinstance(self.value, str) and self.value.startswith(SECRET_PREFIX)
-
-
-Facts = dict[str, Observed]
-
-
-def key(name: str, data: str) -> str:
-    """A path segment for a keyed item: ``files[/opt/viworks/agent/.env]``."""
-    return f"{name}[{data}]"
-
-
-def split_path(path: str) -> list[str]:
-    """The segments of a dotted path; dots inside brackets belong to the key."""
-    return [part for part in re.findall(r"(?:[^.\[]|\[[^\]]*\])+", path) if part]
+DATA_BLOCKS = frozenset({"map", "geo", "types", "split_clients", "match"})  # nginx blocks whose lines are data
 
 
 def canonical_facts(snapshot: Snapshot) -> Facts:
@@ -103,7 +81,7 @@ def canonical_facts(snapshot: Snapshot) -> Facts:
     if isinstance(snapshot, GatewaySnapshot):
         return dict(_gateway(snapshot))
     if isinstance(snapshot, EdgeSnapshot):
-        return dict(_edge(snapshot))
+        return dict(snapshot.canonical())
     raise TypeError(f"not a host snapshot: {type(snapshot).__name__}")
 
 
@@ -126,7 +104,7 @@ def _backend(snap: BackendSnapshot) -> Iterator[tuple[str, Observed]]:
         )
     yield from _problem_or(snap.agent_files, "files", _agent_files(snap.agent_files.value or {}))
     yield from _problem_or(
-        snap.agent_config, "config", _flatten("config", _without(snap.agent_config.value or {}, "redacted"))
+        snap.agent_config, "config", flatten("config", _without(snap.agent_config.value or {}, "redacted"))
     )
     yield from _problem_or(snap.agent_listeners, "listeners", _agent_listeners(snap.agent_listeners.value or {}))
     yield from _problem_or(snap.nginx, "nginx", _nginx(snap.nginx.value or {}))
@@ -169,7 +147,7 @@ def _agent_files(files: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
         if item.get("sha256"):  # the binary: what the release check judges, as one fact
             yield "binary", Observed({"path": path, "size": item.get("size"), "sha256": item.get("sha256")})
         yield f"{key('files', path)}.kind", Observed(item.get("kind"))
-        yield f"{key('files', path)}.mode", Observed(_mode(item.get("mode")))
+        yield f"{key('files', path)}.mode", Observed(octal_mode(item.get("mode")))
         yield f"{key('files', path)}.owner", Observed(item.get("owner"))
         if not item.get("sha256"):
             yield f"{key('files', path)}.size", Observed(item.get("size"))
@@ -194,7 +172,7 @@ def _agent_listeners(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
 
 def _tls_files(files: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
     for path, item in sorted(files.items()):
-        yield f"{key('files', path)}.mode", Observed(_mode(item.get("mode")))
+        yield f"{key('files', path)}.mode", Observed(octal_mode(item.get("mode")))
         yield f"{key('files', path)}.owner", Observed(item.get("owner"))
         if item.get("content"):
             yield from _certificates(key("certificates", path), item["content"])
@@ -207,7 +185,7 @@ def _certificates(prefix: str, pem: str) -> Iterator[tuple[str, Observed]]:
         yield prefix, Observed(f"unreadable: {exc}")
         return
     for index, certificate in enumerate(found):
-        yield from _flatten(
+        yield from flatten(
             prefix if index == 0 else f"{prefix}.{key('chain', str(index))}", certs.describe(certificate)
         )
 
@@ -323,7 +301,7 @@ def _env_file(properties: dict[str, str]) -> str:
 def _gateway_files(data: dict[str, Any]) -> Iterator[tuple[str, Observed]]:
     for path, stat in sorted(data.get("stats", {}).items()):
         yield f"{key('files', path)}.kind", Observed(stat.get("kind"))
-        yield f"{key('files', path)}.mode", Observed(_mode(stat.get("mode")))
+        yield f"{key('files', path)}.mode", Observed(octal_mode(stat.get("mode")))
         yield f"{key('files', path)}.owner", Observed(f"{stat.get('user')}:{stat.get('group')}")
     for path, reason in sorted(data.get("errors", {}).items()):
         yield f"{key('files', path)}.kind", Observed(f"unreadable: {reason}")
@@ -393,45 +371,8 @@ def _host_listeners(listeners: list[dict[str, Any]]) -> Iterator[tuple[str, Obse
     yield "listeners.ephemeral", Observed(sorted(ephemeral), volatile=True)
 
 
-# --------------------------------------------------------------------------------------- edge
-
-
-def _edge(snap: EdgeSnapshot) -> Iterator[tuple[str, Observed]]:
-    yield from _problem_or(snap.served_leaf, "certificate", _certificates("certificate", snap.served_leaf.value or ""))
-    if snap.served_chain.ok:  # the intermediates served after the leaf (an older snapshot has none recorded)
-        yield from (
-            _certificates("served_chain", "".join(snap.served_chain.value or []))
-            if snap.served_chain.value
-            else iter([("served_chain", Observed([]))])
-        )
-    yield from _problem_or(
-        snap.verification,
-        "verification",
-        iter(
-            [
-                ("verification.verified", Observed((snap.verification.value or {}).get("verified"))),
-                ("verification.problem", Observed((snap.verification.value or {}).get("problem"))),
-            ]
-        ),
-    )
-    yield from _problem_or(snap.tls_floor, "tls_floor", _flatten("tls_floor", snap.tls_floor.value or {}))
-
-
 # ------------------------------------------------------------------------------------- shared
-
-
-def _flatten(prefix: str, value: Any) -> Iterator[tuple[str, Observed]]:
-    if isinstance(value, dict) and value:
-        for name, item in sorted(value.items()):
-            segment = name if re.fullmatch(r"[\w-]+", str(name)) else key("", str(name))
-            yield from _flatten(f"{prefix}.{segment}" if segment[0] != "[" else f"{prefix}{segment}", item)
-    else:
-        yield prefix, Observed(value)
 
 
 def _without(data: dict[str, Any], name: str) -> dict[str, Any]:
     return {k: (_without(v, name) if isinstance(v, dict) else v) for k, v in data.items() if k != name}
-
-
-def _mode(mode: Any) -> str | None:
-    return format(mode, "04o") if isinstance(mode, int) else mode

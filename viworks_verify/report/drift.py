@@ -15,9 +15,10 @@ import fnmatch
 from collections.abc import Iterable
 from typing import Any
 
+from viworks_verify.core.canonical import SECRET_PREFIX, Facts, split_path
 from viworks_verify.core.sizes import human_size
 from viworks_verify.gather.snapshot import RunSnapshot, Snapshot
-from viworks_verify.report.canonical import SECRET_PREFIX, Facts, canonical_facts, split_path
+from viworks_verify.report.canonical import canonical_facts
 
 CHANGED, ADDED, REMOVED = "changed", "added", "removed"
 LIST_IN_FULL = 4  # longer lists are shown as what left (-) and what came (+)
