@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import shutil
@@ -121,15 +122,15 @@ def test_a_gateway_is_read_in_one_round_trip_into_every_fact():
     host = FakeHost(host_output(), files_output())
     snapshot = read(host)
     assert len(host.calls) == 1
-    assert snapshot.connection.ok and snapshot.unit.value["MainPID"] == "4242"
+    assert snapshot.connection.ok and snapshot.unit.value.get("MainPID") == "4242"
     assert snapshot.env.value["VIW_AGENT_ID"] == "gw-test-01"
-    assert snapshot.journal.value["connected"].endswith("session established agent_id=gw-test-01")
-    assert snapshot.host_listeners()[0].describe() == "22/tcp on 0.0.0.0 by sshd (pid 51)"
-    assert snapshot.process_facts().runs_program
-    assert snapshot.file_table().get("/opt/viworks/agent/certs/client.key").octal == "0600"
-    assert snapshot.file_table().absence("/opt/viworks/scripts/add_user.sh") == "does not exist"
-    assert certs.common_name(snapshot.certificate()) == "gw-test-01"
-    assert certs.chains_to(snapshot.certificate(), snapshot.trust_anchors())
+    assert snapshot.journal.value.connected.endswith("session established agent_id=gw-test-01")
+    assert snapshot.listeners.value.listeners[0].describe() == "22/tcp on 0.0.0.0 by sshd (pid 51)"
+    assert snapshot.process.value.runs_program
+    assert snapshot.files.value.get("/opt/viworks/agent/certs/client.key").octal == "0600"
+    assert snapshot.files.value.absence("/opt/viworks/scripts/add_user.sh") == "does not exist"
+    assert certs.common_name(snapshot.client_certificate.value.leaf) == "gw-test-01"
+    assert certs.chains_to(snapshot.client_certificate.value.leaf, snapshot.trust_bundle.value.certificates)
     assert host.calls[0][1:5] == (
         "viworks-gateway-agent.service",
         "/opt/viworks/agent/.env",
@@ -149,7 +150,7 @@ def test_paths_the_script_did_not_read_as_python_does_cost_one_more_round_trip()
     )
     snapshot = read(host)
     assert len(host.calls) == 2 and host.calls[1][1] == "/opt/viworks/agent/certs/client.crt"
-    assert certs.common_name(snapshot.certificate()) == "gw-test-01"
+    assert certs.common_name(snapshot.client_certificate.value.leaf) == "gw-test-01"
 
 
 def test_a_secret_value_is_in_a_snapshot_only_as_its_keyed_hash():
@@ -267,11 +268,13 @@ def test_the_host_script_reads_the_env_and_the_files_it_names_with_a_real_shell(
     assert snapshot.env.ok and SECRET not in json.dumps(snapshot.to_json())
     # The reader returns what it saw for the run to register; it registers nothing itself.
     assert secrets == (SECRET,) and REDACTOR.redact(SECRET) == SECRET
-    assert certs.common_name(snapshot.certificate()) == "gw-test-01"
-    assert certs.chains_to(snapshot.certificate(), snapshot.trust_anchors())
+    assert certs.common_name(snapshot.client_certificate.value.leaf) == "gw-test-01"
+    assert certs.chains_to(snapshot.client_certificate.value.leaf, snapshot.trust_bundle.value.certificates)
     if shutil.which("openssl"):
-        assert snapshot.key_spki() == public_keys.certificate_spki(snapshot.certificate())
-    table = snapshot.file_table()
+        assert base64.b64decode(snapshot.client_key_spki.value) == public_keys.certificate_spki(
+            snapshot.client_certificate.value.leaf
+        )
+    table = snapshot.files.value
     assert table.get(f"{certs_dir}/client.key").octal == "0600"
     assert table.get(f"{scripts}/add_user.sh").is_file
     assert table.absence(f"{scripts}/delete_user.sh") == "does not exist"

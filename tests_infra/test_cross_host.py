@@ -68,7 +68,10 @@ def test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_wit
     path = gateway_env.get(CERT_PATH)
     if not gateway_snapshot.client_certificate.ok:
         pytest.skip(f"{gateway_snapshot.client_certificate.problem}; the gateway checks report it")
-    certificate, intermediates = gateway_snapshot.certificate(), gateway_snapshot.certificate_intermediates()
+    certificate, intermediates = (
+        gateway_snapshot.client_certificate.value.leaf,
+        gateway_snapshot.client_certificate.value.after_leaf,
+    )
 
     server = agent_server.require()
     nginx = settings.backend.nginx_container

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 
 import pytest
@@ -14,8 +15,9 @@ from viworks_verify.gather.reading import Reading
 
 @pytest.fixture(scope="session")
 def gateway_unit_reading(gateway_snapshot, settings, fact_of) -> Reading:
+    # A loaded snapshot's unit properties are nameless: the unit is the one the target names.
     return fact_of(gateway_snapshot, "unit").then(
-        lambda _: Reading(gateway_snapshot.unit_properties(settings.gateway.unit))
+        lambda unit: Reading(dataclasses.replace(unit, unit=settings.gateway.unit))
     )
 
 
@@ -27,7 +29,7 @@ def gateway_unit(gateway_unit_reading) -> UnitProperties:
 
 @pytest.fixture(scope="session")
 def gateway_files_reading(gateway_snapshot, fact_of) -> Reading:
-    return fact_of(gateway_snapshot, "files").then(lambda _: Reading(gateway_snapshot.file_table()))
+    return fact_of(gateway_snapshot, "files")
 
 
 @pytest.fixture
@@ -62,8 +64,8 @@ class GatewayPki:
 @pytest.fixture(scope="session")
 def gateway_pki(gateway_snapshot, fact_of) -> GatewayPki:
     return GatewayPki(
-        fact_of(gateway_snapshot, "client_certificate").then(lambda _: Reading(gateway_snapshot.certificate())),
-        fact_of(gateway_snapshot, "trust_bundle").then(lambda _: Reading(gateway_snapshot.trust_anchors())),
-        fact_of(gateway_snapshot, "client_key_spki").then(lambda _: Reading(gateway_snapshot.key_spki())),
-        gateway_snapshot.certificate_intermediates() if gateway_snapshot.client_certificate.ok else [],
+        fact_of(gateway_snapshot, "client_certificate").then(lambda pem: Reading(pem.leaf)),
+        fact_of(gateway_snapshot, "trust_bundle").then(lambda bundle: Reading(bundle.certificates)),
+        fact_of(gateway_snapshot, "client_key_spki").then(lambda text: Reading(base64.b64decode(text))),
+        gateway_snapshot.client_certificate.value.after_leaf if gateway_snapshot.client_certificate.ok else [],
     )

@@ -27,8 +27,7 @@ def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway
             expected="a running agent process",
             found=f"MainPID={pid}, ExecStart={program or '<none>'} (ActiveState={gateway_unit.get('ActiveState') or '?'})",
         )
-    fact_of(gateway_snapshot, "process").require()
-    facts = gateway_snapshot.process_facts()
+    facts = fact_of(gateway_snapshot, "process").require()
     if not facts.alive or not facts.runs_program:
         fail(
             gateway_host.id,
@@ -42,11 +41,11 @@ def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway
 @pytest.mark.needs_agent("running")
 def test_agent_listens_on_no_port(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
     """Outbound only: with inbound HTTP off, the agent process listens on nothing."""
-    fact_of(gateway_snapshot, "listeners").require()
+    listeners = fact_of(gateway_snapshot, "listeners").require().listeners
     pid = _main_pid(gateway_unit)
     if settings.gateway.expect_inbound_http or pid == 0:
         return  # inbound HTTP expected; or no agent process (test_agent_process_runs_the_unit_program says so)
-    found = ss_listeners.owned_by(gateway_snapshot.host_listeners(), {pid})
+    found = ss_listeners.owned_by(listeners, {pid})
     if found:
         fail(
             gateway_host.id,
@@ -59,16 +58,12 @@ def test_agent_listens_on_no_port(gateway_host, gateway_unit, gateway_snapshot, 
 @pytest.mark.smoke
 def test_host_listens_only_where_declared(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
     """The host's other services (sshd, a resolver, a VPN server...) are the target's declared set."""
-    fact_of(gateway_snapshot, "listeners").require()
+    listeners = fact_of(gateway_snapshot, "listeners").require().listeners
     gateway = settings.gateway
-    agent = ss_listeners.owned_by(
-        gateway_snapshot.host_listeners(), {_main_pid(gateway_unit)}
-    )  # test_agent_listens_on_no_port's
+    agent = ss_listeners.owned_by(listeners, {_main_pid(gateway_unit)})  # test_agent_listens_on_no_port's
     found = [
         listener
-        for listener in ss_listeners.undeclared(
-            gateway_snapshot.host_listeners(), gateway.allowed_listeners, gateway.engine_listen_addresses
-        )
+        for listener in ss_listeners.undeclared(listeners, gateway.allowed_listeners, gateway.engine_listen_addresses)
         if listener not in agent
     ]
     if found:

@@ -35,9 +35,9 @@ def test_agent_logged_a_connected_session_since_its_last_start(
             evidence=f"set gateway.connected_log_pattern in {settings.source}",
         )
     logged = fact_of(gateway_snapshot, "journal").require()
-    if logged.get("connected"):
+    if logged.connected:
         return
-    quoted = logged.get("quote")
+    quoted = logged.quote
     seen = f"it logged: {quoted[:240]}" if quoted else "nothing logged (empty journal)"
     fail(
         gateway_host.id,

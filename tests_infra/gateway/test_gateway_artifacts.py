@@ -103,7 +103,11 @@ def test_unit_file_is_the_released_one(gateway_host, gateway_unit, gateway_snaps
         )
     digest = gateway_snapshot.sha256_of(fragment) if fragment else None
     if digest != expected:
-        why = (gateway_snapshot.artifacts.value or {}).get("errors", {}).get(fragment, "not read")
+        why = (
+            gateway_snapshot.artifacts.value.errors.get(fragment, "not read")
+            if gateway_snapshot.artifacts.ok
+            else "not read"
+        )
         fail(
             gateway_host.id,
             f"{gateway_unit.unit}: {fragment or 'FragmentPath unset'}",

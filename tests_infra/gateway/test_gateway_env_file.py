@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("files")]
 def test_env_has_every_required_key(gateway_host, gateway_env, gateway_snapshot, settings):
     problems = key_problems(gateway_env, settings.gateway.required_env_keys)
     if problems:
-        toml = gateway_snapshot.agent_toml.value or {}
-        where = settings.gateway.env_file + (f" (nor {toml['path']} [outbound])" if toml.get("present") else "")
+        toml = gateway_snapshot.agent_toml.value
+        where = settings.gateway.env_file + (f" (nor {toml.path} [outbound])" if toml and toml.present else "")
         fail(gateway_host.id, where, expected="every required key set", found=", ".join(problems))
 
 
@@ -106,14 +106,14 @@ def test_exec_is_as_expected(gateway_host, gateway_env, config_source, settings)
 @pytest.mark.smoke
 def test_agent_toml_has_every_section(gateway_host, gateway_snapshot, fact_of):
     """An agent.toml, where there is one, has every section (the production agent refuses to start otherwise)."""
-    toml = fact_of(gateway_snapshot, "agent_toml").require() or {}
-    if not toml.get("present"):
+    toml = fact_of(gateway_snapshot, "agent_toml").require()
+    if toml is None or not toml.present:
         return  # the .env alone is the contract's reference form
-    missing = missing_sections(toml.get("values") or {})
+    missing = missing_sections(toml.values or {})
     if missing:
         fail(
             gateway_host.id,
-            toml["path"],
+            toml.path,
             expected=f"every section ({', '.join(SECTIONS)})",
             found=f"sections {', '.join(missing)} missing",
         )

@@ -79,17 +79,15 @@ def test_scripts_are_root_owned_and_not_group_or_world_writable(gateway_host, ga
 def test_scripts_root_holds_only_the_declared_scripts(gateway_host, gateway_env, gateway_snapshot, fact_of, settings):
     """A closed set: any other file, link or directory there is something the agent could be made to run as root."""
     listing = fact_of(gateway_snapshot, "scripts_root").require()
-    if listing["state"] != "directory":
+    if listing.state != "directory":
         return  # unset or missing: test_scripts_are_present_and_executable says so
     gateway = settings.gateway
-    found = scripts_root.compare(
-        gateway_snapshot.scripts_root_entries(), gateway.scripts, gateway.scripts_root_may_hold
-    )
+    found = scripts_root.compare(listing.entries, gateway.scripts, gateway.scripts_root_may_hold)
     if found.extra:
         declared = [*gateway.scripts, *gateway.scripts_root_may_hold]
         fail(
             gateway_host.id,
-            listing["path"],
+            listing.path,
             expected=f"only {', '.join(declared)}",
             found="also " + "; ".join(entry.describe() for entry in found.extra),
             evidence=f"remove them, or declare them in gateway.scripts_root_may_hold of {settings.source}",

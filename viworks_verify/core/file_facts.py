@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from viworks_verify.core.canonical import Canonical, Observed, key, octal_mode
+
 MISSING = "missing"
 
 
@@ -79,6 +81,25 @@ class FileTable:
         """Why ``path`` has no facts: ``does not exist`` or the error the reader gave."""
         reason = self.errors.get(path, "No such file or directory")
         return "does not exist" if reason == "No such file or directory" else f"cannot be read ({reason})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stats": {path: stat_json(facts) for path, facts in self.stats.items()}, "errors": dict(self.errors)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> FileTable:
+        return cls(
+            {path: from_stat_json(stat) for path, stat in (data or {}).get("stats", {}).items()},
+            dict((data or {}).get("errors", {})),
+        )
+
+    def canonical(self, path: str) -> Canonical:
+        """Each file by kind, mode and owner; one that could not be read by why."""
+        for name, facts in sorted(self.stats.items()):
+            yield f"{key(path, name)}.kind", Observed(facts.kind)
+            yield f"{key(path, name)}.mode", Observed(octal_mode(facts.mode))
+            yield f"{key(path, name)}.owner", Observed(f"{facts.user}:{facts.group}")
+        for name, reason in sorted(self.errors.items()):
+            yield f"{key(path, name)}.kind", Observed(f"unreadable: {reason}")
 
 
 # -- the snapshot fields' JSON layouts ---------------------------------------------------------------

@@ -8,7 +8,10 @@ the checks compare those hashes with the release's, and drift compares them betw
 
 from __future__ import annotations
 
+import dataclasses
 import re
+
+from viworks_verify.core.host_snapshot import Record
 
 _LINE = re.compile(r"^(?P<escaped>\\)?(?P<digest>[0-9a-f]{64}) [ *](?P<path>.+)$")
 _ERROR = re.compile(r"^sha256sum: (?P<path>.+): (?P<reason>[^:]+)$")
@@ -30,3 +33,14 @@ def parse_sha256sum(text: str) -> tuple[dict[str, str], dict[str, str]]:
         if failed:
             errors[failed["path"]] = failed["reason"].strip()
     return digests, errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifacts(Record):
+    """The release artifacts' sha256 as one ``sha256sum`` printed it, as a snapshot's fact."""
+
+    sha256: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> hex digest
+    errors: dict[str, str] = dataclasses.field(default_factory=dict)  # path -> why it was not hashed
+
+    def of(self, path: str) -> str | None:
+        return self.sha256.get(path)

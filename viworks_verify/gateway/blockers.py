@@ -40,7 +40,7 @@ def agent_blocker(snapshot: GatewaySnapshot, unit_name: str) -> Blocker | None:
     program there and the unit running (or when the unit could not be read: that fact's own problem)."""
     if not snapshot.connection.ok or not snapshot.unit.ok:
         return None
-    unit = UnitProperties(unit_name, dict(snapshot.unit.value or {}))
+    unit = snapshot.unit.value or UnitProperties(unit_name, {})
     host = snapshot.host
     load = unit.get("LoadState")
     if load != "loaded":
@@ -56,14 +56,11 @@ def agent_blocker(snapshot: GatewaySnapshot, unit_name: str) -> Blocker | None:
         return Blocker(
             "program", f"{host}: {unit_name} has no ExecStart program: the agent cannot start", PROGRAM_CHECK
         )
-    if snapshot.files.ok:
-        facts = snapshot.file_table().get(program)
+    files = snapshot.files.value if snapshot.files.ok else None
+    if files is not None:
+        facts = files.get(program)
         if facts is None or not facts.executable:
-            found = (
-                snapshot.file_table().absence(program)
-                if facts is None
-                else f"is a {facts.kind} mode {facts.octal}, not executable"
-            )
+            found = files.absence(program) if facts is None else f"is a {facts.kind} mode {facts.octal}, not executable"
             return Blocker(
                 "program", f"{host}: {unit_name}: ExecStart={program} {found}: the agent cannot start", PROGRAM_CHECK
             )

@@ -12,6 +12,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from viworks_verify.core.canonical import Canonical, Observed
+from viworks_verify.core.host_snapshot import Record
+
 SECTIONS = ("agent", "security", "scripts", "monitoring", "containers", "outbound")
 # VIW_AGENT_* variable -> the [outbound] key it overrides.
 OUTBOUND_KEYS = {
@@ -29,6 +32,18 @@ OUTBOUND_KEYS = {
     "VIW_AGENT_SITE": "site",
     "VIW_AGENT_CONTAINER_ENGINE": "container_engine",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentToml(Record):
+    """``agent.toml`` in the unit's WorkingDirectory as a snapshot's fact: absent is a fact, not a problem."""
+
+    path: str
+    present: bool
+    values: dict[str, Any] | None = None  # as parsed, secret-named values as their keyed hash
+
+    def canonical(self, path: str) -> Canonical:
+        yield f"{path}.present", Observed(self.present)  # its values are compared as the effective config
 
 
 @dataclasses.dataclass(frozen=True)

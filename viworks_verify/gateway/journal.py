@@ -11,9 +11,26 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from viworks_verify.core.canonical import Canonical, Observed
+from viworks_verify.core.host_snapshot import Record
+
 _SHORT_ISO = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{2}:?\d{2})\s+\S+\s+(?P<ident>[^:]+):\s?(?P<message>.*)$"
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitJournal(Record):
+    """What the unit logged since its last start, as a snapshot's fact (lines redacted by the reader)."""
+
+    connected: str | None = None  # the last line matching the target's connected pattern
+    quote: str | None = None  # the line a failure message quotes (``line_to_quote``)
+    lines: int = 0  # how many lines were looked at
+    looked_for: bool = True  # whether the target has a connected pattern to look for
+    trouble: bool = False  # whether the quoted line reports trouble (``reports_trouble``)
+
+    def canonical(self, path: str) -> Canonical:
+        yield f"{path}.connected", Observed(self.connected, volatile=True)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Collection, Sequence
+from typing import Any
+
+from viworks_verify.core.canonical import Canonical, Observed
 
 
 def runs_program(argv: Sequence[str], program_paths: Collection[str], exe: str | None = None) -> bool:
@@ -39,6 +42,20 @@ class ProcessFacts:
     exe: str | None  # None: no such process
     state: str
     argv: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "argv": list(self.argv)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ProcessFacts:
+        return cls(**{**data, "argv": tuple(data.get("argv", ()))})
+
+    def canonical(self, path: str) -> Canonical:
+        yield f"{path}.program", Observed(self.program_resolved or self.program)
+        yield f"{path}.argv", Observed(list(self.argv))
+        yield f"{path}.exe", Observed(self.exe)
+        yield f"{path}.pid", Observed(self.pid, volatile=True)
+        yield f"{path}.state", Observed(self.state, volatile=True)
 
     @classmethod
     def parse(cls, pid: int, program: str, text: str) -> ProcessFacts:

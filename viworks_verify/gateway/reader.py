@@ -15,6 +15,7 @@ Sans-I/O where it matters: the scripts and the parsing of their sections are pla
 from __future__ import annotations
 
 import base64
+import dataclasses
 import posixpath
 import time
 import tomllib
@@ -26,12 +27,12 @@ from cryptography.hazmat.primitives import serialization
 from viworks_verify.core import clock
 from viworks_verify.core.envfile import is_secret_name, parse_env
 from viworks_verify.core.fact import Fact
-from viworks_verify.core.file_facts import FileTable, stat_json
+from viworks_verify.core.file_facts import FileTable
 from viworks_verify.core.redaction import REDACTOR
 from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.gateway import journal, scripts_root, ss_listeners
-from viworks_verify.gateway.artifacts import parse_sha256sum
-from viworks_verify.gateway.config import effective
+from viworks_verify.gateway.artifacts import Artifacts, parse_sha256sum
+from viworks_verify.gateway.config import AgentToml, effective
 from viworks_verify.gateway.env import CERT_PATH, KEY_PATH, SCRIPTS_ROOT, TRUST_BUNDLE, required_paths
 from viworks_verify.gateway.file_stat import FORMAT as STAT_FORMAT
 from viworks_verify.gateway.file_stat import parse_stat
@@ -39,6 +40,7 @@ from viworks_verify.gateway.processes import ProcessFacts
 from viworks_verify.gateway.snapshot import GatewaySnapshot
 from viworks_verify.gateway.systemd_unit import PROPERTIES, UnitProperties
 from viworks_verify.pki import certs, public_keys
+from viworks_verify.pki.pem import PemCertificates, TrustAnchors
 from viworks_verify.target.connections import connection_error
 from viworks_verify.target.settings import Gateway
 
@@ -223,13 +225,13 @@ def read_gateway(
     snap.journal = _journal(
         host_id, settings.unit, parts, redact, looked_for=settings.connected_log_pattern is not None
     )
-    unit = UnitProperties(settings.unit, dict(snap.unit.value or {}))
+    unit = snap.unit.value if snap.unit.ok and snap.unit.value else UnitProperties(settings.unit, {})
     snap.process = _process(unit, parts.get("process", ""), redact)
     toml_path = posixpath.join(unit.get("WorkingDirectory").lstrip("-!") or settings.working_directory, "agent.toml")
     snap.agent_toml = _agent_toml(host_id, toml_path, parts, hasher)
 
     # The files the agent will open are named by its effective configuration (.env over agent.toml).
-    toml_values = snap.agent_toml.value.get("values") if snap.agent_toml.ok and snap.agent_toml.value else None
+    toml_values = snap.agent_toml.value.values if snap.agent_toml.ok and snap.agent_toml.value else None
     env_values = effective(
         parse_env(parts.get("env", "")) if snap.env.ok else {}, settings.env_file, toml_values, toml_path
     ).values
@@ -261,14 +263,14 @@ def read_gateway(
         more = parse_stat(again.get("stat", ""))
         table = FileTable({**table.stats, **more.stats}, {**table.errors, **more.errors})
         parts.update({k: v for k, v in again.items() if k != "stat"})
-    snap.files = Fact({"stats": {p: stat_json(s) for p, s in table.stats.items()}, "errors": table.errors})
+    snap.files = Fact(table)
     snap.scripts_root = _scripts_root(host_id, root, parts)
     digests, errors = parse_sha256sum(parts.get("sha256", "") + "\n" + parts.get("root-sha256", ""))
-    snap.artifacts = Fact({"sha256": digests, "errors": errors})
+    snap.artifacts = Fact(Artifacts(digests, errors))
     snap.client_certificate = _pem_section(
-        host_id, settings.env_file, CERT_PATH, cert, parts, "certificate", first_only=True
+        host_id, settings.env_file, CERT_PATH, cert, parts, "certificate", bundle=False
     )
-    snap.trust_bundle = _pem_section(host_id, settings.env_file, TRUST_BUNDLE, ca, parts, "trust", first_only=False)
+    snap.trust_bundle = _pem_section(host_id, settings.env_file, TRUST_BUNDLE, ca, parts, "trust", bundle=True)
     snap.client_key_spki = _key(host_id, settings.env_file, key, parts, read_secret_file)
     snap.gather_ms = round((time.time() - started) * 1000, 1)
     return snap, secrets
@@ -294,13 +296,13 @@ def _unit(host_id: str, unit: str, parts: dict[str, str], result: Any) -> Fact:
         return Fact.failed(
             f"{host_id}: systemctl show {unit} failed: {(result.stderr or parts.get('unit', '')).strip()[:200]}"
         )
-    return Fact(UnitProperties.parse(unit, parts.get("unit", "")).values)
+    return Fact(UnitProperties.parse(unit, parts.get("unit", "")))
 
 
 def _agent_toml(host_id: str, path: str, parts: dict[str, str], hasher: SecretHasher) -> Fact:
     """agent.toml as parsed (secret-named values as their keyed hash); absent is a fact, not a problem."""
     if parts.get("agent-toml-rc", "1") != "0":
-        return Fact({"path": path, "present": False, "values": None})
+        return Fact(AgentToml(path, present=False))
     try:
         values = tomllib.loads(parts.get("agent-toml", ""))
     except tomllib.TOMLDecodeError as exc:
@@ -312,7 +314,7 @@ def _agent_toml(host_id: str, path: str, parts: dict[str, str], hasher: SecretHa
             for key, value in table.items()
         }
 
-    return Fact({"path": path, "present": True, "values": masked(values)})
+    return Fact(AgentToml(path, present=True, values=masked(values)))
 
 
 def _env(host_id: str, env_file: str, parts: dict[str, str], hasher: SecretHasher) -> tuple[Fact, tuple[str, ...]]:
@@ -331,30 +333,25 @@ def _listeners(host_id: str, parts: dict[str, str]) -> Fact:
         return Fact.failed(
             f"{host_id}: {ss_listeners.COMMAND} failed (exit {parts.get('listeners-rc', '?')}): {parts.get('listeners', '').strip()[:200]}"
         )
-    return Fact(
-        [
-            {"proto": x.proto, "address": x.address, "port": x.port, "processes": [list(p) for p in x.processes]}
-            for x in ss_listeners.parse(parts.get("listeners", ""))
-        ]
-    )
+    return Fact(ss_listeners.HostListeners(tuple(ss_listeners.parse(parts.get("listeners", "")))))
 
 
 def _journal(
     host_id: str, unit: str, parts: dict[str, str], redact: Callable[[str], str], looked_for: bool = True
 ) -> Fact:
     if "journal-connected" not in parts:
-        return Fact({"connected": None, "quote": None, "lines": 0, "looked_for": looked_for})
+        return Fact(journal.UnitJournal(looked_for=looked_for))
     connected = journal.parse_lines(parts["journal-connected"])
     last = journal.parse_lines(parts.get("journal-last", ""))
     quoted = journal.line_to_quote(last)
     return Fact(
-        {
-            "connected": redact(str(connected[-1])) if connected else None,
-            "quote": redact(str(quoted)) if quoted else None,
-            "trouble": bool(quoted and journal.reports_trouble(quoted)),
-            "lines": len(last),
-            "looked_for": looked_for,  # False: no connected-session line was configured to look for
-        }
+        journal.UnitJournal(
+            connected=redact(str(connected[-1])) if connected else None,
+            quote=redact(str(quoted)) if quoted else None,
+            lines=len(last),
+            looked_for=looked_for,  # False: no connected-session line was configured to look for
+            trouble=bool(quoted and journal.reports_trouble(quoted)),
+        )
     )
 
 
@@ -363,18 +360,9 @@ def _process(unit: UnitProperties, text: str, redact: Callable[[str], str]) -> F
     pid = int(main_pid) if main_pid.isdigit() else 0
     program = unit.exec_start_path
     if program is None:
-        return Fact({"pid": pid, "program": "", "program_resolved": "", "exe": None, "state": "", "argv": []})
+        return Fact(ProcessFacts(pid, program="", program_resolved="", exe=None, state="", argv=()))
     facts = ProcessFacts.parse(pid, program, text)
-    return Fact(
-        {
-            "pid": facts.pid,
-            "program": facts.program,
-            "program_resolved": facts.program_resolved,
-            "exe": facts.exe,
-            "state": facts.state,
-            "argv": [redact(a) for a in facts.argv[:3]],
-        }
-    )
+    return Fact(dataclasses.replace(facts, argv=tuple(redact(a) for a in facts.argv[:3])))
 
 
 def _scripts_root(host_id: str, root: str, parts: dict[str, str]) -> Fact:
@@ -387,7 +375,7 @@ def _scripts_root(host_id: str, root: str, parts: dict[str, str]) -> Fact:
             f"{host_id}: cannot list the scripts root {root or '(unset)'}: {' '.join(lines)[:200] or 'no answer'}"
         )
     entries = scripts_root.parse_listing("\n".join(lines[1:]))
-    return Fact({"path": root, "state": state, "entries": [entry.to_json() for entry in entries]})
+    return Fact(scripts_root.ScriptsRoot(root, state, tuple(entries)))
 
 
 def _required_files(settings: Gateway, unit: UnitProperties, env: dict[str, str]) -> list[str]:
@@ -397,8 +385,9 @@ def _required_files(settings: Gateway, unit: UnitProperties, env: dict[str, str]
 
 
 def _pem_section(
-    host_id: str, env_file: str, key: str, path: str, parts: dict[str, str], name: str, first_only: bool
+    host_id: str, env_file: str, key: str, path: str, parts: dict[str, str], name: str, bundle: bool
 ) -> Fact:
+    """A certificate file's PEM text (its leaf, then any chain it carries), or a bundle's certificates."""
     if not path:
         return Fact.failed(f"{host_id}: {env_file}: {key} not set; expected the path of the agent's {key}")
     text = parts.get(name, "")
@@ -411,9 +400,7 @@ def _pem_section(
     if not found:
         return Fact.failed(f"{host_id}: {path} holds no PEM certificate; expected one")
     pems = [c.public_bytes(serialization.Encoding.PEM).decode() for c in found]
-    return Fact(
-        "".join(pems) if first_only else pems
-    )  # a certificate file: its leaf, then any intermediates it carries
+    return Fact(TrustAnchors(tuple(pems)) if bundle else PemCertificates("".join(pems)))
 
 
 def _key(

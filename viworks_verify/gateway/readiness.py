@@ -26,8 +26,6 @@ def why_it_cannot_come_online(snapshot: GatewaySnapshot, unit_name: str) -> str 
     if blocker is not None:
         return blocker.cause
     logged = snapshot.journal.value if snapshot.journal.ok else None
-    if logged and logged.get("looked_for", True) and not logged.get("connected") and logged.get("trouble"):
-        return (
-            f"{snapshot.host}: the agent logged since its start that it cannot connect: {logged.get('quote', '')[:200]}"
-        )
+    if logged and logged.looked_for and not logged.connected and logged.trouble:
+        return f"{snapshot.host}: the agent logged since its start that it cannot connect: {(logged.quote or '')[:200]}"
     return None

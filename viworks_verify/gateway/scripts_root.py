@@ -53,6 +53,23 @@ class Entry:
         return cls(data["name"], data["kind"], int(data["mode"]), int(data["uid"]), data["user"], int(data["size"]))
 
 
+@dataclasses.dataclass(frozen=True)
+class ScriptsRoot:
+    """The scripts root as the reader found it, as a snapshot's fact."""
+
+    path: str
+    state: str  # "directory", "missing", "unset", or what else lies there
+    entries: tuple[Entry, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "state": self.state, "entries": [entry.to_json() for entry in self.entries]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ScriptsRoot:
+        entries = tuple(Entry.from_json(item) for item in data.get("entries", []))
+        return cls(str(data.get("path") or ""), str(data.get("state") or ""), entries)
+
+
 def parse_listing(text: str) -> list[Entry]:
     entries = []
     for line in text.splitlines():

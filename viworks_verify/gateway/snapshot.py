@@ -1,100 +1,134 @@
-"""What the gather phase reads of a gateway host, as plain data that checks judge (filled by ``gateway.reader``).
+"""A gateway host's facts, declared once (filled by ``gateway.reader``, judged by ``tests_infra/gateway/``).
 
-Each field is a ``Fact``; the comment beside it gives its value's shape, and the typed views that checks use
-(``UnitProperties``, ``FileTable``, ...) are rebuilt from the plain data by the accessors here.
+Each field is one fact with its value's type; the value types live beside the knowledge of them
+(``systemd_unit``, ``config``, ``ss_listeners``, ``journal``, ``processes``, ``scripts_root``, ``artifacts``,
+``core.file_facts``, ``pki.pem``) and say how they are saved and compared. A check reads a field:
+``gateway_snapshot.process.require().exe``.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from typing import Any
 
-from cryptography import x509
-
-from viworks_verify.core.fact import Fact, facts_from_json, facts_to_json
-from viworks_verify.core.file_facts import FileTable, from_stat_json
-from viworks_verify.gateway.config import EffectiveConfig, effective
+from viworks_verify.core.canonical import Canonical, Observed, key
+from viworks_verify.core.fact import Fact
+from viworks_verify.core.file_facts import FileTable
+from viworks_verify.core.host_snapshot import HostSnapshot, fact
+from viworks_verify.gateway.artifacts import Artifacts
+from viworks_verify.gateway.config import AgentToml, EffectiveConfig, effective
+from viworks_verify.gateway.journal import UnitJournal
 from viworks_verify.gateway.processes import ProcessFacts
-from viworks_verify.gateway.scripts_root import Entry as ScriptsRootEntry
-from viworks_verify.gateway.ss_listeners import Listener as HostListener
+from viworks_verify.gateway.scripts_root import ScriptsRoot
+from viworks_verify.gateway.ss_listeners import HostListeners
 from viworks_verify.gateway.systemd_unit import UnitProperties
-from viworks_verify.pki import certs
+from viworks_verify.pki.pem import PemCertificates, TrustAnchors
+from viworks_verify.target.settings import Gateway
 
 
 @dataclasses.dataclass
-class GatewaySnapshot:
-    """A gateway host: its unit, the agent's .env, identity files, process, listeners, journal, clock."""
+class GatewaySnapshot(HostSnapshot):
+    """A gateway host: its unit, the agent's configuration and identity files, process, listeners, journal."""
 
-    host: str  # how checks name it: ssh://gw-lab-01
-    name: str
-    kind: str = "gateway"
-    gathered_at: float = 0.0  # runner's epoch when the reads began
-    gather_ms: float = 0.0
-    connection: Fact = Fact()  # a problem: unreachable, nothing else could be read
-    unit: Fact = Fact()  # systemctl show: {property: value}
-    env: Fact = Fact()  # the .env: {key: value}, secret values as their keyed hash
-    agent_toml: Fact = Fact()  # agent.toml in the WorkingDirectory: {"path", "present", "values"} (secrets hashed)
-    clock_skew: Fact = Fact()  # {"seconds", "uncertainty"} against the runner
-    listeners: Fact = Fact()  # ss -tulpn: [{"proto", "address", "port", "processes": [[name, pid]]}]
-    journal: Fact = Fact()  # {"connected": line or None, "quote": line or None} since the unit's last start
-    process: Fact = Fact()  # the unit's MainPID: ProcessFacts fields
-    files: Fact = Fact()  # stat of every required file: {"stats": {path: {...}}, "errors": {path: reason}}
-    client_certificate: Fact = Fact()  # PEM text
-    trust_bundle: Fact = Fact()  # [PEM text]
-    client_key_spki: Fact = Fact()  # base64 DER of the key's public half (the key never leaves the host)
-    scripts_root: Fact = Fact()  # {"path", "state": directory|missing|unset, "entries": [Entry fields]}
-    artifacts: Fact = Fact()  # sha256 of the release artifacts: {"sha256": {path: hex}, "errors": {path: reason}}
-
-    def to_json(self) -> dict[str, Any]:
-        return facts_to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> GatewaySnapshot:
-        return facts_from_json(cls, data)
-
-    def scripts_root_entries(self) -> list[ScriptsRootEntry]:
-        return [ScriptsRootEntry.from_json(item) for item in (self.scripts_root.value or {}).get("entries", [])]
-
-    def sha256_of(self, path: str) -> str | None:
-        return ((self.artifacts.value or {}).get("sha256") or {}).get(path)
-
-    # Typed views for the checks --------------------------------------------------------------
+    KIND = "gateway"
+    unit: Fact[UnitProperties] = fact("systemctl show of the agent's unit")
+    env: Fact[dict[str, str]] = fact(
+        "the agent's .env by key, secret values as their keyed hash", compared=False
+    )  # compared as the effective config
+    agent_toml: Fact[AgentToml] = fact("agent.toml in the unit's WorkingDirectory")
+    clock_skew: Fact[dict[str, float]] = fact(
+        "the host's clock against the runner's: {seconds, uncertainty}", compared=False
+    )
+    listeners: Fact[HostListeners] = fact("ss -tulpn: every listening or bound socket and its processes")
+    journal: Fact[UnitJournal] = fact("what the unit logged since its last start")
+    process: Fact[ProcessFacts] = fact("the unit's main process")
+    files: Fact[FileTable] = fact("stat of every file the agent needs")
+    client_certificate: Fact[PemCertificates] = fact(
+        "the client certificate file: the leaf, then any chain", path="certificate"
+    )
+    trust_bundle: Fact[TrustAnchors] = fact("the CA bundle the agent trusts the backend by", path="trust")
+    client_key_spki: Fact[str] = fact(
+        "base64 DER of the client key's public half (the key never leaves the host)", compared=False
+    )
+    scripts_root: Fact[ScriptsRoot] = fact("every entry of VIW_AGENT_SCRIPTS_ROOT", compared=False)
+    artifacts: Fact[Artifacts] = fact(
+        "sha256 of the program at ExecStart, the unit file and drop-ins, the scripts", compared=False
+    )
 
     def effective_config(self, env_file: str) -> EffectiveConfig:
         """The agent's settings as it reads them: the .env over agent.toml's [outbound], each with its file."""
-        toml = self.agent_toml.value if self.agent_toml.ok and self.agent_toml.value else {}
-        return effective(self.env.value or {}, env_file, toml.get("values"), toml.get("path"))
+        toml = self.agent_toml.value if self.agent_toml.ok and self.agent_toml.value else None
+        return effective(self.env.value or {}, env_file, toml.values if toml else None, toml.path if toml else None)
 
-    def unit_properties(self, unit: str) -> UnitProperties:
-        return UnitProperties(unit, dict(self.unit.value or {}))
+    def sha256_of(self, path: str) -> str | None:
+        return self.artifacts.value.of(path) if self.artifacts.ok and self.artifacts.value else None
 
-    def file_table(self) -> FileTable:
-        data = self.files.value or {}
-        return FileTable(
-            {path: from_stat_json(stat) for path, stat in data.get("stats", {}).items()}, dict(data.get("errors", {}))
-        )
+    # ------------------------------------------------------------------- canonical, across facts
 
-    def host_listeners(self) -> list[HostListener]:
-        return [
-            HostListener(x["proto"], x["address"], int(x["port"]), tuple((n, int(p)) for n, p in x["processes"]))
-            for x in self.listeners.value or []
-        ]
+    def canonical_across_facts(self) -> Canonical:
+        yield from self._canonical_config()
+        if self.artifacts.ok:
+            yield from self._canonical_artifacts()
+        else:
+            yield "artifacts", Observed(f"unreadable: {self.artifacts.problem}")
+        if self.scripts_root.ok:
+            yield from self._canonical_scripts_root()
+        else:
+            yield "scripts_root", Observed(f"unreadable: {self.scripts_root.problem}")
+        if self.clock_skew.ok:
+            yield "clock_skew_s", Observed((self.clock_skew.value or {}).get("seconds"), volatile=True)
+        else:
+            yield "clock_skew_s", Observed(f"unreadable: {self.clock_skew.problem}")
 
-    def process_facts(self) -> ProcessFacts:
-        data = dict(self.process.value or {})
-        data["argv"] = tuple(data.get("argv", ()))
-        return ProcessFacts(**data)
+    def _canonical_config(self) -> Canonical:
+        """The effective configuration, each value and the file each comes from (.env, or agent.toml)."""
+        if not (self.env.ok and self.agent_toml.ok):
+            yield "config", Observed(f"unreadable: {self.env.problem or self.agent_toml.problem}")
+            return
+        config = self.effective_config(self._env_file())
+        by_file: dict[str, list[str]] = {}
+        for name, value in sorted(config.values.items()):
+            yield f"config.{name}", Observed(value)
+            by_file.setdefault(config.sources.get(name) or "?", []).append(name)
+        for file, names in sorted(by_file.items()):
+            yield f"config.{key('from', file)}", Observed(names)
 
-    def certificate(self) -> x509.Certificate:
-        return certs.load_pem_certificates(self.client_certificate.value.encode())[0]
+    def _env_file(self) -> str:
+        properties = self.unit.value.values if self.unit.ok and self.unit.value else {}
+        first = (properties.get("EnvironmentFiles") or "").split(" (")[0].strip()
+        return first or Gateway().env_file
 
-    def certificate_intermediates(self) -> list[x509.Certificate]:
-        """The CA certificates the client certificate file carries after the leaf (sent with it in TLS)."""
-        return certs.load_pem_certificates(self.client_certificate.value.encode())[1:]
+    def _canonical_artifacts(self) -> Canonical:
+        """The program at ExecStart as one fact (size and sha256, as the backend's binary), the unit file and
+        its drop-ins by sha256. The scripts are the scripts root's."""
+        artifacts: Artifacts = self.artifacts.value  # type: ignore[assignment]
+        root = self.scripts_root.value.path if self.scripts_root.ok and self.scripts_root.value else None
+        program = self.unit.value.exec_start_path if self.unit.ok and self.unit.value else None
+        stats = self.files.value.stats if self.files.ok and self.files.value else {}
+        for path in sorted(artifacts.sha256.keys() | artifacts.errors.keys()):
+            if root and path.startswith(root.rstrip("/") + "/"):
+                continue
+            if path == program:
+                size = stats[path].size if path in stats else None
+                yield "binary", Observed({"path": path, "size": size, "sha256": artifacts.sha256.get(path)})
+            elif path in artifacts.sha256:
+                yield f"{key('files', path)}.sha256", Observed(artifacts.sha256[path])
+            else:
+                yield f"{key('files', path)}.sha256", Observed(f"unreadable: {artifacts.errors[path]}")
 
-    def trust_anchors(self) -> list[x509.Certificate]:
-        return [c for pem in self.trust_bundle.value or [] for c in certs.load_pem_certificates(pem.encode())]
-
-    def key_spki(self) -> bytes:
-        return base64.b64decode(self.client_key_spki.value)
+    def _canonical_scripts_root(self) -> Canonical:
+        """Every entry of the scripts root (a stray file shows as added), each by kind, mode, owner and content."""
+        root: ScriptsRoot = self.scripts_root.value  # type: ignore[assignment]
+        yield "scripts_root.path", Observed(f"{root.path} ({root.state})" if root.path else root.state)
+        yield "scripts_root.entries", Observed([entry.name for entry in root.entries])
+        for entry in root.entries:
+            prefix = key("scripts_root", entry.name)
+            yield f"{prefix}.kind", Observed(entry.kind)
+            yield f"{prefix}.mode", Observed(entry.octal)
+            yield f"{prefix}.owner", Observed(entry.user)
+            if entry.kind == "regular file":
+                content: dict[str, Any] = {
+                    "size": entry.size,
+                    "sha256": self.sha256_of(f"{root.path.rstrip('/')}/{entry.name}"),
+                }
+                yield f"{prefix}.content", Observed(content)

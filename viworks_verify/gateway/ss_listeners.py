@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
+from viworks_verify.core.canonical import EPHEMERAL_PORTS, Canonical, Observed
 from viworks_verify.target.declared_listeners import Declared
 
 COMMAND = "ss -H -tulpn"
@@ -34,6 +36,38 @@ class Listener:
             for name, pid in self.processes
         )
         return f"{self.port}/{self.proto} on {self.address} by {owners or 'no process visible on the host'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class HostListeners:
+    """Every listening TCP and bound UDP socket of a host (``ss -tulpn``), as a snapshot's fact."""
+
+    listeners: tuple[Listener, ...]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [
+            {"proto": x.proto, "address": x.address, "port": x.port, "processes": [list(p) for p in x.processes]}
+            for x in self.listeners
+        ]
+
+    @classmethod
+    def from_json(cls, data: Any) -> HostListeners:
+        return cls(
+            tuple(
+                Listener(x["proto"], x["address"], int(x["port"]), tuple((n, int(p)) for n, p in x["processes"]))
+                for x in data or ()
+            )
+        )
+
+    def canonical(self, path: str) -> Canonical:
+        """``proto address:port owners``; those on a port the kernel hands out are volatile."""
+        steady, ephemeral = set(), set()
+        for listener in self.listeners:
+            owners = sorted({name for name, _ in listener.processes})
+            text = f"{listener.proto} {listener.address}:{listener.port} {','.join(owners) or '-'}"
+            (ephemeral if listener.port in EPHEMERAL_PORTS else steady).add(text)
+        yield path, Observed(sorted(steady))
+        yield f"{path}.ephemeral", Observed(sorted(ephemeral), volatile=True)
 
 
 def parse(text: str) -> list[Listener]:

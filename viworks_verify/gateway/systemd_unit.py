@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
+
+from viworks_verify.core.canonical import Canonical, Observed
+from viworks_verify.target.settings import Gateway
 
 PROPERTIES = (
     "LoadState",
@@ -27,8 +31,31 @@ PROPERTIES = (
 
 @dataclasses.dataclass(frozen=True)
 class UnitProperties:
+    """``systemctl show`` of one unit: its properties by name (saved as that map; the unit's name is the
+    target's ``gateway.unit``, so a loaded snapshot's is empty until a fixture names it)."""
+
     unit: str
     values: dict[str, str]
+
+    def to_json(self) -> dict[str, str]:
+        return dict(self.values)
+
+    @classmethod
+    def from_json(cls, data: Any) -> UnitProperties:
+        return cls("", dict(data or {}))
+
+    def canonical(self, path: str) -> Canonical:
+        """Each property, ExecStart as its command line; those that change with every start are volatile, and
+        so is a restart count below the threshold that fails a check."""
+        threshold = Gateway().max_restarts
+        for name, value in sorted(self.values.items()):
+            if name == "ExecStart":
+                yield f"{path}.ExecStart", Observed(_exec_command(value))
+            elif name == "NRestarts":
+                count = int(value) if str(value).isdigit() else value
+                yield f"{path}.NRestarts", Observed(count, volatile=isinstance(count, int) and count < threshold)
+            else:
+                yield f"{path}.{name}", Observed(value, volatile=name in VOLATILE_PROPERTIES)
 
     @classmethod
     def parse(cls, unit: str, text: str) -> UnitProperties:
@@ -63,3 +90,32 @@ class UnitProperties:
     def environment_files(self) -> list[str]:
         """EnvironmentFile paths (``/opt/a/.env (ignore_errors=no)``)."""
         return re.findall(r"(/[^ ]+) \(ignore_errors=", self.get("EnvironmentFiles"))
+
+
+# Properties that change with every start, not with the deployment.
+VOLATILE_PROPERTIES = frozenset(
+    {
+        "MainPID",
+        "ExecMainPID",
+        "ControlPID",
+        "InvocationID",
+        "ActiveEnterTimestamp",
+        "ActiveExitTimestamp",
+        "InactiveEnterTimestamp",
+        "InactiveExitTimestamp",
+        "StateChangeTimestamp",
+        "ExecMainStartTimestamp",
+        "ExecMainExitTimestamp",
+        "ConditionTimestamp",
+        "AssertTimestamp",
+        "MemoryCurrent",
+        "CPUUsageNSec",
+        "TasksCurrent",
+    }
+)
+
+
+def _exec_command(text: str) -> str:
+    """``{ path=... ; argv[]=/opt/agent --flag ; ... pid=0 ; start_time=... }`` as its command line."""
+    found = re.search(r"argv\[\]=(.*?) ;", text)
+    return found.group(1).strip() if found else text
