@@ -27,6 +27,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 
 from tests.conftest import REPO, run_suite
+from tests.legacy_signatures import legacy_signed
 from viworks_verify.pki import certs
 
 SNAPSHOTS = REPO / "fixtures" / "snapshots"
@@ -441,7 +442,7 @@ def _client_certificate_sha1(host, _):
     # The same subject and key, signed with SHA-1 by a CA of its own: refused by any strict server.
     ca = certs.new_ca("Old Internal CA")
     leaf = certs.load_pem_certificates(host["client_certificate"]["value"].encode())[0]
-    reissued = certs.issue(ca, certs.common_name(leaf), server=False, hash_algorithm=hashes.SHA1())
+    reissued = legacy_signed(certs.issue(ca, certs.common_name(leaf), server=False), ca, hashes.SHA1())
     host["client_certificate"]["value"] = reissued.cert_pem().decode()
     host["trust_bundle"]["value"] = [ca.cert_pem().decode()]
     host["client_key_spki"]["value"] = _spki_of(reissued.cert_pem().decode())

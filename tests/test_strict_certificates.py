@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from tests.legacy_signatures import legacy_signed
 from viworks_verify.pki import certs, strict
 
 NOW = dt.datetime.now(dt.UTC)
@@ -34,11 +35,12 @@ ROOT = certs.new_ca("Test Root CA")
 ISSUING = certs.new_ca("Test Issuing CA", issuer=ROOT)
 OTHER_ROOT = certs.new_ca("Other Root CA")
 RSA_ROOT = certs.new_ca("RSA Root CA", key=_rsa(2048))
-SHA1_ROOT = certs.new_ca("SHA-1 Root CA", hash_algorithm=hashes.SHA1())
+_ROOT_TO_RESIGN = certs.new_ca("SHA-1 Root CA")
+SHA1_ROOT = legacy_signed(_ROOT_TO_RESIGN, _ROOT_TO_RESIGN, hashes.SHA1())
 EXPIRED_ISSUING = certs.new_ca("Old Issuing CA", issuer=ROOT, now=NOW - dt.timedelta(days=100), days=30)
 WEAK_ISSUING = certs.new_ca("Weak Issuing CA", issuer=ROOT, key=_rsa(1024))
 P521_ISSUING = certs.new_ca("P-521 Issuing CA", issuer=ROOT, key=ec.generate_private_key(ec.SECP521R1()))
-SHA1_ISSUING = certs.new_ca("SHA-1 Issuing CA", issuer=ROOT, hash_algorithm=hashes.SHA1())
+SHA1_ISSUING = legacy_signed(certs.new_ca("SHA-1 Issuing CA", issuer=ROOT), ROOT, hashes.SHA1())
 NOT_A_CA = certs.issue(ROOT, "Not A CA", server=False)  # a leaf, made to sign another leaf
 
 
@@ -62,8 +64,11 @@ class Case:
         )
 
 
-def _server(ca: certs.Identity = ROOT, cn: str = DOMAIN, **options) -> certs.Identity:
-    return certs.issue(ca, cn, server=True, **options)
+def _server(
+    ca: certs.Identity = ROOT, cn: str = DOMAIN, hash_algorithm: hashes.HashAlgorithm | None = None, **options
+) -> certs.Identity:
+    leaf = certs.issue(ca, cn, server=True, **options)
+    return legacy_signed(leaf, ca, hash_algorithm) if hash_algorithm else leaf
 
 
 def _client(ca: certs.Identity = ROOT, **options) -> certs.Identity:

@@ -53,10 +53,8 @@ def new_ca(
     now: _dt.datetime | None = None,
     issuer: Identity | None = None,
     key: PrivateKey | None = None,
-    hash_algorithm: hashes.HashAlgorithm | None = None,
 ) -> Identity:
-    """A CA: self-signed (a root), or an intermediate signed by ``issuer`` (``key``: its own, else a new P-256 one;
-    ``hash_algorithm``: its signature's, SHA-256 by default)."""
+    """A CA: self-signed (a root), or an intermediate signed by ``issuer`` (``key``: its own, else a new P-256 one)."""
     key = key or new_key()
     now = now or _now()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -77,7 +75,7 @@ def new_ca(
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.certificate.public_key()), critical=False
         )
-    return Identity(_sign(builder, issuer.key if issuer else key, hash_algorithm), key)
+    return Identity(_sign(builder, issuer.key if issuer else key), key)
 
 
 def issue(
@@ -90,14 +88,13 @@ def issue(
     not_before: _dt.datetime | None = None,
     subject_alt_names: bool = True,
     extended_usages: Sequence[x509.ObjectIdentifier] | None = None,
-    hash_algorithm: hashes.HashAlgorithm | None = None,
 ) -> Identity:
     """A leaf for ``common_name``: a TLS server certificate (with that DNS name, or IP address, as its
     subjectAltName) or a client one.
 
     The options make the faulty certificates a strict client refuses: ``subject_alt_names=False`` (the
     name in the CN only), ``extended_usages`` (None: serverAuth or clientAuth; empty: no such
-    extension), ``hash_algorithm`` (the signature's; SHA-256 by default, SHA-1 and MD5 too).
+    extension). Signatures are SHA-256 (``tests/legacy_signatures.py`` re-signs one with SHA-1 or MD5).
     """
     key = key or new_key()
     start = not_before or (_now() - _dt.timedelta(minutes=5))
@@ -118,7 +115,7 @@ def issue(
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_usages)), critical=False)
     if server and subject_alt_names:
         builder = builder.add_extension(x509.SubjectAlternativeName([_alt_name(common_name)]), critical=False)
-    return Identity(_sign(builder, ca.key, hash_algorithm), key)
+    return Identity(_sign(builder, ca.key), key)
 
 
 def _alt_name(name: str) -> x509.GeneralName:
@@ -129,67 +126,10 @@ def _alt_name(name: str) -> x509.GeneralName:
         return x509.DNSName(name)
 
 
-# cryptography no longer signs with SHA-1 or MD5, yet the suite needs such certificates to prove they are
-# refused: sign with SHA-256, put the legacy algorithm in, and sign the to-be-signed part again by hand.
-_LEGACY_SIGNATURES = {  # (issuer key type, digest) -> DER AlgorithmIdentifier
-    (rsa.RSAPrivateKey, "sha1"): bytes.fromhex("300d06092a864886f70d0101050500"),  # sha1WithRSAEncryption
-    (rsa.RSAPrivateKey, "md5"): bytes.fromhex("300d06092a864886f70d0101040500"),  # md5WithRSAEncryption
-    (ec.EllipticCurvePrivateKey, "sha1"): bytes.fromhex("300906072a8648ce3d0401"),  # ecdsa-with-SHA1
-}
-
-
-def _sign(
-    builder: x509.CertificateBuilder, key: PrivateKey, algorithm: hashes.HashAlgorithm | None
-) -> x509.Certificate:
+def _sign(builder: x509.CertificateBuilder, key: PrivateKey) -> x509.Certificate:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return builder.sign(key, None)  # EdDSA hashes internally
-    algorithm = algorithm or hashes.SHA256()
-    if not isinstance(algorithm, (hashes.SHA1, hashes.MD5)):
-        return builder.sign(key, algorithm)
-    kind = next((kind for kind in (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey) if isinstance(key, kind)), None)
-    identifier = _LEGACY_SIGNATURES.get((kind, algorithm.name))
-    if identifier is None:
-        raise ValueError(f"no {algorithm.name} signature with a {type(key).__name__}")
-    fields = _der_elements(_der_content(builder.sign(key, hashes.SHA256()).tbs_certificate_bytes))
-    fields[2 if fields[0][0] == 0xA0 else 1] = identifier  # the signature field: after [0] version, serial
-    tbs = _der(0x30, b"".join(fields))
-    if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(tbs, padding.PKCS1v15(), algorithm)
-    else:
-        signature = key.sign(tbs, ec.ECDSA(algorithm))
-    return x509.load_der_x509_certificate(_der(0x30, tbs + identifier + _der(0x03, b"\x00" + signature)))
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    size = len(content)
-    if size < 0x80:
-        return bytes([tag, size]) + content
-    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(octets)]) + octets + content
-
-
-def _der_header(data: bytes, at: int) -> tuple[int, int]:
-    """Where the content of the DER element at ``at`` starts, and its length."""
-    size, start = data[at + 1], at + 2
-    if size & 0x80:
-        count = size & 0x7F
-        size, start = int.from_bytes(data[start : start + count], "big"), start + count
-    return start, size
-
-
-def _der_content(element: bytes) -> bytes:
-    start, size = _der_header(element, 0)
-    return element[start : start + size]
-
-
-def _der_elements(content: bytes) -> list[bytes]:
-    """The DER elements, each whole (tag, length, content), that make up a SEQUENCE's content."""
-    elements, at = [], 0
-    while at < len(content):
-        start, size = _der_header(content, at)
-        elements.append(content[at : start + size])
-        at = start + size
-    return elements
+    return builder.sign(key, hashes.SHA256())
 
 
 def load_pem_certificates(data: bytes) -> list[x509.Certificate]:
