@@ -173,30 +173,41 @@ def write(rows: list[dict[str, object]], same: dict[str, object], dead: dict[str
     lines = [
         "# Fleet benchmark",
         "",
-        f"Median of {one['runs']} runs each, wall time with start-up, on this machine ({os.cpu_count()} cores; the gateway hosts",
+        (
+            f"Median of {one['runs']} runs each, wall time with start-up, "
+            f"on this machine ({os.cpu_count()} cores; the gateway hosts"
+        ),
         "are containers on the same cores). `smoke`: the whole gate (`pytest -m smoke`). `gateway checks`: the gate's",
         'gateway host checks alone (`pytest -m "infra and gateway"`); `baseline`: the same checks the runbook way,',
         "one `ssh host 'command'` per check (`benchmarks/gateway_checks_by_ssh.sh`).",
         "",
-        "`smoke runner CPU`: CPU seconds the gate itself spent on the runner (pytest, the gathering child, ssh clients),",
+        (
+            "`smoke runner CPU`: CPU seconds the gate itself spent on the runner "
+            "(pytest, the gathering child, ssh clients),"
+        ),
         "not counting the lab's hosts on the same cores.",
         "",
-        "| gateways | smoke | vs 1 gateway | smoke runner CPU | vs 1 gateway | gateway checks | baseline | baseline / gateway checks |",
+        (
+            "| gateways | smoke | vs 1 gateway | smoke runner CPU | vs 1 gateway "
+            "| gateway checks | baseline | baseline / gateway checks |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['gateways']} | {row['smoke_s']:.2f} s | {row['smoke_s'] / one['smoke_s']:.2f}x "
             f"| {row['smoke_runner_cpu_s']:.2f} s | {row['smoke_runner_cpu_s'] / one['smoke_runner_cpu_s']:.2f}x "
-            f"| {row['gateway_checks_s']:.2f} s | {row['baseline_s']:.2f} s | {row['baseline_s'] / row['gateway_checks_s']:.1f}x |"
+            f"| {row['gateway_checks_s']:.2f} s | {row['baseline_s']:.2f} s "
+            f"| {row['baseline_s'] / row['gateway_checks_s']:.1f}x |"
         )
     lines += [
         "",
-        f"The same lab of {same['gateways']} gateways, the gate on one of them and on all {same['gateways']}, runs alternating "
-        f"(median of {same['runs']} each): {same['one_s']:.2f} s and {same['every_s']:.2f} s, "
+        f"The same lab of {same['gateways']} gateways, the gate on one of them and on all {same['gateways']}, "
+        f"runs alternating (median of {same['runs']} each): {same['one_s']:.2f} s and {same['every_s']:.2f} s, "
         f"{same['every_s'] / same['one_s']:.2f}x (exit codes {same['exit_codes']}).",
         "",
-        f"One unreachable gateway ({dead['unreachable']}) among {dead['gateways']}: the gate ended in {dead['seconds']:.1f} s "
+        f"One unreachable gateway ({dead['unreachable']}) among {dead['gateways']}: "
+        f"the gate ended in {dead['seconds']:.1f} s "
         f"(exit {dead['exit_code']}); failures for it: {len(dead['failures_of_victim'])} "
         f"({', '.join(dead['failures_of_victim'])}); failures of the others: {len(dead['failures_of_others'])}.",
         "",

@@ -108,7 +108,8 @@ def main() -> None:
     }
     for name, row in summary.items():
         print(
-            f"{name:<40} n={row['n']:<3} p50={row['p50_ms']:>7.1f} ms  p95={row['p95_ms']:>7.1f} ms  max={row['max_ms']:>7.1f} ms"
+            f"{name:<40} n={row['n']:<3} p50={row['p50_ms']:>7.1f} ms  "
+            f"p95={row['p95_ms']:>7.1f} ms  max={row['max_ms']:>7.1f} ms"
         )
     (REPO / "reports").mkdir(exist_ok=True)
     (REPO / "reports" / "latency.json").write_text(json.dumps(summary, indent=2) + "\n")

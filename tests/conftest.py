@@ -26,7 +26,8 @@ def run_lab(*args: str, timeout_s: float = 1800) -> subprocess.CompletedProcess:
 def lab():
     """The reference lab with one gateway host, up (a no-op when it already is); yields how long ``up`` took.
 
-    Whatever an earlier ``up --gateways N --variant V`` or ``--release`` left: the tests' expectations are of that lab."""
+    Whatever an earlier ``up --gateways N --variant V`` or ``--release`` left: the tests'
+    expectations are of that lab."""
     started = time.monotonic()
     done = run_lab("up", "--gateways", "1", "--variant", "reference", "--reference-agents")
     assert done.returncode == 0, f"viworks-lab up failed (exit {done.returncode}):\n{done.stderr[-3000:]}"

@@ -100,6 +100,7 @@ def write_matrix(rows: list[MatrixRow], healthy_runs: list[SmokeRun], directory:
     for row in rows:
         message = row.first_message.replace("|", "\\|").replace("\n", " ")[:220]
         lines.append(
-            f"| `{row.fault}` | {row.exit_code} | {'<br>'.join(row.failing)} | {message} | {len(row.others)} | {row.seconds:.0f} |"
+            f"| `{row.fault}` | {row.exit_code} | {'<br>'.join(row.failing)} | {message} "
+            f"| {len(row.others)} | {row.seconds:.0f} |"
         )
     (directory / "fault-matrix.md").write_text("\n".join(lines) + "\n")

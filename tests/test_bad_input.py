@@ -166,7 +166,8 @@ def test_a_pytest_without_the_setup_api_asks_for_the_equals_form(tmp_path):
     )
     assert done.returncode == 4 and not done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
     assert done.stderr.strip().splitlines() == [
-        f"ERROR: --snapshot-in {snapshot}: this pytest takes {snapshot} for a test path: give it as --snapshot-in={snapshot}"
+        f"ERROR: --snapshot-in {snapshot}: this pytest takes {snapshot} for a test path: "
+        f"give it as --snapshot-in={snapshot}"
     ]
 
 
@@ -299,7 +300,8 @@ def test_the_message_is_one_line_naming_the_patterns_and_what_there_is():
     message = unknown_patterns_message(["scripts", "no-such-thing"], PATHS, "b.json")
     assert "\n" not in message
     assert message.startswith(
-        "unknown drift paths 'scripts' (did you mean scripts_root?), 'no-such-thing': they select nothing in the baseline b.json"
+        "unknown drift paths 'scripts' (did you mean scripts_root?), 'no-such-thing': "
+        "they select nothing in the baseline b.json"
     )
     assert "known: binary, certificate, containers, files, host, scripts_root, unit;" in message
     assert message.endswith("a path may start with a host: backend-1, edge, gw-1)")

@@ -59,7 +59,8 @@ def test_no_secret_appears_in_any_output(lab, lab_secrets, tmp_path, monkeypatch
         .replace(f'secrets_file = "{REPO}/.lab/secrets.env"', f'secrets_file = "{tmp_path}/secrets.env"')
     )
     (tmp_path / "secrets.env").write_text(
-        f"VIWORKS_JWT_SECRET={canaries['settings secrets file']}\nVIWORKS_AGENT_KEY_FILE={REPO}/.lab/pki/suite-probe-01.key\n"
+        f"VIWORKS_JWT_SECRET={canaries['settings secrets file']}\n"
+        f"VIWORKS_AGENT_KEY_FILE={REPO}/.lab/pki/suite-probe-01.key\n"
         f"VIWORKS_SNAPSHOT_KEY={canaries['snapshot key']}\n"
     )
     monkeypatch.setenv("VIWORKS_API_TOKEN", canaries["environment API token"])

@@ -53,21 +53,22 @@ def test_a_gateway_env_gets_the_labs_identity_edge_and_pki_where_it_has_them():
         "VIW_AGENT_CERT_PATH=/etc/viworks/client.pem\nVIW_AGENT_BACKEND_SPKI_PIN=sha256/AAAA\nRUST_LOG=debug\n"
     )
     filled = fill_gateway_env(given, GATEWAY)
-    assert (
-        filled.splitlines()
-        == [
-            "# site 1",
-            "VIW_AGENT_BACKEND_URL=wss://agent.lab.test/agent/socket",  # the path is the candidate's: a wrong one stays wrong
-            "VIW_AGENT_ID=gw-lab-02",
-            "VIW_AGENT_CERT_PATH=/opt/viworks/agent/certs/client.crt",
-            "VIW_AGENT_BACKEND_SPKI_PIN=sha256/X2IpqPTlj6xW9W6lTs1eQB0WNehMQYIiDDBpd2F7H34=",
-            "RUST_LOG=debug",
-        ]
-    )  # no VIW_AGENT_SITE added: the candidate has none
+    assert filled.splitlines() == [
+        "# site 1",
+        # the path is the candidate's: a wrong one stays wrong
+        "VIW_AGENT_BACKEND_URL=wss://agent.lab.test/agent/socket",
+        "VIW_AGENT_ID=gw-lab-02",
+        "VIW_AGENT_CERT_PATH=/opt/viworks/agent/certs/client.crt",
+        "VIW_AGENT_BACKEND_SPKI_PIN=sha256/X2IpqPTlj6xW9W6lTs1eQB0WNehMQYIiDDBpd2F7H34=",
+        "RUST_LOG=debug",
+    ]  # no VIW_AGENT_SITE added: the candidate has none
 
 
 def test_an_agent_toml_gets_the_labs_outbound_values():
-    given = '[agent]\nlog_level = "info"\n\n[outbound]\nbackend_url = "wss://agent.example.com/ws/agent"  # prod\nagent_id = "gw-x"\nsite = "x"\n'
+    given = (
+        '[agent]\nlog_level = "info"\n\n[outbound]\n'
+        'backend_url = "wss://agent.example.com/ws/agent"  # prod\nagent_id = "gw-x"\nsite = "x"\n'
+    )
     data = tomllib.loads(fill_gateway_toml(given, GATEWAY))
     assert data["outbound"] == {
         "backend_url": "wss://agent.lab.test/ws/agent",

@@ -78,13 +78,15 @@ def test_what_changes_with_every_start_is_not_drift(tmp_path):
         (
             "binary-drift",
             [
-                "backend-lab.binary: 36.7 KB (37585 bytes) sha256 b60fb2f908d2… -> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…"
+                "backend-lab.binary: 36.7 KB (37585 bytes) sha256 b60fb2f908d2… "
+                "-> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…"
             ],
         ),
         (
             "one-network",
             [
-                "backend-lab.containers[viworks-backend-agent-new].networks: [viworks-internal, viworks-public] -> [viworks-internal]"
+                "backend-lab.containers[viworks-backend-agent-new].networks: "
+                "[viworks-internal, viworks-public] -> [viworks-internal]"
             ],
         ),
         (
@@ -105,13 +107,15 @@ def test_what_changes_with_every_start_is_not_drift(tmp_path):
         (
             "gateway-binary-drift",
             [
-                "gw-lab-01.binary: 37.9 KB (38771 bytes) sha256 5b398336a0c5… -> 38.0 KB (38902 bytes) sha256 a85a196e420a…"
+                "gw-lab-01.binary: 37.9 KB (38771 bytes) sha256 5b398336a0c5… "
+                "-> 38.0 KB (38902 bytes) sha256 a85a196e420a…"
             ],
         ),
         (
             "script-tampered",
             [
-                "gw-lab-01.scripts_root[add_user.sh].content: 298 bytes sha256 a8454efe0202… -> 331 bytes sha256 24683c546a1c…"
+                "gw-lab-01.scripts_root[add_user.sh].content: 298 bytes sha256 a8454efe0202… "
+                "-> 331 bytes sha256 24683c546a1c…"
             ],
         ),
         (
@@ -263,8 +267,11 @@ def test_fail_on_drift_fails_exactly_one_check_naming_the_host_and_both_builds(t
         case: message for case, message in verdicts.failed.items() if case.startswith("test_no_gated_drift")
     }
     assert drift_failures == {
-        "test_no_gated_drift_since_the_baseline[local://backend-lab]": f"local://backend-lab: gated facts since the baseline {SNAPSHOTS / 'healthy.json'}: expected no drift; found backend-lab.binary: "
-        "36.7 KB (37585 bytes) sha256 b60fb2f908d2… -> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…",
+        "test_no_gated_drift_since_the_baseline[local://backend-lab]": (
+            f"local://backend-lab: gated facts since the baseline {SNAPSHOTS / 'healthy.json'}: "
+            "expected no drift; found backend-lab.binary: "
+            "36.7 KB (37585 bytes) sha256 b60fb2f908d2… -> 36.8 KB (37723 bytes) sha256 3a86b0b2fe68…"
+        ),
     }, verdicts.output
     assert {
         "test_no_gated_drift_since_the_baseline[ssh://gw-lab-01]",

@@ -71,7 +71,8 @@ def collected_checks(markers: str) -> set[str]:
 
 
 def test_every_check_has_an_area_in_the_reports_grid():
-    """The report's host-by-area grid places a check by its ``area`` marker: a check without one would be lost in "other"."""
+    """The report's host-by-area grid places a check by its ``area`` marker: a check without one would be
+    lost in "other"."""
     assert len(collected_checks("area")) >= 75
     unplaced = collected_checks("not area")
     assert not unplaced, f"checks without an area marker: {sorted(unplaced)}"

@@ -3,8 +3,9 @@
 For each fault: ``viworks-lab break``, the smoke gate as an operator runs it (a separate
 ``pytest -m smoke`` with JUnit), ``viworks-lab heal``. The run must fail; a check named for the
 fault must fail with a message naming the cause; at most two other checks may fail (the ones a
-real outage of that kind also takes down), none for a fault marked ``alone`` (one cause, one failure). The healthy lab passes with zero failures three times
-before and three times after. The matrix is written to reports/fault-matrix.{md,json}.
+real outage of that kind also takes down), none for a fault marked ``alone`` (one cause, one
+failure). The healthy lab passes with zero failures three times before and three times after.
+The matrix is written to reports/fault-matrix.{md,json}.
 """
 
 from __future__ import annotations

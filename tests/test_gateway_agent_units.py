@@ -305,7 +305,11 @@ def test_script_gets_args_on_stdin_and_a_scrubbed_environment(tmp_path, signer, 
         write_script(
             executor.config.scripts_root,
             "add_user.sh",
-            '#!/bin/sh\nargs=$(cat)\nprintf \'{"args":%s,"env":"%s","argc":%s}\\n\' "$args" "$(env | sort | tr \'\\n\' \' \')" "$#"\necho oops >&2\n',
+            (
+                "#!/bin/sh\nargs=$(cat)\n"
+                'printf \'{"args":%s,"env":"%s","argc":%s}\\n\' "$args" "$(env | sort | tr \'\\n\' \' \')" "$#"\n'
+                "echo oops >&2\n"
+            ),
         )
         return await executor.process(
             token(signer, "create_panel_user", {"username": "alice", "password": "pw-123456"}), None

@@ -109,7 +109,8 @@ def test_a_malformed_declared_listener_is_refused(text):
 def test_journal_lines_parse_and_the_quoted_one_is_the_last_trouble():
     text = (
         "2026-11-22T23:21:58+0000 gw-lab-01 viworks-gateway-agent[117]: connecting to wss://a/ws/agent (attempt 1)\n"
-        "2026-11-22T23:21:58+0000 gw-lab-01 viworks-gateway-agent[117]: connect to wss://a/ws/agent failed: Connection refused\n"
+        "2026-11-22T23:21:58+0000 gw-lab-01 viworks-gateway-agent[117]: connect to wss://a/ws/agent failed: "
+        "Connection refused\n"
         "  a continuation line\n"
         "2026-11-22T23:21:59+0000 gw-lab-01 viworks-gateway-agent[117]: reconnecting in 1.6s (failures in a row: 2)\n"
     )
@@ -138,12 +139,18 @@ def test_a_script_program_is_run_by_its_interpreter():
 
 
 def test_a_binary_program_through_a_symlink():
-    text = "program=/opt/viworks/releases/1.4/agent\nexe=/opt/viworks/releases/1.4/agent\nstate=S (sleeping)\nargv:\n/opt/viworks/current\n"
+    text = (
+        "program=/opt/viworks/releases/1.4/agent\nexe=/opt/viworks/releases/1.4/agent\n"
+        "state=S (sleeping)\nargv:\n/opt/viworks/current\n"
+    )
     assert ProcessFacts.parse(5, "/opt/viworks/current", text).runs_program
 
 
 def test_another_program_a_dead_pid_and_a_zombie_are_not_the_agent():
-    text = "program=/opt/viworks/bin/agent\nexe=/usr/bin/python3.11\nstate=S\nargv:\n/usr/bin/python3\n/opt/viworks/viworks-gateway-agent\n"
+    text = (
+        "program=/opt/viworks/bin/agent\nexe=/usr/bin/python3.11\nstate=S\n"
+        "argv:\n/usr/bin/python3\n/opt/viworks/viworks-gateway-agent\n"
+    )
     other = ProcessFacts.parse(117, "/opt/viworks/bin/agent", text)
     assert other.alive and not other.runs_program
     dead = ProcessFacts.parse(4242, "/opt/a", "program=/opt/a\n")

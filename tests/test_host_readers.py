@@ -72,9 +72,12 @@ def host_output(env: str | None = ENV, paths: str = PATHS) -> str:
         f"@@ unit\n{UNIT}@@ unit-rc 0\n"
         f"{env_part}"
         '@@ listeners\ntcp   LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=51,fd=3))\n@@ listeners-rc 0\n'
-        "@@ journal-connected\n2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
-        "@@ journal-last\n2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
-        "@@ process\nprogram=/opt/viworks/viworks-gateway-agent\nexe=/opt/viworks/viworks-gateway-agent\nstate=S (sleeping)\nargv:\n/opt/viworks/viworks-gateway-agent\n"
+        "@@ journal-connected\n"
+        "2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
+        "@@ journal-last\n"
+        "2026-01-01T00:00:01+0000 gw viworks-gateway-agent[4242]: session established agent_id=gw-test-01\n"
+        "@@ process\nprogram=/opt/viworks/viworks-gateway-agent\nexe=/opt/viworks/viworks-gateway-agent\n"
+        "state=S (sleeping)\nargv:\n/opt/viworks/viworks-gateway-agent\n"
         f"{paths}"
     )
 

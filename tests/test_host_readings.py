@@ -111,12 +111,18 @@ def test_disk_usage_skips_files_and_pseudo_mounts(tmp_path):
 def test_net_dev_and_passwd_users():
     net = (
         "Inter-|   Receive                                                |  Transmit\n"
-        " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n"
-        "    lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0\n"
-        "  eth0: 123456     100    0    0    0     0          0         0    65432      90    0    0    0     0       0          0\n"
+        " face |bytes    packets errs drop fifo frame compressed multicast"
+        "|bytes    packets errs drop fifo colls carrier compressed\n"
+        "    lo:    1000      10    0    0    0     0          0         0"
+        "     1000      10    0    0    0     0       0          0\n"
+        "  eth0: 123456     100    0    0    0     0          0         0 "
+        "   65432      90    0    0    0     0       0          0\n"
     )
     assert hr.parse_net_dev(net)["eth0"] == {"rx_bytes": 123456, "tx_bytes": 65432}
-    passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\nnobody:x:65534:65534::/:/usr/sbin/nologin\n"
+    passwd = (
+        "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\n"
+        "nobody:x:65534:65534::/:/usr/sbin/nologin\n"
+    )
     assert hr.parse_passwd_users(passwd) == [
         {"username": "alice", "uid": 1000, "home": "/home/alice", "shell": "/bin/bash"}
     ]

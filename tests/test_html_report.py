@@ -114,8 +114,8 @@ def test_the_report_leads_with_the_verdict_and_a_host_by_area_grid(chromium, fau
     ), cells
     assert 'href="#cell-0-network"' in grid and 'id="cell-0-network"' in dom
     assert (
-        "backend-lab.containers[viworks-backend-agent-new].networks: [viworks-internal, viworks-public] -&gt; [viworks-internal]"
-        in dom
+        "backend-lab.containers[viworks-backend-agent-new].networks: "
+        "[viworks-internal, viworks-public] -&gt; [viworks-internal]" in dom
     )
 
 

@@ -53,7 +53,8 @@ def test_a_verdict_is_one_line_host_first_expected_then_found():
         found="Restart=no",
         evidence="systemctl cat viworks-gateway-agent",
     ) == (
-        "ssh://gw-1: viworks-gateway-agent.service: expected Restart=always; found Restart=no (systemctl cat viworks-gateway-agent)"
+        "ssh://gw-1: viworks-gateway-agent.service: expected Restart=always; found Restart=no "
+        "(systemctl cat viworks-gateway-agent)"
     )
     assert (
         verdict_line("agent://gw-1", expected="Online", found="Offline\nsince 10:00")

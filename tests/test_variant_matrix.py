@@ -71,6 +71,7 @@ def _write_report() -> None:
     for row in rows:
         failures = "<br>".join(row["failures"]) or "0"
         lines.append(
-            f"| `{row['variant']}` | {row['description']} | {row['checks']} | {failures} | {row['skipped']} | {row['up_s']} | {row['gate_s']} |"
+            f"| `{row['variant']}` | {row['description']} | {row['checks']} | {failures} "
+            f"| {row['skipped']} | {row['up_s']} | {row['gate_s']} |"
         )
     (reports / "variant-matrix.md").write_text("\n".join(lines) + "\n")

@@ -39,7 +39,11 @@ def _until(days: int) -> str:
 def test_a_waived_failure_keeps_the_gate_green_and_stays_visible(tmp_path):
     waivers = _waivers(
         tmp_path,
-        f'check = "{NETWORK_CHECK}"\nhost = "backend-lab"\njustification = "INC-4711: second network in the March deploy"\nexpires = {_until(30)}',
+        (
+            f'check = "{NETWORK_CHECK}"\nhost = "backend-lab"\n'
+            'justification = "INC-4711: second network in the March deploy"\n'
+            f"expires = {_until(30)}"
+        ),
     )
     verdicts, summary = _judge_with(tmp_path, waivers)
     assert verdicts.exit_code == 0 and not verdicts.failed, verdicts.output

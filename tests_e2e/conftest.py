@@ -33,7 +33,8 @@ def probe_sessions(verified_edge, settings, probe_identity, api, recorder):
         open_session(edge, client_cert=cert, client_key=key).close()
     except UpgradeRefused as exc:
         pytest.skip(
-            f"{edge.wss_url()}: the agent path does not upgrade (HTTP {exc.status}; see test_agent_path_upgrades_with_a_client_certificate)"
+            f"{edge.wss_url()}: the agent path does not upgrade "
+            f"(HTTP {exc.status}; see test_agent_path_upgrades_with_a_client_certificate)"
         )
 
     @contextlib.contextmanager

@@ -69,7 +69,8 @@ def test_a_forged_identity_header_does_not_choose_the_agent_id(
         )
     except UpgradeRefused as exc:
         pytest.skip(
-            f"{verified_edge.wss_url()}: the agent path does not upgrade (HTTP {exc.status}; see test_agent_path_upgrades_with_a_client_certificate)"
+            f"{verified_edge.wss_url()}: the agent path does not upgrade "
+            f"(HTTP {exc.status}; see test_agent_path_upgrades_with_a_client_certificate)"
         )
     session.close()
     if answer.is_type(protocol.WELCOME):
@@ -80,7 +81,8 @@ def test_a_forged_identity_header_does_not_choose_the_agent_id(
             f"({', '.join(f'{k}: {v}' for k, v in forged.items())})",
             expected="a refusal",
             found="welcomed",
-            evidence=f"nginx must set {settings.backend.identity_headers[0]} from the verified certificate, not pass the client's",
+            evidence=f"nginx must set {settings.backend.identity_headers[0]} from the verified certificate, "
+            "not pass the client's",
         )
 
 

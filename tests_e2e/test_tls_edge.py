@@ -117,6 +117,7 @@ def test_served_certificate_is_not_near_expiry(edge_snapshot, fact_of, settings,
     if remaining <= edge.cert_warn_days:
         # Inside the warning window: reported in the summary, not a failure.
         warnings.warn(
-            f"{edge_snapshot.domain}: served certificate expires in {remaining:.1f} days (warning at {edge.cert_warn_days})",
+            f"{edge_snapshot.domain}: served certificate expires in {remaining:.1f} days "
+            f"(warning at {edge.cert_warn_days})",
             stacklevel=1,  # the check itself is where the warning belongs
         )

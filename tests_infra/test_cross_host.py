@@ -50,7 +50,8 @@ def test_gateway_pin_matches_the_served_certificate(
         fail(
             gateway_host.id,
             f"{SPKI_PIN} in {config_source(SPKI_PIN)}",
-            expected=f"the gateway to pin the served key ({edge_snapshot.domain} serves a certificate with pin {spki_pin(leaf)})",
+            expected="the gateway to pin the served key "
+            f"({edge_snapshot.domain} serves a certificate with pin {spki_pin(leaf)})",
             found=", ".join(p.value for p in configured),
             evidence="update the pin, or the certificate nginx serves",
         )
@@ -98,9 +99,10 @@ def test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_wit
         fail(
             gateway_host.id,
             path,
-            expected=f"the gateway's certificate to chain to one of them, the CAs {backend_host.id}: {nginx} verifies clients with "
-            f"({client_ca_path}: {_named(nginx_cas)})",
-            found=f"it issued by {certificate.issuer.rfc4514_string()}{' (with ' + _named(intermediates) + ')' if intermediates else ''}",
+            expected=f"the gateway's certificate to chain to one of them, the CAs {backend_host.id}: {nginx} "
+            f"verifies clients with ({client_ca_path}: {_named(nginx_cas)})",
+            found=f"it issued by {certificate.issuer.rfc4514_string()}"
+            f"{' (with ' + _named(intermediates) + ')' if intermediates else ''}",
             evidence="nginx refuses it",
         )
 

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         "--variant",
         default=None,
         metavar="NAME",
-        help="build a healthy variant written differently (see `variants`; default: as the last up said, else reference)",
+        help="build a healthy variant written differently "
+        "(see `variants`; default: as the last up said, else reference)",
     )
     rehearsal = up.add_argument_group(
         "release rehearsal",
@@ -139,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("no lab containers")
             for row in rows:
                 print(
-                    f"{row['container']:<28} {row['state']:<10} restarts={row['restarts']:<3} {row['networks']:<34} {row['ports']}"
+                    f"{row['container']:<28} {row['state']:<10} restarts={row['restarts']:<3} "
+                    f"{row['networks']:<34} {row['ports']}"
                 )
     except CandidateDidNotStart as exc:
         _log(str(exc))

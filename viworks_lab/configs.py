@@ -161,7 +161,10 @@ def stock_service_files(material: Material) -> dict[str, tuple[bytes, int]]:
     """A stock gateway host's services, configured as the lab's container allows them to run."""
     stock = FIXTURES / "gateway" / "stock"
     knock_key = hashlib.sha256(("fwknop:" + material.jwt_secret).encode()).digest()
-    access = f"SOURCE ANY\nKEY_BASE64 {base64.b64encode(knock_key[:16]).decode()}\nHMAC_KEY_BASE64 {base64.b64encode(knock_key).decode()}\n"
+    access = (
+        f"SOURCE ANY\nKEY_BASE64 {base64.b64encode(knock_key[:16]).decode()}\n"
+        f"HMAC_KEY_BASE64 {base64.b64encode(knock_key).decode()}\n"
+    )
     return {
         "/usr/local/vpnserver/vpnserver.py": ((stock / "vpnserver.py").read_bytes(), 0o644),
         "/etc/systemd/system/vpnserver.service": ((stock / "vpnserver.service").read_bytes(), 0o644),

@@ -410,7 +410,8 @@ class Lab(LabReadiness):
     def _deploy_gateway(
         self, material: Material, build: Build, gateway: GatewayHost, candidate: Candidate | None = None
     ) -> str:
-        """Install the gateway agent the way a deploy would: binary, .env, certs, scripts, unit. Returns its known_hosts line."""
+        """Install the gateway agent the way a deploy would: binary, .env, certs, scripts, unit.
+        Returns its known_hosts line."""
         container = self.client.containers.get(gateway.container)
         self._wait(
             lambda: topology.exec_checked(container, ["systemctl", "is-system-running"], "systemd").strip(),

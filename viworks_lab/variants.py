@@ -81,7 +81,8 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "intermediate-ca",
             "root -> issuing intermediate -> leaf for the edge (full chain served) and for client "
-            "certificates (their files carry the intermediate); the gateway's trust bundle and nginx's client CA hold the chain",
+            "certificates (their files carry the intermediate); "
+            "the gateway's trust bundle and nginx's client CA hold the chain",
             pki="intermediate",
         ),
         Variant(

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="PATTERN",
-        help="leave out drift whose path matches (e.g. certificates, gw-lab-01.unit.Restart); repeatable, comma-separated",
+        help="leave out drift whose path matches (e.g. certificates, gw-lab-01.unit.Restart); "
+        "repeatable, comma-separated",
     )
     args = parser.parse_args(argv)
     return snapshot_command(args) if args.command == "snapshot" else diff_command(args)
@@ -118,7 +119,10 @@ def diff_command(args: argparse.Namespace) -> int:
 
 def _headline(drift: Drift, significant: list[DriftItem], args: argparse.Namespace) -> str:
     if not significant:
-        return f"{args.before} -> {args.after}: {drift.summary() if not drift.significant() else 'no drift outside the ignored paths'}"
+        return (
+            f"{args.before} -> {args.after}: "
+            f"{drift.summary() if not drift.significant() else 'no drift outside the ignored paths'}"
+        )
     hosts = sorted({item.host for item in significant})
     return f"{args.before} -> {args.after}: {len(significant)} facts drifted on {', '.join(hosts)}"
 
@@ -126,7 +130,8 @@ def _headline(drift: Drift, significant: list[DriftItem], args: argparse.Namespa
 def drift_html(drift: Drift, shown: list[DriftItem], before: str, after: str) -> str:
     """A self-contained page: the summary, then one row per drifted fact."""
     rows = "".join(
-        f"<tr class='{html.escape(item.change)}{' volatile' if item.volatile else ''}'><td><code>{html.escape(item.path)}</code></td>"
+        f"<tr class='{html.escape(item.change)}{' volatile' if item.volatile else ''}'>"
+        f"<td><code>{html.escape(item.path)}</code></td>"
         f"<td>{html.escape(item.change)}</td><td>{html.escape(REDACTOR.redact(item.to_json()['before']))}</td>"
         f"<td>{html.escape(REDACTOR.redact(item.to_json()['after']))}</td></tr>"
         for item in shown
@@ -134,10 +139,13 @@ def drift_html(drift: Drift, shown: list[DriftItem], before: str, after: str) ->
     notes = "".join(f"<p class='note'>{html.escape(note)}</p>" for note in drift.notes)
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ViWorkS drift</title><style>"
-        "body{font-family:sans-serif;margin:2em} td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}"
-        ".changed td:nth-child(2){color:#b35c00}.added td:nth-child(2){color:#1a7f37}.removed td:nth-child(2){color:#cf222e}"
+        "body{font-family:sans-serif;margin:2em} "
+        "td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}"
+        ".changed td:nth-child(2){color:#b35c00}.added td:nth-child(2){color:#1a7f37}"
+        ".removed td:nth-child(2){color:#cf222e}"
         ".volatile{color:#888}</style></head><body>"
-        f"<h1>Drift: {html.escape(before)} &rarr; {html.escape(after)}</h1><p><strong>{html.escape(drift.summary())}</strong></p>{notes}"
+        f"<h1>Drift: {html.escape(before)} &rarr; {html.escape(after)}</h1>"
+        f"<p><strong>{html.escape(drift.summary())}</strong></p>{notes}"
         f"<table><tr><th>fact</th><th>change</th><th>before</th><th>after</th></tr>{rows}</table></body></html>\n"
     )
 

@@ -1,4 +1,5 @@
-"""The gateway agent at run time: its process is the unit's program and listens on nothing; the host listens only where declared."""
+"""The gateway agent at run time: its process is the unit's program and listens on nothing;
+the host listens only where declared."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway
             gateway_host.id,
             gateway_unit.unit,
             expected="a running agent process",
-            found=f"MainPID={pid}, ExecStart={program or '<none>'} (ActiveState={gateway_unit.get('ActiveState') or '?'})",
+            found=f"MainPID={pid}, ExecStart={program or '<none>'} "
+            f"(ActiveState={gateway_unit.get('ActiveState') or '?'})",
         )
     facts = fact_of(gateway_snapshot, "process").require()
     if not facts.alive or not facts.runs_program:

@@ -42,6 +42,7 @@ def test_agent_logged_a_connected_session_since_its_last_start(
     fail(
         gateway_host.id,
         gateway_unit.unit,
-        expected=f"the agent connected to the backend: {pattern!r} in the journal since it started ({started}, invocation {invocation})",
+        expected=f"the agent connected to the backend: {pattern!r} in the journal since it started "
+        f"({started}, invocation {invocation})",
         found=f"no {pattern!r}; {seen}",
     )

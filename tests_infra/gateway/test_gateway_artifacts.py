@@ -43,7 +43,8 @@ def test_gateway_binary_is_the_expected_release(
             gateway_host.id,
             program,
             expected="the target to name the gateway build to expect",
-            found=f"no expected build to compare with: set [release.gateway] sha256 (or size, or size_min and size_max), or a "
+            found="no expected build to compare with: set [release.gateway] sha256 "
+            "(or size, or size_min and size_max), or a "
             f"release_manifest with a gateway entry, in {settings.source}",
         )
     if release_mismatch(size, digest, expected) is not None:
@@ -63,7 +64,8 @@ def test_scripts_are_the_released_ones(gateway_host, gateway_env, gateway_snapsh
         fail(
             gateway_host.id,
             expected="the scripts' sha256 from the release, to compare with",
-            found=f"none: set [release.gateway] scripts (name = sha256) or a release_manifest with them in {settings.source}",
+            found="none: set [release.gateway] scripts (name = sha256) "
+            f"or a release_manifest with them in {settings.source}",
         )
     root = gateway_env.get(SCRIPTS_ROOT)
     if not root:

@@ -1,4 +1,5 @@
-"""The gateway agent's configuration as it reads it (.env over agent.toml): every key, the backend through the edge, a real pin, the features."""
+"""The gateway agent's configuration as it reads it (.env over agent.toml): every key, the backend through the edge,
+a real pin, the features."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def test_env_has_every_required_key(gateway_host, gateway_env, gateway_snapshot,
 
 @pytest.mark.smoke
 def test_env_has_no_key_the_agent_does_not_know(gateway_host, gateway_snapshot, fact_of, settings):
-    """A key the agent does not read is ignored without a word: a typo (VIW_AGENT_BACKEND_ULR) leaves the real key unset."""
+    """A key the agent does not read is ignored without a word: a typo (VIW_AGENT_BACKEND_ULR) leaves the
+    real key unset."""
     env = fact_of(gateway_snapshot, "env").require()
     gateway = settings.gateway
     unknown = unknown_keys(env, [*gateway.required_env_keys, *gateway.extra_env_keys])

@@ -71,13 +71,15 @@ def test_client_certificate_is_not_near_expiry(gateway_host, gateway_snapshot, g
         fail(
             gateway_host.id,
             expected=f"the client certificate to be valid for more than {fail_days} days",
-            found=f"client certificate {'expired' if remaining <= 0 else f'expires in {remaining:.1f} days'} (not after {not_after})",
+            found=f"client certificate {'expired' if remaining <= 0 else f'expires in {remaining:.1f} days'}"
+            f" (not after {not_after})",
             evidence="renew it",
         )
     if remaining <= warn_days:
         # Inside the warning window: reported in the summary, not a failure.
         warnings.warn(
-            f"{gateway_host.id}: client certificate expires in {remaining:.1f} days ({not_after}; warning at {warn_days})",
+            f"{gateway_host.id}: client certificate expires in {remaining:.1f} days "
+            f"({not_after}; warning at {warn_days})",
             stacklevel=1,  # the check itself is where the warning belongs
         )
 
@@ -92,7 +94,8 @@ def test_client_certificate_chains_to_the_ca(gateway_host, gateway_pki, gateway_
         fail(
             gateway_host.id,
             "client certificate",
-            expected=f"a certificate the CA in {gateway_env.get(TRUST_BUNDLE)} issued ({'; '.join(ca.subject.rfc4514_string() for ca in anchors)})",
+            expected=f"a certificate the CA in {gateway_env.get(TRUST_BUNDLE)} issued "
+            f"({'; '.join(ca.subject.rfc4514_string() for ca in anchors)})",
             found=f"one issued by {certificate.issuer.rfc4514_string()}, which is not signed by the CA",
         )
 
@@ -106,7 +109,8 @@ def test_client_certificate_matches_the_key(gateway_host, gateway_pki, gateway_e
         fail(
             gateway_host.id,
             gateway_env.get(KEY_PATH),
-            expected=f"the certificate's own key (the certificate {gateway_env.get(CERT_PATH)} is of public key {spki_digest(cert_spki)})",
+            expected=f"the certificate's own key (the certificate {gateway_env.get(CERT_PATH)} "
+            f"is of public key {spki_digest(cert_spki)})",
             found=f"the key of public key {spki_digest(key_spki)}",
         )
 

@@ -32,7 +32,8 @@ def read_edge(endpoint: EdgeEndpoint) -> EdgeSnapshot:
         ]
     except (OSError, ssl.SSLError, ValueError) as exc:
         snap.connection = Fact.failed(
-            f"{domain}: cannot read the certificate {endpoint.address}:{endpoint.edge.https_port} serves: {type(exc).__name__}: {exc}"
+            f"{domain}: cannot read the certificate {endpoint.address}:{endpoint.edge.https_port} serves: "
+            f"{type(exc).__name__}: {exc}"
         )
         snap.gather_ms = round((time.time() - started) * 1000, 1)
         return snap

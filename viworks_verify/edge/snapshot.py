@@ -1,4 +1,5 @@
-"""The TLS edge as a client sees it, declared once (filled by ``edge.reader``, judged by ``tests_e2e/test_tls_edge.py``)."""
+"""The TLS edge as a client sees it, declared once (filled by ``edge.reader``, judged by
+``tests_e2e/test_tls_edge.py``)."""
 
 from __future__ import annotations
 

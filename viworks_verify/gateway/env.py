@@ -66,7 +66,8 @@ def unknown_keys(env: Mapping[str, str], known: tuple[str, ...] | list[str]) -> 
 
 
 def expected_backend_url(domain: str, ws_path: str, https_port: int = 443) -> str:
-    """The agent WebSocket URL as an agent writes it: ``wss://`` the agent domain (the port only when not 443) and path."""
+    """The agent WebSocket URL as an agent writes it: ``wss://`` the agent domain (the port only when not 443)
+    and path."""
     port = "" if https_port == 443 else f":{https_port}"
     return f"wss://{domain}{port}{ws_path}"
 
@@ -127,7 +128,10 @@ def pin_problem(text: str | None) -> str | None:
         distinct = len(set(digest))
         if distinct < _MIN_DISTINCT_DIGEST_BYTES:
             plural = "" if distinct == 1 else "s"
-            return f"pin {pin.value} is a placeholder (a digest of {distinct} distinct byte value{plural}; a real SHA-256 has about 30)"
+            return (
+                f"pin {pin.value} is a placeholder "
+                f"(a digest of {distinct} distinct byte value{plural}; a real SHA-256 has about 30)"
+            )
     return None
 
 

@@ -331,7 +331,8 @@ def _env(host_id: str, env_file: str, parts: dict[str, str], hasher: SecretHashe
 def _listeners(host_id: str, parts: dict[str, str]) -> Fact:
     if parts.get("listeners-rc", "1") != "0":
         return Fact.failed(
-            f"{host_id}: {ss_listeners.COMMAND} failed (exit {parts.get('listeners-rc', '?')}): {parts.get('listeners', '').strip()[:200]}"
+            f"{host_id}: {ss_listeners.COMMAND} failed (exit {parts.get('listeners-rc', '?')}): "
+            f"{parts.get('listeners', '').strip()[:200]}"
         )
     return Fact(ss_listeners.HostListeners(tuple(ss_listeners.parse(parts.get("listeners", "")))))
 

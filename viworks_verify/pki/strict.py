@@ -225,9 +225,9 @@ def _path(
                 Finding(
                     "chain",
                     (
-                        f"{_label(last)} is issued by {last.issuer.rfc4514_string() or '(empty issuer)'}, which is neither "
-                        f"sent nor a trust anchor: the {purpose} must send the full chain (leaf, then every intermediate), "
-                        f"{_judges(purpose)} do not fetch missing intermediates"
+                        f"{_label(last)} is issued by {last.issuer.rfc4514_string() or '(empty issuer)'}, "
+                        f"which is neither sent nor a trust anchor: the {purpose} must send the full chain "
+                        f"(leaf, then every intermediate), {_judges(purpose)} do not fetch missing intermediates"
                     ),
                 )
             )

@@ -172,7 +172,8 @@ def diff_runs(before: RunSnapshot, after: RunSnapshot) -> Drift:
     compare_secrets = not (before.secret_key_id and after.secret_key_id and before.secret_key_id != after.secret_key_id)
     if not compare_secrets:
         notes.append(
-            "secret values not compared: the two snapshots hash them with different keys (set VIWORKS_SNAPSHOT_KEY to the same value for both)"
+            "secret values not compared: the two snapshots hash them with different keys "
+            "(set VIWORKS_SNAPSHOT_KEY to the same value for both)"
         )
     items: list[DriftItem] = []
     compared = 0
@@ -263,7 +264,8 @@ def unknown_patterns_message(unknown: list[str], paths: Iterable[str], baseline:
     ]
     hosts = sorted({split_path(path)[0] for path in paths})
     return (
-        f"unknown drift path{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: {'they select' if len(unknown) > 1 else 'it selects'}"
+        f"unknown drift path{'s' if len(unknown) > 1 else ''} {', '.join(hints)}: "
+        f"{'they select' if len(unknown) > 1 else 'it selects'}"
         f" nothing in the baseline{' ' + baseline if baseline else ''} (known: {_some(segments, limit)};"
         f" a path may start with a host: {_some(hosts, limit // 3)})"
     )

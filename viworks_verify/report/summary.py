@@ -96,12 +96,15 @@ def html_summary(facts: dict[str, str], recorder: Recorder) -> list[str]:
     figures = recorder.summary()
     if figures:
         body = "".join(
-            f"<tr><td>{html.escape(str(r['name']))}</td><td>{r['count']}</td><td>{r['p50']:.1f} {html.escape(str(r['unit']))}</td>"
-            f"<td>{r['p95']:.1f} {html.escape(str(r['unit']))}</td><td>{r['max']:.1f} {html.escape(str(r['unit']))}</td></tr>"
+            f"<tr><td>{html.escape(str(r['name']))}</td><td>{r['count']}</td>"
+            f"<td>{r['p50']:.1f} {html.escape(str(r['unit']))}</td>"
+            f"<td>{r['p95']:.1f} {html.escape(str(r['unit']))}</td>"
+            f"<td>{r['max']:.1f} {html.escape(str(r['unit']))}</td></tr>"
             for r in figures
         )
         parts.append(
-            "<h2>Figures</h2><table class='viworks-figures'><tr><th>figure</th><th>n</th><th>p50</th><th>p95</th><th>max</th></tr>"
+            "<h2>Figures</h2><table class='viworks-figures'>"
+            "<tr><th>figure</th><th>n</th><th>p50</th><th>p95</th><th>max</th></tr>"
             f"{body}</table>"
         )
     return parts

@@ -45,14 +45,17 @@ STYLE = """<style>
 .viworks-banner { padding: 14px 20px; border-radius: 6px; color: #fff; margin: 8px 0 14px; }
 .viworks-banner.go { background: #1a7f37; } .viworks-banner.no-go { background: #cf222e; }
 .viworks-banner .verdict { font-size: 44px; font-weight: 700; letter-spacing: 1px; }
-.viworks-banner table td, .viworks-banner table th { color: #fff; padding: 1px 12px 1px 0; text-align: left; vertical-align: top; }
+.viworks-banner table td, .viworks-banner table th { color: #fff; padding: 1px 12px 1px 0; \
+text-align: left; vertical-align: top; }
 table.viworks-grid { border-collapse: collapse; margin: 6px 0 12px; }
 table.viworks-grid th, table.viworks-grid td { border: 1px solid #d0d7de; padding: 4px 10px; text-align: center; }
 table.viworks-grid th.row { text-align: left; }
 table.viworks-grid td a { color: #fff; text-decoration: none; font-weight: 600; }
 td.cell-passed { background: #1a7f37; } td.cell-failed { background: #cf222e; }
 td.cell-waived { background: #bf8700; } td.cell-skipped { background: #8c959f; } td.cell-none { background: #f6f8fa; }
-.viworks-cells details { margin: 2px 0; } .viworks-cells details.passed:not(:target), .viworks-cells details.skipped:not(:target) { display: none; } .viworks-cells li.failed, .viworks-cells li.error { color: #cf222e; }
+.viworks-cells details { margin: 2px 0; } \
+.viworks-cells details.passed:not(:target), .viworks-cells details.skipped:not(:target) { display: none; } \
+.viworks-cells li.failed, .viworks-cells li.error { color: #cf222e; }
 </style>"""
 
 
@@ -95,7 +98,10 @@ def banner_html(
         )
     body = "".join(f"<tr><th>{_text(k)}</th><td>{_text(v)}</td></tr>" for k, v in lines)
     css = "go" if decision == GO else "no-go"
-    return f"{STYLE}{MOVE_ENVIRONMENT_DOWN}<div class='viworks-banner {css}' id='viworks-verdict'><div class='verdict'>{decision}</div><table>{body}</table></div>"
+    return (
+        f"{STYLE}{MOVE_ENVIRONMENT_DOWN}<div class='viworks-banner {css}' id='viworks-verdict'>"
+        f"<div class='verdict'>{decision}</div><table>{body}</table></div>"
+    )
 
 
 def grid_html(outcomes: list[CheckOutcome], rows: list[tuple[str, str]]) -> str:
@@ -120,12 +126,14 @@ def grid_html(outcomes: list[CheckOutcome], rows: list[tuple[str, str]]) -> str:
             state = _cell_state(found)
             anchor = f"cell-{row_index}-{area}"
             tds.append(
-                f"<td class='cell-{state}' title='{_text(state)}'><a href='#{anchor}'>{_text(_cell_text(found))}</a></td>"
+                f"<td class='cell-{state}' title='{_text(state)}'>"
+                f"<a href='#{anchor}'>{_text(_cell_text(found))}</a></td>"
             )
             details.append(_cell_details(anchor, f"{label} / {area_label}", state, found))
         body.append(f"<tr><th class='row'>{_text(label)}</th>{''.join(tds)}</tr>")
     return (
-        f"<h2>Hosts and areas</h2><table class='viworks-grid' id='viworks-grid'><tr><th>host</th>{head}</tr>{''.join(body)}</table>"
+        "<h2>Hosts and areas</h2><table class='viworks-grid' id='viworks-grid'>"
+        f"<tr><th>host</th>{head}</tr>{''.join(body)}</table>"
         f"<div class='viworks-cells'>{''.join(details)}</div>"
     )
 
@@ -133,7 +141,10 @@ def grid_html(outcomes: list[CheckOutcome], rows: list[tuple[str, str]]) -> str:
 def drift_html(drift: dict[str, Any]) -> str:
     items = "".join(f"<li><code>{_text(item['line'])}</code></li>" for item in drift["items"])
     notes = "".join(f"<p>{_text(note)}</p>" for note in drift.get("notes", []))
-    return f"<h2>Drift since the baseline</h2><p>{_text(drift['summary'])}</p>{notes}<ul class='viworks-drift'>{items}</ul>"
+    return (
+        f"<h2>Drift since the baseline</h2><p>{_text(drift['summary'])}</p>{notes}"
+        f"<ul class='viworks-drift'>{items}</ul>"
+    )
 
 
 def waivers_html(waivers: list[dict[str, Any]]) -> str:
@@ -164,7 +175,10 @@ def _cell_details(anchor: str, title: str, state: str, found: list[CheckOutcome]
         for o in found
     )
     opened = " open" if state in ("failed", "waived") else ""
-    return f"<details id='{anchor}' class='{state}'{opened}><summary>{_text(title)}: {_text(state)}</summary><ul>{items}</ul></details>"
+    return (
+        f"<details id='{anchor}' class='{state}'{opened}>"
+        f"<summary>{_text(title)}: {_text(state)}</summary><ul>{items}</ul></details>"
+    )
 
 
 def _text(value: Any) -> str:

@@ -70,7 +70,10 @@ class TargetHost:
             try:
                 result = self.testinfra.run("true")
                 if result.rc != 0:
-                    self._failure = f"{self.id} unreachable: {(result.stderr or result.stdout).strip()[:200] or f'exit {result.rc}'}"
+                    self._failure = (
+                        f"{self.id} unreachable: "
+                        f"{(result.stderr or result.stdout).strip()[:200] or f'exit {result.rc}'}"
+                    )
             except Exception as exc:
                 self._failure = f"{self.id} unreachable: {connection_error(exc)}"
         if self._failure:

@@ -8,7 +8,8 @@ from typing import Any
 
 @dataclasses.dataclass(frozen=True)
 class Declared:
-    """A listener a target declares for its hosts: ``sshd`` (any port), ``sshd:22`` (TCP or UDP), ``vpnserver:1194/udp``."""
+    """A listener a target declares for its hosts: ``sshd`` (any port), ``sshd:22`` (TCP or UDP),
+    ``vpnserver:1194/udp``."""
 
     process: str
     port: int | None = None

@@ -52,7 +52,8 @@ class InventoryHost:
 
 
 def ssh_control_dir() -> Path:
-    """Where ssh keeps its shared connections: stable, so a run reuses the last run's (ControlPersist), as Ansible does."""
+    """Where ssh keeps its shared connections: stable, so a run reuses the last run's (ControlPersist), as
+    Ansible does."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "viworks-verify" / "ssh"
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -205,7 +205,8 @@ class Settings(_Section):
     probe: Probe = Field(default_factory=Probe)
     timing: Timing = Field(default_factory=Timing)
     drift: Drift = Field(default_factory=Drift)
-    # Known failures accepted until a date (see viworks_verify.report.waivers); None: waivers.toml beside this file, if any.
+    # Known failures accepted until a date (see viworks_verify.report.waivers);
+    # None: waivers.toml beside this file, if any.
     waivers: Path | None = None
 
 
@@ -304,7 +305,8 @@ def _with_manifest(settings: Settings) -> Settings:
         return settings
     if not settings.release_manifest.exists():
         raise SettingsError(
-            f"{settings.source}: release_manifest {settings.release_manifest} does not exist{_hinted(settings.missing_file_hint)}"
+            f"{settings.source}: release_manifest {settings.release_manifest} does not exist"
+            f"{_hinted(settings.missing_file_hint)}"
         )
     try:
         manifest = json.loads(settings.release_manifest.read_text())

@@ -1,1 +1,2 @@
-"""The agent WebSocket protocol: frames, the session state machines of both ends, signed commands, the suite's synthetic agent and the command round trips."""
+"""The agent WebSocket protocol: frames, the session state machines of both ends, signed commands, the suite's
+synthetic agent and the command round trips."""

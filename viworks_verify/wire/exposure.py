@@ -28,7 +28,8 @@ class DirectAnswer:
 
 
 def forged_identity(headers: tuple[str, ...], agent_id: str) -> dict[str, str]:
-    """The identity headers as a forger sends them: the first (the subject CN) naming ``agent_id``, the rest "SUCCESS"."""
+    """The identity headers as a forger sends them: the first (the subject CN) naming ``agent_id``, the rest
+    "SUCCESS"."""
     return {name: agent_id if index == 0 else "SUCCESS" for index, name in enumerate(headers)}
 
 

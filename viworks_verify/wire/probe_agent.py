@@ -239,7 +239,8 @@ def start_probe(
     hello_agent_id: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[Session, protocol.Frame, float]:
-    """Upgrade (with ``headers``, when given) and say hello; return the session, the backend's answer and the upgrade time (ms)."""
+    """Upgrade (with ``headers``, when given) and say hello; return the session, the backend's answer and the
+    upgrade time (ms)."""
     started = time.perf_counter()
     session = open_session(endpoint, client_cert=client_cert, client_key=client_key, headers=headers)
     upgrade_ms = (time.perf_counter() - started) * 1000

@@ -1,4 +1,5 @@
-"""The agent WebSocket server: the upgrade, hello/welcome, the session loop and its frames, as a part of ``BackendAgent``."""
+"""The agent WebSocket server: the upgrade, hello/welcome, the session loop and its frames, as a part
+of ``BackendAgent``."""
 
 from __future__ import annotations
 

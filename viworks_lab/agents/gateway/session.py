@@ -1,4 +1,5 @@
-"""The agent: one outbound wss session at a time (hello, welcome, heartbeat, telemetry, commands), reconnecting with backoff."""
+"""The agent: one outbound wss session at a time (hello, welcome, heartbeat, telemetry, commands),
+reconnecting with backoff."""
 
 from __future__ import annotations
 
@@ -337,7 +338,10 @@ class GatewayAgent:
                     status, body = "404 Not Found", {"error": "not found"}
                 data = json.dumps(body).encode()
                 writer.write(
-                    f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                    (
+                        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
+                    ).encode()
                     + data
                 )
                 await writer.drain()
