@@ -2,7 +2,8 @@
 
 import pytest
 
-from viworks_verify.backend.config import BackendConfigError, ServiceUrl, parse_backend_config
+from viworks_verify.backend.config import BackendConfigError, RecordedConfig, ServiceUrl, parse_backend_config
+from viworks_verify.core.secret_hash import SecretHasher
 
 CONFIG = """
 [server]
@@ -45,6 +46,18 @@ def test_urls_show_only_masked_passwords_and_every_secret_is_listed():
     for secret in config.secrets:
         assert secret not in shown
     assert "/app/config/command-signing.key" not in config.secrets  # a path to a key is not a secret
+
+
+def test_a_snapshot_keeps_the_secrets_as_keyed_hashes_and_compares_urls_by_their_parts():
+    hasher = SecretHasher(b"k" * 32)
+    recorded = RecordedConfig.of(parse_backend_config(CONFIG), hasher)
+    assert RecordedConfig.from_json(recorded.to_json()) == recorded
+    assert recorded.database.password == hasher("pg-Secret-9")
+    assert sorted(recorded.secrets) == sorted(hasher(s) for s in ("pg-Secret-9", "rd-Secret-7", "jwt-Secret-123456"))
+    canonical = dict(recorded.canonical("config"))
+    assert canonical["config.database.host"].value == "viworks-postgres"
+    assert not any(path.endswith(".redacted") for path in canonical)  # the masked text says nothing more
+    assert "Secret" not in repr(recorded.to_json())
 
 
 def test_a_url_without_password_or_user_stays_as_it_is():

@@ -10,56 +10,35 @@ from __future__ import annotations
 import pytest
 
 from viworks_verify.backend import facts as backend_facts
+from viworks_verify.core.fact import Fact
 from viworks_verify.gather.reading import Reading
 
 
-@pytest.fixture(scope="session")
-def backend_listeners(backend_snapshot, fact_of) -> Reading:
-    """TCP listeners of the backend agent container and the processes holding them (from /proc)."""
-    return fact_of(backend_snapshot, "agent_listeners").then(lambda _: Reading(backend_snapshot.listener_snapshot()))
-
-
-@pytest.fixture(scope="session")
-def backend_agent_files(backend_snapshot, fact_of) -> Reading:
-    return fact_of(backend_snapshot, "agent_files")
+def _reading(fact: Fact) -> Reading:
+    """A fact derived from a snapshot's as a Reading: its problem fails the first check that needs it, the rest skip."""
+    return Reading(fact.value, fact.problem)
 
 
 @pytest.fixture(scope="session")
 def backend_binary(backend_snapshot, settings, fact_of) -> Reading:
-    """The agent binary's facts (size, mode, sha256), when it is there as a regular file."""
+    """The agent binary among ``BackendSnapshot.agent_files`` (size, mode, sha256), when it is there as a regular file."""
     return fact_of(backend_snapshot, "agent_files").then(
-        lambda _: Reading(*backend_facts.backend_binary(backend_snapshot, settings.backend))
+        lambda files: _reading(backend_facts.backend_binary(backend_snapshot.host, files, settings.backend))
     )
 
 
 @pytest.fixture(scope="session")
-def backend_config(backend_snapshot, fact_of) -> Reading:
-    """The agent's TOML configuration as the checks need it (URLs masked, secrets only hashed)."""
-    return fact_of(backend_snapshot, "agent_config").then(
-        lambda _: Reading(backend_facts.backend_config(backend_snapshot))
-    )
-
-
-@pytest.fixture(scope="session")
-def nginx_config(backend_snapshot, fact_of) -> Reading:
-    """nginx's configuration as ``nginx -T`` dumped it, parsed (its problem: nginx -t failed, or no nginx)."""
-    return fact_of(backend_snapshot, "nginx").then(lambda _: Reading(backend_snapshot.nginx_config()))
-
-
-@pytest.fixture(scope="session")
-def agent_server(backend_snapshot, settings, nginx_config) -> Reading:
-    """The server block nginx uses for the agent domain on its HTTPS port."""
-    return nginx_config.then(
-        lambda config: Reading(*backend_facts.agent_server(backend_snapshot.host, config, settings))
+def agent_server(backend_snapshot, settings, fact_of) -> Reading:
+    """The server block of ``BackendSnapshot.nginx`` that nginx uses for the agent domain on its HTTPS port."""
+    return fact_of(backend_snapshot, "nginx").then(
+        lambda config: _reading(backend_facts.agent_server(backend_snapshot.host, config, settings))
     )
 
 
 @pytest.fixture(scope="session")
 def nginx_tls_files(backend_snapshot, fact_of, agent_server) -> Reading:
-    """The agent server's certificate, key and client CA files as nginx sees them (keys: stat only)."""
-    return agent_server.then(lambda _: fact_of(backend_snapshot, "nginx_tls_files")).then(
-        lambda _: Reading(backend_snapshot.tls_files())
-    )
+    """``BackendSnapshot.nginx_tls_files``, once the agent server that names them is read."""
+    return agent_server.then(lambda _: fact_of(backend_snapshot, "nginx_tls_files"))
 
 
 @pytest.fixture(scope="session")

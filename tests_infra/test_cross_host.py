@@ -116,7 +116,7 @@ def clock_skews(recorder, fact_of):
     recorded: set[str] = set()
 
     def skew(snapshot) -> clock.Skew:
-        found = clock.Skew(**fact_of(snapshot, "clock_skew").require())
+        found = fact_of(snapshot, "clock_skew").require()
         if snapshot.host not in recorded:
             recorded.add(snapshot.host)
             recorder.figure("clock skew vs runner", abs(found.seconds), " s", host=snapshot.host)

@@ -17,21 +17,26 @@ def _expected_containers(settings):
     return (backend.agent_container, backend.nginx_container, backend.postgres_container, backend.redis_container)
 
 
+def _container(snapshot, name):
+    """The container's facts (``BackendSnapshot.containers``); None when there is none by that name."""
+    fact = snapshot.containers.get(name)
+    return fact.value if fact is not None else None
+
+
 def _require_container(snapshot, name):
-    container = snapshot.container(name)
-    if container is None:
-        fact = snapshot.containers.get(name)
-        if fact is not None:
-            raise CheckFailed(fact.problem)  # the reading's own verdict, host first
+    fact = snapshot.containers.get(name)
+    if fact is None:
         fail(snapshot.host, expected=f"container {name}", found="not read")
-    return container
+    if not fact.ok:
+        raise CheckFailed(fact.problem)  # the reading's own verdict, host first
+    return fact.value
 
 
 @pytest.mark.smoke
 def test_containers_are_running(backend_host, backend_snapshot, settings):
     problems = []
     for name in _expected_containers(settings):
-        facts = backend_snapshot.container(name)
+        facts = _container(backend_snapshot, name)
         if facts is None:
             problems.append(f"{name} missing")
         elif not facts.running:
@@ -51,7 +56,7 @@ def test_containers_are_not_restarting_repeatedly(backend_host, backend_snapshot
     read_at = dt.datetime.fromtimestamp(backend_snapshot.gathered_at + backend_snapshot.engine_offset_s, dt.UTC)
     problems = []
     for name in _expected_containers(settings):
-        facts = backend_snapshot.container(name)
+        facts = _container(backend_snapshot, name)
         if facts is None or not facts.running:
             continue  # test_containers_are_running says so
         problem = restart_problem(facts, read_at, backend.max_restarts, backend.restart_window_s)
@@ -101,7 +106,7 @@ def test_nginx_postgres_and_redis_are_on_no_unexpected_network(backend_host, bac
     }
     problems, fixes = [], []
     for name, networks in expected.items():
-        facts = backend_snapshot.container(name)
+        facts = _container(backend_snapshot, name)
         if facts is None:
             continue  # test_containers_are_running says so
         problem = network_set_problem(facts.networks, networks)
@@ -110,7 +115,7 @@ def test_nginx_postgres_and_redis_are_on_no_unexpected_network(backend_host, bac
                 f"{name} on [{', '.join(facts.networks)}] (expected [{', '.join(networks)}]), {problem.found}"
             )
             fixes.append(problem.fix(name))
-    nginx = backend_snapshot.container(backend.nginx_container)
+    nginx = _container(backend_snapshot, backend.nginx_container)
     if nginx is not None:
         allowed = (*backend.edge_networks, *backend.networks)
         problem = network_set_problem(nginx.networks, backend.edge_networks, may_also=allowed)
@@ -134,7 +139,7 @@ def test_nginx_postgres_and_redis_are_on_no_unexpected_network(backend_host, bac
 def test_nginx_publishes_only_the_edge_ports(backend_host, backend_snapshot, settings):
     """The edge is the only way in: nginx publishes the HTTP and HTTPS ports, and no other."""
     name, edge = settings.backend.nginx_container, settings.edge
-    facts = backend_snapshot.container(name)
+    facts = _container(backend_snapshot, name)
     if facts is None:
         return  # test_containers_are_running says so
     published = sorted({int(host_port) for _, _, host_port in facts.host_bindings() if host_port.isdigit()})
@@ -167,7 +172,7 @@ def test_backend_agent_postgres_and_redis_publish_no_port(backend_host, backend_
     backend = settings.backend
     problems = []
     for name in (backend.agent_container, backend.postgres_container, backend.redis_container):
-        facts = backend_snapshot.container(name)
+        facts = _container(backend_snapshot, name)
         if facts is not None:  # a missing container: test_containers_are_running says so
             problems += publishing_problems(facts, backend.allow_loopback_publishing)
     allowed = "; the target allows loopback only" if backend.allow_loopback_publishing else ""

@@ -4,6 +4,8 @@
 masked (``postgresql://viworks:***@viworks-postgres:5432/viworks_agent``) and lists the secret
 values it holds, so a caller can register them with the redactor before anything is printed.
 A file that does not parse raises ``BackendConfigError`` whose message quotes no content.
+``RecordedConfig`` is what a backend snapshot keeps of it: the ports, the sections, the URLs masked
+and their passwords, like every secret value, only as a keyed hash.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import tomllib
 from typing import Any
 from urllib.parse import urlsplit
 
+from viworks_verify.core.canonical import Canonical, flatten
+from viworks_verify.core.host_snapshot import Record
 from viworks_verify.core.redaction import MARK
+from viworks_verify.core.secret_hash import SecretHasher
 
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "private_key")
 
@@ -75,6 +80,84 @@ class BackendConfig:
     def secrets(self) -> tuple[str, ...]:
         """Every secret value in the file (URL passwords, ``*secret*``/``*password*``/``*token*`` keys)."""
         return self._secrets
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedUrl(Record):
+    """A service URL as a snapshot keeps it: masked (``redacted``), by its parts, its password as a keyed hash."""
+
+    redacted: str
+    scheme: str | None = None
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+    password: str | None = None  # hmac-sha256:...; None without a password
+
+    @classmethod
+    def of(cls, url: ServiceUrl, hasher: SecretHasher) -> RecordedUrl:
+        password = hasher(url._password) if url._password else None
+        return cls(url.redacted, url.scheme, url.host, url.port, url.path, password)
+
+    def __str__(self) -> str:
+        return self.redacted
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedConfig:
+    """``backend-agent.toml`` as a snapshot keeps it: what the checks need, and its secrets as keyed hashes."""
+
+    server_port: Any  # as written (see BackendConfig)
+    ws_port: Any
+    sections: tuple[str, ...]
+    database: RecordedUrl | None
+    redis: RecordedUrl | None
+    secrets: tuple[str, ...]  # the keyed hash of each secret value, sorted
+
+    @classmethod
+    def of(cls, config: BackendConfig, hasher: SecretHasher) -> RecordedConfig:
+        def url(value: ServiceUrl | None) -> RecordedUrl | None:
+            return RecordedUrl.of(value, hasher) if value is not None else None
+
+        return cls(
+            config.server_port,
+            config.ws_port,
+            config.sections,
+            url(config.database),
+            url(config.redis),
+            tuple(sorted(hasher(secret) for secret in config.secrets)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "server_port": self.server_port,
+            "ws_port": self.ws_port,
+            "sections": list(self.sections),
+            "database": self.database.to_json() if self.database else None,
+            "redis": self.redis.to_json() if self.redis else None,
+            "secrets": list(self.secrets),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RecordedConfig:
+        def url(item: dict[str, Any] | None) -> RecordedUrl | None:
+            return RecordedUrl.from_json(item) if item else None
+
+        return cls(
+            data.get("server_port"),
+            data.get("ws_port"),
+            tuple(data.get("sections", ())),
+            url(data.get("database")),
+            url(data.get("redis")),
+            tuple(data.get("secrets", ())),
+        )
+
+    def canonical(self, path: str) -> Canonical:
+        """Its values flattened, each URL by its parts (its masked text says nothing more)."""
+        data = self.to_json()
+        for name in ("database", "redis"):
+            if data[name] is not None:
+                del data[name]["redacted"]
+        yield from flatten(path, data)
 
 
 def parse_backend_config(text: str) -> BackendConfig:

@@ -1,4 +1,8 @@
-"""Facts about a container, read from its ``docker inspect`` data (one inspect per container per run)."""
+"""Facts about a container, read from its ``docker inspect`` data (one inspect per container per run).
+
+``ContainerFacts`` is also the value of a backend snapshot's container fact: what it keeps of the
+inspect (``kept``), saved as that part of the inspect and compared as image, networks, ports, state.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,82 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from viworks_verify.core.canonical import Canonical, Observed, key
 from viworks_verify.core.polling import NotReady, poll_until
+from viworks_verify.target.settings import Backend
+
+# What a snapshot keeps of an inspect's State (``ContainerFacts.kept``).
+KEPT_STATE = ("Status", "Running", "Restarting", "ExitCode", "StartedAt", "FinishedAt", "Health")
 
 
 @dataclasses.dataclass(frozen=True)
 class ContainerFacts:
+    """A container as ``docker inspect`` shows it."""
+
     name: str
-    attrs: dict[str, Any]
+    attrs: dict[str, Any]  # docker inspect's, or the part of it a snapshot keeps (``kept``)
+
+    def kept(self) -> ContainerFacts:
+        """The part of the inspect a snapshot keeps: what the checks judge, never Config.Env (it carries the
+        URLs' passwords)."""
+        attrs = self.attrs
+        state = {name: attrs.get("State", {}).get(name) for name in KEPT_STATE}
+        if isinstance(state.get("Health"), dict):
+            state["Health"] = {"Status": state["Health"].get("Status")}
+        networks = attrs.get("NetworkSettings", {}).get("Networks") or {}
+        return ContainerFacts(
+            self.name,
+            {
+                "Name": str(attrs.get("Name", "")).lstrip("/"),
+                "Image": attrs.get("Image"),
+                "Config": {"Image": attrs.get("Config", {}).get("Image")},
+                "State": state,
+                "RestartCount": attrs.get("RestartCount", 0),
+                "NetworkSettings": {
+                    "Networks": {
+                        name: {"IPAddress": info.get("IPAddress"), "Aliases": info.get("Aliases")}
+                        for name, info in networks.items()
+                    },
+                    "Ports": attrs.get("NetworkSettings", {}).get("Ports") or {},
+                },
+                "HostConfig": {"PortBindings": attrs.get("HostConfig", {}).get("PortBindings") or {}},
+            },
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.attrs
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerFacts:
+        return cls(str(data.get("Name", "")), data)  # the kept inspect names it
+
+    def canonical(self, path: str) -> Canonical:
+        """Image, networks, published ports and state; what changes with every start is volatile (its
+        addresses, health, start time, and restarts below the default threshold)."""
+        inspect = self.attrs
+        state = inspect.get("State") or {}
+        networks = (inspect.get("NetworkSettings") or {}).get("Networks") or {}
+        yield f"{path}.image", Observed((inspect.get("Config") or {}).get("Image"))
+        yield f"{path}.image_id", Observed(inspect.get("Image"))
+        yield f"{path}.networks", Observed(sorted(networks))
+        for network, info in sorted(networks.items()):
+            yield f"{path}.{key('address', network)}", Observed((info or {}).get("IPAddress"), volatile=True)
+        yield (
+            f"{path}.published",
+            Observed(
+                sorted(
+                    f"{binding.get('HostIp') or '*'}:{binding.get('HostPort')}->{port}"
+                    for port, bindings in ((inspect.get("HostConfig") or {}).get("PortBindings") or {}).items()
+                    for binding in bindings or [{}]
+                )
+            ),
+        )
+        yield f"{path}.status", Observed(state.get("Status"))
+        health = state.get("Health")
+        yield f"{path}.health", Observed(health.get("Status") if isinstance(health, dict) else None, volatile=True)
+        restarts = inspect.get("RestartCount", 0)
+        yield f"{path}.restart_count", Observed(restarts, volatile=(restarts or 0) < Backend().max_restarts)
+        yield f"{path}.started_at", Observed(state.get("StartedAt"), volatile=True)
 
     @property
     def state(self) -> dict[str, Any]:

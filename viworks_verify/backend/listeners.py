@@ -9,6 +9,9 @@ anything: the caller execs the command where it wants and hands over the text.
 
 Addresses in /proc/net/tcp* are the kernel's 32-bit words printed in host byte order; this module
 assumes a little-endian host (x86-64, arm64), which is what runs Docker in practice.
+
+A ``ListenerSnapshot`` is also the value of a backend snapshot's fact: saved as its sockets and
+processes, compared as the addresses listened on.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+from typing import Any
 
+from viworks_verify.core.canonical import EPHEMERAL_PORTS, Canonical, Observed
 from viworks_verify.gateway.processes import runs_program
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -77,6 +82,19 @@ class TcpSocket:
             address = address.ipv4_mapped
         return not address.is_loopback
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "address": str(self.address),
+            "port": self.port,
+            "state": self.state,
+            "inode": self.inode,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TcpSocket:
+        return cls(data["family"], ipaddress.ip_address(data["address"]), data["port"], data["state"], data["inode"])
+
 
 @dataclasses.dataclass(frozen=True)
 class Process:
@@ -94,6 +112,18 @@ class Process:
     def runs(self, binary_path: str) -> bool:
         """True when this process is ``binary_path`` (``processes.runs_program``: run directly or by an interpreter)."""
         return runs_program(self.argv, {binary_path})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "argv": list(self.argv),
+            "socket_inodes": sorted(self.socket_inodes),
+            "fds_listed": self.fds_listed,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Process:
+        return cls(data["pid"], tuple(data["argv"]), frozenset(data["socket_inodes"]), data["fds_listed"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +152,24 @@ class ListenerSnapshot:
     def unlisted_pids(self) -> list[int]:
         """Processes whose fds could not be listed: a socket they hold has no known owner."""
         return [p.pid for p in self.processes if not p.fds_listed]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sockets": [s.to_json() for s in self.sockets], "processes": [p.to_json() for p in self.processes]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ListenerSnapshot:
+        return cls(
+            tuple(TcpSocket.from_json(s) for s in data.get("sockets", [])),
+            tuple(Process.from_json(p) for p in data.get("processes", [])),
+        )
+
+    def canonical(self, path: str) -> Canonical:
+        """The addresses listened on; those on ports the kernel hands out (a client's, a worker's) volatile."""
+        listening = [s for s in self.sockets if s.listening]
+        steady = {f"{s.family} {s.address}:{s.port}" for s in listening if s.port not in EPHEMERAL_PORTS}
+        ephemeral = {f"{s.family} {s.address}:{s.port}" for s in listening if s.port in EPHEMERAL_PORTS}
+        yield path, Observed(sorted(steady))
+        yield f"{path}.ephemeral", Observed(sorted(ephemeral), volatile=True)
 
 
 def parse_proc_net_tcp(text: str, family: str = "tcp") -> list[TcpSocket]:

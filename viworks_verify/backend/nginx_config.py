@@ -11,6 +11,10 @@ it exposes the parts the checks need::
 Directive lookups follow nginx's inheritance: a directive not set in a location is taken from the
 nearest enclosing block that sets it (server, then http); that is also how array directives such
 as ``proxy_set_header`` inherit (only when the inner level sets none).
+
+An ``NginxConfig`` is also the value of a backend snapshot's fact: saved as its tree of directives,
+compared as structure (a directive's file and line, or the include it came through, are not part of
+it; a block is keyed by what it is, ``server[agent.example.com:443]``, ``location[/ws/]``).
 """
 
 from __future__ import annotations
@@ -19,11 +23,15 @@ import dataclasses
 import posixpath
 import re
 from collections.abc import Iterator
+from typing import Any
+
+from viworks_verify.core.canonical import Canonical, Observed, key
 
 VARIABLE = re.compile(r"\$\{?([A-Za-z0-9_]+)\}?")  # $name or ${name}
 _TIME_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|M|y)?")
 _TIME_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "y": 365 * 86400}
 _DEFAULT_READ_TIMEOUT_S = 60.0
+DATA_BLOCKS = frozenset({"map", "geo", "types", "split_clients", "match"})  # nginx blocks whose lines are data
 
 
 class NginxConfigError(ValueError):
@@ -48,6 +56,23 @@ class Directive:
     def __str__(self) -> str:
         text = " ".join((self.name, *(_quote(a) for a in self.args)))
         return text + (" { ... }" if self.block is not None else ";")
+
+    def to_json(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"name": self.name, "args": list(self.args), "file": self.file, "line": self.line}
+        if self.block is not None:
+            item["block"] = [child.to_json() for child in self.block]
+        return item
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Directive:
+        block = data.get("block")
+        return cls(
+            name=data["name"],
+            args=tuple(data["args"]),
+            file=data["file"],
+            line=data["line"],
+            block=[cls.from_json(child) for child in block] if block is not None else None,
+        )
 
 
 def _quote(arg: str) -> str:
@@ -310,10 +335,32 @@ class ClientVerification:
 
 @dataclasses.dataclass
 class NginxConfig:
-    files: dict[str, str]  # path -> text, in dump order
+    files: tuple[str, ...]  # the files nginx read, in dump order (their text is the tree)
     main_file: str
     tree: list[Directive]  # the main file with includes expanded
     errors: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "main_file": self.main_file,
+            "files": list(self.files),
+            "tree": [directive.to_json() for directive in self.tree],
+            "errors": list(self.errors),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NginxConfig:
+        return cls(
+            files=tuple(data.get("files", [])),
+            main_file=data.get("main_file", ""),
+            tree=[Directive.from_json(d) for d in data.get("tree", [])],
+            errors=list(data.get("errors", [])),
+        )
+
+    def canonical(self, path: str) -> Canonical:
+        yield from _canonical_block(path, self.tree)
+        if self.errors:
+            yield f"{path}.errors", Observed(sorted(self.errors))
 
     @property
     def prefix(self) -> str:
@@ -400,6 +447,43 @@ class NginxConfig:
             if directive.args and directive.args[0] == name:
                 return [d.args[0] for d in directive.block or [] if d.name == "server" and d.args]
         return None
+
+
+def _canonical_block(path: str, directives: list[Directive]) -> Canonical:
+    """A block as its directives' values by name, and each child block under its key."""
+    values: dict[str, list[str]] = {}
+    seen: dict[str, int] = {}
+    for directive in directives:
+        if directive.block is None:
+            values.setdefault(directive.name, []).append(" ".join(directive.args))
+            continue
+        if directive.name in DATA_BLOCKS:  # its lines are a table (key value), not directives
+            table = {d.name: " ".join(d.args) for d in directive.block}
+            yield f"{path}.{key(directive.name, ' '.join(directive.args))}", Observed(dict(sorted(table.items())))
+            continue
+        label = _block_label(directive)
+        block_key = key(directive.name, label) if label else directive.name
+        seen[block_key] = seen.get(block_key, 0) + 1
+        if seen[block_key] > 1:  # the same block twice (two server blocks alike): numbered in order
+            block_key = key(directive.name, f"{label}#{seen[block_key]}")
+        yield from _canonical_block(f"{path}.{block_key}", directive.block)
+    for name, args in sorted(values.items()):
+        yield f"{path}.{name}", Observed(args[0] if len(args) == 1 else args)
+
+
+def _block_label(directive: Directive) -> str:
+    """What a block is: a server by its names and ports (``agent.example.com:443``), any other by its arguments."""
+    if directive.name != "server":
+        return " ".join(directive.args)
+    names = [" ".join(d.args) for d in directive.block or [] if d.name == "server_name"]
+    ports = sorted({_listen_port(d.args) for d in directive.block or [] if d.name == "listen"})
+    return f"{' '.join(names) or '_'}:{'/'.join(ports) or '80'}"
+
+
+def _listen_port(args: tuple[str, ...]) -> str:
+    """The port of a ``listen`` as written (``[::]:443 ssl`` -> ``443``); a unix socket as its path."""
+    first = args[0] if args else "80"
+    return first.rsplit(":", 1)[-1] if not first.startswith("unix:") else first
 
 
 def _parse_listen(args: tuple[str, ...]) -> Listen:

@@ -59,7 +59,7 @@ def parse_nginx_dump(text: str) -> NginxConfig:
             )
     main_file = next(iter(files))
     tree = _expand_includes(parsed[main_file], parsed, posixpath.dirname(main_file), errors, (main_file,))
-    return NginxConfig(files=files, main_file=main_file, tree=tree, errors=errors)
+    return NginxConfig(files=tuple(files), main_file=main_file, tree=tree, errors=errors)
 
 
 def _directive(stmt: dict, path: str) -> Directive:

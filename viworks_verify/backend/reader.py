@@ -19,13 +19,14 @@ import datetime as _dt
 import time
 from typing import TYPE_CHECKING, Any
 
-from viworks_verify.backend.config import BackendConfigError, parse_backend_config
-from viworks_verify.backend.container_files import file_facts_command, parse_file_facts
+from viworks_verify.backend.config import BackendConfigError, RecordedConfig, parse_backend_config
+from viworks_verify.backend.container_files import AgentFiles, TlsFiles, file_facts_command, parse_file_facts
 from viworks_verify.backend.containers import ContainerFacts, parse_docker_time, restart_problem, watch_settling
-from viworks_verify.backend.listeners import SNAPSHOT_SCRIPT, SnapshotError, parse_snapshot
+from viworks_verify.backend.listeners import SNAPSHOT_SCRIPT, ListenerSnapshot, SnapshotError, parse_snapshot
 from viworks_verify.backend.nginx_config import NginxConfigError
 from viworks_verify.backend.nginx_dump import nginx_test_failure, parse_nginx_dump
-from viworks_verify.backend.snapshot import BackendSnapshot, directive_to_json, file_facts_to_json, inspect_subset
+from viworks_verify.backend.snapshot import BackendSnapshot
+from viworks_verify.core.clock import ClockSkew
 from viworks_verify.core.fact import Fact
 from viworks_verify.core.file_facts import FileFacts
 from viworks_verify.core.redaction import REDACTOR
@@ -70,9 +71,9 @@ def read_backend(
         return snap, ()
     engine_time = parse_docker_time(info.get("SystemTime"))
     if engine_time is not None:
-        offset = engine_time.timestamp() - (before + after) / 2
-        snap.engine_offset_s = round(offset, 3)
-        snap.clock_skew = Fact({"seconds": round(offset, 3), "uncertainty": round((after - before) / 2, 3)})
+        skew = ClockSkew.measured(engine_time.timestamp(), before, after)
+        snap.engine_offset_s = skew.seconds
+        snap.clock_skew = Fact(skew)
     else:
         snap.clock_skew = Fact.failed(f"{host_id}: the Docker engine reports no SystemTime; cannot read its clock")
 
@@ -96,7 +97,7 @@ def read_backend(
             if watch_settling(facts, lambda c=container: inspect(c), engine_now, backend.restart_window_s) is None:
                 facts = inspect(container)
         snap.containers[container] = (
-            Fact(inspect_subset(facts.attrs))
+            Fact(facts.kept())
             if facts is not None
             else Fact.failed(f"{host_id}: expected container {container}; found none by that name")
         )
@@ -117,7 +118,7 @@ def _running_problem(snap: BackendSnapshot, container: str) -> str | None:
     fact = snap.containers.get(container)
     if fact is None or not fact.ok:
         return f"{snap.host}: expected container {container} to look inside; found none by that name"
-    facts = ContainerFacts(container, fact.value)
+    facts = fact.value
     if not facts.running:
         return f"{snap.host}: expected container {container} running to look inside; found it {facts.status}"
     return None
@@ -166,8 +167,7 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
         )
     else:
         snap.agent_config, secrets = _config(where, config_file, hasher)
-        kept = {path: _without_content(f) for path, f in files.items()}
-        snap.agent_files = Fact(file_facts_to_json(kept))
+        snap.agent_files = Fact(AgentFiles.kept({path: _without_content(f) for path, f in files.items()}))
     redact = REDACTOR.with_secrets(*secrets).redact
     try:
         listeners = parse_snapshot(listeners_text)
@@ -176,23 +176,11 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
             f"{snap.host}: {container}: expected /proc readable by sh for listeners; found {exc} (exec: {done.first_error})"
         )
     else:
-        snap.agent_listeners = Fact(
-            {
-                "sockets": [
-                    {"family": s.family, "address": str(s.address), "port": s.port, "state": s.state, "inode": s.inode}
-                    for s in listeners.sockets
-                ],
-                "processes": [
-                    {
-                        "pid": p.pid,
-                        "argv": [redact(a) for a in p.argv[:4]],
-                        "socket_inodes": sorted(p.socket_inodes),
-                        "fds_listed": p.fds_listed,
-                    }
-                    for p in listeners.processes
-                ],
-            }
+        # What a snapshot keeps of a process: its first four arguments (what it runs), redacted.
+        processes = tuple(
+            dataclasses.replace(p, argv=tuple(redact(arg) for arg in p.argv[:4])) for p in listeners.processes
         )
+        snap.agent_listeners = Fact(ListenerSnapshot(listeners.sockets, processes))
     return secrets
 
 
@@ -200,7 +188,7 @@ def _without_content(facts: FileFacts) -> FileFacts:
     return dataclasses.replace(facts, content=None)
 
 
-def _config(where: str, file: FileFacts, hasher: SecretHasher) -> tuple[Fact, tuple[str, ...]]:
+def _config(where: str, file: FileFacts, hasher: SecretHasher) -> tuple[Fact[RecordedConfig], tuple[str, ...]]:
     if not file.exists:
         return Fact.failed(f"{where}: expected the backend agent's TOML configuration; found no such file"), ()
     if file.content is None:
@@ -211,29 +199,7 @@ def _config(where: str, file: FileFacts, hasher: SecretHasher) -> tuple[Fact, tu
         config = parse_backend_config(file.content.decode(errors="replace"))
     except BackendConfigError as exc:
         return Fact.failed(f"{where}: expected valid TOML; found {exc}"), ()
-
-    def url(value) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        return {
-            "redacted": value.redacted,
-            "scheme": value.scheme,
-            "host": value.host,
-            "port": value.port,
-            "path": value.path,
-            "password": hasher(value._password) if value._password else None,
-        }
-
-    return Fact(
-        {
-            "server_port": config.server_port,
-            "ws_port": config.ws_port,
-            "sections": list(config.sections),
-            "database": url(config.database),
-            "redis": url(config.redis),
-            "secrets": sorted(hasher(s) for s in config.secrets),
-        }
-    ), tuple(config.secrets)
+    return Fact(RecordedConfig.of(config, hasher)), tuple(config.secrets)
 
 
 def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -> None:
@@ -261,17 +227,10 @@ def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -
             f"{snap.host}: {container}: expected nginx -T to dump the configuration; found {exc}"
         )
         return
-    snap.nginx = Fact(
-        {
-            "main_file": config.main_file,
-            "files": list(config.files),
-            "tree": [directive_to_json(d) for d in config.tree],
-            "errors": list(config.errors),
-        }
-    )
+    snap.nginx = Fact(config)
     server = config.server_for(edge.domain, edge.https_port)
     if server is None:
-        snap.nginx_tls_files = Fact({})
+        snap.nginx_tls_files = Fact(TlsFiles({}))
         return
     readable = [*server.certificate_paths, *([server.client_ca_path] if server.client_ca_path else [])]
     try:
@@ -281,4 +240,4 @@ def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -
             f"{snap.host}: {container}: cannot exec sh in it: {exc.explanation or exc}"[:400]
         )
         return
-    snap.nginx_tls_files = Fact(file_facts_to_json(parse_file_facts(files.stdout)))
+    snap.nginx_tls_files = Fact(TlsFiles.kept(parse_file_facts(files.stdout)))

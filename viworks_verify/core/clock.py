@@ -2,12 +2,15 @@
 
 Sans-I/O: the command and the arithmetic. The host read its clock at some moment between
 ``before`` and ``after`` on the runner, so the skew is taken against the midpoint and is known
-to within half the round trip.
+to within half the round trip. ``ClockSkew`` is that skew as a host snapshot's fact.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+from viworks_verify.core.canonical import Canonical, Observed
+from viworks_verify.core.host_snapshot import Record
 
 COMMAND = "date -u +%s.%N"
 
@@ -45,3 +48,17 @@ class Skew:
     def exceeds(self, limit_s: float) -> bool:
         """Certainly beyond ``limit_s``: even the most favourable reading within the uncertainty is."""
         return abs(self.seconds) - self.uncertainty > limit_s
+
+
+@dataclasses.dataclass(frozen=True)
+class ClockSkew(Skew, Record):
+    """A host's skew as its snapshot keeps it (to the millisecond): saved as ``{"seconds", "uncertainty"}``."""
+
+    @classmethod
+    def measured(cls, host_epoch: float, runner_before: float, runner_after: float) -> ClockSkew:
+        skew = Skew.measure(host_epoch, runner_before, runner_after)
+        return cls(round(skew.seconds, 3), round(skew.uncertainty, 3))
+
+    def canonical(self, path: str) -> Canonical:
+        """The seconds alone, volatile: a clock drifts between runs, the deployment does not."""
+        yield path, Observed(self.seconds, volatile=True)

@@ -63,30 +63,3 @@ class Fact(Generic[T]):
             return cls(None, data["problem"])
         value = data.get("value")
         return cls(decode(value) if decode and value is not None else value)
-
-
-# The JSON of a snapshot class not yet declared with ``core.host_snapshot`` (to go when none is left).
-def facts_to_json(obj: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for field in dataclasses.fields(obj):
-        value = getattr(obj, field.name)
-        if isinstance(value, Fact):
-            out[field.name] = value.to_json()
-        elif field.name in getattr(obj, "FACT_MAPS", ()):
-            out[field.name] = {key: fact.to_json() for key, fact in value.items()}
-        else:
-            out[field.name] = value
-    return out
-
-
-def facts_from_json(cls, data: dict[str, Any]):
-    values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):
-        raw = data.get(field.name)
-        if field.type == "Fact":
-            values[field.name] = Fact.from_json(raw)
-        elif field.name in getattr(cls, "FACT_MAPS", ()):
-            values[field.name] = {key: Fact.from_json(item) for key, item in (raw or {}).items()}
-        elif raw is not None:
-            values[field.name] = raw
-    return cls(**values)

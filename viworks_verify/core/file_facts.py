@@ -66,6 +66,11 @@ class FileFacts:
             return f"{self.user}({self.uid})"
         return f"{self.user}:{self.group}" if self.user else "?"
 
+    @property
+    def owner_names(self) -> str | None:
+        """``root:root``, the names alone (a container's reader has no uid); None when not read."""
+        return f"{self.user}:{self.group}" if self.user is not None else None
+
 
 @dataclasses.dataclass(frozen=True)
 class FileTable:
@@ -139,7 +144,7 @@ def container_json(facts: FileFacts) -> dict[str, Any]:
         "kind": facts.kind,
         "mode": facts.mode,
         "size": facts.size,
-        "owner": f"{facts.user}:{facts.group}" if facts.user is not None else None,
+        "owner": facts.owner_names,
         "executable": bool(facts.runnable),
         "readable": bool(facts.readable),
         "sha256": facts.sha256,

@@ -285,10 +285,9 @@ def _run(host_id: str, run_script: Callable[..., Any], script: str, *args: str):
 
 def _clock(host_id: str, text: str, before: float, after: float) -> Fact:
     try:
-        skew = clock.Skew.measure(clock.parse_epoch(text), before, after)
+        return Fact(clock.ClockSkew.measured(clock.parse_epoch(text), before, after))
     except ValueError as exc:
         return Fact.failed(f"{host_id}: cannot read its clock ({clock.COMMAND}: {exc})")
-    return Fact({"seconds": round(skew.seconds, 3), "uncertainty": round(skew.uncertainty, 3)})
 
 
 def _unit(host_id: str, unit: str, parts: dict[str, str], result: Any) -> Fact:

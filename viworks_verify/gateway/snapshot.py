@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from viworks_verify.core.canonical import Canonical, Observed, key
+from viworks_verify.core.clock import ClockSkew
 from viworks_verify.core.fact import Fact
 from viworks_verify.core.file_facts import FileTable
 from viworks_verify.core.host_snapshot import HostSnapshot, fact
@@ -36,9 +37,7 @@ class GatewaySnapshot(HostSnapshot):
         "the agent's .env by key, secret values as their keyed hash", compared=False
     )  # compared as the effective config
     agent_toml: Fact[AgentToml] = fact("agent.toml in the unit's WorkingDirectory")
-    clock_skew: Fact[dict[str, float]] = fact(
-        "the host's clock against the runner's: {seconds, uncertainty}", compared=False
-    )
+    clock_skew: Fact[ClockSkew] = fact("the host's clock against the runner's", path="clock_skew_s")
     listeners: Fact[HostListeners] = fact("ss -tulpn: every listening or bound socket and its processes")
     journal: Fact[UnitJournal] = fact("what the unit logged since its last start")
     process: Fact[ProcessFacts] = fact("the unit's main process")
@@ -75,10 +74,6 @@ class GatewaySnapshot(HostSnapshot):
             yield from self._canonical_scripts_root()
         else:
             yield "scripts_root", Observed(f"unreadable: {self.scripts_root.problem}")
-        if self.clock_skew.ok:
-            yield "clock_skew_s", Observed((self.clock_skew.value or {}).get("seconds"), volatile=True)
-        else:
-            yield "clock_skew_s", Observed(f"unreadable: {self.clock_skew.problem}")
 
     def _canonical_config(self) -> Canonical:
         """The effective configuration, each value and the file each comes from (.env, or agent.toml)."""

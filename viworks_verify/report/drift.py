@@ -18,7 +18,6 @@ from typing import Any
 from viworks_verify.core.canonical import SECRET_PREFIX, Facts, split_path
 from viworks_verify.core.sizes import human_size
 from viworks_verify.gather.snapshot import RunSnapshot, Snapshot
-from viworks_verify.report.canonical import canonical_facts
 
 CHANGED, ADDED, REMOVED = "changed", "added", "removed"
 LIST_IN_FULL = 4  # longer lists are shown as what left (-) and what came (+)
@@ -190,7 +189,7 @@ def diff_runs(before: RunSnapshot, after: RunSnapshot) -> Drift:
             )
             continue
         host_items, count = diff_facts(
-            pair.label, canonical_facts(pair.before), canonical_facts(pair.after), compare_secrets
+            pair.label, dict(pair.before.canonical()), dict(pair.after.canonical()), compare_secrets
         )
         items += host_items
         compared += count
@@ -231,7 +230,7 @@ def drift_paths(run: RunSnapshot) -> list[str]:
     paths = []
     for snapshot in run.hosts:
         label = _label(snapshot)
-        paths += [f"{label}.host", *(f"{label}.{path}" for path in canonical_facts(snapshot))]
+        paths += [f"{label}.host", *(f"{label}.{path}" for path in dict(snapshot.canonical()))]
     return paths
 
 
