@@ -13,7 +13,7 @@ shared by the whole run.
 - ``state``: what the run knows of its target (stash keys, settings, inventory, snapshot source,
   baseline, waivers, each check's host), usage errors and exit codes;
 - ``run``: the lifecycle hooks (validate, gather, settle the selection, wait for the edge once);
-- ``schedule``: the order checks run in (each host's own checks as soon as its snapshot is read);
+- ``schedule``: the order checks run in (each host's own checks together; the synthetic agent's on one xdist worker);
 - ``hosts``: host parametrization, the host and snapshot fixtures, unreadable facts reported once;
 - ``causes``: one cause, one failure: the checks a gateway host's blocker makes meaningless skip naming it;
 - ``fixtures``: the live fixtures (edge, API, the synthetic agent's identity, round trips);
