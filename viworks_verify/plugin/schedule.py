@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from viworks_verify.plugin.state import _LIVE_FIXTURES, _host_ids, _runs_checks
+from viworks_verify.plugin.state import LIVE_FIXTURES, Run
 
 Item = TypeVar("Item")
 HostsOf = Callable[[Item], "frozenset[str] | None"]  # None: the check judges no snapshot (it goes with the rest)
@@ -25,13 +25,9 @@ HostsOf = Callable[[Item], "frozenset[str] | None"]  # None: the check judges no
 
 def snapshot_hosts(item: pytest.Item) -> frozenset[str] | None:
     """The hosts whose snapshots a check judges, or None for one that judges none or also acts live."""
-    fixtures = set(getattr(item, "fixturenames", ()))
-    if fixtures & _LIVE_FIXTURES:
+    if set(getattr(item, "fixturenames", ())) & LIVE_FIXTURES:
         return None
-    hosts = set(_host_ids(item))
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if "edge_snapshot" in params:
-        hosts.add(f"https://{params['edge_snapshot']}")
+    hosts = {host.id for host in Run.of(item.config).hosts_of(item) if host.parameter.judges_snapshot}
     return frozenset(hosts) or None
 
 
@@ -82,6 +78,6 @@ def pytest_collection_modifyitems_groups_the_synthetic_agent(config: pytest.Conf
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not _runs_checks(config) or config.getoption("failedfirst", False) or config.getoption("newfirst", False):
+    if not Run.of(config).runs_checks or config.getoption("failedfirst", False) or config.getoption("newfirst", False):
         return  # an order asked for on the command line (--ff, --nf) is kept
     items[:] = by_host(items, snapshot_hosts)
