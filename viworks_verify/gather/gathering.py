@@ -73,18 +73,6 @@ class Gathering:
     def snapshot(self, host_id: str) -> Snapshot:
         return self._futures[host_id].result()
 
-    def is_read(self, host_id: str) -> bool:
-        """Whether ``host_id``'s snapshot is there (``snapshot`` would not wait)."""
-        future = self._futures.get(host_id)
-        return future is not None and future.done()
-
-    def wait_for_any(self, host_ids: Iterable[str]) -> bool:
-        """Wait until one of ``host_ids`` is read; False at once if none of them is being read."""
-        futures = [self._futures[host_id] for host_id in host_ids if host_id in self._futures]
-        if futures:
-            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
-        return bool(futures)
-
     def run_snapshot(self) -> RunSnapshot:
         hosts = [future.result() for future in self._futures.values()]
         return RunSnapshot(self.settings.name, self.started, hosts, self.secret_key_id)

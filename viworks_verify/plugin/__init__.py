@@ -10,19 +10,22 @@ inventory or the snapshot, test ids naming the host) with their ``backend_snapsh
 ``gateway_snapshot``, ``edge_snapshot``, and ``fact_of(snapshot, field)``: a fact as a ``Reading``
 shared by the whole run.
 
-- ``state``: what the run knows of its target (stash keys, settings, inventory, snapshot source,
-  baseline, waivers, each check's host), usage errors and exit codes;
+- ``state``: the run, ``Run.of(config)``: what the session knows of its target (settings, inventory,
+  hosts, snapshots, baseline and drift, waivers, the recorder, the round trips, the fact readings),
+  which host each check is about (``HOST_PARAMETERS``), usage errors and exit codes; the modules below
+  share it and nothing else;
 - ``run``: the lifecycle hooks (validate, gather, settle the selection, wait for the edge once);
-- ``schedule``: the order checks run in (each host's own checks as soon as its snapshot is read);
+- ``schedule``: the order checks run in (each host's own checks together; the synthetic agent's on one xdist worker);
 - ``hosts``: host parametrization, the host and snapshot fixtures, unreadable facts reported once;
 - ``causes``: one cause, one failure: the checks a gateway host's blocker makes meaningless skip naming it;
 - ``fixtures``: the live fixtures (edge, API, the synthetic agent's identity, round trips);
 - ``reporting``: verdicts, redaction, waivers, the JSON summary, the HTML report, the terminal.
 """
 
-# Registered by the root conftest (``pytest_plugins = PLUGIN_MODULES``), each before a module that
-# imports it (``run`` imports ``reporting``): pytest can only rewrite the asserts of a module it
-# imports itself, and warns on every run otherwise. The early module comes first, by its entry point.
+# Registered by the root conftest (``pytest_plugins = PLUGIN_MODULES``). None imports another (what they
+# share is ``state``, which is not registered): pytest can only rewrite the asserts of a module it imports
+# itself, and warns on every run otherwise. The order is their hooks' order (pytest calls the hook of a
+# later module first). The early module comes first, by its entry point.
 PLUGIN_MODULES = [
     "viworks_verify.plugin.reporting",
     "viworks_verify.plugin.hosts",

@@ -14,7 +14,7 @@ import pytest
 
 from viworks_verify.gateway.blockers import LEVELS, Blocker, agent_blocker
 from viworks_verify.gather.reading import Reading
-from viworks_verify.plugin.state import _gateway_host_running, _host_ids, _settings, _source
+from viworks_verify.plugin.state import Run, usage_error
 
 _BLOCKERS = pytest.StashKey[dict[str, "Blocker | None"]]()
 _CAUSES = pytest.StashKey[dict[str, Reading]]()
@@ -23,17 +23,20 @@ _REPORTERS = pytest.StashKey[set[tuple[str, str]]]()
 
 def _gateway_host_of(item: pytest.Item) -> str | None:
     """The gateway host a check is about: its ``gateway_host``, or the host that runs its ``deployed_agent_id``."""
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    if "gateway_host" in params:
-        return next(iter(_host_ids(item)), None)
-    agent_id = params.get("deployed_agent_id")
-    return _gateway_host_running(item.config, agent_id) if agent_id is not None else None
+    run = Run.of(item.config)
+    for host in run.hosts_of(item):
+        if host.parameter.kind == "gateway":
+            return host.id
+        if host.parameter.kind == "gateway agent":
+            return run.gateway_host_running(host.value)
+    return None
 
 
 def _blocker(config: pytest.Config, host_id: str) -> Blocker | None:
     blockers = config.stash.setdefault(_BLOCKERS, {})
     if host_id not in blockers:
-        blockers[host_id] = agent_blocker(_source(config).snapshot(host_id), _settings(config).gateway.unit)
+        run = Run.of(config)
+        blockers[host_id] = agent_blocker(run.snapshot(host_id), run.settings.gateway.unit)
     return blockers[host_id]
 
 
@@ -44,7 +47,7 @@ def _selected_reporters(session: pytest.Session) -> set[tuple[str, str]]:
             (item.originalname, host)
             for item in session.items
             if isinstance(item, pytest.Function)
-            for host in _host_ids(item)
+            for host in Run.of(session.config).inventory_hosts_of(item)
         }
     return session.config.stash[_REPORTERS]
 
@@ -55,7 +58,7 @@ def needed_level(item: pytest.Item) -> str | None:
         return None
     level = marker.args[0] if marker.args else "running"
     if level not in LEVELS:
-        raise pytest.UsageError(f"{item.nodeid}: needs_agent({level!r}): expected one of {', '.join(LEVELS)}")
+        usage_error(f"{item.nodeid}: needs_agent({level!r}): expected one of {', '.join(LEVELS)}")
     return level
 
 

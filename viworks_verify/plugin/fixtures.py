@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from viworks_verify.edge.endpoint import EdgeEndpoint
-from viworks_verify.plugin.state import _RECORDER, _ROUND_TRIPS, _settings
+from viworks_verify.plugin.state import Run, edge_host_id
 from viworks_verify.report.recorder import Recorder
 from viworks_verify.target.secrets import MissingSecret, Secrets
 from viworks_verify.target.settings import Settings
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def started_round_trips(pytestconfig: pytest.Config) -> dict:
     """The round trips sent at session start (agent id -> RoundTrip); empty when none were started."""
-    future = pytestconfig.stash.get(_ROUND_TRIPS, None)
+    future = Run.of(pytestconfig).round_trips
     if future is None:
         return {}
     try:
@@ -33,7 +33,7 @@ def started_round_trips(pytestconfig: pytest.Config) -> dict:
 
 @pytest.fixture(scope="session")
 def settings(pytestconfig: pytest.Config) -> Settings:
-    return _settings(pytestconfig)
+    return Run.of(pytestconfig).settings
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +43,7 @@ def secrets(settings: Settings) -> Secrets:
 
 @pytest.fixture(scope="session")
 def recorder(pytestconfig: pytest.Config) -> Recorder:
-    return pytestconfig.stash[_RECORDER]
+    return Run.of(pytestconfig).recorder
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +83,7 @@ def verified_edge(edge: EdgeEndpoint) -> EdgeEndpoint:
     """
     problem = edge.tls_problem()
     if problem:
-        pytest.skip(f"https://{edge.edge.domain}: {problem} (see the tls checks)")
+        pytest.skip(f"{edge_host_id(edge.edge.domain)}: {problem} (see the tls checks)")
     return edge
 
 

@@ -10,76 +10,34 @@ import pytest
 
 from viworks_verify.gather.reading import Reading, Unreadable
 from viworks_verify.gather.snapshot import Snapshot
-from viworks_verify.plugin.state import (
-    _HOST,
-    _HOSTS,
-    _RECORDER,
-    _SOURCE,
-    RecordedHost,
-    _area_of,
-    _baseline,
-    _deployed_agent_ids,
-    _drift,
-    _fail_on_drift,
-    _gateway_host_running,
-    _group_hosts,
-    _host_ids,
-    _host_of,
-    _inventory,
-    _reading,
-    _replay,
-    _row_of,
-    _settings,
-    _source,
-)
+from viworks_verify.plugin.state import HOST_PARAMETERS, NamedHost, Run, edge_host_id
 from viworks_verify.report.drift import DriftItem, selected
 from viworks_verify.target.connections import TargetHost
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Give every check the host it is about, in its test id (``[ssh://gw-lab-01]``)."""
-    for fixture, group in (("backend_host", "backend"), ("gateway_host", "gateway")):
-        if fixture in metafunc.fixturenames:
-            hosts = _group_hosts(metafunc.config, group)
+    """Give every check the host it is about, in its test id (``[ssh://gw-lab-01]``): ``HOST_PARAMETERS``."""
+    for parameter in HOST_PARAMETERS:
+        if parameter.fixture in metafunc.fixturenames and not set(parameter.unless_beside) & set(metafunc.fixturenames):
+            hosts = Run.of(metafunc.config).hosts_taken_by(parameter)
             metafunc.parametrize(
-                fixture,
-                [name for name, _ in hosts],
-                ids=[host_id for _, host_id in hosts],
-                indirect=True,
+                parameter.fixture,
+                [host.value for host in hosts],
+                ids=[host.id for host in hosts],
+                indirect=parameter.indirect,
                 scope="session",
             )
-    if "drift_host" in metafunc.fixturenames:
-        hosts = [host_id for group in ("backend", "gateway") for _, host_id in _group_hosts(metafunc.config, group)]
-        hosts.append(f"https://{_settings(metafunc.config).edge.domain}")
-        metafunc.parametrize("drift_host", hosts, ids=hosts, scope="session")
-    if "public_address" in metafunc.fixturenames:
-        settings = _settings(metafunc.config)
-        addresses = list(settings.backend.public_addresses) or [settings.edge.connect_address or settings.edge.domain]
-        metafunc.parametrize("public_address", addresses, ids=[f"tcp://{a}" for a in addresses], scope="session")
-    if "deployed_agent_id" in metafunc.fixturenames:
-        agent_ids = _deployed_agent_ids(metafunc.config)
-        metafunc.parametrize("deployed_agent_id", agent_ids, ids=[f"agent://{a}" for a in agent_ids], scope="session")
-    else:
-        for fixture in ("edge", "edge_snapshot"):
-            if fixture in metafunc.fixturenames:
-                domain = _settings(metafunc.config).edge.domain
-                metafunc.parametrize(fixture, [domain], ids=[f"https://{domain}"], indirect=True, scope="session")
-                break
 
 
 @pytest.fixture(scope="session")
 def deployed_agents(pytestconfig: pytest.Config) -> list[str]:
     """Every deployed gateway agent id of the target (the ``deployed_agent_id`` parameters, all at once)."""
-    return _deployed_agent_ids(pytestconfig)
+    return Run.of(pytestconfig).deployed_agent_ids
 
 
-def _target_host(request: pytest.FixtureRequest) -> TargetHost | RecordedHost:
-    replay = _replay(request.config)
-    if replay is not None:
-        found = next(h for h in replay.hosts if h.kind in ("backend", "gateway") and h.name == request.param)
-        return RecordedHost(found.host, found.name)
-    _inventory(request.config)
-    return request.config.stash[_HOSTS][request.param]
+def _area_of(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("area")
+    return str(marker.args[0]) if marker and marker.args else ""
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -88,12 +46,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
     Done before any fixture runs, so no cached fixture error repeats the failure for every check.
     """
-    item.config.stash[_RECORDER].current_check = item.nodeid
-    item.stash[_HOST] = _host_of(item)
-    item.user_properties += [("host", item.stash[_HOST]), ("area", _area_of(item)), ("row", _row_of(item))]
-    for host_id in _host_ids(item):
-        snapshot = _source(item.config).snapshot(host_id)
-        _reading(item.config, snapshot, "connection").require()
+    run = Run.of(item.config)
+    run.recorder.current_check = item.nodeid
+    item.user_properties += [("host", run.host_of(item)), ("area", _area_of(item)), ("row", run.row_of(item))]
+    for host_id in run.inventory_hosts_of(item):
+        run.reading(run.snapshot(host_id), "connection").require()
 
 
 @pytest.hookimpl(wrapper=True, specname="pytest_runtest_setup")
@@ -122,40 +79,41 @@ def _unreadable_reported_once() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def fact_of(pytestconfig: pytest.Config) -> Callable[[Snapshot, str], Reading]:
     """``fact_of(snapshot, "unit")``: that fact as a Reading shared by every check of the run."""
-    return lambda snapshot, field: _reading(pytestconfig, snapshot, field)
+    return Run.of(pytestconfig).reading
 
 
 @pytest.fixture(scope="session")
-def backend_host(request: pytest.FixtureRequest) -> TargetHost | RecordedHost:
-    return _target_host(request)
+def backend_host(request: pytest.FixtureRequest) -> TargetHost | NamedHost:
+    return Run.of(request.config).target_host(request.param)
 
 
 @pytest.fixture(scope="session")
-def gateway_host(request: pytest.FixtureRequest) -> TargetHost | RecordedHost:
-    return _target_host(request)
+def gateway_host(request: pytest.FixtureRequest) -> TargetHost | NamedHost:
+    return Run.of(request.config).target_host(request.param)
 
 
 @pytest.fixture(scope="session")
 def backend_snapshot(pytestconfig: pytest.Config, backend_host) -> Snapshot:
     """What the gather phase read of this backend host (waits for that host only)."""
-    return _source(pytestconfig).snapshot(backend_host.id)
+    return Run.of(pytestconfig).snapshot(backend_host.id)
 
 
 @pytest.fixture(scope="session")
 def gateway_snapshot(pytestconfig: pytest.Config, gateway_host) -> Snapshot:
     """What the gather phase read of this gateway host (waits for that host only)."""
-    return _source(pytestconfig).snapshot(gateway_host.id)
+    return Run.of(pytestconfig).snapshot(gateway_host.id)
 
 
 @pytest.fixture(scope="session")
 def gateway_snapshot_of(pytestconfig: pytest.Config) -> Callable[[str], Snapshot | None]:
     """``gateway_snapshot_of(agent_id)``: the snapshot of the gateway host running that agent (None if none does)."""
+    run = Run.of(pytestconfig)
 
     def find(agent_id: str) -> Snapshot | None:
-        if _replay(pytestconfig) is None and _SOURCE not in pytestconfig.stash:
-            return None
-        host_id = _gateway_host_running(pytestconfig, agent_id)
-        return _source(pytestconfig).snapshot(host_id) if host_id is not None else None
+        if run.replay is None and run.started_source is None:
+            return None  # a live run whose checks judge no snapshot gathers none, not even for this
+        host_id = run.gateway_host_running(agent_id)
+        return run.snapshot(host_id) if host_id is not None else None
 
     return find
 
@@ -163,20 +121,20 @@ def gateway_snapshot_of(pytestconfig: pytest.Config) -> Callable[[str], Snapshot
 @pytest.fixture(scope="session")
 def edge_snapshot(request: pytest.FixtureRequest) -> Snapshot:
     """What the gather phase read of the TLS edge; a check that needs it fails (once) when it could not be read."""
-    return _source(request.config).snapshot(f"https://{request.param}")
+    return Run.of(request.config).snapshot(edge_host_id(request.param))
 
 
 @pytest.fixture(scope="session")
 def gated_drift(pytestconfig: pytest.Config) -> Callable[[str], tuple[list[DriftItem], str]]:
     """``gated_drift(host_id)``: the host's drift since the baseline that fails the gate, and the baseline's name."""
-    _baseline(pytestconfig)  # loaded (the check is collected only with one)
-    settings = _settings(pytestconfig)
-    patterns = _fail_on_drift(pytestconfig)
+    run = Run.of(pytestconfig)
+    _ = run.baseline  # loaded (the check is collected only with one)
+    patterns = run.fail_on_drift
 
     def of_host(host_id: str) -> tuple[list[DriftItem], str]:
-        _source(pytestconfig)  # the gathering, started
-        items = [item for item in _drift(pytestconfig).of_host(host_id) if not item.volatile]
-        ignored = selected(items, settings.drift.ignore)
+        _ = run.source  # the gathering, started
+        items = [item for item in run.drift.of_host(host_id) if not item.volatile]
+        ignored = selected(items, run.settings.drift.ignore)
         return [item for item in selected(items, patterns) if item not in ignored], pytestconfig.getoption("--baseline")
 
     return of_host

@@ -17,10 +17,14 @@ from pytest_html import extras as html_extras
 from viworks_verify.core.redaction import REDACTOR
 from viworks_verify.core.verdict import CheckFailed
 from viworks_verify.gather.gathering import Gathering
-from viworks_verify.plugin.state import _HOST, _RECORDER, _SETTINGS, _SOURCE, _WAIVERS, _drift, _group_hosts, _settings
+from viworks_verify.plugin.state import Run
 from viworks_verify.report.drift import selected
 from viworks_verify.report.summary import CheckOutcome, evidence_html, html_summary, run_facts, summary_document
 from viworks_verify.report.top import banner_html, drift_html, grid_html, waivers_html
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_RunReports(config), "viworks-run-reports")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -48,7 +52,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     for index, (name, text) in enumerate(report.sections):
         report.sections[index] = (name, REDACTOR.redact(text))
     if report.failed:
-        evidence = item.config.stash[_RECORDER].evidence.get(item.nodeid, [])
+        evidence = Run.of(item.config).recorder.evidence.get(item.nodeid, [])
         report.extras = [*getattr(report, "extras", []), *(html_extras.html(evidence_html(e)) for e in evidence)]
         for item_evidence in evidence:  # JUnit and the terminal get it too, as a report section
             report.sections.append((f"evidence: {item_evidence.label}", REDACTOR.redact(item_evidence.text)))
@@ -58,15 +62,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 def _apply_waivers(item: pytest.Item, report: pytest.TestReport) -> None:
     """A failure a waiver covers is shown as waived (pytest's xfail: it does not fail the run); past the
     waiver's expiry it stays a failure that says so. A pass under a waiver makes the waiver stale."""
-    if _WAIVERS not in item.config.stash or report.when not in ("setup", "call"):
+    run = Run.of(item.config)
+    if not run.runs_checks or report.when not in ("setup", "call"):
         return
-    ledger = item.config.stash[_WAIVERS]
     check = getattr(item, "originalname", item.name)
     if report.passed and report.when == "call":
-        ledger.record_pass(check, item.stash.get(_HOST, ""))
+        run.waivers.record_pass(check, run.host_of(item))
     if not report.failed:
         return
-    waiver, holds = ledger.for_failure(check, item.stash.get(_HOST, ""))
+    waiver, holds = run.waivers.for_failure(check, run.host_of(item))
     if waiver is None:
         return
     if holds:
@@ -149,15 +153,14 @@ class _RunReports:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self.run = Run.of(config)
         self.outcomes: list[CheckOutcome] = []
         self.started = dt.datetime.now(dt.UTC)
         self._drift: dict | None = None
         self._drift_done = False
 
     def facts(self) -> dict[str, str]:
-        target = (
-            self.config.stash[_SETTINGS].name if _SETTINGS in self.config.stash else self.config.getoption("--target")
-        )
+        target = self.run.settings.name if self.run.runs_checks else self.config.getoption("--target")
         return run_facts(target, Path(self.config.rootpath), self.started)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -191,32 +194,30 @@ class _RunReports:
         """The drift since ``--baseline`` over every host of the run (None without a baseline), once."""
         if not self._drift_done:
             self._drift_done = True
-            drift = _drift(self.config)
+            drift = self.run.drift
             if drift is not None:
-                ignored = selected(drift.items, _settings(self.config).drift.ignore)
+                ignored = selected(drift.items, self.run.settings.drift.ignore)
                 self._drift = dataclasses.replace(
                     drift, items=[item for item in drift.items if item not in ignored]
                 ).to_json()
         return self._drift
 
     def waivers(self) -> list[dict]:
-        ledger = self.config.stash.get(_WAIVERS, None)
-        return ledger.report() if ledger is not None else []
+        return self.run.waivers.report() if self.run.runs_checks else []
 
     def rows(self) -> list[tuple[str, str]]:
         """The report grid's rows in reading order: backend hosts, the edge, each gateway (and any other host a check named)."""
-        if _SETTINGS not in self.config.stash:
+        if not self.run.runs_checks:
             return []
-        rows = [(host_id, f"{host_id} (backend host)") for _, host_id in _group_hosts(self.config, "backend")]
-        edge = f"https://{_settings(self.config).edge.domain}"
-        rows.append((edge, f"{edge} (edge)"))
-        rows += [(host_id, host_id) for _, host_id in _group_hosts(self.config, "gateway")]
+        rows = [(host.id, f"{host.id} (backend host)") for host in self.run.hosts_of_kind("backend")]
+        rows.append((self.run.edge_id, f"{self.run.edge_id} (edge)"))
+        rows += [(host.id, host.id) for host in self.run.hosts_of_kind("gateway")]
         known = {row for row, _ in rows}
         rows += [(row, row) for row in dict.fromkeys(o.row for o in self.outcomes) if row and row not in known]
         return rows
 
     def release_observed(self) -> str:
-        facts = self.config.stash[_RECORDER].facts
+        facts = self.run.recorder.facts
         parts = [f"version {facts['backend version (observed)']}" if facts.get("backend version (observed)") else ""]
         if facts.get("backend binary sha256 (observed)"):
             parts.append(
@@ -226,15 +227,16 @@ class _RunReports:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         out = self.config.getoption("--snapshot-out")
-        if out and _SOURCE in self.config.stash:
-            self.config.stash[_SOURCE].run_snapshot().save(Path(out))
+        source = self.run.started_source
+        if out and source is not None:
+            source.run_snapshot().save(Path(out))
         self.drift()  # while the source still answers (the HTML report asks for it later)
-        if _SOURCE in self.config.stash:
-            self.config.stash[_SOURCE].close()
+        if source is not None:
+            source.close()
         path = self.config.getoption("--json-summary")
         if path:
             document = summary_document(
-                self.facts(), self.outcomes, self.config.stash[_RECORDER], int(exitstatus), self.drift(), self.waivers()
+                self.facts(), self.outcomes, self.run.recorder, int(exitstatus), self.drift(), self.waivers()
             )
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(json.dumps(document, indent=2) + "\n")
@@ -256,7 +258,7 @@ class _RunReports:
             prefix.append(drift_html(self.drift()))
         if self.waivers():
             prefix.append(waivers_html(self.waivers()))
-        prefix.extend(html_summary(self.facts(), self.config.stash[_RECORDER]))
+        prefix.extend(html_summary(self.facts(), self.run.recorder))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
@@ -276,14 +278,15 @@ def _first_line(message: str) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    rows = config.stash[_RECORDER].summary() if _RECORDER in config.stash else []
+    run = Run.of(config)
+    rows = run.recorder.summary()
     if rows:
         terminalreporter.section("viworks figures")
         for row in rows:
             terminalreporter.write_line(
                 f"{row['name']:<40} n={row['count']:<3} p50={row['p50']:.1f} {row['unit']}  p95={row['p95']:.1f} {row['unit']}  max={row['max']:.1f} {row['unit']}"
             )
-    source = config.stash.get(_SOURCE, None)
+    source = run.started_source
     if isinstance(source, Gathering) and source.read_in_process:
         terminalreporter.section("viworks gathering")
         for reason in source.read_in_process:

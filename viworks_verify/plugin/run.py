@@ -11,42 +11,27 @@ import pytest
 from viworks_verify.core.polling import NotReady, poll_until
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.gather.gathering import Gathering
-from viworks_verify.plugin.reporting import _RunReports
 from viworks_verify.plugin.state import (
-    _LIVE_FIXTURES,
-    _NEEDS_SECRETS,
-    _RECORDER,
-    _ROUND_TRIPS,
-    _SNAPSHOT_FIXTURES,
     EXIT_NOT_READY,
-    _baseline,
-    _deployed_agent_ids,
-    _distributes,
-    _fail_on_drift,
-    _inventory,
-    _replay,
-    _runs_checks,
-    _settings,
-    _source,
-    _usage_error,
-    _waiver_ledger,
+    HOST_PARAMETERS,
+    LIVE_FIXTURES,
+    NEEDS_SECRETS,
+    Run,
+    usage_error,
 )
-from viworks_verify.report.recorder import Recorder
 from viworks_verify.target.secrets import MissingSecret, Secrets
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_RECORDER] = Recorder()
-    config.pluginmanager.register(_RunReports(config), "viworks-run-reports")
+# The fixtures that hand a check a host's snapshot: a run with a check that takes one starts the gathering.
+SNAPSHOT_FIXTURES = {parameter.fixture for parameter in HOST_PARAMETERS if parameter.judges_snapshot}
 
 
-def _start_round_trips(config: pytest.Config, edge: EdgeEndpoint) -> None:
+def _start_round_trips(run: Run, edge: EdgeEndpoint) -> None:
     """Send the command round trip to every Online gateway now, in the background: it runs while
     the host checks are judged, and the round-trip checks find it done (or still waiting for it)."""
     from viworks_verify.backend.api import BackendApi
     from viworks_verify.wire.round_trips import round_trips
 
-    settings = _settings(config)
+    settings = run.settings
     try:
         token = Secrets.load(settings.secrets_file).api_token(role="admin")
     except MissingSecret:
@@ -54,25 +39,23 @@ def _start_round_trips(config: pytest.Config, edge: EdgeEndpoint) -> None:
 
     def send() -> dict:
         with BackendApi(edge, token) as api:
-            return round_trips(api, _deployed_agent_ids(config), settings.timing.ready_timeout_s)
+            return round_trips(api, run.deployed_agent_ids, settings.timing.ready_timeout_s)
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="viworks-round-trips")
-    config.stash[_ROUND_TRIPS] = pool.submit(send)
+    run.round_trips = pool.submit(send)
     pool.shutdown(wait=False)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Validate the target before collecting: a bad one is one line and exit 4, not a collection error per module."""
-    if _runs_checks(session.config):
-        _settings(session.config)
-        _baseline(session.config)
-        _fail_on_drift(session.config)
-        _waiver_ledger(session.config)
-        if _replay(session.config) is None:
-            _inventory(session.config)  # a broken inventory is one usage error, before collection
-            if not session.config.option.collectonly and not _distributes(session.config):
-                _source(session.config)  # gathering starts now: the hosts are read while pytest collects
+    run = Run.of(session.config)
+    if run.runs_checks:
+        _ = run.settings, run.baseline, run.fail_on_drift, run.waivers
+        if run.replay is None:
+            _ = run.inventory  # a broken inventory is one usage error, before collection
+            if not session.config.option.collectonly and not run.distributes:
+                _ = run.source  # gathering starts now: the hosts are read while pytest collects
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -84,66 +67,62 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Settle usage before anything runs: the selected checks' secrets must be there (exit 4 if not)."""
-    if _baseline(config) is None or not _fail_on_drift(config):
+    run = Run.of(config)
+    if run.baseline is None or not run.fail_on_drift:
         # The drift gate is a check only when there is a baseline and drift that fails it.
         drift_checks = [item for item in items if "drift_host" in getattr(item, "fixturenames", ())]
         if drift_checks:
             config.hook.pytest_deselected(items=drift_checks)
             items[:] = [item for item in items if item not in drift_checks]
-    if _replay(config) is not None:
+    if run.replay is not None:
         # Behaviour (a round trip, an upgrade) is not in a snapshot: only the judgements of facts run.
-        live = [item for item in items if _LIVE_FIXTURES & set(getattr(item, "fixturenames", ()))]
+        live = [item for item in items if LIVE_FIXTURES & set(getattr(item, "fixturenames", ()))]
         if live:
             config.hook.pytest_deselected(items=live)
             items[:] = [item for item in items if item not in live]
         return
-    needed = {name for item in items for name in _NEEDS_SECRETS if name in getattr(item, "fixturenames", ())}
+    needed = {name for item in items for name in NEEDS_SECRETS if name in getattr(item, "fixturenames", ())}
     if not needed:
         return
-    settings = _settings(config)
+    settings = run.settings
     secrets = Secrets.load(settings.secrets_file)
     try:
         for name in sorted(needed):
-            getattr(secrets, _NEEDS_SECRETS[name])()
+            getattr(secrets, NEEDS_SECRETS[name])()
     except MissingSecret as exc:
-        _usage_error(f"target {settings.name}: {exc}")
+        usage_error(f"target {settings.name}: {exc}")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     """Start gathering every host; wait, once, for the edge to answer at all (exit 6 if it never does)."""
-    if session.config.option.collectonly or not session.items or _distributes(session.config):
+    run = Run.of(session.config)
+    if session.config.option.collectonly or not session.items or run.distributes:
         return
     uses = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     saving = bool(session.config.getoption("--snapshot-out") or session.config.getoption("--baseline"))
-    source = (
-        _source(session.config) if uses & set(_SNAPSHOT_FIXTURES) or saving else None
-    )  # reading every host starts now
+    source = run.source if uses & SNAPSHOT_FIXTURES or saving else None  # reading every host starts now
     wants_edge = "edge_snapshot" in uses or saving
-    if _replay(session.config) is not None or not any(item.get_closest_marker("e2e") for item in session.items):
+    if run.replay is not None or not any(item.get_closest_marker("e2e") for item in session.items):
         if wants_edge and isinstance(source, Gathering):
             source.start_edge()
         return
-    settings = _settings(session.config)
+    settings = run.settings
     edge = EdgeEndpoint(settings.edge, timeout_s=settings.timing.connect_timeout_s)
     timeout = settings.timing.ready_timeout_s
     try:
-        ready = poll_until(
-            edge.answers, lambda answered: answered, what=f"https://{settings.edge.domain}", timeout_s=timeout
-        )
+        ready = poll_until(edge.answers, lambda answered: answered, what=run.edge_id, timeout_s=timeout)
     except NotReady as exc:
         last = exc.last
     else:
-        session.config.stash[_RECORDER].figure(
-            "edge readiness", ready.elapsed_s * 1000, " ms", host=settings.edge.domain
-        )
+        run.recorder.figure("edge readiness", ready.elapsed_s * 1000, " ms", host=settings.edge.domain)
         if wants_edge and isinstance(source, Gathering):
             source.start_edge()
         if "system_health_round_trips" in uses:
-            _start_round_trips(session.config, edge)
+            _start_round_trips(run, edge)
         return
     pytest.exit(
-        f"target {settings.name} never became ready: https://{settings.edge.domain} "
+        f"target {settings.name} never became ready: {run.edge_id} "
         f"({edge.address}:{settings.edge.https_port}) did not answer within {timeout:.0f} s; last: {last}",
         returncode=EXIT_NOT_READY,
     )
