@@ -19,22 +19,22 @@ from viworks_verify.pki.pins import matching_pin, parse_pins, spki_pin
 pytestmark = [pytest.mark.e2e, pytest.mark.tls, pytest.mark.area("tls")]
 
 
-def _leaf(edge_snapshot, fact_of, recorder):
-    fact_of(edge_snapshot, "connection").require()
-    leaf = fact_of(edge_snapshot, "served_leaf").require().leaf
+def _leaf(edge_snapshot, recorder):
+    edge_snapshot.connection.require()
+    leaf = edge_snapshot.served_leaf.require().leaf
     recorder.attach("served certificate", certs.describe(leaf))
     return leaf
 
 
 @pytest.mark.smoke
-def test_served_chain_validates_for_the_agent_domain(edge_snapshot, fact_of, settings, recorder):
+def test_served_chain_validates_for_the_agent_domain(edge_snapshot, settings, recorder):
     """Judged as the strictest real client judges it (rustls in the gateway agent, Go, browsers): the
     name in subjectAltName, the chain served complete to the trust root, valid now, serverAuth where
     it lists usages, a strong key, no SHA-1. Then as Python verified it in the handshake."""
     domain = edge_snapshot.domain
-    leaf = _leaf(edge_snapshot, fact_of, recorder)
-    intermediates = fact_of(edge_snapshot, "served_chain").require().certificates
-    verification = fact_of(edge_snapshot, "verification").require()
+    leaf = _leaf(edge_snapshot, recorder)
+    intermediates = edge_snapshot.served_chain.require().certificates
+    verification = edge_snapshot.verification.require()
     recorder.attach("served chain", [certs.describe(c) for c in intermediates])
     trust = describe_trust(settings.edge.ca_bundle)
     read_at = dt.datetime.fromtimestamp(edge_snapshot.gathered_at, dt.UTC)
@@ -61,7 +61,7 @@ def test_served_chain_validates_for_the_agent_domain(edge_snapshot, fact_of, set
 
 
 @pytest.mark.smoke
-def test_served_key_matches_the_configured_pin(edge_snapshot, fact_of, settings, recorder):
+def test_served_key_matches_the_configured_pin(edge_snapshot, settings, recorder):
     domain = edge_snapshot.domain
     if not settings.edge.spki_pins:
         fail(
@@ -72,7 +72,7 @@ def test_served_key_matches_the_configured_pin(edge_snapshot, fact_of, settings,
             evidence="the pin cannot be checked",
         )
     configured = parse_pins(settings.edge.spki_pins)
-    leaf = _leaf(edge_snapshot, fact_of, recorder)
+    leaf = _leaf(edge_snapshot, recorder)
     match = matching_pin(configured, leaf)
     if match is None:
         fail(
@@ -85,11 +85,11 @@ def test_served_key_matches_the_configured_pin(edge_snapshot, fact_of, settings,
 
 @pytest.mark.smoke
 @pytest.mark.parametrize("version", ["TLSv1.0", "TLSv1.1"])
-def test_protocols_below_tls_1_2_are_refused(edge_snapshot, fact_of, version):
+def test_protocols_below_tls_1_2_are_refused(edge_snapshot, version):
     """Offered alone, each old protocol is refused. The reader first proves the runner can offer it:
     a runner that cannot has tested nothing, and that is a failure naming the runner, never a pass."""
-    fact_of(edge_snapshot, "connection").require()
-    found = fact_of(edge_snapshot, "tls_floor").require().get(version, "not tried")
+    edge_snapshot.connection.require()
+    found = edge_snapshot.tls_floor.require().get(version, "not tried")
     if found.startswith("untested"):
         fail(
             edge_snapshot.domain,
@@ -102,8 +102,8 @@ def test_protocols_below_tls_1_2_are_refused(edge_snapshot, fact_of, version):
 
 
 @pytest.mark.smoke
-def test_served_certificate_is_not_near_expiry(edge_snapshot, fact_of, settings, recorder):
-    leaf = _leaf(edge_snapshot, fact_of, recorder)
+def test_served_certificate_is_not_near_expiry(edge_snapshot, settings, recorder):
+    leaf = _leaf(edge_snapshot, recorder)
     remaining = certs.days_left(leaf, dt.datetime.fromtimestamp(edge_snapshot.gathered_at, dt.UTC))  # as of the reading
     recorder.figure("edge certificate days left", remaining, " d", host=edge_snapshot.domain)
     edge = settings.edge

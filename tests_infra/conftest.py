@@ -1,8 +1,8 @@
 """Host facts as the checks use them, from the snapshots the gather phase read (no I/O here).
 
-Each fixture hands a check one fact of its host's snapshot as a ``Reading``: the first check that
-``require()``s a fact that could not be read fails with why, later ones skip with it (one root
-cause, one failure, whatever subset of checks runs).
+Each fixture hands a check a ``Fact`` derived from its host's snapshot; most checks read the snapshot's
+fields directly (``gateway_snapshot.unit``). The first check that ``require()``s a fact that could not be
+read fails with why, later ones skip with it (one root cause, one failure, whatever subset of checks runs).
 """
 
 from __future__ import annotations
@@ -11,49 +11,41 @@ import pytest
 
 from viworks_verify.backend import facts as backend_facts
 from viworks_verify.core.fact import Fact
-from viworks_verify.gather.reading import Reading
-
-
-def _reading(fact: Fact) -> Reading:
-    """A fact derived from a snapshot's as a Reading: its problem fails the first check that needs it, the rest skip."""
-    return Reading(fact.value, fact.problem)
 
 
 @pytest.fixture(scope="session")
-def backend_binary(backend_snapshot, settings, fact_of) -> Reading:
+def backend_binary(backend_snapshot, settings) -> Fact:
     """The agent binary among ``BackendSnapshot.agent_files`` (size, mode, sha256), when it is there as a regular file."""
-    return fact_of(backend_snapshot, "agent_files").then(
-        lambda files: _reading(backend_facts.backend_binary(backend_snapshot.host, files, settings.backend))
+    return backend_snapshot.agent_files.then(
+        lambda files: backend_facts.backend_binary(backend_snapshot.host, files, settings.backend)
     )
 
 
 @pytest.fixture(scope="session")
-def agent_server(backend_snapshot, settings, fact_of) -> Reading:
+def agent_server(backend_snapshot, settings) -> Fact:
     """The server block of ``BackendSnapshot.nginx`` that nginx uses for the agent domain on its HTTPS port."""
-    return fact_of(backend_snapshot, "nginx").then(
-        lambda config: _reading(backend_facts.agent_server(backend_snapshot.host, config, settings))
+    return backend_snapshot.nginx.then(
+        lambda config: backend_facts.agent_server(backend_snapshot.host, config, settings)
     )
 
 
 @pytest.fixture(scope="session")
-def nginx_tls_files(backend_snapshot, fact_of, agent_server) -> Reading:
+def nginx_tls_files(backend_snapshot, agent_server) -> Fact:
     """``BackendSnapshot.nginx_tls_files``, once the agent server that names them is read."""
-    return agent_server.then(lambda _: fact_of(backend_snapshot, "nginx_tls_files"))
+    return agent_server.then(lambda _: backend_snapshot.nginx_tls_files)
 
 
 @pytest.fixture(scope="session")
-def gateway_config_reading(gateway_snapshot, fact_of, settings) -> Reading:
+def gateway_config_reading(gateway_snapshot, settings) -> Fact:
     """The agent's effective configuration (EffectiveConfig): the .env over agent.toml's [outbound],
     each value with its file. The .env must be readable; agent.toml may be absent."""
-    return fact_of(gateway_snapshot, "env").then(
-        lambda _: Reading(gateway_snapshot.effective_config(settings.gateway.env_file))
-    )
+    return gateway_snapshot.env.then(lambda _: Fact(gateway_snapshot.effective_config(settings.gateway.env_file)))
 
 
 @pytest.fixture(scope="session")
-def gateway_env_reading(gateway_config_reading) -> Reading:
+def gateway_env_reading(gateway_config_reading) -> Fact:
     """The effective configuration's values by VIW_AGENT_* name (secret values only as their keyed hash)."""
-    return gateway_config_reading.then(lambda config: Reading(config.values))
+    return gateway_config_reading.then(lambda config: Fact(config.values))
 
 
 @pytest.fixture(scope="session")

@@ -35,16 +35,14 @@ def _named(certificates) -> str:
 @pytest.mark.smoke
 @pytest.mark.tls
 @pytest.mark.gateway
-def test_gateway_pin_matches_the_served_certificate(
-    gateway_host, edge_snapshot, fact_of, gateway_env, config_source, settings
-):
+def test_gateway_pin_matches_the_served_certificate(gateway_host, edge_snapshot, gateway_env, config_source, settings):
     configured_text = gateway_env.get(SPKI_PIN, "")
     try:
         configured = parse_pins(configured_text)
     except PinFormatError as exc:
         pytest.skip(f"{gateway_host.id}: {SPKI_PIN} unusable ({exc}); test_backend_pin_is_well_formed reports it")
-    fact_of(edge_snapshot, "connection").require()
-    leaf = fact_of(edge_snapshot, "served_leaf").require().leaf
+    edge_snapshot.connection.require()
+    leaf = edge_snapshot.served_leaf.require().leaf
     match = matching_pin(configured, leaf)
     if match is None:
         fail(
@@ -111,12 +109,12 @@ def test_gateway_client_certificate_chains_to_the_cas_nginx_verifies_clients_wit
 
 
 @pytest.fixture(scope="session")
-def clock_skews(recorder, fact_of):
+def clock_skews(recorder):
     """Each host's clock against the runner's, as its snapshot measured it (``skew(snapshot) -> clock.Skew``)."""
     recorded: set[str] = set()
 
     def skew(snapshot) -> clock.Skew:
-        found = fact_of(snapshot, "clock_skew").require()
+        found = snapshot.clock_skew.require()
         if snapshot.host not in recorded:
             recorded.add(snapshot.host)
             recorder.figure("clock skew vs runner", abs(found.seconds), " s", host=snapshot.host)

@@ -13,14 +13,14 @@ pytestmark = [pytest.mark.infra, pytest.mark.backend, pytest.mark.area("files")]
 
 
 @pytest.mark.smoke
-def test_backend_config_parses(backend_snapshot, fact_of):
-    fact_of(backend_snapshot, "agent_config").require()
+def test_backend_config_parses(backend_snapshot):
+    backend_snapshot.agent_config.require()
 
 
 @pytest.mark.smoke
-def test_backend_config_ports_match_contract(backend_host, backend_snapshot, fact_of, settings):
+def test_backend_config_ports_match_contract(backend_host, backend_snapshot, settings):
     backend = settings.backend
-    config = fact_of(backend_snapshot, "agent_config").require()
+    config = backend_snapshot.agent_config.require()
     wrong = [
         (section, found, expected)
         for section, found, expected in (
@@ -39,9 +39,9 @@ def test_backend_config_ports_match_contract(backend_host, backend_snapshot, fac
 
 
 @pytest.mark.smoke
-def test_backend_config_points_at_expected_database_and_redis(backend_host, backend_snapshot, fact_of, settings):
+def test_backend_config_points_at_expected_database_and_redis(backend_host, backend_snapshot, settings):
     backend = settings.backend
-    config = fact_of(backend_snapshot, "agent_config").require()
+    config = backend_snapshot.agent_config.require()
     expected_urls, found_urls = [], []
     for section, url, expected in (
         ("database", config.database, backend.database_host),

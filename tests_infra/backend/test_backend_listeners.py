@@ -60,12 +60,12 @@ def _check_served_by_backend_agent(host, settings, snapshot, port: int, role: st
 
 
 @pytest.mark.smoke
-def test_backend_agent_listens_on_api_port(backend_host, backend_snapshot, fact_of, settings):
-    listeners = fact_of(backend_snapshot, "agent_listeners").require()
+def test_backend_agent_listens_on_api_port(backend_host, backend_snapshot, settings):
+    listeners = backend_snapshot.agent_listeners.require()
     _check_served_by_backend_agent(backend_host, settings, listeners, settings.backend.api_port, "API")
 
 
 @pytest.mark.smoke
-def test_backend_agent_listens_on_ws_port(backend_host, backend_snapshot, fact_of, settings):
-    listeners = fact_of(backend_snapshot, "agent_listeners").require()
+def test_backend_agent_listens_on_ws_port(backend_host, backend_snapshot, settings):
+    listeners = backend_snapshot.agent_listeners.require()
     _check_served_by_backend_agent(backend_host, settings, listeners, settings.backend.ws_port, "agent WebSocket")

@@ -54,8 +54,8 @@ def _check_proxies_to(host, settings, location, port):
 
 
 @pytest.mark.smoke
-def test_nginx_config_test_passes(backend_snapshot, fact_of):
-    fact_of(backend_snapshot, "nginx").require()  # read by nginx -T, which tests the configuration before dumping it
+def test_nginx_config_test_passes(backend_snapshot):
+    backend_snapshot.nginx.require()  # read by nginx -T, which tests the configuration before dumping it
 
 
 @pytest.mark.smoke
@@ -143,11 +143,11 @@ def test_nginx_root_location_proxies_to_backend_agent_api_port(backend_host, age
 @pytest.mark.tls
 @pytest.mark.area("identity")
 def test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent(
-    backend_host, backend_snapshot, fact_of, settings, recorder
+    backend_host, backend_snapshot, settings, recorder
 ):
     """The agent trusts the identity headers nginx passes: on every route to it (any server, any
     port), nginx must set them itself, or a client chooses its own agent id."""
-    config = fact_of(backend_snapshot, "nginx").require()
+    config = backend_snapshot.nginx.require()
     agent, headers = settings.backend.agent_container, settings.backend.identity_headers
     problems = []
     for server in config.servers:

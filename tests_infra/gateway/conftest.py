@@ -7,18 +7,16 @@ import dataclasses
 
 import pytest
 
+from viworks_verify.core.fact import Fact
 from viworks_verify.gateway.env import required_paths
 from viworks_verify.gateway.file_stat import FileTable
 from viworks_verify.gateway.systemd_unit import UnitProperties
-from viworks_verify.gather.reading import Reading
 
 
 @pytest.fixture(scope="session")
-def gateway_unit_reading(gateway_snapshot, settings, fact_of) -> Reading:
+def gateway_unit_reading(gateway_snapshot, settings) -> Fact:
     # A loaded snapshot's unit properties are nameless: the unit is the one the target names.
-    return fact_of(gateway_snapshot, "unit").then(
-        lambda unit: Reading(dataclasses.replace(unit, unit=settings.gateway.unit))
-    )
+    return gateway_snapshot.unit.then(lambda unit: Fact(dataclasses.replace(unit, unit=settings.gateway.unit)))
 
 
 @pytest.fixture
@@ -28,8 +26,8 @@ def gateway_unit(gateway_unit_reading) -> UnitProperties:
 
 
 @pytest.fixture(scope="session")
-def gateway_files_reading(gateway_snapshot, fact_of) -> Reading:
-    return fact_of(gateway_snapshot, "files")
+def gateway_files_reading(gateway_snapshot) -> Fact:
+    return gateway_snapshot.files
 
 
 @pytest.fixture
@@ -55,17 +53,17 @@ def gateway_required_files(settings, gateway_unit, gateway_env_reading) -> dict[
 class GatewayPki:
     """The agent's client identity as found on the host: each part a fact or why it is unusable."""
 
-    certificate: Reading  # x509.Certificate
-    ca: Reading  # list[x509.Certificate]
-    key_spki: Reading  # bytes: the key's PUBLIC half only
+    certificate: Fact  # x509.Certificate
+    ca: Fact  # list[x509.Certificate]
+    key_spki: Fact  # bytes: the key's PUBLIC half only
     intermediates: list  # x509.Certificate: the CA certificates the certificate file carries after its leaf
 
 
 @pytest.fixture(scope="session")
-def gateway_pki(gateway_snapshot, fact_of) -> GatewayPki:
+def gateway_pki(gateway_snapshot) -> GatewayPki:
     return GatewayPki(
-        fact_of(gateway_snapshot, "client_certificate").then(lambda pem: Reading(pem.leaf)),
-        fact_of(gateway_snapshot, "trust_bundle").then(lambda bundle: Reading(bundle.certificates)),
-        fact_of(gateway_snapshot, "client_key_spki").then(lambda text: Reading(base64.b64decode(text))),
+        gateway_snapshot.client_certificate.then(lambda pem: Fact(pem.leaf)),
+        gateway_snapshot.trust_bundle.then(lambda bundle: Fact(bundle.certificates)),
+        gateway_snapshot.client_key_spki.then(lambda text: Fact(base64.b64decode(text))),
         gateway_snapshot.client_certificate.value.after_leaf if gateway_snapshot.client_certificate.ok else [],
     )

@@ -19,7 +19,7 @@ def _main_pid(gateway_unit) -> int:
 @pytest.mark.smoke
 @pytest.mark.area("unit")
 @pytest.mark.needs_agent("running")
-def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway_snapshot, fact_of):
+def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway_snapshot):
     pid, program = _main_pid(gateway_unit), gateway_unit.exec_start_path
     if pid == 0 or program is None:
         fail(
@@ -29,7 +29,7 @@ def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway
             found=f"MainPID={pid}, ExecStart={program or '<none>'} "
             f"(ActiveState={gateway_unit.get('ActiveState') or '?'})",
         )
-    facts = fact_of(gateway_snapshot, "process").require()
+    facts = gateway_snapshot.process.require()
     if not facts.alive or not facts.runs_program:
         fail(
             gateway_host.id,
@@ -41,9 +41,9 @@ def test_agent_process_runs_the_unit_program(gateway_host, gateway_unit, gateway
 
 @pytest.mark.smoke
 @pytest.mark.needs_agent("running")
-def test_agent_listens_on_no_port(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
+def test_agent_listens_on_no_port(gateway_host, gateway_unit, gateway_snapshot, settings):
     """Outbound only: with inbound HTTP off, the agent process listens on nothing."""
-    listeners = fact_of(gateway_snapshot, "listeners").require().listeners
+    listeners = gateway_snapshot.listeners.require().listeners
     pid = _main_pid(gateway_unit)
     if settings.gateway.expect_inbound_http or pid == 0:
         return  # inbound HTTP expected; or no agent process (test_agent_process_runs_the_unit_program says so)
@@ -58,9 +58,9 @@ def test_agent_listens_on_no_port(gateway_host, gateway_unit, gateway_snapshot, 
 
 
 @pytest.mark.smoke
-def test_host_listens_only_where_declared(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
+def test_host_listens_only_where_declared(gateway_host, gateway_unit, gateway_snapshot, settings):
     """The host's other services (sshd, a resolver, a VPN server...) are the target's declared set."""
-    listeners = fact_of(gateway_snapshot, "listeners").require().listeners
+    listeners = gateway_snapshot.listeners.require().listeners
     gateway = settings.gateway
     agent = ss_listeners.owned_by(listeners, {_main_pid(gateway_unit)})  # test_agent_listens_on_no_port's
     found = [

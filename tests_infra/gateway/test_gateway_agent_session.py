@@ -11,9 +11,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.gateway, pytest.mark.area("session"
 
 @pytest.mark.smoke
 @pytest.mark.needs_agent("running")
-def test_agent_logged_a_connected_session_since_its_last_start(
-    gateway_host, gateway_unit, gateway_snapshot, fact_of, settings
-):
+def test_agent_logged_a_connected_session_since_its_last_start(gateway_host, gateway_unit, gateway_snapshot, settings):
     invocation = gateway_unit.get("InvocationID")
     pattern = settings.gateway.connected_log_pattern
     started = gateway_unit.get("ActiveEnterTimestamp") or "?"
@@ -34,7 +32,7 @@ def test_agent_logged_a_connected_session_since_its_last_start(
             found="none",
             evidence=f"set gateway.connected_log_pattern in {settings.source}",
         )
-    logged = fact_of(gateway_snapshot, "journal").require()
+    logged = gateway_snapshot.journal.require()
     if logged.connected:
         return
     quoted = logged.quote

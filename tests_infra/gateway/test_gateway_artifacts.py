@@ -23,17 +23,17 @@ def _short(digest: str | None) -> str:
     return f"{digest[:12]}…" if digest else "unknown"
 
 
-def _hashes(gateway_snapshot, fact_of) -> None:
-    fact_of(gateway_snapshot, "artifacts").require()
+def _hashes(gateway_snapshot) -> None:
+    gateway_snapshot.artifacts.require()
 
 
 @pytest.mark.smoke
 @pytest.mark.needs_agent("program")  # a missing program: test_unit_program_exists_and_is_executable's finding
 def test_gateway_binary_is_the_expected_release(
-    gateway_host, gateway_unit, gateway_files, gateway_snapshot, fact_of, settings, recorder
+    gateway_host, gateway_unit, gateway_files, gateway_snapshot, settings, recorder
 ):
     program = gateway_unit.exec_start_path or settings.gateway.binary_path
-    _hashes(gateway_snapshot, fact_of)
+    _hashes(gateway_snapshot)
     digest, facts = gateway_snapshot.sha256_of(program), gateway_files.get(program)
     size = facts.size if facts is not None else None
     recorder.fact(f"{gateway_host.id} gateway binary sha256 (observed)", digest)
@@ -57,8 +57,8 @@ def test_gateway_binary_is_the_expected_release(
 
 
 @pytest.mark.smoke
-def test_scripts_are_the_released_ones(gateway_host, gateway_env, gateway_snapshot, fact_of, settings):
-    _hashes(gateway_snapshot, fact_of)
+def test_scripts_are_the_released_ones(gateway_host, gateway_env, gateway_snapshot, settings):
+    _hashes(gateway_snapshot)
     released = settings.release.gateway.scripts
     if not released:
         fail(
@@ -92,8 +92,8 @@ def test_scripts_are_the_released_ones(gateway_host, gateway_env, gateway_snapsh
 @pytest.mark.smoke
 @pytest.mark.area("unit")
 @pytest.mark.needs_agent("loaded")
-def test_unit_file_is_the_released_one(gateway_host, gateway_unit, gateway_snapshot, fact_of, settings):
-    _hashes(gateway_snapshot, fact_of)
+def test_unit_file_is_the_released_one(gateway_host, gateway_unit, gateway_snapshot, settings):
+    _hashes(gateway_snapshot)
     expected = settings.release.gateway.unit_sha256
     fragment = gateway_unit.get("FragmentPath")
     if not expected:

@@ -34,10 +34,10 @@ def test_env_has_every_required_key(gateway_host, gateway_env, gateway_snapshot,
 
 
 @pytest.mark.smoke
-def test_env_has_no_key_the_agent_does_not_know(gateway_host, gateway_snapshot, fact_of, settings):
+def test_env_has_no_key_the_agent_does_not_know(gateway_host, gateway_snapshot, settings):
     """A key the agent does not read is ignored without a word: a typo (VIW_AGENT_BACKEND_ULR) leaves the
     real key unset."""
-    env = fact_of(gateway_snapshot, "env").require()
+    env = gateway_snapshot.env.require()
     gateway = settings.gateway
     unknown = unknown_keys(env, [*gateway.required_env_keys, *gateway.extra_env_keys])
     if unknown:
@@ -106,9 +106,9 @@ def test_exec_is_as_expected(gateway_host, gateway_env, config_source, settings)
 
 
 @pytest.mark.smoke
-def test_agent_toml_has_every_section(gateway_host, gateway_snapshot, fact_of):
+def test_agent_toml_has_every_section(gateway_host, gateway_snapshot):
     """An agent.toml, where there is one, has every section (the production agent refuses to start otherwise)."""
-    toml = fact_of(gateway_snapshot, "agent_toml").require()
+    toml = gateway_snapshot.agent_toml.require()
     if toml is None or not toml.present:
         return  # the .env alone is the contract's reference form
     missing = missing_sections(toml.values or {})

@@ -76,9 +76,9 @@ def test_scripts_are_root_owned_and_not_group_or_world_writable(gateway_host, ga
 
 
 @pytest.mark.smoke
-def test_scripts_root_holds_only_the_declared_scripts(gateway_host, gateway_env, gateway_snapshot, fact_of, settings):
+def test_scripts_root_holds_only_the_declared_scripts(gateway_host, gateway_env, gateway_snapshot, settings):
     """A closed set: any other file, link or directory there is something the agent could be made to run as root."""
-    listing = fact_of(gateway_snapshot, "scripts_root").require()
+    listing = gateway_snapshot.scripts_root.require()
     if listing.state != "directory":
         return  # unset or missing: test_scripts_are_present_and_executable says so
     gateway = settings.gateway

@@ -24,7 +24,9 @@ FILES = (("certificate", CERT_PATH, "certificate"), ("key", KEY_PATH, "key_spki"
 
 
 @pytest.mark.smoke
-def test_client_certificate_key_and_ca_are_present(gateway_host, gateway_env, gateway_files, gateway_pki, settings):
+def test_client_certificate_key_and_ca_are_present(
+    gateway_host, gateway_env, gateway_files, gateway_pki, settings, reported_here
+):
     problems = []
     for role, key, part in FILES:
         path = gateway_env.get(key)
@@ -36,7 +38,7 @@ def test_client_certificate_key_and_ca_are_present(gateway_host, gateway_env, ga
             problems.append(f"{role} {path} is a {gateway_files.get(path).kind}")
         else:
             continue
-        getattr(gateway_pki, part).mark_reported()  # said here: the checks of its content skip
+        reported_here(getattr(gateway_pki, part))  # said here: the checks of its content skip
     if problems:
         fail(gateway_host.id, expected="the client certificate, key and CA as files", found="; ".join(problems))
 

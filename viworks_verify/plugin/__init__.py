@@ -7,11 +7,11 @@ or loads a recorded one (``--snapshot-in``), and as soon as the edge answers it 
 round trips in the background. Checks get everything from fixtures: ``settings``, ``secrets``,
 ``edge``, ``api``, ``recorder``, per-host ``backend_host`` / ``gateway_host`` (parametrized from the
 inventory or the snapshot, test ids naming the host) with their ``backend_snapshot`` /
-``gateway_snapshot``, ``edge_snapshot``, and ``fact_of(snapshot, field)``: a fact as a ``Reading``
-shared by the whole run.
+``gateway_snapshot``, ``edge_snapshot``, whose fields are the facts checks judge (``Fact``: a value,
+or the problem that kept it from being read, reported by the first check that needs it).
 
 - ``state``: the run, ``Run.of(config)``: what the session knows of its target (settings, inventory,
-  hosts, snapshots, baseline and drift, waivers, the recorder, the round trips, the fact readings),
+  hosts, snapshots, baseline and drift, waivers, the recorder, the round trips, the problems already reported),
   which host each check is about (``HOST_PARAMETERS``), usage errors and exit codes; the modules below
   share it and nothing else;
 - ``run``: the lifecycle hooks (validate, gather, settle the selection, wait for the edge once);

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import pytest
 
+from viworks_verify.core.fact import Fact
 from viworks_verify.gateway.blockers import LEVELS, Blocker, agent_blocker
-from viworks_verify.gather.reading import Reading
 from viworks_verify.plugin.state import Run, usage_error
 
 _BLOCKERS = pytest.StashKey[dict[str, "Blocker | None"]]()
-_CAUSES = pytest.StashKey[dict[str, Reading]]()
 _REPORTERS = pytest.StashKey[set[tuple[str, str]]]()
 
 
@@ -74,5 +73,4 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if (blocker.reported_by, host_id) in _selected_reporters(item.session):
         pytest.skip(f"{blocker.cause} (reported by {blocker.reported_by}[{host_id}])")
     # Its reporter is not in this run: the first check that needs what it breaks reports it, the rest skip.
-    causes = item.config.stash.setdefault(_CAUSES, {})
-    causes.setdefault(host_id, Reading(None, blocker.cause)).require()
+    Fact.failed(blocker.cause).require()

@@ -1,5 +1,5 @@
 """Every check gets the host it is about: parametrization (test ids naming the host), the host and
-snapshot fixtures, a fact as a Reading shared by the run (an unreadable one fails once, then skips)."""
+snapshot fixtures; an unreadable fact fails the first check that needs it, and the others skip naming it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from viworks_verify.gather.reading import Reading, Unreadable
+from viworks_verify.core.fact import Fact, Unreadable
 from viworks_verify.gather.snapshot import Snapshot
 from viworks_verify.plugin.state import HOST_PARAMETERS, NamedHost, Run, edge_host_id
 from viworks_verify.report.drift import DriftItem, selected
@@ -50,36 +50,36 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     run.recorder.current_check = item.nodeid
     item.user_properties += [("host", run.host_of(item)), ("area", _area_of(item)), ("row", run.row_of(item))]
     for host_id in run.inventory_hosts_of(item):
-        run.reading(run.snapshot(host_id), "connection").require()
+        run.snapshot(host_id).connection.require()
 
 
 @pytest.hookimpl(wrapper=True, specname="pytest_runtest_setup")
 def pytest_runtest_setup_reports_unreadable_facts(item: pytest.Item):
-    with _unreadable_reported_once():  # a fixture that required the fact
+    with _unreadable_reported_once(Run.of(item.config)):  # a fixture that required the fact
         return (yield)
 
 
 @pytest.hookimpl(wrapper=True, specname="pytest_runtest_call")
 def pytest_runtest_call_reports_unreadable_facts(item: pytest.Item):
-    with _unreadable_reported_once():  # the check itself required it
+    with _unreadable_reported_once(Run.of(item.config)):  # the check itself required it
         return (yield)
 
 
 @contextlib.contextmanager
-def _unreadable_reported_once() -> Iterator[None]:
+def _unreadable_reported_once(run: Run) -> Iterator[None]:
     """The first check that needed an unreadable fact fails with its problem; every later one skips naming it."""
     try:
         yield
     except Unreadable as exc:
-        if exc.first:
+        if run.first_to_report(exc.problem):
             pytest.fail(exc.problem, pytrace=False)
         pytest.skip(f"already reported: {exc.problem}")
 
 
 @pytest.fixture(scope="session")
-def fact_of(pytestconfig: pytest.Config) -> Callable[[Snapshot, str], Reading]:
-    """``fact_of(snapshot, "unit")``: that fact as a Reading shared by every check of the run."""
-    return Run.of(pytestconfig).reading
+def reported_here(pytestconfig: pytest.Config) -> Callable[[Fact], None]:
+    """``reported_here(fact)``: the check has said what is wrong with ``fact`` itself; the checks that need it skip."""
+    return Run.of(pytestconfig).mark_reported
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ from viworks_verify.core.fact import Fact
 from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.gateway.readiness import serves_agent
 from viworks_verify.gather.gathering import Gathering, Replay, SnapshotSource
-from viworks_verify.gather.reading import Reading
 from viworks_verify.gather.snapshot import RunSnapshot, Snapshot, SnapshotFormatError
 from viworks_verify.plugin.early import GATHER_CHILD, TARGETS_DIR, runs_checks
 from viworks_verify.report.drift import Drift, diff_runs, drift_paths, unknown_patterns, unknown_patterns_message
@@ -137,7 +136,7 @@ class Run:
         self.round_trips: concurrent.futures.Future | None = None
         self._source: SnapshotSource | None = None
         self._drift: Drift | None = None
-        self._readings: dict[tuple[str, str], Reading] = {}
+        self._reported: set[str] = set()  # the unreadable facts' problems a check has reported
 
     @classmethod
     def of(cls, config: pytest.Config) -> Run:
@@ -248,13 +247,17 @@ class Run:
         hosts = sorted(self.hosts_of_kind("gateway"), key=lambda host: host.name != agent_id)
         return next((host.id for host in hosts if serves_agent(self.snapshot(host.id), agent_id)), None)
 
-    def reading(self, snapshot: Snapshot, field: str) -> Reading:
-        """One Reading per host and fact for the whole run: its problem fails one check, the rest skip."""
-        key = (snapshot.host, field)
-        if key not in self._readings:
-            fact: Fact = getattr(snapshot, field)
-            self._readings[key] = Reading(fact.value, fact.problem)
-        return self._readings[key]
+    def first_to_report(self, problem: str) -> bool:
+        """Whether no check has reported ``problem`` yet (and now one has): an unreadable fact fails the first
+        check that needs it, and every later one skips naming it."""
+        first = problem not in self._reported
+        self._reported.add(problem)
+        return first
+
+    def mark_reported(self, fact: Fact) -> None:
+        """A check has said what is wrong with ``fact`` in its own words: the checks that need it skip."""
+        if fact.problem is not None:
+            self._reported.add(fact.problem)
 
     # -------------------------------------------------------------------- baseline, drift, waivers
 
