@@ -123,7 +123,9 @@ RECORDED = {
     "env-unknown-key": (
         "gateway",
         {
-            "test_env_has_no_key_the_agent_does_not_know": "VIW_AGENT_CMD_TIMEOUT (did you mean VIW_AGENT_CMD_TIMEOUT_SECS?)"
+            "test_env_has_no_key_the_agent_does_not_know": (
+                "VIW_AGENT_CMD_TIMEOUT (did you mean VIW_AGENT_CMD_TIMEOUT_SECS?)"
+            )
         },
     ),
     "gateway-binary-drift": ("gateway", {"test_gateway_binary_is_the_expected_release": "is not the expected build"}),
@@ -134,13 +136,17 @@ RECORDED = {
     "agent-ports-exposed": (
         "backend",
         {
-            "test_backend_agent_postgres_and_redis_publish_no_port": "viworks-backend-agent-new publishes 8080/tcp on 127.0.0.1:8080"
+            "test_backend_agent_postgres_and_redis_publish_no_port": (
+                "viworks-backend-agent-new publishes 8080/tcp on 127.0.0.1:8080"
+            )
         },
     ),
     "identity-header-passthrough": (
         "backend",
         {
-            "test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent": "sets X-Client-CN from $http_x_client_cn (the client's own header)"
+            "test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent": (
+                "sets X-Client-CN from $http_x_client_cn (the client's own header)"
+            )
         },
     ),
 }
@@ -302,12 +308,18 @@ def _config_database(host, _):
 
 def _config_unparsable(host, _):
     host["agent_config"] = {
-        "problem": f"{host['host']}: viworks-backend-agent-new: /app/config/backend-agent.toml: expected valid TOML; found not valid TOML: Expected '=' (at line 3, column 9)"
+        "problem": (
+            f"{host['host']}: viworks-backend-agent-new: /app/config/backend-agent.toml: expected valid TOML; "
+            "found not valid TOML: Expected '=' (at line 3, column 9)"
+        )
     }
 
 
 def _nginx_test_fails(host, _):
-    problem = f'{host["host"]}: viworks-nginx: expected nginx -t to pass; found: unknown directive "proxy_pas" in /etc/nginx/conf.d/viworks-agent.conf:31'
+    problem = (
+        f'{host["host"]}: viworks-nginx: expected nginx -t to pass; found: unknown directive "proxy_pas" '
+        "in /etc/nginx/conf.d/viworks-agent.conf:31"
+    )
     host["nginx"] = host["nginx_tls_files"] = {"problem": problem}
 
 
@@ -743,7 +755,9 @@ def test_a_target_without_an_expected_release_fails_the_release_checks_naming_th
     target.write_text(text[: text.index("[release]")])
     verdicts = judge(SNAPSHOTS / "healthy.json", tmp_path, "--target", str(target))
     expected = {
-        "test_backend_binary_is_the_expected_release[local://backend-lab]": "no expected build to compare with: set [release] sha256",
+        "test_backend_binary_is_the_expected_release[local://backend-lab]": (
+            "no expected build to compare with: set [release] sha256"
+        ),
         "test_gateway_binary_is_the_expected_release[ssh://gw-lab-01]": "set [release.gateway] sha256",
         "test_scripts_are_the_released_ones[ssh://gw-lab-01]": "set [release.gateway] scripts",
         "test_unit_file_is_the_released_one[ssh://gw-lab-01]": "set [release.gateway] unit_sha256",

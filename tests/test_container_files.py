@@ -53,9 +53,9 @@ def test_release_is_matched_by_sha256_first_then_by_size():
     assert not names_a_build(Release(version="1.4.2"))
     assert release_mismatch(26490, sha, Release(sha256=sha.upper())) is None
     wrong = release_mismatch(7340032, "ffee" + sha[4:], Release(version="1.4.2", sha256=sha, size=5347737))
-    assert (
-        wrong
-        == "found 7.0 MB (7340032 bytes), sha256 ffee3d6dc690…; expected release 1.4.2, sha256 08d53d6dc690…, 5.1 MB (5347737 bytes)"
+    assert wrong == (
+        "found 7.0 MB (7340032 bytes), sha256 ffee3d6dc690…; "
+        "expected release 1.4.2, sha256 08d53d6dc690…, 5.1 MB (5347737 bytes)"
     )
     assert release_mismatch(5_300_000, None, Release(size_min=5_000_000, size_max=5_500_000)) is None
     assert "size 4.8 MB (5000000 bytes) .. 5.2 MB (5500000 bytes)" in release_mismatch(

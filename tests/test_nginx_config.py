@@ -222,7 +222,8 @@ def test_client_ca_bundle_must_hold_ca_certificates_only():
 
 def test_the_nginx_test_failure_is_the_emerg_line_without_timestamp_and_pid():
     stderr = (
-        '2026/11/22 23:22:05 [emerg] 145#145: unknown directive "proxy_http_versio" in /etc/nginx/conf.d/agent.conf:35\n'
+        '2026/11/22 23:22:05 [emerg] 145#145: unknown directive "proxy_http_versio" '
+        "in /etc/nginx/conf.d/agent.conf:35\n"
         "nginx: configuration file /etc/nginx/nginx.conf test failed\n"
     )
     assert (

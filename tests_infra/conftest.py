@@ -15,7 +15,8 @@ from viworks_verify.core.fact import Fact
 
 @pytest.fixture(scope="session")
 def backend_binary(backend_snapshot, settings) -> Fact:
-    """The agent binary among ``BackendSnapshot.agent_files`` (size, mode, sha256), when it is there as a regular file."""
+    """The agent binary among ``BackendSnapshot.agent_files`` (size, mode, sha256),
+    when it is there as a regular file."""
     return backend_snapshot.agent_files.then(
         lambda files: backend_facts.backend_binary(backend_snapshot.host, files, settings.backend)
     )

@@ -33,8 +33,8 @@ def test_backend_binary_is_the_expected_release(backend_host, backend_binary, se
             backend_host.id,
             settings.backend.binary_path,
             expected="the target to name the build to expect",
-            found=f"no expected build to compare with: set [release] sha256 (or size, or size_min and size_max) or release_manifest "
-            f"in {settings.source}",
+            found=f"no expected build to compare with: set [release] sha256 (or size, or size_min and size_max) "
+            f"or release_manifest in {settings.source}",
         )
     recorder.attach("expected release", settings.release.model_dump(exclude_none=True))
     if release_mismatch(binary.size, binary.sha256, settings.release) is not None:

@@ -121,7 +121,8 @@ def test_nginx_postgres_and_redis_are_on_no_unexpected_network(backend_host, bac
         problem = network_set_problem(nginx.networks, backend.edge_networks, may_also=allowed)
         if problem:
             problems.append(
-                f"{nginx.name} on [{', '.join(nginx.networks)}] (expected [{', '.join(backend.edge_networks)}] and any of "
+                f"{nginx.name} on [{', '.join(nginx.networks)}] "
+                f"(expected [{', '.join(backend.edge_networks)}] and any of "
                 f"[{', '.join(backend.networks)}]), {problem.found}"
             )
             fixes.append(problem.fix(nginx.name))
@@ -179,8 +180,8 @@ def test_backend_agent_postgres_and_redis_publish_no_port(backend_host, backend_
     if problems:
         fail(
             backend_host.id,
-            expected=f"{backend.agent_container}, {backend.postgres_container} and {backend.redis_container} published on no host "
-            f"address (nginx reaches them over the Docker networks{allowed})",
+            expected=f"{backend.agent_container}, {backend.postgres_container} and {backend.redis_container} "
+            f"published on no host address (nginx reaches them over the Docker networks{allowed})",
             found="; ".join(problems),
             evidence="remove the ports: mapping",
         )

@@ -23,7 +23,8 @@ def _check_served_by_backend_agent(host, settings, snapshot, port: int, role: st
             where,
             expected=f"{agent} listening",
             found="nothing listening on it",
-            evidence=f"listening: {', '.join(map(str, snapshot.listening_ports)) or 'none'}; see docker logs {backend.agent_container}",
+            evidence=f"listening: {', '.join(map(str, snapshot.listening_ports)) or 'none'}; "
+            f"see docker logs {backend.agent_container}",
         )
     reachable = [listener for listener in listeners if listener.socket.reachable_from_outside]
     if not reachable:

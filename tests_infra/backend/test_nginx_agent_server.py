@@ -162,8 +162,8 @@ def test_nginx_sets_the_identity_headers_on_every_location_to_the_backend_agent(
         fail(
             backend_host.id,
             _where(settings),
-            expected=f'every location that proxies to {agent} to set {", ".join(headers)} itself (from $ssl_client_*, or "" to clear), '
-            "so a client can never supply them",
+            expected=f"every location that proxies to {agent} to set {', '.join(headers)} itself "
+            '(from $ssl_client_*, or "" to clear), so a client can never supply them',
             found="; ".join(problems),
         )
 
@@ -236,7 +236,8 @@ def test_nginx_server_certificate_and_key_exist(backend_host, agent_server, ngin
             backend_host.id,
             where,
             expected="ssl_certificate and ssl_certificate_key",
-            found=f"ssl_certificate {server.certificate_paths or 'none'}, ssl_certificate_key {server.key_paths or 'none'}",
+            found=f"ssl_certificate {server.certificate_paths or 'none'}, "
+            f"ssl_certificate_key {server.key_paths or 'none'}",
             evidence=server.where,
         )
     files = nginx_tls_files.require()

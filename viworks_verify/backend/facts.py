@@ -34,6 +34,7 @@ def agent_server(host_id: str, config: NginxConfig, settings: Settings) -> Fact[
             for s in config.servers
         )
         return Fact.failed(
-            f"{host_id}: {settings.backend.nginx_container}: expected a server block for {domain} on port {port}; found {servers or 'no server blocks'}"
+            f"{host_id}: {settings.backend.nginx_container}: expected a server block for {domain} on port {port}; "
+            f"found {servers or 'no server blocks'}"
         )
     return Fact(server)

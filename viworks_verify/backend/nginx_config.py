@@ -323,7 +323,8 @@ class Server(Block):
                     )
         return ClientVerification(
             False,
-            f"ssl_verify_client optional without an if ($ssl_client_verify != SUCCESS) {{ return 403; }} in location {prefix}",
+            "ssl_verify_client optional without an if ($ssl_client_verify != SUCCESS) { return 403; } "
+            f"in location {prefix}",
         )
 
 

@@ -173,7 +173,8 @@ def _read_agent_container(snap: BackendSnapshot, api: Any, backend: Backend, has
         listeners = parse_snapshot(listeners_text)
     except SnapshotError as exc:
         snap.agent_listeners = Fact.failed(
-            f"{snap.host}: {container}: expected /proc readable by sh for listeners; found {exc} (exec: {done.first_error})"
+            f"{snap.host}: {container}: expected /proc readable by sh for listeners; "
+            f"found {exc} (exec: {done.first_error})"
         )
     else:
         # What a snapshot keeps of a process: its first four arguments (what it runs), redacted.
@@ -193,7 +194,8 @@ def _config(where: str, file: FileFacts, hasher: SecretHasher) -> tuple[Fact[Rec
         return Fact.failed(f"{where}: expected the backend agent's TOML configuration; found no such file"), ()
     if file.content is None:
         return Fact.failed(
-            f"{where}: expected a readable TOML file; found a {file.kind}, mode {file.octal}, owner {file.owner}, unreadable"
+            f"{where}: expected a readable TOML file; "
+            f"found a {file.kind}, mode {file.octal}, owner {file.owner}, unreadable"
         ), ()
     try:
         config = parse_backend_config(file.content.decode(errors="replace"))
@@ -217,7 +219,8 @@ def _read_nginx(snap: BackendSnapshot, api: Any, backend: Backend, edge: Edge) -
         return
     if done.exit_code != 0:
         snap.nginx = snap.nginx_tls_files = Fact.failed(
-            f"{snap.host}: {container}: expected nginx -t to pass; found: {(nginx_test_failure(done.stderr) or done.first_error)[:300]}"
+            f"{snap.host}: {container}: expected nginx -t to pass; "
+            f"found: {(nginx_test_failure(done.stderr) or done.first_error)[:300]}"
         )
         return
     try:

@@ -129,7 +129,10 @@ class Gathering:
                 host=host.id, name=host.name, gathered_at=time.time(), connection=Fact.failed(str(exc))
             )
         except Exception as exc:
-            problem = f"{host.id}: its Docker engine does not answer: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            problem = (
+                f"{host.id}: its Docker engine does not answer: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            )
             return BackendSnapshot(
                 host=host.id, name=host.name, gathered_at=time.time(), connection=Fact.failed(problem)
             )

@@ -70,13 +70,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--baseline",
         default=None,
         metavar="PATH",
-        help="a snapshot to compare this run with (the last green deploy's): the report and the JSON summary say what drifted",
+        help="a snapshot to compare this run with (the last green deploy's): "
+        "the report and the JSON summary say what drifted",
     )
     group.addoption(
         "--fail-on-drift",
         default=None,
         metavar="PATHS",
-        help="comma-separated drift paths that fail the gate (binary,networks,unit.Restart); default: the target's [drift] fail_on",
+        help="comma-separated drift paths that fail the gate (binary,networks,unit.Restart); "
+        "default: the target's [drift] fail_on",
     )
     group.addoption(
         "--waivers",

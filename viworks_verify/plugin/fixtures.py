@@ -56,7 +56,8 @@ def probe_identity(settings: Settings, secrets: Secrets) -> tuple[Path, Path]:
     """The synthetic agent's client certificate and key (CN = settings.probe.agent_id)."""
     if settings.probe.client_cert is None or not settings.probe.client_cert.is_file():
         pytest.fail(
-            f"probe.client_cert in {settings.source} must name the synthetic agent's certificate; found {settings.probe.client_cert}",
+            f"probe.client_cert in {settings.source} must name the synthetic agent's certificate; "
+            f"found {settings.probe.client_cert}",
             pytrace=False,
         )
     try:

@@ -206,7 +206,8 @@ class _RunReports:
         return self.run.waivers.report() if self.run.runs_checks else []
 
     def rows(self) -> list[tuple[str, str]]:
-        """The report grid's rows in reading order: backend hosts, the edge, each gateway (and any other host a check named)."""
+        """The report grid's rows in reading order: backend hosts, the edge, each gateway
+        (and any other host a check named)."""
         if not self.run.runs_checks:
             return []
         rows = [(host.id, f"{host.id} (backend host)") for host in self.run.hosts_of_kind("backend")]
@@ -221,7 +222,8 @@ class _RunReports:
         parts = [f"version {facts['backend version (observed)']}" if facts.get("backend version (observed)") else ""]
         if facts.get("backend binary sha256 (observed)"):
             parts.append(
-                f"binary sha256 {facts['backend binary sha256 (observed)'][:12]}…, {facts.get('backend binary size (observed)', '')}"
+                f"binary sha256 {facts['backend binary sha256 (observed)'][:12]}…, "
+                f"{facts.get('backend binary size (observed)', '')}"
             )
         return "; ".join(p for p in parts if p)
 
@@ -284,7 +286,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("viworks figures")
         for row in rows:
             terminalreporter.write_line(
-                f"{row['name']:<40} n={row['count']:<3} p50={row['p50']:.1f} {row['unit']}  p95={row['p95']:.1f} {row['unit']}  max={row['max']:.1f} {row['unit']}"
+                f"{row['name']:<40} n={row['count']:<3} p50={row['p50']:.1f} {row['unit']}  "
+                f"p95={row['p95']:.1f} {row['unit']}  max={row['max']:.1f} {row['unit']}"
             )
     source = run.started_source
     if isinstance(source, Gathering) and source.read_in_process:

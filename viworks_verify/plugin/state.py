@@ -187,7 +187,8 @@ class Run:
         return connections.target_hosts(self.settings, self.inventory)
 
     def hosts_of_kind(self, kind: str) -> list[NamedHost]:
-        """The target's hosts of an inventory group (``backend``, ``gateway``): the inventory's, or the replayed snapshot's."""
+        """The target's hosts of an inventory group (``backend``, ``gateway``): the inventory's,
+        or the replayed snapshot's."""
         if self.replay is not None:
             return [NamedHost(snapshot.host, snapshot.name) for snapshot in self.replay.of_kind(kind)]
         return [NamedHost(host.id, host.name) for host in self.inventory.group(kind)]
