@@ -37,26 +37,26 @@ def nginx_tls_files(backend_snapshot, agent_server) -> Fact:
 
 
 @pytest.fixture(scope="session")
-def gateway_config_reading(gateway_snapshot, settings) -> Fact:
+def gateway_config_fact(gateway_snapshot, settings) -> Fact:
     """The agent's effective configuration (EffectiveConfig): the .env over agent.toml's [outbound],
     each value with its file. The .env must be readable; agent.toml may be absent."""
     return gateway_snapshot.env.then(lambda _: Fact(gateway_snapshot.effective_config(settings.gateway.env_file)))
 
 
 @pytest.fixture(scope="session")
-def gateway_env_reading(gateway_config_reading) -> Fact:
+def gateway_env_fact(gateway_config_fact) -> Fact:
     """The effective configuration's values by VIW_AGENT_* name (secret values only as their keyed hash)."""
-    return gateway_config_reading.then(lambda config: Fact(config.values))
+    return gateway_config_fact.then(lambda config: Fact(config.values))
 
 
 @pytest.fixture(scope="session")
-def config_source(gateway_config_reading, settings):
+def config_source(gateway_config_fact, settings):
     """``config_source(key)``: the file (and section, for agent.toml) the agent's value of ``key`` comes from."""
-    config = gateway_config_reading.value
+    config = gateway_config_fact.value
     return lambda key: config.source(key, settings.gateway.env_file) if config else settings.gateway.env_file
 
 
 @pytest.fixture
-def gateway_env(gateway_env_reading) -> dict[str, str]:
+def gateway_env(gateway_env_fact) -> dict[str, str]:
     """The agent's .env as a dict (a check that needs it fails, or skips once reported, when it cannot be read)."""
-    return gateway_env_reading.require()
+    return gateway_env_fact.require()

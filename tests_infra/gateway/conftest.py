@@ -13,38 +13,28 @@ from viworks_verify.gateway.file_stat import FileTable
 from viworks_verify.gateway.systemd_unit import UnitProperties
 
 
-@pytest.fixture(scope="session")
-def gateway_unit_reading(gateway_snapshot, settings) -> Fact:
-    # A loaded snapshot's unit properties are nameless: the unit is the one the target names.
-    return gateway_snapshot.unit.then(lambda unit: Fact(dataclasses.replace(unit, unit=settings.gateway.unit)))
+@pytest.fixture
+def gateway_unit(gateway_snapshot, settings) -> UnitProperties:
+    """``GatewaySnapshot.unit``: the unit's properties (``systemctl show``), named as the target names the unit
+    (a loaded snapshot's are nameless)."""
+    return dataclasses.replace(gateway_snapshot.unit.require(), unit=settings.gateway.unit)
 
 
 @pytest.fixture
-def gateway_unit(gateway_unit_reading) -> UnitProperties:
-    """The unit's properties (``systemctl show``)."""
-    return gateway_unit_reading.require()
-
-
-@pytest.fixture(scope="session")
-def gateway_files_reading(gateway_snapshot) -> Fact:
-    return gateway_snapshot.files
+def gateway_files(gateway_snapshot) -> FileTable:
+    """``GatewaySnapshot.files``: owner, mode and type of every required file (one stat on the host)."""
+    return gateway_snapshot.files.require()
 
 
 @pytest.fixture
-def gateway_files(gateway_files_reading) -> FileTable:
-    """Owner, mode and type of every required file (one stat on the host)."""
-    return gateway_files_reading.require()
-
-
-@pytest.fixture
-def gateway_required_files(settings, gateway_unit, gateway_env_reading) -> dict[str, str]:
+def gateway_required_files(settings, gateway_unit, gateway_env_fact) -> dict[str, str]:
     """Every file the agent needs, by role: the unit's program and env files, the .env's certificates and scripts."""
     files = {"binary": settings.gateway.binary_path, ".env": settings.gateway.env_file}
     if gateway_unit.exec_start_path:
         files["ExecStart"] = gateway_unit.exec_start_path
     for index, path in enumerate(gateway_unit.environment_files):
         files[f"EnvironmentFile{index or ''}"] = path
-    env = gateway_env_reading.value or {}
+    env = gateway_env_fact.value or {}
     files.update(required_paths(env, settings.gateway.scripts))
     return files
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from viworks_verify.core.fact import Fact
 from viworks_verify.edge.endpoint import EdgeEndpoint
-from viworks_verify.edge.snapshot import EdgeSnapshot, Verification
+from viworks_verify.edge.snapshot import EdgeSnapshot, Verification, edge_host_id
 from viworks_verify.pki.pem import PemBundle, PemCertificates
 from viworks_verify.pki.pins import load_certificate
 
@@ -25,7 +25,7 @@ OLD_PROTOCOLS = (("TLSv1.0", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.T
 def read_edge(endpoint: EdgeEndpoint) -> EdgeSnapshot:
     started = time.time()
     domain = endpoint.edge.domain
-    snap = EdgeSnapshot(host=f"https://{domain}", domain=domain, gathered_at=started)
+    snap = EdgeSnapshot(host=edge_host_id(domain), domain=domain, gathered_at=started)
     try:
         served = [
             load_certificate(der).public_bytes(serialization.Encoding.PEM).decode() for der in endpoint.served_chain()

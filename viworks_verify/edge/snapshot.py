@@ -11,6 +11,11 @@ from viworks_verify.core.host_snapshot import HostSnapshot, Record, fact
 from viworks_verify.pki.pem import PemBundle, PemCertificates
 
 
+def edge_host_id(domain: str) -> str:
+    """The edge's host id, as test ids, snapshots and the report name it: ``https://agent.example.com``."""
+    return f"https://{domain}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Verification(Record):
     """Whether Python's TLS verified the served chain for the domain, against what, and why not."""

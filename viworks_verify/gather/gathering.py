@@ -22,6 +22,7 @@ from viworks_verify.core.redaction import REDACTOR, Redactor
 from viworks_verify.core.secret_hash import SecretHasher
 from viworks_verify.edge.endpoint import EdgeEndpoint
 from viworks_verify.edge.reader import read_edge
+from viworks_verify.edge.snapshot import edge_host_id
 from viworks_verify.gateway.snapshot import GatewaySnapshot
 from viworks_verify.gather.child import GatherChild
 from viworks_verify.gather.snapshot import RunSnapshot, Snapshot, SnapshotFormatError, host_snapshot_from_json
@@ -65,7 +66,7 @@ class Gathering:
                 self._futures[host.id] = self._pool.submit(self._read_host, host)
 
     def start_edge(self) -> None:
-        host_id = f"https://{self.settings.edge.domain}"
+        host_id = edge_host_id(self.settings.edge.domain)
         if host_id not in self._futures:
             endpoint = EdgeEndpoint(self.settings.edge, timeout_s=self.settings.timing.connect_timeout_s)
             self._futures[host_id] = self._pool.submit(read_edge, endpoint)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from viworks_verify.edge.endpoint import EdgeEndpoint
-from viworks_verify.plugin.state import Run, edge_host_id
+from viworks_verify.edge.snapshot import edge_host_id
+from viworks_verify.plugin.state import Run
 from viworks_verify.report.recorder import Recorder
 from viworks_verify.target.secrets import MissingSecret, Secrets
 from viworks_verify.target.settings import Settings

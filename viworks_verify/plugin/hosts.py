@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from viworks_verify.core.fact import Fact, Unreadable
+from viworks_verify.edge.snapshot import edge_host_id
 from viworks_verify.gather.snapshot import Snapshot
-from viworks_verify.plugin.state import HOST_PARAMETERS, NamedHost, Run, edge_host_id
+from viworks_verify.plugin.state import HOST_PARAMETERS, NamedHost, Run
 from viworks_verify.report.drift import DriftItem, selected
 from viworks_verify.target.connections import TargetHost
 

@@ -15,6 +15,7 @@ import pytest
 
 from viworks_verify.core.fact import Fact
 from viworks_verify.core.secret_hash import SecretHasher
+from viworks_verify.edge.snapshot import edge_host_id
 from viworks_verify.gateway.readiness import serves_agent
 from viworks_verify.gather.gathering import Gathering, Replay, SnapshotSource
 from viworks_verify.gather.snapshot import RunSnapshot, Snapshot, SnapshotFormatError
@@ -50,11 +51,6 @@ LIVE_FIXTURES = {
 def usage_error(message: str) -> NoReturn:
     """A target that cannot be used as given: one line, exit 4, no traceback (whenever it is found)."""
     raise pytest.UsageError(message)
-
-
-def edge_host_id(domain: str) -> str:
-    """The edge's host id, as test ids, snapshots and the report name it: ``https://agent.example.com``."""
-    return f"https://{domain}"
 
 
 # ------------------------------------------------------------------------ which host a check is about
