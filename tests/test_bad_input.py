@@ -318,3 +318,20 @@ def test_a_recorded_baselines_paths_are_its_hosts_canonical_facts():
     assert {"backend-lab.binary", "gw-lab-01.host", "edge.host"} <= set(paths)
     assert {"binary", "containers", "unit", "nginx"} <= set(known_segments(paths))
     assert unknown_patterns(["binary", "networks", "unit.Restart", "no-such-thing"], paths) == ["no-such-thing"]
+
+
+@pytest.mark.parametrize("given", ["0", "-3"])
+def test_a_max_connections_below_one_is_one_line_and_exit_4(tmp_path, given):
+    done = run_suite(
+        "--target",
+        str(TARGET),
+        "--snapshot-in",
+        str(SNAPSHOTS / "healthy.json"),
+        f"--max-connections={given}",
+        junit=tmp_path / "junit.xml",
+    )
+    output = done.stdout + done.stderr
+    lines = output.strip().splitlines()
+    assert done.returncode == 4 and lines == ["ERROR: --max-connections: Input should be greater than or equal to 1"], (
+        output[-3000:]
+    )

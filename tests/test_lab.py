@@ -123,6 +123,14 @@ def test_the_gate_leaves_only_a_short_sudo_line_in_the_gateways_journal(lab, doc
     assert max(len(line) for line in commands) < 600
 
 
+def test_the_smoke_suite_passes_reading_one_host_at_a_time(lab, tmp_path):
+    """A connection budget of one queues every host behind the one being read: slower, the same verdict."""
+    junit = tmp_path / "junit.xml"
+    done = run_suite("-m", "smoke", "--target", "lab", "--max-connections", "1", junit=junit)
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert done.returncode == 0 and int(suite.get("failures")) + int(suite.get("errors")) == 0, done.stdout[-4000:]
+
+
 def test_the_smoke_suite_spread_over_workers_runs_every_check_once(lab, tmp_path):
     """``pytest -n 2`` (pytest-xdist): the same checks as a serial run, each run once, all passing."""
     collected = run_suite("-m", "smoke", "--target", "lab", "--collect-only", "-q", junit=tmp_path / "collected.xml")

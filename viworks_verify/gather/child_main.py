@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", required=True)
     parser.add_argument("--targets-dir", required=True, type=Path)
     parser.add_argument("--ready-timeout", type=float, default=None)
+    parser.add_argument("--max-connections", type=int, default=None)
     args = parser.parse_args(argv)
     try:
-        settings = load_settings(args.target, args.targets_dir, args.ready_timeout)
+        settings = load_settings(args.target, args.targets_dir, args.ready_timeout, args.max_connections)
         inventory = Inventory.of_target(settings)
         hosts = target_hosts(settings, inventory)
     except (SettingsError, InventoryError) as exc:

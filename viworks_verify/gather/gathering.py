@@ -55,7 +55,11 @@ class Gathering:
         self.secret_key_id = hasher.key_id
         self.read_in_process: list[str] = []  # why hosts the child did not deliver were read in this process
         self.started = time.time()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="viworks-gather")
+        # One worker a host being read: at most max_connections hosts at once, the rest queue (in inventory order).
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.timing.max_connections, thread_name_prefix="viworks-gather"
+        )
+        self._edge_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="viworks-edge")
         self._futures: dict[str, concurrent.futures.Future] = {}
         # testinfra logs every command with its output at DEBUG; the .env crosses the connection.
         logging.getLogger("testinfra").disabled = True
@@ -69,7 +73,7 @@ class Gathering:
         host_id = edge_host_id(self.settings.edge.domain)
         if host_id not in self._futures:
             endpoint = EdgeEndpoint(self.settings.edge, timeout_s=self.settings.timing.connect_timeout_s)
-            self._futures[host_id] = self._pool.submit(read_edge, endpoint)
+            self._futures[host_id] = self._edge_pool.submit(read_edge, endpoint)  # not a host connection
 
     def snapshot(self, host_id: str) -> Snapshot:
         return self._futures[host_id].result()
@@ -85,6 +89,7 @@ class Gathering:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._edge_pool.shutdown(wait=False, cancel_futures=True)
 
     def _read_host(self, host: TargetHost) -> Snapshot:
         if self.child is not None:

@@ -49,6 +49,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="seconds a check waits for something to become ready (default from the target's settings)",
     )
     group.addoption(
+        "--max-connections",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read at most N hosts at once, queueing the rest (default from the target's settings: 10)",
+    )
+    group.addoption(
         "--json-summary",
         default=None,
         metavar="PATH",
@@ -122,6 +129,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     argv = ["--target", options.target, "--targets-dir", str(options.targets_dir or TARGETS_DIR)]
     if options.ready_timeout is not None:
         argv += ["--ready-timeout", str(options.ready_timeout)]
+    if options.max_connections is not None:
+        argv += ["--max-connections", str(options.max_connections)]
     early_config.stash[GATHER_CHILD] = GatherChild(argv)
 
 

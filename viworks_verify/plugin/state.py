@@ -162,7 +162,10 @@ class Run:
         targets_dir = Path(self.config.getoption("--targets-dir") or TARGETS_DIR)
         try:
             return load_settings(
-                self.config.getoption("--target"), targets_dir, self.config.getoption("--ready-timeout")
+                self.config.getoption("--target"),
+                targets_dir,
+                self.config.getoption("--ready-timeout"),
+                self.config.getoption("--max-connections"),
             )
         except SettingsError as exc:
             usage_error(str(exc))

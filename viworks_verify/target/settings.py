@@ -178,6 +178,10 @@ class Timing(_Section):
     clock_skew_max_s: float = 30.0
     command_roundtrip_goal_s: float = 2.0
     connect_timeout_s: float = 5.0
+    # At most this many hosts are read at once (``--max-connections``); the rest queue. 10 is where sshd's
+    # default MaxStartups (10:30:100) starts dropping unauthenticated connections: a bastion in front of
+    # every gateway refuses none of the gate's.
+    max_connections: int = Field(10, ge=1)
 
 
 class Drift(_Section):
@@ -217,10 +221,13 @@ _PATH_KEYS = {
 }
 
 
-def load_settings(target: str, targets_dir: Path, ready_timeout_s: float | None = None) -> Settings:
+def load_settings(
+    target: str, targets_dir: Path, ready_timeout_s: float | None = None, max_connections: int | None = None
+) -> Settings:
     """Settings for ``target``: a name (``targets/<name>.toml``) or a path to a TOML file.
 
-    ``ready_timeout_s`` (``--ready-timeout``) overrides the target's own.
+    ``ready_timeout_s`` (``--ready-timeout``) and ``max_connections`` (``--max-connections``) override the
+    target's own.
     """
     path = Path(target)
     if path.suffix != ".toml":
@@ -242,10 +249,20 @@ def load_settings(target: str, targets_dir: Path, ready_timeout_s: float | None 
         raise SettingsError(
             f"{path}: edge.ca_bundle {settings.edge.ca_bundle} does not exist{_hinted(settings.missing_file_hint)}"
         )
-    if ready_timeout_s is not None:
-        settings = settings.model_copy(
-            update={"timing": settings.timing.model_copy(update={"ready_timeout_s": ready_timeout_s})}
-        )
+    overrides = {
+        key: value
+        for key, value in (("ready_timeout_s", ready_timeout_s), ("max_connections", max_connections))
+        if value is not None
+    }
+    if overrides:
+        try:
+            timing = Timing.model_validate({**settings.timing.model_dump(), **overrides})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise SettingsError(
+                f"--{str(first['loc'][0]).removesuffix('_s').replace('_', '-')}: {first['msg']}"
+            ) from None
+        settings = settings.model_copy(update={"timing": timing})
     return _with_manifest(settings)
 
 
