@@ -22,6 +22,7 @@ from viworks_verify.target.connections import target_hosts
 from viworks_verify.target.inventory import Inventory, InventoryError
 from viworks_verify.target.secrets import Secrets
 from viworks_verify.target.settings import SettingsError, load_settings
+from viworks_verify.target.shards import WHOLE, Shard, ShardError
 
 EXIT_USAGE = 4
 
@@ -32,12 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets-dir", required=True, type=Path)
     parser.add_argument("--ready-timeout", type=float, default=None)
     parser.add_argument("--max-connections", type=int, default=None)
+    parser.add_argument("--shard", default=None)
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.target, args.targets_dir, args.ready_timeout, args.max_connections)
         inventory = Inventory.of_target(settings)
-        hosts = target_hosts(settings, inventory)
-    except (SettingsError, InventoryError) as exc:
+        shard = Shard.parse(args.shard) if args.shard else WHOLE
+        hosts = target_hosts(settings, inventory, shard)
+    except (SettingsError, InventoryError, ShardError) as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     key = Secrets.load(settings.secrets_file).snapshot_key() or os.environ.get(RUN_KEY_ENV, "").encode() or None

@@ -56,6 +56,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="read at most N hosts at once, queueing the rest (default from the target's settings: 10)",
     )
     group.addoption(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run the Kth of N shards of the fleet: every Nth gateway host (all its checks), the backend's and "
+        "the edge's checks in shard 1 only",
+    )
+    group.addoption(
         "--json-summary",
         default=None,
         metavar="PATH",
@@ -131,6 +138,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
         argv += ["--ready-timeout", str(options.ready_timeout)]
     if options.max_connections is not None:
         argv += ["--max-connections", str(options.max_connections)]
+    if options.shard is not None:
+        argv += ["--shard", options.shard]
     early_config.stash[GATHER_CHILD] = GatherChild(argv)
 
 

@@ -28,6 +28,7 @@ from viworks_verify.target.connections import TargetHost
 from viworks_verify.target.inventory import Inventory, InventoryError
 from viworks_verify.target.secrets import Secrets
 from viworks_verify.target.settings import Settings, SettingsError, load_settings
+from viworks_verify.target.shards import WHOLE, Shard, ShardError
 
 EXIT_USAGE = int(pytest.ExitCode.USAGE_ERROR)  # 4, pytest's own (``usage_error``): bad settings, inventory, secret
 EXIT_NOT_READY = 6  # the target's edge never answered within --ready-timeout: nothing was checked
@@ -182,15 +183,39 @@ class Run:
 
     @functools.cached_property
     def target_hosts(self) -> dict[str, TargetHost]:
-        """Every host of the inventory, by name, as the run connects to it (once per host)."""
-        return connections.target_hosts(self.settings, self.inventory)
+        """Every host of the inventory (of its gateways, this shard's), by name, as the run connects to it."""
+        return connections.target_hosts(self.settings, self.inventory, self.shard)
+
+    @functools.cached_property
+    def shard(self) -> Shard:
+        """The part of the fleet this run checks (``--shard K/N``; all of it without); a bad one is a usage error."""
+        given = self.config.getoption("--shard")
+        try:
+            return Shard.parse(given) if given is not None else WHOLE
+        except ShardError as exc:
+            usage_error(str(exc))
 
     def hosts_of_kind(self, kind: str) -> list[NamedHost]:
-        """The target's hosts of an inventory group (``backend``, ``gateway``): the inventory's,
-        or the replayed snapshot's."""
+        """The target's hosts of an inventory group (``backend``, ``gateway``): the inventory's, or the replayed
+        snapshot's; of the gateways, this shard's."""
         if self.replay is not None:
-            return [NamedHost(snapshot.host, snapshot.name) for snapshot in self.replay.of_kind(kind)]
-        return [NamedHost(host.id, host.name) for host in self.inventory.group(kind)]
+            found = [NamedHost(snapshot.host, snapshot.name) for snapshot in self.replay.of_kind(kind)]
+        else:
+            found = [NamedHost(host.id, host.name) for host in self.inventory.group(kind)]
+        if kind != "gateway":
+            return found
+        return [host for host in found if self.shard.takes(host.name, [h.name for h in found])]
+
+    def in_this_shard(self, item: pytest.Item) -> bool:
+        """Whether the check runs in this shard: a gateway host's or agent's in its host's shard (they are the only
+        ones parametrized here), every other one in shard 1."""
+        if self.shard.is_first:
+            return True
+        gateway_ids = {host.id for host in self.hosts_of_kind("gateway")}
+        return any(
+            host.parameter.kind in ("gateway", "gateway agent") or host.id in gateway_ids
+            for host in self.hosts_of(item)
+        )
 
     def target_host(self, name: str) -> TargetHost | NamedHost:
         """The backend or gateway host of that name: to connect to, or on a replay its recorded name and id."""
@@ -201,8 +226,12 @@ class Run:
 
     @property
     def deployed_agent_ids(self) -> list[str]:
-        """The gateway agents the target runs: the settings' agent_ids, else the gateway hosts' names."""
-        return list(self.settings.gateway.agent_ids) or [host.name for host in self.hosts_of_kind("gateway")]
+        """The gateway agents the target runs: the settings' agent_ids (this shard's, dealt as its gateways are),
+        else the gateway hosts' names."""
+        declared = list(self.settings.gateway.agent_ids)
+        if declared:
+            return [agent for agent in declared if self.shard.takes(agent, declared)]
+        return [host.name for host in self.hosts_of_kind("gateway")]
 
     @property
     def edge_id(self) -> str:

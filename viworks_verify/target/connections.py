@@ -19,6 +19,7 @@ from testinfra.backend.base import CommandResult
 from testinfra.host import Host as TestinfraHost
 
 from viworks_verify.target.inventory import Inventory, InventoryHost
+from viworks_verify.target.shards import WHOLE, Shard
 
 if TYPE_CHECKING:
     import docker
@@ -133,8 +134,10 @@ def _answers(path: Path) -> bool:
         probe.close()
 
 
-def target_hosts(settings: Settings, inventory: Inventory) -> dict[str, TargetHost]:
-    """Every host of the inventory (name -> host); a backend host's Docker engine as the settings say."""
+def target_hosts(settings: Settings, inventory: Inventory, shard: Shard = WHOLE) -> dict[str, TargetHost]:
+    """Every host of the inventory (name -> host), of its gateways those of ``shard``; a backend host's Docker
+    engine as the settings say."""
+    gateways = [host.name for host in inventory.group("gateway")]
     return {
         host.name: TargetHost(
             host,
@@ -143,6 +146,7 @@ def target_hosts(settings: Settings, inventory: Inventory) -> dict[str, TargetHo
             docker_socket=settings.backend.docker_socket,
         )
         for host in inventory.hosts
+        if host.group != "gateway" or shard.takes(host.name, gateways)
     }
 
 
