@@ -9,12 +9,13 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_suite
+from tests.conftest import BIN, REPO, run_suite
 
 SNAPSHOTS = REPO / "fixtures" / "snapshots"
 TARGET = SNAPSHOTS / "target.toml"
@@ -69,3 +70,63 @@ def test_a_shard_that_is_not_k_of_n_is_one_line_and_exit_4(fleet, tmp_path, give
     )
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert done.returncode == 4 and len(lines) == 1 and lines[0].startswith("ERROR: --shard: expected K/N"), lines
+
+
+def _merge(tmp_path: Path, *shards: Path) -> tuple[int, str, Path]:
+    junit = tmp_path / "merged.xml"
+    done = subprocess.run(
+        [
+            str(BIN / "viworks-verify"),
+            "merge",
+            *map(str, shards),
+            "--junit",
+            str(junit),
+            "--html",
+            str(tmp_path / "merged.html"),
+            "--json-summary",
+            str(tmp_path / "merged.json"),
+            "--target",
+            "lab",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr, junit
+
+
+def _outcomes_in(junit: Path) -> dict[str, str]:
+    return {
+        case.get("name", ""): next((t for t in ("failure", "error", "skipped") if case.find(t) is not None), "passed")
+        for case in ElementTree.parse(junit).getroot().iter("testcase")
+    }
+
+
+@pytest.mark.parametrize("broken", [None, "gw-lab-03"])
+def test_merged_shards_are_the_unsharded_run(fleet, tmp_path, broken):
+    """One verdict, one JUnit, one report: the same checks and outcomes as one runner's run, GO or NO-GO."""
+    snapshot = fleet
+    if broken:  # a gateway whose .env lacks its id: its shard fails, and so does the merged gate
+        data = json.loads(fleet.read_text())
+        host = next(h for h in data["hosts"] if h.get("name") == broken)
+        del host["env"]["value"]["VIW_AGENT_ID"]
+        snapshot = tmp_path / "broken.json"
+        snapshot.write_text(json.dumps(data))
+    whole = _judged(snapshot, tmp_path / "whole.xml")
+    for k in (1, 2):
+        _judged(snapshot, tmp_path / f"shard-{k}.xml", f"--shard={k}/2")
+    code, output, merged = _merge(tmp_path, tmp_path / "shard-1.xml", tmp_path / "shard-2.xml")
+    summary = json.loads((tmp_path / "merged.json").read_text())
+    assert _outcomes_in(merged) == whole
+    assert (code, summary["verdict"]) == ((1, "NO-GO") if broken else (0, "GO")), output
+    assert all(f"ssh://{broken}" in f["host"] for f in summary["failures"]) and bool(summary["failures"]) == bool(
+        broken
+    )
+    page = (tmp_path / "merged.html").read_text()
+    assert ("NO-GO" if broken else ">GO<") in page and all(f"ssh://{name}" in page for name in GATEWAYS)
+
+
+def test_overlapping_shards_are_a_usage_error(fleet, tmp_path):
+    _judged(fleet, tmp_path / "shard-1.xml", "--shard=1/2")
+    code, output, _ = _merge(tmp_path, tmp_path / "shard-1.xml", tmp_path / "shard-1.xml")
+    assert code == 4 and "not shards of one split" in output, output

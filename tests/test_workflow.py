@@ -9,6 +9,7 @@ import yaml
 from tests.conftest import REPO
 
 WORKFLOW = REPO / ".github" / "workflows" / "post-deploy-smoke.yml"
+SHARDED = REPO / ".github" / "workflows" / "post-deploy-smoke-sharded.yml"
 
 
 def _workflow() -> dict:
@@ -78,3 +79,23 @@ def test_the_last_green_snapshot_is_the_next_gates_baseline():
         "retention-days": 90,
     }
     assert _workflow()["permissions"]["actions"] == "read"
+
+
+def test_the_sharded_gate_runs_each_shard_on_its_runner_and_merges_them():
+    jobs = yaml.safe_load(SHARDED.read_text())["jobs"]
+    shard = jobs["smoke-shard"]
+    assert shard["strategy"]["fail-fast"] is False and len(shard["strategy"]["matrix"]["shard"]) > 1
+    run = _step(shard, "Run the smoke gate, this shard")["run"]
+    assert "pytest -m smoke --target production" in run
+    assert "--shard=${{ matrix.shard }}/${{ strategy.job-total }}" in run
+    assert "--junitxml=reports/shard-${{ matrix.shard }}.xml" in run
+    merge = jobs["merge"]
+    assert merge["needs"] == "smoke-shard" and merge["if"] == "always()"
+    merged = _step(merge, "Merge the shards into one verdict and report")["run"]
+    assert "viworks-verify merge shards/shard-*.xml" in merged and "--html reports/report.html" in merged
+    attach = _step(merge, "Attach the report to the release")
+    assert "startsWith(github.ref, 'refs/tags/')" in attach["if"] and attach["with"]["files"] == "reports/report.html"
+    text = SHARDED.read_text()
+    assert not re.search(r"\b\d{1,3}(\.\d{1,3}){3}\b", text), "no addresses in the workflow"
+    for value in _step(shard, "Write the production target from secrets")["env"].values():
+        assert re.fullmatch(r"\$\{\{ secrets\.[A-Z_]+ \}\}", value)

@@ -2,17 +2,21 @@
 
     viworks-verify snapshot --target production -o prod.json
     viworks-verify diff dev.json prod.json [--html diff.html] [--all] [--ignore PATTERN]
+    viworks-verify merge shard-1.xml shard-2.xml --junit gate.xml [--html gate.html] [--json-summary gate.json]
 
 ``snapshot`` gathers every host of the target and the TLS edge, as the smoke gate does, and writes
 them as one JSON file (no secret values: a keyed hash, keyed by ``VIWORKS_SNAPSHOT_KEY``, stands
-for each). ``diff`` compares two such files host by host (``viworks_verify.report.drift``). Exit codes:
-0 written / identical, 1 drift, 4 usage error (one line on stderr).
+for each). ``diff`` compares two such files host by host (``viworks_verify.report.drift``). ``merge``
+makes the shards of one gate (``pytest --shard K/N``) one verdict, JUnit and report
+(``viworks_verify.report.shards``). Exit codes: 0 written / identical / GO, 1 drift / NO-GO, 4 usage
+error (one line on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
 import html
+import json
 import sys
 import time
 from pathlib import Path
@@ -24,12 +28,13 @@ from viworks_verify.gather.gathering import Gathering
 from viworks_verify.gather.snapshot import RunSnapshot, SnapshotFormatError
 from viworks_verify.report.drift import Drift, DriftItem, diff_runs
 from viworks_verify.report.drift import selected as drift_selected
+from viworks_verify.report.shards import ShardReportError, merge_junit
 from viworks_verify.target.connections import target_hosts
 from viworks_verify.target.inventory import Inventory, InventoryError
 from viworks_verify.target.secrets import SNAPSHOT_KEY, Secrets
 from viworks_verify.target.settings import SettingsError, load_settings
 
-EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 4
+EXIT_OK, EXIT_DRIFT, EXIT_USAGE = 0, 1, 4  # EXIT_DRIFT: drift (diff), NO-GO (merge)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,8 +64,36 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out drift whose path matches (e.g. certificates, gw-lab-01.unit.Restart); "
         "repeatable, comma-separated",
     )
+    merge = commands.add_parser(
+        "merge", help="the shards of one gate (pytest --shard K/N) as one: verdict, JUnit, HTML (exit 1 on NO-GO)"
+    )
+    merge.add_argument("shards", nargs="+", type=Path, help="each shard's JUnit file (--junitxml)")
+    merge.add_argument("--junit", type=Path, required=True, help="write the merged JUnit here")
+    merge.add_argument("--html", type=Path, help="write the merged report (verdict, host grid) here")
+    merge.add_argument("--json-summary", type=Path, help="write the merged JSON summary here")
+    merge.add_argument("--target", default="", help="the target's name, for the report")
     args = parser.parse_args(argv)
-    return snapshot_command(args) if args.command == "snapshot" else diff_command(args)
+    commands_by_name = {"snapshot": snapshot_command, "diff": diff_command, "merge": merge_command}
+    return commands_by_name[args.command](args)
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    try:
+        merged = merge_junit(args.shards)
+    except ShardReportError as exc:
+        print(f"viworks-verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for path, write in (
+        (args.junit, lambda p: merged.junit().write(p, encoding="utf-8", xml_declaration=True)),
+        (args.html, lambda p: p.write_text(merged.html(args.target or "the target"))),
+        (args.json_summary, lambda p: p.write_text(json.dumps(merged.summary(args.shards), indent=2) + "\n")),
+    ):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write(path)
+    counts = ", ".join(f"{n} {kind}" for kind, n in sorted(merged.counts().items()))
+    print(f"{merged.verdict}: {len(args.shards)} shards, {counts}")
+    return EXIT_OK if merged.verdict == "GO" else EXIT_DRIFT
 
 
 def snapshot_command(args: argparse.Namespace) -> int:
