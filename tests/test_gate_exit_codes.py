@@ -140,3 +140,28 @@ def test_an_unreachable_host_fails_once_fast_and_its_other_checks_skip(tmp_path)
     assert report.count("<error") + report.count("<failure") == 1, done.stdout[-2000:]
     assert "ssh://gw-gone unreachable: ssh: connect to host 127.0.0.1 port 9: Connection refused" in report
     assert report.count("<skipped") >= 20 and "unreachable" in report.split("<skipped", 1)[1]
+
+
+@pytest.mark.parametrize("way", ["target", "inventory"])
+def test_an_unreachable_jump_host_is_one_failure_not_one_per_gateway(tmp_path, way):
+    """Production's gateways are reached through a bastion (ssh ProxyJump): when it does not answer, that
+    is one cause, reported once naming the jump host; every gateway's checks skip naming it."""
+    jump = "nobody@127.0.0.1:9"  # nothing listens on the discard port: refused at once
+    hosts = ("gw-site1-01", "gw-site2-01", "gw-site3-01")
+    through = f" ansible_ssh_common_args='-o ProxyJump={jump}'" if way == "inventory" else ""
+    target = _target(
+        tmp_path,
+        (f'ssh_proxy_jump = "{jump}"\n' if way == "target" else "") + '[edge]\ndomain = "agent.example.test"\n',
+        inventory="[gateway]\n" + "".join(f"{h} ansible_host={h}.test ansible_user=nobody{through}\n" for h in hosts),
+    )
+    junit = tmp_path / "junit.xml"
+    done = _gate(tmp_path, "-m", "infra and gateway", f"--target={target}", f"--junitxml={junit}")
+    assert done.returncode == 1, done.stdout[-2000:]
+    report = junit.read_text()
+    assert report.count("<error") + report.count("<failure") == 1, done.stdout[-3000:]
+    assert (
+        f"jump host {jump} unreachable (every host behind it): connect to 127.0.0.1 port 9: Connection refused"
+        in report
+    )
+    skipped = report.split("<skipped")[1:]
+    assert len(skipped) >= 3 * 20 and all(f"jump host {jump} unreachable" in s for s in skipped), done.stdout[-2000:]

@@ -41,7 +41,7 @@ from viworks_verify.gateway.snapshot import GatewaySnapshot
 from viworks_verify.gateway.systemd_unit import PROPERTIES, UnitProperties
 from viworks_verify.pki import certs, public_keys
 from viworks_verify.pki.pem import PemCertificates, TrustAnchors
-from viworks_verify.target.connections import connection_error
+from viworks_verify.target.connections import HostUnreachable, connection_error
 from viworks_verify.target.settings import Gateway
 
 JOURNAL_LINES = 20
@@ -279,6 +279,8 @@ def read_gateway(
 def _run(host_id: str, run_script: Callable[..., Any], script: str, *args: str):
     try:
         return run_script(script, *args)
+    except HostUnreachable as exc:
+        raise _Unreachable(str(exc)) from None
     except Exception as exc:
         raise _Unreachable(f"{host_id} unreachable: {connection_error(exc)}") from None
 

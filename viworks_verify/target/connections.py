@@ -62,7 +62,20 @@ class TargetHost:
         ``sudo -n /bin/sh -s`` on standard input: sudo logs its command line to the host's journal on
         every run, and that line is then ``/bin/sh -s -- ARGS``, not the gathering script."""
         shell = "sudo -n /bin/sh -s --" if self.inventory.needs_sudo(self.inventory_host) else "/bin/sh -s --"
-        return self._without_sudo.run("printf '%%s' %s | " + shell + " %s" * len(args), script, *args)
+        try:
+            return self._without_sudo.run("printf '%%s' %s | " + shell + " %s" * len(args), script, *args)
+        except Exception as exc:
+            raise HostUnreachable(self.unreachable(connection_error(exc))) from None
+
+    def unreachable(self, said: str) -> str:
+        """Why the host cannot be reached, from what ssh ``said``. Through a jump host that does not answer, the
+        jump host's problem, not this host's: every host behind it has the same one, reported once."""
+        jump = self.inventory_host.jump_host
+        if jump and _through_the_jump_host_failed(said, jump):
+            why = _jump_host_refusal(jump, self.inventory.timeout_s)
+            if why is not None:
+                return f"jump host {jump} unreachable (every host behind it): {why}"
+        return f"{self.id} unreachable: {said}"
 
     def ensure_reachable(self) -> None:
         """Connect once; remember a failure so later checks on this host do not retry it."""
@@ -76,7 +89,7 @@ class TargetHost:
                         f"{(result.stderr or result.stdout).strip()[:200] or f'exit {result.rc}'}"
                     )
             except Exception as exc:
-                self._failure = f"{self.id} unreachable: {connection_error(exc)}"
+                self._failure = self.unreachable(connection_error(exc))
         if self._failure:
             raise HostUnreachable(self._failure)
 
@@ -148,6 +161,35 @@ def target_hosts(settings: Settings, inventory: Inventory, shard: Shard = WHOLE)
         for host in inventory.hosts
         if host.group != "gateway" or shard.takes(host.name, gateways)
     }
+
+
+def _jump_address(jump: str) -> tuple[str, int]:
+    """``[user@]host[:port]`` -> (host, port); 22 when it names none."""
+    where = jump.rpartition("@")[2]
+    host, _, port = where.rpartition(":") if where.count(":") == 1 else (where, "", "")
+    return host.strip("[]"), int(port) if port.isdigit() else 22
+
+
+def _through_the_jump_host_failed(said: str, jump: str) -> bool:
+    """Whether ssh's words say the way through the jump host broke before the host behind it answered: its
+    stdio proxy closed ("UNKNOWN port 65535"), with no word from the jump host that it tried the host."""
+    name = _jump_address(jump)[0]
+    tried_the_host = "open failed" in said or "stdio forwarding failed" in said
+    return not tried_the_host and (
+        "UNKNOWN port 65535" in said or f"connect to host {name} port" in said or f"hostname {name}:" in said
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _jump_host_refusal(jump: str, timeout_s: float) -> str | None:
+    """Why the jump host does not take a TCP connection (asked once per run), None when it does: then the
+    trouble is past it."""
+    host, port = _jump_address(jump)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return f"connect to {host} port {port}: {exc.strerror or exc}"
 
 
 def connection_error(exc: Exception) -> str:

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -44,11 +45,34 @@ class InventoryHost:
     port: int | None
     identity_file: str | None
     become: bool
+    # ssh's own options for this host: the inventory's ansible_ssh_common_args and ansible_ssh_extra_args,
+    # and the target's ssh_proxy_jump unless those name a jump host of their own.
+    ssh_args: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
         """How checks name the host: ``ssh://gw-lab-01``, ``local://backend-lab``."""
         return f"{self.connection}://{self.name}"
+
+    @property
+    def jump_host(self) -> str | None:
+        """The ``[user@]host[:port]`` this host is reached through (``-J`` or ``-o ProxyJump=``), None: directly."""
+        declared = declared_jump(self.ssh_args)
+        return None if declared is None or declared.lower() == "none" else declared
+
+
+def declared_jump(ssh_args: tuple[str, ...]) -> str | None:
+    """The ProxyJump that ssh options name (``none`` included: reached directly), None when they name none."""
+    for index, arg in enumerate(ssh_args):
+        following = ssh_args[index + 1] if index + 1 < len(ssh_args) else ""
+        if arg == "-J" and following:
+            return following
+        if arg.startswith("-J") and len(arg) > 2:
+            return arg[2:]
+        key, _, value = (following if arg == "-o" else arg.removeprefix("-o")).partition("=")
+        if key.strip().lower() == "proxyjump":
+            return value.strip()
+    return None
 
 
 def ssh_control_dir() -> Path:
@@ -67,15 +91,29 @@ class Inventory:
     @classmethod
     def of_target(cls, settings: Settings) -> Inventory:
         """The target's inventory, its hosts reached with the target's ssh config and connect timeout."""
-        return cls(settings.inventory, settings.ssh_config, ssh_control_dir(), int(settings.timing.connect_timeout_s))
+        return cls(
+            settings.inventory,
+            settings.ssh_config,
+            ssh_control_dir(),
+            int(settings.timing.connect_timeout_s),
+            settings.ssh_proxy_jump,
+        )
 
-    def __init__(self, path: Path, ssh_config: Path | None = None, control_dir: Path | None = None, timeout_s: int = 5):
+    def __init__(
+        self,
+        path: Path,
+        ssh_config: Path | None = None,
+        control_dir: Path | None = None,
+        timeout_s: int = 5,
+        proxy_jump: str | None = None,
+    ):
         if not path.is_file():
             raise InventoryError(f"inventory {path} does not exist")
         self.path = path
         self.ssh_config = ssh_config
         self.control_dir = control_dir
         self.timeout_s = timeout_s
+        self.proxy_jump = proxy_jump
         _put_ansible_on_path()
         self._runner = AnsibleRunner(str(path))
         cached = _read_cache(path)
@@ -109,7 +147,12 @@ class Inventory:
                 f"inventory {self.path}: host {name} has ansible_connection={connection}; the suite speaks ssh or local"
             )
         port = variables.get("ansible_port")
-        return InventoryHost(
+        ssh_args = tuple(
+            arg
+            for key in ("ansible_ssh_common_args", "ansible_ssh_extra_args")
+            for arg in shlex.split(str(variables.get(key) or ""))
+        )
+        host = InventoryHost(
             name=name,
             group=group,
             connection=connection,
@@ -118,7 +161,11 @@ class Inventory:
             port=int(port) if port else None,
             identity_file=variables.get("ansible_ssh_private_key_file") or variables.get("ansible_private_key_file"),
             become=str(variables.get("ansible_become", "false")).lower() in ("1", "true", "yes"),
+            ssh_args=ssh_args,
         )
+        if connection == "ssh" and self.proxy_jump and declared_jump(ssh_args) is None:
+            host = dataclasses.replace(host, ssh_args=(*ssh_args, "-o", f"ProxyJump={self.proxy_jump}"))
+        return host
 
     def ssh_forward_command(self, host: InventoryHost, local_socket: Path, remote_socket: str) -> list[str]:
         """Add to the host's shared SSH connection (the one testinfra opened) a forwarding of
@@ -142,6 +189,7 @@ class Inventory:
         ]
         if self.control_dir:
             command += ["-o", f"ControlPath={self.control_dir / '%C'}"]
+        command += host.ssh_args
         return [
             *command,
             "-O",
@@ -168,6 +216,8 @@ class Inventory:
             options["ssh_config"] = str(self.ssh_config)
         if host.identity_file:
             options["ssh_identity_file"] = host.identity_file
+        if host.ssh_args:
+            options["ssh_extra_args"] = shlex.join(host.ssh_args)
         if self.control_dir:
             # testinfra %-formats its ssh command line: ssh's own %C token needs escaping.
             options["controlpath"] = str(self.control_dir / "%%C")

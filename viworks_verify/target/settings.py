@@ -198,6 +198,9 @@ class Settings(_Section):
     source: Path
     inventory: Path = Path("hosts.ini")
     ssh_config: Path | None = None
+    # The jump host every ssh host is reached through (``ssh -J``: [user@]host[:port]), as operators reach
+    # production's gateways through a bastion; an inventory host's own ProxyJump (ansible_ssh_common_args) wins.
+    ssh_proxy_jump: str | None = None
     secrets_file: Path | None = None
     release_manifest: Path | None = None
     # Added to the error when an included file or the manifest is missing (the lab: "run viworks-lab up").
