@@ -23,8 +23,8 @@ def smoke_checks() -> set[str]:
     return collected_checks("smoke")
 
 
-def collected_checks(markers: str) -> set[str]:
-    """The checks a run with ``-m markers`` collects: the judged ones (on the recorded snapshot) and the live ones."""
+def _collected(markers: str, *args: str, env: dict[str, str] | None = None) -> str:
+    """What ``pytest --co -q -m markers ARGS`` against the recorded lab target lists."""
     done = subprocess.run(
         [
             str(BIN / "pytest"),
@@ -34,8 +34,7 @@ def collected_checks(markers: str) -> set[str]:
             markers,
             "-p",
             "no:cacheprovider",
-            "--snapshot-in",
-            str(snapshots.SNAPSHOTS / "healthy.json"),
+            *args,
             "--target",
             str(snapshots.TARGET),
         ],
@@ -43,31 +42,19 @@ def collected_checks(markers: str) -> set[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **(env or {})},
     )
-    live = subprocess.run(
-        [
-            str(BIN / "pytest"),
-            "--co",
-            "-q",
-            "-m",
-            markers,
-            "-p",
-            "no:cacheprovider",
-            "tests_e2e",
-            "--target",
-            str(snapshots.TARGET),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "VIWORKS_JWT_SECRET": "collection-only", "VIWORKS_AGENT_KEY_FILE": __file__},
+    return done.stdout
+
+
+def collected_checks(markers: str) -> set[str]:
+    """The checks a run with ``-m markers`` collects: the judged ones (on the recorded snapshot) and the live ones."""
+    judged = _collected(markers, "--snapshot-in", str(snapshots.SNAPSHOTS / "healthy.json"))
+    # The live ones need secrets only to start: collecting them connects to nothing.
+    live = _collected(
+        markers, "tests_e2e", env={"VIWORKS_JWT_SECRET": "collection-only", "VIWORKS_AGENT_KEY_FILE": __file__}
     )
-    return {
-        re.sub(r"\[.*\]$", "", line.split("::")[-1])
-        for line in (done.stdout + live.stdout).splitlines()
-        if "::" in line
-    }
+    return {re.sub(r"\[.*\]$", "", line.split("::")[-1]) for line in (judged + live).splitlines() if "::" in line}
 
 
 def test_every_check_has_an_area_in_the_reports_grid():

@@ -198,22 +198,32 @@ class Run:
     def hosts_of_kind(self, kind: str) -> list[NamedHost]:
         """The target's hosts of an inventory group (``backend``, ``gateway``): the inventory's, or the replayed
         snapshot's; of the gateways, this shard's."""
-        if self.replay is not None:
-            found = [NamedHost(snapshot.host, snapshot.name) for snapshot in self.replay.of_kind(kind)]
-        else:
-            found = [NamedHost(host.id, host.name) for host in self.inventory.group(kind)]
+        found = self._all_hosts_of_kind(kind)
         if kind != "gateway":
             return found
-        return [host for host in found if self.shard.takes(host.name, [h.name for h in found])]
+        return [host for host in found if host.name in self._shards_gateways]
+
+    def _all_hosts_of_kind(self, kind: str) -> list[NamedHost]:
+        if self.replay is not None:
+            return [NamedHost(snapshot.host, snapshot.name) for snapshot in self.replay.of_kind(kind)]
+        return [NamedHost(host.id, host.name) for host in self.inventory.group(kind)]
+
+    @functools.cached_property
+    def _shards_gateways(self) -> set[str]:
+        """The names of this shard's gateway hosts (dealt once per run, not per check)."""
+        return self.shard.part(host.name for host in self._all_hosts_of_kind("gateway"))
+
+    @functools.cached_property
+    def _shards_gateway_ids(self) -> set[str]:
+        return {host.id for host in self.hosts_of_kind("gateway")}
 
     def in_this_shard(self, item: pytest.Item) -> bool:
         """Whether the check runs in this shard: a gateway host's or agent's in its host's shard (they are the only
         ones parametrized here), every other one in shard 1."""
         if self.shard.is_first:
             return True
-        gateway_ids = {host.id for host in self.hosts_of_kind("gateway")}
         return any(
-            host.parameter.kind in ("gateway", "gateway agent") or host.id in gateway_ids
+            host.parameter.kind in ("gateway", "gateway agent") or host.id in self._shards_gateway_ids
             for host in self.hosts_of(item)
         )
 
@@ -230,7 +240,8 @@ class Run:
         else the gateway hosts' names."""
         declared = list(self.settings.gateway.agent_ids)
         if declared:
-            return [agent for agent in declared if self.shard.takes(agent, declared)]
+            ours = self.shard.part(declared)
+            return [agent for agent in declared if agent in ours]
         return [host.name for host in self.hosts_of_kind("gateway")]
 
     @property

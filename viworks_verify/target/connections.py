@@ -150,7 +150,7 @@ def _answers(path: Path) -> bool:
 def target_hosts(settings: Settings, inventory: Inventory, shard: Shard = WHOLE) -> dict[str, TargetHost]:
     """Every host of the inventory (name -> host), of its gateways those of ``shard``; a backend host's Docker
     engine as the settings say."""
-    gateways = [host.name for host in inventory.group("gateway")]
+    ours = shard.part(host.name for host in inventory.group("gateway"))
     return {
         host.name: TargetHost(
             host,
@@ -159,7 +159,7 @@ def target_hosts(settings: Settings, inventory: Inventory, shard: Shard = WHOLE)
             docker_socket=settings.backend.docker_socket,
         )
         for host in inventory.hosts
-        if host.group != "gateway" or shard.takes(host.name, gateways)
+        if host.group != "gateway" or host.name in ours
     }
 
 

@@ -36,10 +36,9 @@ class Shard:
         """The shard that runs the fleet-wide checks (backend, edge, public address)."""
         return self.index == 1
 
-    def takes(self, name: str, names: Iterable[str]) -> bool:
-        """Whether this shard has the gateway ``name`` among all the fleet's gateway ``names``."""
-        ordered = sorted(set(names))
-        return name in ordered and ordered.index(name) % self.count == self.index - 1
+    def part(self, names: Iterable[str]) -> set[str]:
+        """This shard's gateways among all the fleet's gateway ``names``: every Nth in name order, from the Kth."""
+        return set(sorted(set(names))[self.index - 1 :: self.count])
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
